@@ -1,0 +1,125 @@
+"""The exception hierarchy of purpose-agent.
+
+Every error the library raises on purpose derives from :class:`PurposeAgentError`::
+
+    PurposeAgentError
+    ├── StoreError                  a store cannot be opened, read or written
+    │   ├── SchemaVersionError      the store was written by a newer purpose-agent
+    │   ├── SeqConflictError        an event seq would leave a gap or a duplicate
+    │   └── LeaseError              a write without the current lease
+    ├── SerializationError          a value is not strict JSON (names the key path)
+    ├── InvalidRunId                a run id that is empty, too long or could escape a directory
+    ├── RunNotFound                 no run with that id in the store
+    ├── RunBusyError                the run is being advanced by another live process
+    ├── RunStateError               the run is not in a state that allows the operation
+    ├── FlowDefinitionError         the flow graph is invalid (unknown node, no way out …)
+    ├── FlowChangedError            the flow's code no longer matches what the run journaled
+    ├── FlowImportError             the flow recorded in a run cannot be imported
+    ├── MaxStepsExceeded            a run went past its ``max_steps`` bound
+    ├── NodeTimeout                 a node ran longer than its ``timeout``
+    └── StepInDoubt                 an at-most-once step may or may not have happened
+
+Control-flow signals (:class:`ControlSignal` and its subclasses) are *not* errors: they
+derive from :class:`BaseException` so that a user's ``except Exception:`` around a tool
+cannot swallow a pause, a cancellation or a lost lease. Only the engine raises and
+catches them.
+"""
+
+from __future__ import annotations
+
+
+class PurposeAgentError(Exception):
+    """Root of every error purpose-agent raises on purpose."""
+
+
+class StoreError(PurposeAgentError):
+    """A store could not be opened, read or written. Earlier commits stay intact."""
+
+
+class SchemaVersionError(StoreError):
+    """The store was written by a newer version of purpose-agent; upgrade to read it."""
+
+
+class SeqConflictError(StoreError):
+    """An event's ``seq`` would leave a gap or a duplicate in the run's event log."""
+
+
+class LeaseError(StoreError):
+    """A write was attempted without holding the run's current lease."""
+
+
+class SerializationError(PurposeAgentError, TypeError):
+    """A value cannot be stored as strict JSON. ``path`` names the offending key."""
+
+    def __init__(self, message: str, *, path: str = "$") -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class InvalidRunId(PurposeAgentError, ValueError):
+    """A run id is empty, too long, or could escape the store's directory."""
+
+
+class RunNotFound(PurposeAgentError, LookupError):
+    """No run with this id exists in the store."""
+
+
+class RunBusyError(PurposeAgentError):
+    """Another live process owns the run's lease; nothing was written."""
+
+
+class RunStateError(PurposeAgentError):
+    """The run's status does not allow the operation (e.g. resuming a completed run)."""
+
+
+class FlowDefinitionError(PurposeAgentError, ValueError):
+    """The flow graph is invalid: unknown node, duplicate name, node without a way out."""
+
+
+class FlowChangedError(PurposeAgentError):
+    """The flow's code changed since the run was journaled; no result was replayed."""
+
+
+class FlowImportError(PurposeAgentError, ImportError):
+    """The flow recorded in a run (``module:attr``) cannot be imported."""
+
+
+class MaxStepsExceeded(PurposeAgentError):
+    """The run executed more nodes than its ``max_steps`` allows."""
+
+
+class NodeTimeout(PurposeAgentError, TimeoutError):
+    """A node ran longer than its ``timeout``."""
+
+
+class StepInDoubt(PurposeAgentError):
+    """An at-most-once step started but its result was never journaled.
+
+    The run is paused; a person supplies the result with ``resume(answer=...)`` or
+    allows a new attempt with ``resume(retry_in_doubt=True)``.
+    """
+
+
+class ControlSignal(BaseException):
+    """Base of the engine's control-flow signals; never raised to user code's handlers."""
+
+
+__all__ = [
+    "ControlSignal",
+    "FlowChangedError",
+    "FlowDefinitionError",
+    "FlowImportError",
+    "InvalidRunId",
+    "LeaseError",
+    "MaxStepsExceeded",
+    "NodeTimeout",
+    "PurposeAgentError",
+    "RunBusyError",
+    "RunNotFound",
+    "RunStateError",
+    "SchemaVersionError",
+    "SeqConflictError",
+    "SerializationError",
+    "StepInDoubt",
+    "StoreError",
+]

@@ -1,0 +1,222 @@
+"""What every backend shares: validation, encoding, and loading state from the journal.
+
+A backend subclasses :class:`BaseCheckpointer` and implements the ``_``-prefixed storage
+primitives; all policy (strict JSON before any write, run-id validation, snapshot +
+deltas replay) lives here once.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from purpose_agent.errors import InvalidRunId, SeqConflictError
+from purpose_agent.runtime import jsonutil
+from purpose_agent.runtime.events import EventKind, PAEvent
+from purpose_agent.runtime.journal import (
+    Commit,
+    Delta,
+    Lease,
+    RunInfo,
+    StepRecord,
+    apply_delta,
+    sort_infos,
+)
+from purpose_agent.runtime.state import RunState, RunStatus
+
+MAX_RUN_ID = 128
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@=+-]*")
+
+
+def validate_run_id(run_id: object) -> str:
+    """Return ``run_id`` if it is safe as a key and a file name, else raise InvalidRunId."""
+    if not isinstance(run_id, str) or not run_id:
+        raise InvalidRunId(f"run id must be a non-empty string, got {run_id!r}")
+    if len(run_id) > MAX_RUN_ID:
+        raise InvalidRunId(f"run id is {len(run_id)} characters; the limit is {MAX_RUN_ID}")
+    if not _RUN_ID.fullmatch(run_id):
+        raise InvalidRunId(
+            f"run id {run_id!r} is not allowed: use letters, digits and . _ : @ = + - "
+            "(starting with a letter or digit; no '/', '..' prefixes, NUL or spaces)"
+        )
+    return run_id
+
+
+@dataclass(slots=True)
+class PreparedCommit:
+    """A commit encoded to JSON text, ready for a backend to write in one transaction."""
+
+    events: list[PAEvent]
+    header: dict[str, Any] | None
+    header_json: str | None
+    delta_json: str | None
+    snapshot_json: str | None
+    step: int
+    node: str | None
+    steps: list[tuple[StepRecord, str]] = field(default_factory=list)
+    fence: int | None = None
+    release: bool = False
+
+
+def prepare(run_id: str, commit: Commit) -> PreparedCommit:
+    """Check and encode everything; raises SerializationError before any write."""
+    validate_run_id(run_id)
+    for event in commit.events:
+        if event.run_id != run_id:
+            raise ValueError(f"event for run {event.run_id!r} committed to run {run_id!r}")
+        jsonutil.check(event.payload, f"$.events[{event.seq}].payload")
+    header = header_json = delta_json = snapshot_json = None
+    step, node = 0, None
+    state = commit.state
+    if state is not None:
+        if state.run_id != run_id:
+            raise ValueError(f"state of run {state.run_id!r} committed to run {run_id!r}")
+        state.updated_at = time.time()
+        header = state.header()
+        header_json = jsonutil.dumps(header, "$.state")
+        delta = commit.delta or Delta()
+        step, node = state.current_step, delta.node
+        body = delta.to_dict()
+        body["header"] = header
+        delta_json = jsonutil.dumps(body, "$.update")
+        if commit.snapshot:
+            snapshot_json = jsonutil.dumps(state.to_dict(), "$.state")
+    steps = [(rec, jsonutil.dumps(rec.to_dict(), f"$.steps.{rec.name}")) for rec in commit.steps]
+    return PreparedCommit(
+        events=list(commit.events), header=header, header_json=header_json,
+        delta_json=delta_json, snapshot_json=snapshot_json, step=step, node=node,
+        steps=steps, fence=commit.fence, release=commit.release,
+    )
+
+
+def minimal_header(run_id: str) -> dict[str, Any]:
+    """The header of a run known only through ``save_event``."""
+    now = time.time()
+    return RunState(run_id=run_id, created_at=now, updated_at=now).header()
+
+
+def kinds_filter(kinds: Any) -> set[str] | None:
+    if kinds is None:
+        return None
+    if isinstance(kinds, (str, EventKind)):
+        kinds = [kinds]
+    return {str(k) for k in kinds}
+
+
+def number_events(run_id: str, events: list[PAEvent], next_seq: int) -> list[PAEvent]:
+    """Give seq-less events the next seqs; refuse any seq that is not the next one."""
+    out = []
+    for event in events:
+        if event.seq in (0, None):
+            event = replace(event, seq=next_seq)
+        elif event.seq != next_seq:
+            raise SeqConflictError(
+                f"event seq {event.seq} for run {run_id!r} would leave a "
+                f"{'duplicate' if event.seq < next_seq else 'gap'}: the next seq is {next_seq} "
+                "(pass seq=0 to take the next one)"
+            )
+        out.append(event)
+        next_seq += 1
+    return out
+
+
+class BaseCheckpointer:
+    """Shared behaviour of every store; backends implement the storage primitives."""
+
+    # ── primitives a backend implements ──────────────────────────────────────────
+    def _write(self, run_id: str, prepared: PreparedCommit) -> list[PAEvent]:
+        raise NotImplementedError
+
+    def _latest_snapshot(self, run_id: str, max_version: int | None) -> tuple[int, str] | None:
+        raise NotImplementedError
+
+    def _deltas(self, run_id: str, after: int, upto: int | None) -> list[tuple[int, str]]:
+        raise NotImplementedError
+
+    def _node_version(self, run_id: str, step: int) -> int | None:
+        """Version of the commit that completed node execution number ``step``."""
+        raise NotImplementedError
+
+    def _history(self, run_id: str) -> list[tuple[int, str]]:
+        raise NotImplementedError
+
+    # ── the seed contract ────────────────────────────────────────────────────────
+    def save_event(self, event: PAEvent) -> PAEvent:
+        """Append one event. ``seq=0`` takes the next free seq; any other must be it.
+
+        Returns the event as stored (with its seq).
+        """
+        return self._write(event.run_id, prepare(event.run_id, Commit(events=[event])))[0]
+
+    def save_snapshot(self, run_id: str, state: RunState) -> None:
+        """Store a full copy of ``state`` as the run's latest state (durable on return)."""
+        self.commit(run_id, Commit(state=state, snapshot=True))
+
+    def load_latest(self, run_id: str) -> RunState | None:
+        """The run's current state (a fresh copy), or None if the store has no state for it."""
+        return self._replay(validate_run_id(run_id), None)
+
+    def list_runs(self, status: RunStatus | str | None = None) -> list[str]:
+        """Run ids, newest first, filtered by status when given."""
+        return [info.run_id for info in self.list_run_infos(status=status)]
+
+    # ── the engine's needs ───────────────────────────────────────────────────────
+    def commit(self, run_id: str, commit: Commit) -> None:
+        """Write ``commit`` atomically; durable when this returns."""
+        self._write(run_id, prepare(run_id, commit))
+
+    def load_at(self, run_id: str, step: int) -> RunState | None:
+        """The state right after node execution number ``step`` committed (0: the start)."""
+        validate_run_id(run_id)
+        version = self._node_version(run_id, step)
+        return None if version is None else self._replay(run_id, version)
+
+    def list_history(self, run_id: str) -> list[dict[str, Any]]:
+        """Every state commit of the run, oldest first: version, step, node, status, time."""
+        out = []
+        for version, text in self._history(validate_run_id(run_id)):
+            body = jsonutil.loads(text)
+            header = body["header"]
+            out.append({"version": version, "step": header["current_step"],
+                        "node": body.get("node"), "status": header["status"],
+                        "current_node": header.get("current_node"),
+                        "updated_at": header["updated_at"]})
+        return out
+
+    def _replay(self, run_id: str, upto: int | None) -> RunState | None:
+        snap = self._latest_snapshot(run_id, upto)
+        if snap is None:
+            after, state = 0, None
+        else:
+            after, state = snap[0], RunState.from_dict(jsonutil.loads(snap[1]))
+        for _version, text in self._deltas(run_id, after, upto):
+            body = jsonutil.loads(text)
+            if state is None:
+                state = RunState(run_id=run_id)
+            apply_delta(state, Delta.from_dict(body), body["header"])
+        return state
+
+    # Subclasses provide: list_events, next_seq, run_info, list_run_infos, load_steps,
+    # delete_run, acquire_lease, renew_lease, close.
+
+    def list_run_infos(self, *, status: RunStatus | str | None = None,
+                       limit: int | None = None) -> list[RunInfo]:
+        return sort_infos(self._all_infos(), status, limit)
+
+    def _all_infos(self) -> Iterable[RunInfo]:
+        raise NotImplementedError
+
+    def __enter__(self) -> BaseCheckpointer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:  # pragma: no cover - overridden where there is something to close
+        pass
+
+    def renew_lease(self, lease: Lease, ttl: float) -> Lease:
+        raise NotImplementedError

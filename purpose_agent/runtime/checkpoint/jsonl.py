@@ -1,0 +1,326 @@
+"""JSONL store: a directory of plain, greppable files, one journal per run.
+
+Layout of ``dir``::
+
+    <run_id>.jsonl              the journal: one line per commit, appended and fsynced
+    <run_id>.lease.json         the run's lease (owner, expiry, fencing token)
+    <run_id>.snapshots/<v>.json full states, each written to a temp file, fsynced,
+                                renamed atomically, the directory fsynced
+
+A commit is one journal line, so it lands whole or not at all: a torn last line (power
+cut mid-write) is skipped with a warning, earlier lines are never lost, and the next
+append starts on a fresh line. Writers of one run are serialised with ``flock``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from purpose_agent.errors import LeaseError, RunNotFound, StoreError
+from purpose_agent.runtime import jsonutil
+from purpose_agent.runtime.checkpoint._base import (
+    BaseCheckpointer,
+    PreparedCommit,
+    kinds_filter,
+    minimal_header,
+    number_events,
+    validate_run_id,
+)
+from purpose_agent.runtime.events import PAEvent
+from purpose_agent.runtime.journal import Lease, RunInfo, StepRecord, check_lease_free
+
+
+@dataclass
+class _Tail:
+    """What a writer needs to know of a journal, kept up to date incrementally."""
+
+    offset: int = 0
+    next_seq: int = 1
+    version: int = 0
+    header: dict[str, Any] | None = None
+
+
+class JSONLCheckpointer(BaseCheckpointer):
+    """A run store in a directory of JSONL journals (created if missing)."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.dir = Path(directory)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create JSONL store directory {str(self.dir)!r}: {exc}") from exc
+        self._tails: dict[str, _Tail] = {}
+
+    # ── files ────────────────────────────────────────────────────────────────────
+    def _journal(self, run_id: str) -> Path:
+        return self.dir / f"{validate_run_id(run_id)}.jsonl"
+
+    def _lease_path(self, run_id: str) -> Path:
+        return self.dir / f"{run_id}.lease.json"
+
+    def _snap_dir(self, run_id: str) -> Path:
+        return self.dir / f"{run_id}.snapshots"
+
+    @contextmanager
+    def _locked(self, run_id: str, exclusive: bool, create: bool) -> Iterator[int | None]:
+        path = self._journal(run_id)
+        flags = os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0)
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:
+            yield None
+            return
+        except OSError as exc:
+            raise StoreError(f"cannot open journal {str(path)!r}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield fd
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def _lines(self, fd: int, start: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Parse the complete journal lines from byte ``start``; yields (end offset, record).
+
+        A last line without its newline is a torn write (power cut, or a writer killed
+        mid-append): it never committed, so it is skipped with a warning.
+        """
+        size = os.fstat(fd).st_size
+        data = os.pread(fd, size - start, start) if size > start else b""
+        *complete, torn = data.split(b"\n")
+        pos = start
+        for raw in complete:
+            end = pos + len(raw) + 1
+            if raw.strip():
+                try:
+                    yield end, jsonutil.loads(raw)
+                except ValueError:
+                    warnings.warn(f"{self._name(fd)}: skipping an unreadable line at byte {pos}",
+                                  RuntimeWarning, stacklevel=3)
+            pos = end
+        if torn.strip():
+            warnings.warn(f"{self._name(fd)}: skipping a torn last line ({len(torn)} bytes) "
+                          "of a write that never completed", RuntimeWarning, stacklevel=3)
+
+    @staticmethod
+    def _name(fd: int) -> str:
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return f"journal (fd {fd})"
+
+    def _tail(self, run_id: str, fd: int) -> _Tail:
+        tail = self._tails.get(run_id)
+        size = os.fstat(fd).st_size
+        if tail is None or tail.offset > size:
+            tail = _Tail()
+        for end, rec in self._lines(fd, tail.offset):
+            tail.offset = end
+            if rec.get("events"):
+                tail.next_seq = rec["events"][-1]["seq"] + 1
+            if "version" in rec:
+                tail.version = rec["version"]
+                tail.header = rec["delta"]["header"]
+        self._tails[run_id] = tail
+        return tail
+
+    def _records(self, run_id: str) -> list[dict[str, Any]]:
+        with self._locked(run_id, exclusive=False, create=False) as fd:
+            return [rec for _end, rec in self._lines(fd)] if fd is not None else []
+
+    # ── writes ───────────────────────────────────────────────────────────────────
+    def _write(self, run_id: str, p: PreparedCommit) -> list[PAEvent]:
+        with self._locked(run_id, exclusive=True, create=True) as fd:
+            assert fd is not None
+            tail = self._tail(run_id, fd)
+            if p.fence is not None and p.fence != self._read_lease(run_id)["fence"]:
+                raise LeaseError(f"run {run_id!r} was taken over by another owner")
+            events = number_events(run_id, p.events, tail.next_seq)
+            parts = [f'"events":[{",".join(e.to_json() for e in events)}]']
+            if p.delta_json is not None:
+                version = tail.version + 1
+                parts.append(f'"version":{version},"step":{p.step},'
+                             f'"node":{jsonutil.dumps(p.node)},"delta":{p.delta_json}')
+                if p.snapshot_json is not None:
+                    self._write_snapshot(run_id, version, p.snapshot_json)
+                    parts.append('"snapshot":true')
+            elif tail.header is None and tail.offset == 0:
+                # A run known only through save_event still gets a header for listings.
+                parts.append(f'"header":{jsonutil.dumps(minimal_header(run_id))}')
+            if p.steps:
+                parts.append(f'"steps":[{",".join(text for _rec, text in p.steps)}]')
+            line = ("{" + ",".join(parts) + "}\n").encode("ascii")
+            if tail.offset < os.fstat(fd).st_size:
+                line = b"\n" + line  # after a torn line, start on a fresh one
+            _append(fd, line, self._journal(run_id))
+            if tail.offset == 0:
+                _fsync_dir(self.dir)
+            if p.release:
+                lease = self._read_lease(run_id)
+                lease.update(owner=None, expires_at=None)
+                self._write_lease(run_id, lease)
+            self._tail(run_id, fd)
+        return events
+
+    def _write_snapshot(self, run_id: str, version: int, text: str) -> None:
+        folder = self._snap_dir(run_id)
+        folder.mkdir(exist_ok=True)
+        _atomic_write(folder / f"{version:012d}.json", text)
+
+    def _read_lease(self, run_id: str) -> dict[str, Any]:
+        try:
+            return jsonutil.loads(self._lease_path(run_id).read_text("ascii"))
+        except FileNotFoundError:
+            return {"owner": None, "expires_at": None, "fence": 0}
+
+    def _write_lease(self, run_id: str, lease: dict[str, Any]) -> None:
+        _atomic_write(self._lease_path(run_id), jsonutil.dumps(lease))
+
+    def delete_run(self, run_id: str) -> bool:
+        journal = self._journal(run_id)
+        with self._locked(run_id, exclusive=True, create=False) as fd:
+            if fd is None:
+                return False
+            shutil.rmtree(self._snap_dir(run_id), ignore_errors=True)
+            self._lease_path(run_id).unlink(missing_ok=True)
+            journal.unlink()
+            self._tails.pop(run_id, None)
+        _fsync_dir(self.dir)
+        return True
+
+    # ── leases ───────────────────────────────────────────────────────────────────
+    def acquire_lease(self, run_id: str, owner: str, ttl: float) -> Lease:
+        with self._locked(run_id, exclusive=True, create=False) as fd:
+            if fd is None:
+                raise RunNotFound(f"no run {run_id!r} in {self.dir}")
+            lease = self._read_lease(run_id)
+            now = time.time()
+            check_lease_free(run_id, lease["owner"], lease["expires_at"], now, owner)
+            lease = {"owner": owner, "expires_at": now + ttl, "fence": lease["fence"] + 1}
+            self._write_lease(run_id, lease)
+            return Lease(run_id, owner, lease["fence"], lease["expires_at"],
+                         self._tail(run_id, fd).next_seq)
+
+    def renew_lease(self, lease: Lease, ttl: float) -> Lease:
+        with self._locked(lease.run_id, exclusive=True, create=False) as fd:
+            current = self._read_lease(lease.run_id) if fd is not None else {}
+            if current.get("fence") != lease.fence or current.get("owner") != lease.owner:
+                raise LeaseError(f"lease on run {lease.run_id!r} was lost to another owner")
+            current["expires_at"] = time.time() + ttl
+            self._write_lease(lease.run_id, current)
+        return Lease(lease.run_id, lease.owner, lease.fence, current["expires_at"],
+                     lease.next_seq)
+
+    # ── reads ────────────────────────────────────────────────────────────────────
+    def list_events(self, run_id: str, since_seq: int = 0, *, kinds: Any = None,
+                    limit: int | None = None) -> list[PAEvent]:
+        wanted = kinds_filter(kinds)
+        out: list[PAEvent] = []
+        for rec in self._records(run_id):
+            for ev in rec.get("events", ()):
+                if ev["seq"] > since_seq and (wanted is None or ev["kind"] in wanted):
+                    out.append(PAEvent.from_dict(ev))
+        return out[:limit] if limit is not None else out
+
+    def next_seq(self, run_id: str) -> int:
+        with self._locked(run_id, exclusive=False, create=False) as fd:
+            return self._tail(run_id, fd).next_seq if fd is not None else 1
+
+    def run_info(self, run_id: str) -> RunInfo | None:
+        with self._locked(run_id, exclusive=False, create=False) as fd:
+            if fd is None:
+                return None
+            tail = self._tail(run_id, fd)
+            header = tail.header or self._first_header(run_id)
+        lease = self._read_lease(run_id)
+        return RunInfo.from_header(header, owner=lease["owner"],
+                                   lease_expires_at=lease["expires_at"])
+
+    def _first_header(self, run_id: str) -> dict[str, Any]:
+        for rec in self._records(run_id):
+            if "header" in rec:
+                return rec["header"]
+        return minimal_header(run_id)
+
+    def _all_infos(self) -> Iterable[RunInfo]:
+        for path in self.dir.glob("*.jsonl"):
+            info = self.run_info(path.name[: -len(".jsonl")])
+            if info is not None:
+                yield info
+
+    def load_steps(self, run_id: str, step: int) -> list[StepRecord]:
+        latest: dict[str, StepRecord] = {}
+        for rec in self._records(run_id):
+            for item in rec.get("steps", ()):
+                if item["step"] == step:
+                    latest[item["key"]] = StepRecord.from_dict(item)
+        return sorted(latest.values(), key=lambda r: r.index)
+
+    def _commits(self, run_id: str) -> list[dict[str, Any]]:
+        return [rec for rec in self._records(run_id) if "version" in rec]
+
+    def _latest_snapshot(self, run_id: str, max_version: int | None) -> tuple[int, str] | None:
+        for rec in reversed(self._commits(run_id)):
+            if rec.get("snapshot") and (max_version is None or rec["version"] <= max_version):
+                path = self._snap_dir(run_id) / f"{rec['version']:012d}.json"
+                return rec["version"], path.read_text("ascii")
+        return None
+
+    def _deltas(self, run_id: str, after: int, upto: int | None) -> list[tuple[int, str]]:
+        return [(rec["version"], jsonutil.dumps(rec["delta"])) for rec in self._commits(run_id)
+                if rec["version"] > after and (upto is None or rec["version"] <= upto)]
+
+    def _node_version(self, run_id: str, step: int) -> int | None:
+        for rec in self._commits(run_id):
+            if rec["step"] == step and (rec["node"] is not None or step == 0):
+                return rec["version"]
+        return None
+
+    def _history(self, run_id: str) -> list[tuple[int, str]]:
+        return self._deltas(run_id, 0, None)
+
+    def __repr__(self) -> str:
+        return f"JSONLCheckpointer({str(self.dir)!r})"
+
+
+def _append(fd: int, line: bytes, path: Path) -> None:
+    try:
+        written = os.write(fd, line)
+        if written != len(line):
+            raise OSError(f"short write ({written} of {len(line)} bytes)")
+        os.fsync(fd)
+    except OSError as exc:
+        # An fsync error is fatal for this write: the page cache may have dropped it.
+        raise StoreError(f"could not durably append to {str(path)!r}: {exc}") from exc
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, text.encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"could not write {str(path)!r}: {exc}") from exc
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,162 @@
+"""In-memory store: for tests and throwaway runs. Holds JSON copies, never references."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from purpose_agent.errors import LeaseError, RunNotFound
+from purpose_agent.runtime import jsonutil
+from purpose_agent.runtime.checkpoint._base import (
+    BaseCheckpointer,
+    PreparedCommit,
+    kinds_filter,
+    minimal_header,
+    number_events,
+    validate_run_id,
+)
+from purpose_agent.runtime.events import PAEvent
+from purpose_agent.runtime.journal import Lease, RunInfo, StepRecord, check_lease_free
+
+
+@dataclass
+class _Run:
+    header: str
+    next_seq: int = 1
+    version: int = 0
+    owner: str | None = None
+    lease_expires_at: float | None = None
+    fence: int = 0
+    events: list[tuple[int, str, str]] = field(default_factory=list)  # seq, kind, json
+    deltas: list[tuple[int, int, str | None, str]] = field(default_factory=list)
+    snapshots: list[tuple[int, str]] = field(default_factory=list)
+    steps: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+
+class InMemoryCheckpointer(BaseCheckpointer):
+    """A store that lives as long as the object. Values are stored as strict JSON text,
+    so what you read back is always a copy and mutating it cannot change the store."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, _Run] = {}
+        self._lock = threading.RLock()
+
+    def _write(self, run_id: str, p: PreparedCommit) -> list[PAEvent]:
+        with self._lock:
+            run = self._runs.get(run_id)
+            new = run is None
+            if run is None:
+                run = _Run(header=p.header_json or jsonutil.dumps(minimal_header(run_id)))
+            if p.fence is not None and p.fence != run.fence:
+                raise LeaseError(f"run {run_id!r} was taken over by another owner")
+            events = number_events(run_id, p.events, run.next_seq)
+            # Everything is checked and encoded above; from here on nothing can fail,
+            # so the commit is all-or-nothing.
+            run.events.extend((e.seq, str(e.kind), e.to_json()) for e in events)
+            if events:
+                run.next_seq = events[-1].seq + 1
+            if p.delta_json is not None:
+                run.version += 1
+                run.deltas.append((run.version, p.step, p.node, p.delta_json))
+                if p.snapshot_json is not None:
+                    run.snapshots.append((run.version, p.snapshot_json))
+            for rec, text in p.steps:
+                run.steps[rec.key] = (rec.step, text)
+            if p.header_json is not None:
+                run.header = p.header_json
+            if p.release:
+                run.owner = run.lease_expires_at = None
+            if new:
+                self._runs[run_id] = run
+            return events
+
+    def _get(self, run_id: str) -> _Run | None:
+        return self._runs.get(validate_run_id(run_id))
+
+    def delete_run(self, run_id: str) -> bool:
+        with self._lock:
+            return self._runs.pop(validate_run_id(run_id), None) is not None
+
+    def acquire_lease(self, run_id: str, owner: str, ttl: float) -> Lease:
+        with self._lock:
+            run = self._get(run_id)
+            if run is None:
+                raise RunNotFound(f"no run {run_id!r} in this in-memory store")
+            now = time.time()
+            check_lease_free(run_id, run.owner, run.lease_expires_at, now, owner)
+            run.owner, run.lease_expires_at, run.fence = owner, now + ttl, run.fence + 1
+            return Lease(run_id, owner, run.fence, run.lease_expires_at, run.next_seq)
+
+    def renew_lease(self, lease: Lease, ttl: float) -> Lease:
+        with self._lock:
+            run = self._get(lease.run_id)
+            if run is None or run.fence != lease.fence or run.owner != lease.owner:
+                raise LeaseError(f"lease on run {lease.run_id!r} was lost to another owner")
+            run.lease_expires_at = time.time() + ttl
+            return Lease(lease.run_id, lease.owner, lease.fence, run.lease_expires_at,
+                         lease.next_seq)
+
+    def list_events(self, run_id: str, since_seq: int = 0, *, kinds: Any = None,
+                    limit: int | None = None) -> list[PAEvent]:
+        with self._lock:
+            run = self._get(run_id)
+            rows = list(run.events) if run else []
+        wanted = kinds_filter(kinds)
+        out = [PAEvent.from_dict(jsonutil.loads(text)) for seq, kind, text in rows
+               if seq > since_seq and (wanted is None or kind in wanted)]
+        return out[:limit] if limit is not None else out
+
+    def next_seq(self, run_id: str) -> int:
+        run = self._get(run_id)
+        return run.next_seq if run else 1
+
+    def run_info(self, run_id: str) -> RunInfo | None:
+        run = self._get(run_id)
+        return _info(run) if run else None
+
+    def _all_infos(self) -> Iterable[RunInfo]:
+        with self._lock:
+            return [_info(run) for run in self._runs.values()]
+
+    def load_steps(self, run_id: str, step: int) -> list[StepRecord]:
+        with self._lock:
+            run = self._get(run_id)
+            texts = [t for s, t in run.steps.values() if s == step] if run else []
+        return sorted((StepRecord.from_dict(jsonutil.loads(t)) for t in texts),
+                      key=lambda r: r.index)
+
+    def _latest_snapshot(self, run_id: str, max_version: int | None) -> tuple[int, str] | None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            for version, text in reversed(run.snapshots if run else []):
+                if max_version is None or version <= max_version:
+                    return version, text
+        return None
+
+    def _deltas(self, run_id: str, after: int, upto: int | None) -> list[tuple[int, str]]:
+        with self._lock:
+            run = self._runs.get(run_id)
+            return [(v, text) for v, _s, _n, text in (run.deltas if run else [])
+                    if v > after and (upto is None or v <= upto)]
+
+    def _node_version(self, run_id: str, step: int) -> int | None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            for version, s, node, _text in run.deltas if run else []:
+                if s == step and (node is not None or step == 0):
+                    return version
+        return None
+
+    def _history(self, run_id: str) -> list[tuple[int, str]]:
+        return self._deltas(run_id, 0, None)
+
+    def __repr__(self) -> str:
+        return f"InMemoryCheckpointer({len(self._runs)} runs)"
+
+
+def _info(run: _Run) -> RunInfo:
+    return RunInfo.from_header(jsonutil.loads(run.header), owner=run.owner,
+                               lease_expires_at=run.lease_expires_at)

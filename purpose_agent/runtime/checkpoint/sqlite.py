@@ -1,0 +1,331 @@
+"""SQLite store: the embedded default. One file, WAL, fsynced commits, many processes.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction (a deferred read-then-write would fail
+at once with "database is locked" whatever the busy timeout), every value and filter is a
+bound parameter, and Python's implicit transactions are off (``isolation_level=None``).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from purpose_agent.errors import LeaseError, RunNotFound, SchemaVersionError, StoreError
+from purpose_agent.runtime import jsonutil
+from purpose_agent.runtime.checkpoint._base import (
+    BaseCheckpointer,
+    PreparedCommit,
+    kinds_filter,
+    minimal_header,
+    number_events,
+    validate_run_id,
+)
+from purpose_agent.runtime.events import PAEvent
+from purpose_agent.runtime.journal import Lease, RunInfo, StepRecord, check_lease_free
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    header TEXT NOT NULL,
+    next_seq INTEGER NOT NULL DEFAULT 1,
+    version INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    lease_expires_at REAL,
+    fence INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS runs_by_updated ON runs (updated_at);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deltas (
+    run_id TEXT NOT NULL, version INTEGER NOT NULL, step INTEGER NOT NULL, node TEXT,
+    body TEXT NOT NULL, PRIMARY KEY (run_id, version)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots (
+    run_id TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (run_id, version)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL, key TEXT NOT NULL, step INTEGER NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS steps_by_step ON steps (run_id, step);
+"""
+
+Synchronous = Literal["FULL", "NORMAL", "EXTRA", "OFF"]
+
+
+class SQLiteCheckpointer(BaseCheckpointer):
+    """A run store in one SQLite file, safe to share between processes on one machine.
+
+    ``synchronous="FULL"`` (default) makes every commit survive a power cut;
+    ``"NORMAL"`` survives any process crash and is much cheaper per commit.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: Synchronous = "FULL",
+                 busy_timeout: float = 30.0, wal_autocheckpoint: int = 1000) -> None:
+        if str(synchronous).upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
+            raise ValueError(f"synchronous must be FULL, NORMAL, EXTRA or OFF, got {synchronous!r}")
+        self.path = Path(path)
+        self.synchronous = str(synchronous).upper()
+        self._lock = threading.RLock()
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False,
+                timeout=busy_timeout,
+            )
+            db = self._db
+            db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute(f"PRAGMA synchronous = {self.synchronous}")
+            # Keep the WAL bounded: checkpoint every N pages, truncate it back to 4 MiB.
+            db.execute(f"PRAGMA wal_autocheckpoint = {int(wal_autocheckpoint)}")
+            db.execute("PRAGMA journal_size_limit = 4194304")
+            self._create_schema()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"cannot open SQLite store {str(path)!r}: {exc}; is it a purpose-agent "
+                "database, and is the directory writable?"
+            ) from exc
+
+    def _create_schema(self) -> None:
+        with self._tx() as db:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{self.path} was written by a newer purpose-agent (schema {row[0]}, this "
+                    f"version reads up to {SCHEMA_VERSION}); upgrade purpose-agent to open it"
+                )
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise _store_error(exc, self.path) from exc
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise _store_error(exc, self.path) from exc
+                raise
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise _store_error(exc, self.path) from exc
+
+    # ── writes ──────────────────────────────────────────────────────────────────
+    def _write(self, run_id: str, p: PreparedCommit) -> list[PAEvent]:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT next_seq, version, fence FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                header = p.header or minimal_header(run_id)
+                db.execute(
+                    "INSERT INTO runs (run_id, status, updated_at, header) VALUES (?, ?, ?, ?)",
+                    (run_id, header["status"], header["updated_at"], jsonutil.dumps(header)),
+                )
+                next_seq, version, fence = 1, 0, 0
+            else:
+                next_seq, version, fence = row
+            if p.fence is not None and p.fence != fence:
+                raise LeaseError(
+                    f"run {run_id!r} was taken over by another owner (lease {fence}, this "
+                    f"writer holds {p.fence}); this process must stop advancing it"
+                )
+            events = number_events(run_id, p.events, next_seq)
+            if events:
+                db.executemany(
+                    "INSERT INTO events (run_id, seq, kind, body) VALUES (?, ?, ?, ?)",
+                    [(run_id, e.seq, str(e.kind), e.to_json()) for e in events],
+                )
+                next_seq = events[-1].seq + 1
+            if p.delta_json is not None:
+                version += 1
+                db.execute(
+                    "INSERT INTO deltas (run_id, version, step, node, body) VALUES (?, ?, ?, ?, ?)",
+                    (run_id, version, p.step, p.node, p.delta_json),
+                )
+                if p.snapshot_json is not None:
+                    db.execute("INSERT INTO snapshots (run_id, version, body) VALUES (?, ?, ?)",
+                               (run_id, version, p.snapshot_json))
+            if p.steps:
+                db.executemany(
+                    "INSERT OR REPLACE INTO steps (run_id, key, step, body) VALUES (?, ?, ?, ?)",
+                    [(run_id, rec.key, rec.step, text) for rec, text in p.steps],
+                )
+            lease_sql = ", owner = NULL, lease_expires_at = NULL" if p.release else ""
+            if p.header is not None:
+                db.execute(
+                    "UPDATE runs SET status = ?, updated_at = ?, header = ?, next_seq = ?, "
+                    f"version = ?{lease_sql} WHERE run_id = ?",
+                    (p.header["status"], p.header["updated_at"], p.header_json, next_seq,
+                     version, run_id),
+                )
+            else:
+                db.execute(f"UPDATE runs SET next_seq = ?{lease_sql} WHERE run_id = ?",
+                           (next_seq, run_id))
+        return events
+
+    def delete_run(self, run_id: str) -> bool:
+        """Delete the run and everything journaled for it. True if it existed."""
+        validate_run_id(run_id)
+        with self._tx() as db:
+            found = db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount > 0
+            for table in ("events", "deltas", "snapshots", "steps"):
+                db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+        return found
+
+    # ── leases ──────────────────────────────────────────────────────────────────
+    def acquire_lease(self, run_id: str, owner: str, ttl: float) -> Lease:
+        """Take the run's lease for ``owner`` or raise RunBusyError (nothing written)."""
+        validate_run_id(run_id)
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT owner, lease_expires_at, fence, next_seq FROM runs WHERE run_id = ?",
+                (run_id,),
+            ).fetchone()
+            if row is None:
+                raise RunNotFound(f"no run {run_id!r} in {self.path}")
+            now = time.time()
+            check_lease_free(run_id, row[0], row[1], now, owner)
+            fence, expires = row[2] + 1, now + ttl
+            db.execute(
+                "UPDATE runs SET owner = ?, lease_expires_at = ?, fence = ? WHERE run_id = ?",
+                (owner, expires, fence, run_id),
+            )
+        return Lease(run_id, owner, fence, expires, row[3])
+
+    def renew_lease(self, lease: Lease, ttl: float) -> Lease:
+        """Extend a held lease; LeaseError if another owner has taken the run since."""
+        expires = time.time() + ttl
+        with self._tx() as db:
+            changed = db.execute(
+                "UPDATE runs SET lease_expires_at = ? WHERE run_id = ? AND fence = ? "
+                "AND owner = ?", (expires, lease.run_id, lease.fence, lease.owner),
+            ).rowcount
+        if not changed:
+            raise LeaseError(f"lease on run {lease.run_id!r} was lost to another owner")
+        return Lease(lease.run_id, lease.owner, lease.fence, expires, lease.next_seq)
+
+    # ── reads ───────────────────────────────────────────────────────────────────
+    def list_events(self, run_id: str, since_seq: int = 0, *, kinds: Any = None,
+                    limit: int | None = None) -> list[PAEvent]:
+        """Events with ``seq > since_seq`` in seq order, optionally of some kinds only."""
+        validate_run_id(run_id)
+        sql = "SELECT body FROM events WHERE run_id = ? AND seq > ?"
+        params: list[Any] = [run_id, int(since_seq)]
+        wanted = kinds_filter(kinds)
+        if wanted:
+            sql += f" AND kind IN ({', '.join('?' * len(wanted))})"
+            params.extend(sorted(wanted))
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [PAEvent.from_dict(jsonutil.loads(r[0])) for r in self._read(sql, tuple(params))]
+
+    def next_seq(self, run_id: str) -> int:
+        rows = self._read("SELECT next_seq FROM runs WHERE run_id = ?", (validate_run_id(run_id),))
+        return rows[0][0] if rows else 1
+
+    def run_info(self, run_id: str) -> RunInfo | None:
+        rows = self._read("SELECT header, owner, lease_expires_at FROM runs WHERE run_id = ?",
+                          (validate_run_id(run_id),))
+        return _info(rows[0]) if rows else None
+
+    def list_run_infos(self, *, status: Any = None, limit: int | None = None) -> list[RunInfo]:
+        sql = "SELECT header, owner, lease_expires_at FROM runs"
+        params: list[Any] = []
+        if status is not None:
+            sql += " WHERE status = ?"
+            params.append(str(status))
+        sql += " ORDER BY updated_at DESC, run_id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [_info(r) for r in self._read(sql, tuple(params))]
+
+    def load_steps(self, run_id: str, step: int) -> list[StepRecord]:
+        """Journaled steps of node execution ``step``, in the order they were called."""
+        rows = self._read("SELECT body FROM steps WHERE run_id = ? AND step = ?",
+                          (validate_run_id(run_id), int(step)))
+        recs = [StepRecord.from_dict(jsonutil.loads(r[0])) for r in rows]
+        return sorted(recs, key=lambda r: r.index)
+
+    def _latest_snapshot(self, run_id: str, max_version: int | None) -> tuple[int, str] | None:
+        rows = self._read(
+            "SELECT version, body FROM snapshots WHERE run_id = ? AND version <= ? "
+            "ORDER BY version DESC LIMIT 1",
+            (run_id, max_version if max_version is not None else 2**62),
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def _deltas(self, run_id: str, after: int, upto: int | None) -> list[tuple[int, str]]:
+        return [(r[0], r[1]) for r in self._read(
+            "SELECT version, body FROM deltas WHERE run_id = ? AND version > ? AND version <= ? "
+            "ORDER BY version",
+            (run_id, after, upto if upto is not None else 2**62),
+        )]
+
+    def _node_version(self, run_id: str, step: int) -> int | None:
+        rows = self._read(
+            "SELECT min(version) FROM deltas WHERE run_id = ? AND step = ? "
+            "AND (node IS NOT NULL OR ? = 0)", (run_id, int(step), int(step)),
+        )
+        return rows[0][0] if rows else None
+
+    def _history(self, run_id: str) -> list[tuple[int, str]]:
+        return self._deltas(run_id, 0, None)
+
+    def checkpoint_wal(self) -> None:
+        """Fold the WAL back into the database file now and truncate it."""
+        self._read("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteCheckpointer({str(self.path)!r}, synchronous={self.synchronous!r})"
+
+
+def _info(row: tuple[Any, ...]) -> RunInfo:
+    return RunInfo.from_header(jsonutil.loads(row[0]), owner=row[1], lease_expires_at=row[2])
+
+
+def _store_error(exc: sqlite3.Error, path: Path) -> StoreError:
+    text = str(exc)
+    if "full" in text:
+        hint = "the disk (or the database's size limit) is full; free space and retry"
+    elif "locked" in text or "busy" in text:
+        hint = "another process held the database too long; retry"
+    elif "readonly" in text:
+        hint = "the database file or its directory is read-only"
+    else:
+        hint = "earlier commits are intact"
+    return StoreError(f"SQLite store {str(path)!r}: {text} ({hint})")

@@ -1,0 +1,124 @@
+"""Events: the immutable, append-only record of everything a run did.
+
+A run's events have ``seq`` 1, 2, 3 … with no gaps and no duplicates; the transcript
+of a run is a pure function of its events (see :mod:`purpose_agent.runtime.transcript`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from purpose_agent.runtime import jsonutil
+
+
+class EventKind(StrEnum):
+    """What an event records. Values are dotted strings, stable across versions."""
+
+    RUN_STARTED = "run.started"
+    RUN_RESUMED = "run.resumed"
+    RUN_PAUSED = "run.paused"
+    RUN_FINISHED = "run.finished"
+    RUN_ERROR = "run.error"
+    RUN_CANCELLED = "run.cancelled"
+    RUN_FORKED = "run.forked"
+    AGENT_STARTED = "agent.started"
+    AGENT_PROGRESS = "agent.progress"
+    AGENT_FINISHED = "agent.finished"
+    AGENT_ERROR = "agent.error"
+    TOOL_CALL = "tool.call"
+    TOOL_RESULT = "tool.result"
+    TOOL_ERROR = "tool.error"
+    MODEL_REQUEST = "model.request"
+    MODEL_RESPONSE = "model.response"
+    HITL_REQUEST = "hitl.request"
+    HITL_RESPONSE = "hitl.response"
+    STATE_UPDATED = "state.updated"
+
+
+class Visibility(StrEnum):
+    """Who an event is meant for: the person following the run, or debugging only."""
+
+    PUBLIC = "public"
+    INTERNAL = "internal"
+
+
+@dataclass(frozen=True, slots=True)
+class PAEvent:
+    """One immutable event of a run. ``payload`` holds strict-JSON details."""
+
+    run_id: str
+    kind: EventKind
+    seq: int = 0
+    node: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    visibility: Visibility = Visibility.PUBLIC
+    ts: float = field(default_factory=time.time)
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "run_id": self.run_id,
+            "kind": str(self.kind),
+            "seq": self.seq,
+            "ts": self.ts,
+            "node": self.node,
+            "visibility": str(self.visibility),
+            "payload": self.payload,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PAEvent:
+        return cls(
+            run_id=data["run_id"],
+            kind=_kind(data["kind"]),
+            seq=int(data.get("seq", 0)),
+            node=data.get("node"),
+            payload=dict(data.get("payload") or {}),
+            visibility=Visibility(data.get("visibility", "public")),
+            ts=float(data.get("ts", 0.0)),
+            event_id=data.get("event_id") or uuid.uuid4().hex,
+        )
+
+    def to_json(self) -> str:
+        return jsonutil.dumps(self.to_dict())
+
+
+def _kind(value: str) -> EventKind:
+    try:
+        return EventKind(value)
+    except ValueError:
+        # A newer version may journal kinds this one does not know; keep the value.
+        return value  # type: ignore[return-value]
+
+
+def create_event(
+    run_id: str,
+    kind: EventKind | str,
+    *,
+    seq: int = 0,
+    node: str | None = None,
+    visibility: Visibility = Visibility.PUBLIC,
+    **payload: Any,
+) -> PAEvent:
+    """Build an event; unknown keyword arguments become its ``payload``.
+
+    The payload is checked to be strict JSON here, so a bad value fails where it is
+    created, not later inside a store commit.
+    """
+    jsonutil.check(payload, "$.payload")
+    return PAEvent(
+        run_id=run_id,
+        kind=EventKind(kind) if not isinstance(kind, EventKind) else kind,
+        seq=seq,
+        node=node,
+        payload=payload,
+        visibility=visibility,
+    )
+
+
+__all__ = ["EventKind", "PAEvent", "Visibility", "create_event"]

@@ -1,0 +1,253 @@
+"""The records stores keep, and the pure logic every store shares.
+
+A run is journaled as commits. A commit carries, atomically: events, the run's new
+header, optionally a :class:`Delta` (one node's update to the run data), optionally a
+full snapshot, and step records (journaled tool/model calls and human answers).
+Loading a run is its latest snapshot plus the deltas after it — so the cost of a commit
+does not grow with the length of the run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from purpose_agent.errors import RunBusyError
+from purpose_agent.runtime.events import PAEvent
+from purpose_agent.runtime.state import NodeState, RunState, RunStatus
+
+# ── data-update operations ────────────────────────────────────────────────────────
+# A delta maps a data key to one operation, so a store can replay it without the flow's
+# code: ["set", value] | ["append", [items]] | ["extend", [items]] | ["merge", {..}] |
+# ["delete"].
+
+
+def apply_ops(data: dict[str, Any], ops: dict[str, list[Any]]) -> None:
+    """Apply a delta's operations to ``data`` in place."""
+    for key, op in ops.items():
+        kind = op[0]
+        if kind == "set":
+            data[key] = op[1]
+        elif kind in ("append", "extend"):
+            current = data.get(key)
+            data[key] = (list(current) if current is not None else []) + list(op[1])
+        elif kind == "merge":
+            current = data.get(key)
+            data[key] = {**(current or {}), **op[1]}
+        elif kind == "delete":
+            data.pop(key, None)
+        else:
+            raise ValueError(f"unknown delta operation {kind!r} for key {key!r}")
+
+
+@dataclass(slots=True)
+class Delta:
+    """One commit's change to a run: data operations and, for a node, its completion."""
+
+    ops: dict[str, list[Any]] = field(default_factory=dict)
+    node: str | None = None  # the node whose completion this commit records
+    node_state: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ops": self.ops, "node": self.node, "node_state": self.node_state}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Delta:
+        return cls(ops=data.get("ops") or {}, node=data.get("node"),
+                   node_state=data.get("node_state"))
+
+
+def apply_delta(state: RunState, delta: Delta, header: dict[str, Any]) -> None:
+    """Advance ``state`` by one journaled commit (its delta, then its header)."""
+    apply_ops(state.data, delta.ops)
+    if delta.node is not None:
+        state.completed_nodes.append(delta.node)
+    if delta.node_state is not None:
+        node = NodeState.from_dict(delta.node_state)
+        state.node_states[node.name] = node
+    state.apply_header(header)
+
+
+# ── step records ──────────────────────────────────────────────────────────────────
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """A journaled durable step (or human answer) of one node execution.
+
+    ``status`` is ``started`` (journaled before an at-most-once call), ``done`` (result
+    committed) or ``waiting`` (an interrupt that has no answer yet).
+    """
+
+    key: str
+    step: int  # the node execution it belongs to (the run's current_step then)
+    node: str
+    index: int  # its position among the node execution's steps
+    name: str
+    kind: str = "step"  # "step" | "interrupt"
+    status: str = "done"
+    result: Any = None
+    at_most_once: bool = False
+    attempt: int = 1
+    ts: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key, "step": self.step, "node": self.node, "index": self.index,
+            "name": self.name, "kind": self.kind, "status": self.status,
+            "result": self.result, "at_most_once": self.at_most_once,
+            "attempt": self.attempt, "ts": self.ts,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepRecord:
+        return cls(**{k: data[k] for k in data if k in cls.__slots__})  # type: ignore[attr-defined]
+
+
+# ── commits ───────────────────────────────────────────────────────────────────────
+
+
+@dataclass(slots=True)
+class Commit:
+    """Everything one atomic store write carries. Either all of it lands, or none.
+
+    ``fence`` is the lease fencing token the writer holds: the store refuses the commit
+    (``LeaseError``) if another owner has taken the run since. ``release`` clears the
+    lease in the same commit (a run that finishes, pauses or fails).
+    """
+
+    events: list[PAEvent] = field(default_factory=list)
+    state: RunState | None = None
+    delta: Delta | None = None
+    snapshot: bool = False
+    steps: list[StepRecord] = field(default_factory=list)
+    fence: int | None = None
+    release: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class Lease:
+    """Ownership of a run: one live owner advances it, identified by a fencing token."""
+
+    run_id: str
+    owner: str
+    fence: int
+    expires_at: float
+    next_seq: int
+
+
+@dataclass(slots=True)
+class RunInfo:
+    """One row of a run listing."""
+
+    run_id: str
+    status: RunStatus
+    flow: str | None
+    purpose: str
+    current_node: str | None
+    current_step: int
+    created_at: float
+    updated_at: float
+    owner: str | None = None
+    lease_expires_at: float | None = None
+    pending: dict[str, Any] | None = None
+    parent: dict[str, Any] | None = None
+
+    @classmethod
+    def from_header(cls, header: dict[str, Any], owner: str | None = None,
+                    lease_expires_at: float | None = None) -> RunInfo:
+        return cls(
+            run_id=header["run_id"],
+            status=RunStatus(header.get("status") or "pending"),
+            flow=header.get("flow"),
+            purpose=header.get("purpose") or "",
+            current_node=header.get("current_node"),
+            current_step=int(header.get("current_step") or 0),
+            created_at=float(header.get("created_at") or 0.0),
+            updated_at=float(header.get("updated_at") or 0.0),
+            owner=owner,
+            lease_expires_at=lease_expires_at,
+            pending=header.get("pending"),
+            parent=header.get("parent"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "status": str(self.status), "flow": self.flow,
+            "purpose": self.purpose, "current_node": self.current_node,
+            "current_step": self.current_step, "created_at": self.created_at,
+            "updated_at": self.updated_at, "owner": self.owner,
+            "lease_expires_at": self.lease_expires_at, "pending": self.pending,
+            "parent": self.parent,
+        }
+
+
+def sort_infos(infos: Iterable[RunInfo], status: Any = None,
+               limit: int | None = None) -> list[RunInfo]:
+    """Filter by status and order newest first (ties broken by id, descending)."""
+    wanted = RunStatus(status) if status is not None else None
+    rows = [i for i in infos if wanted is None or i.status == wanted]
+    rows.sort(key=lambda i: (i.updated_at, i.run_id), reverse=True)
+    return rows[:limit] if limit is not None else rows
+
+
+# ── leases ────────────────────────────────────────────────────────────────────────
+
+_HOST = socket.gethostname()
+
+
+def owner_id() -> str:
+    """This process's lease owner name: ``host:pid``."""
+    return f"{_HOST}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child nobody has reaped yet is a zombie: dead for our purpose
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def owner_is_dead(owner: str) -> bool:
+    """True when ``owner`` is a process on this host that no longer runs."""
+    host, _, pid = owner.rpartition(":")
+    if host != _HOST or not pid.isdigit():
+        return False
+    return int(pid) != os.getpid() and not _pid_alive(int(pid))
+
+
+def check_lease_free(run_id: str, owner: str | None, expires_at: float | None,
+                     now: float, me: str) -> None:
+    """Raise :class:`RunBusyError` unless ``me`` may take the run's lease at ``now``."""
+    if not owner or owner == me or expires_at is None or expires_at <= now:
+        return
+    if owner_is_dead(owner):
+        return
+    raise RunBusyError(
+        f"run {run_id!r} is being advanced by {owner} (lease valid for another "
+        f"{expires_at - now:.0f}s); wait for it to finish or pause, or for the lease to "
+        "expire if that process is gone"
+    )
+
+
+def fresh_state(header: dict[str, Any]) -> RunState:
+    state = RunState(run_id=header["run_id"])
+    state.apply_header(header)
+    return state
+
+
+__all__ = [
+    "Commit", "Delta", "Lease", "RunInfo", "StepRecord", "apply_delta", "apply_ops",
+    "check_lease_free", "owner_id", "sort_infos",
+]

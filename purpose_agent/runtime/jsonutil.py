@@ -1,0 +1,98 @@
+"""Strict JSON: the only serialisation purpose-agent uses for anything it stores.
+
+``dumps`` refuses what plain :mod:`json` would silently mangle — sets, arbitrary
+objects, NaN and Infinity, and non-string dict keys (``{1: .., True: ..}`` would be
+merged into one key) — with a :class:`SerializationError` naming the key path, before
+anything is written. Text is written ASCII-escaped, so strings holding lone surrogates
+(which LLMs emit) survive every store and read back identical. ``loads`` only builds
+dicts, lists and scalars: a dict that looks like some serializer's envelope is a dict.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from purpose_agent.errors import SerializationError
+
+_SCALARS = (str, bool, int, type(None))
+_encoder = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+_decoder = json.JSONDecoder()
+
+
+def check(value: Any, path: str = "$") -> None:
+    """Raise :class:`SerializationError` unless ``value`` is strict JSON.
+
+    The error names the first offending key path, e.g. ``$.items[2].tags``.
+    """
+    # An explicit stack instead of recursion: deeply nested LLM output must not hit
+    # the recursion limit, and the loop is the hot path of every node commit.
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        obj, where = stack.pop()
+        kind = type(obj)
+        if kind in _SCALARS:
+            continue
+        if kind is float:
+            if not math.isfinite(obj):
+                raise SerializationError(
+                    f"{where}: {obj!r} is not valid JSON; store None or a string instead",
+                    path=where,
+                )
+            continue
+        if kind is dict:
+            for key, item in obj.items():
+                if type(key) is not str:
+                    raise SerializationError(
+                        f"{where}: dict key {key!r} is a {type(key).__name__}, JSON keys "
+                        "must be strings; convert the keys with str() first",
+                        path=where,
+                    )
+                if type(item) not in _SCALARS:
+                    stack.append((item, f"{where}.{key}"))
+            continue
+        if kind is list or kind is tuple:
+            for index, item in enumerate(obj):
+                if type(item) not in _SCALARS:
+                    stack.append((item, f"{where}[{index}]"))
+            continue
+        if isinstance(obj, (str, int)):  # str/int subclasses (StrEnum, IntEnum) encode fine
+            continue
+        if isinstance(obj, (float, dict, list, tuple)):
+            stack.append((_plain(obj), where))
+            continue
+        raise SerializationError(
+            f"{where}: a {kind.__name__} is not JSON (purpose-agent stores JSON only); "
+            "convert it to a dict, list, str, number, bool or None",
+            path=where,
+        )
+
+
+def dumps(value: Any, path: str = "$") -> str:
+    """Encode ``value`` as compact, ASCII-only strict JSON, or raise before writing."""
+    check(value, path)
+    return _encoder.encode(value)
+
+
+def loads(text: str | bytes) -> Any:
+    """Decode JSON text into plain dicts, lists and scalars; nothing is imported or called."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    return _decoder.decode(text)
+
+
+def canonical(value: Any) -> str:
+    """A stable text form of ``value`` for hashing (sorted keys; non-JSON objects by type)."""
+    return json.dumps(
+        value, sort_keys=True, ensure_ascii=True, separators=(",", ":"),
+        default=lambda obj: f"<{type(obj).__module__}.{type(obj).__qualname__}>",
+    )
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, dict):
+        return dict(obj)
+    return list(obj)

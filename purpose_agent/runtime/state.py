@@ -1,0 +1,204 @@
+"""Run state: where a run is, what it knows, and what its tools already returned.
+
+A :class:`RunState` is plain data with ``to_dict`` / ``from_dict``. Stores persist it as
+strict JSON; the engine changes it only through node commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from purpose_agent.runtime import jsonutil
+
+
+class RunStatus(StrEnum):
+    """Lifecycle of a run. PAUSED covers both a human interrupt and an in-doubt step."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (RunStatus.COMPLETED, RunStatus.CANCELLED)
+
+
+class NodeStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class NodeState:
+    """What is known of one node of a run: status, attempts, timing, last output."""
+
+    name: str
+    status: NodeStatus = NodeStatus.PENDING
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    output: Any = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": str(self.status),
+            "attempts": self.attempts,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "output": self.output,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeState:
+        return cls(
+            name=data["name"],
+            status=NodeStatus(data.get("status", "pending")),
+            attempts=int(data.get("attempts", 0)),
+            started_at=data.get("started_at"),
+            finished_at=data.get("finished_at"),
+            output=data.get("output"),
+            error=data.get("error"),
+        )
+
+
+# The small fields of a run, rewritten on every commit; everything else (data, the list
+# of completed nodes, node states, cached results) travels as deltas and snapshots.
+HEADER_FIELDS = (
+    "run_id", "session_id", "status", "purpose", "flow", "flow_ref", "current_node",
+    "current_step", "max_steps", "pending", "error", "parent", "created_at", "updated_at",
+)
+
+
+@dataclass
+class RunState:
+    """The state of one run.
+
+    ``data`` is the run data nodes read and update; ``completed_nodes`` lists node
+    executions in order (a node visited twice in a loop appears twice);
+    ``pending`` holds what a paused run waits for (a human interrupt's payload, or an
+    in-doubt step); ``tool_cache`` maps idempotency keys to recorded results.
+    """
+
+    run_id: str
+    session_id: str | None = None
+    status: RunStatus = RunStatus.PENDING
+    purpose: str = ""
+    flow: str | None = None
+    flow_ref: str | None = None
+    current_node: str | None = None
+    current_step: int = 0
+    max_steps: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    completed_nodes: list[str] = field(default_factory=list)
+    node_states: dict[str, NodeState] = field(default_factory=dict)
+    tool_cache: dict[str, Any] = field(default_factory=dict)
+    pending: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    parent: dict[str, Any] | None = None
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.status, RunStatus):
+            self.status = RunStatus(self.status)
+
+    # ── node bookkeeping ────────────────────────────────────────────────────────
+    def mark_node_started(self, name: str) -> NodeState:
+        """Make ``name`` the current node and count an attempt of it."""
+        node = self.node_states.get(name) or NodeState(name)
+        node.status = NodeStatus.RUNNING
+        node.attempts += 1
+        node.started_at = time.time()
+        node.finished_at = None
+        node.error = None
+        self.node_states[name] = node
+        self.current_node = name
+        return node
+
+    def mark_node_completed(self, name: str, output: Any = None) -> NodeState:
+        """Record that ``name`` finished, with its output (strict JSON)."""
+        node = self.node_states.get(name) or NodeState(name)
+        node.status = NodeStatus.COMPLETED
+        node.finished_at = time.time()
+        node.output = output
+        self.node_states[name] = node
+        self.completed_nodes.append(name)
+        return node
+
+    def mark_node_failed(self, name: str, error: str) -> NodeState:
+        node = self.node_states.get(name) or NodeState(name)
+        node.status = NodeStatus.FAILED
+        node.finished_at = time.time()
+        node.error = error
+        self.node_states[name] = node
+        return node
+
+    # ── idempotency cache (the seed API; the engine journals steps in the store) ──
+    def get_idempotency_key(self, tool: str, *args: Any, **kwargs: Any) -> str:
+        """A key that is the same for the same run, step, tool and arguments."""
+        material = jsonutil.canonical([self.run_id, self.current_step, tool, args, kwargs])
+        digest = hashlib.sha256(material.encode()).hexdigest()[:32]
+        return f"{tool}:{digest}"
+
+    def cache_result(self, key: str, result: Any) -> None:
+        jsonutil.check(result, f"$.tool_cache.{key}")
+        self.tool_cache[key] = result
+
+    def has_cached_result(self, key: str) -> bool:
+        return key in self.tool_cache
+
+    def get_cached_result(self, key: str, default: Any = None) -> Any:
+        return self.tool_cache.get(key, default)
+
+    # ── serialisation ──────────────────────────────────────────────────────────
+    def header(self) -> dict[str, Any]:
+        """The small, fixed-size part of the state (no data, history or cache)."""
+        out = {name: getattr(self, name) for name in HEADER_FIELDS}
+        out["status"] = str(self.status)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.header()
+        out["data"] = self.data
+        out["completed_nodes"] = self.completed_nodes
+        out["node_states"] = {k: v.to_dict() for k, v in self.node_states.items()}
+        out["tool_cache"] = self.tool_cache
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunState:
+        state = cls(run_id=data["run_id"])
+        state.apply_header(data)
+        state.data = dict(data.get("data") or {})
+        state.completed_nodes = list(data.get("completed_nodes") or [])
+        state.node_states = {
+            k: NodeState.from_dict(v) for k, v in (data.get("node_states") or {}).items()
+        }
+        state.tool_cache = dict(data.get("tool_cache") or {})
+        return state
+
+    def apply_header(self, header: dict[str, Any]) -> None:
+        for name in HEADER_FIELDS:
+            if name in header:
+                setattr(self, name, header[name])
+        self.status = RunStatus(self.status)
+        self.current_step = int(self.current_step or 0)
+
+    def copy(self) -> RunState:
+        """A deep copy (through strict JSON, so it is also a check that the state stores)."""
+        return RunState.from_dict(jsonutil.loads(jsonutil.dumps(self.to_dict())))
+
+
+__all__ = ["NodeState", "NodeStatus", "RunState", "RunStatus"]
