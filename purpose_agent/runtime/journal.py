@@ -127,6 +127,8 @@ class Commit:
     steps: list[StepRecord] = field(default_factory=list)
     fence: int | None = None
     release: bool = False
+    create: bool = False  # the run must not exist yet (RunStateError if it does)
+    acquire: tuple[str, float] | None = None  # (owner, ttl): take the lease in this commit
 
 
 @dataclass(slots=True, frozen=True)
@@ -138,6 +140,17 @@ class Lease:
     fence: int
     expires_at: float
     next_seq: int
+
+
+@dataclass(slots=True)
+class CommitResult:
+    """What a store reports back from a commit."""
+
+    events: list[PAEvent]
+    lease: Lease | None = None
+    cancel_requested: bool = False
+    delta_bytes: int = 0
+    snapshot_bytes: int = 0
 
 
 @dataclass(slots=True)
@@ -156,10 +169,12 @@ class RunInfo:
     lease_expires_at: float | None = None
     pending: dict[str, Any] | None = None
     parent: dict[str, Any] | None = None
+    cancel_requested: bool = False
 
     @classmethod
     def from_header(cls, header: dict[str, Any], owner: str | None = None,
-                    lease_expires_at: float | None = None) -> RunInfo:
+                    lease_expires_at: float | None = None,
+                    cancel_requested: bool = False) -> RunInfo:
         return cls(
             run_id=header["run_id"],
             status=RunStatus(header.get("status") or "pending"),
@@ -173,6 +188,7 @@ class RunInfo:
             lease_expires_at=lease_expires_at,
             pending=header.get("pending"),
             parent=header.get("parent"),
+            cancel_requested=bool(cancel_requested),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -182,7 +198,7 @@ class RunInfo:
             "current_step": self.current_step, "created_at": self.created_at,
             "updated_at": self.updated_at, "owner": self.owner,
             "lease_expires_at": self.lease_expires_at, "pending": self.pending,
-            "parent": self.parent,
+            "parent": self.parent, "cancel_requested": self.cancel_requested,
         }
 
 
@@ -248,6 +264,6 @@ def fresh_state(header: dict[str, Any]) -> RunState:
 
 
 __all__ = [
-    "Commit", "Delta", "Lease", "RunInfo", "StepRecord", "apply_delta", "apply_ops",
+    "Commit", "CommitResult", "Delta", "Lease", "RunInfo", "StepRecord", "apply_delta", "apply_ops",
     "check_lease_free", "owner_id", "sort_infos",
 ]

@@ -13,11 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from purpose_agent.errors import InvalidRunId, SeqConflictError
+from purpose_agent.errors import InvalidRunId, RunStateError, SeqConflictError
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import (
     Commit,
+    CommitResult,
     Delta,
     Lease,
     RunInfo,
@@ -59,6 +60,16 @@ class PreparedCommit:
     steps: list[tuple[StepRecord, str]] = field(default_factory=list)
     fence: int | None = None
     release: bool = False
+    create: bool = False
+    acquire: tuple[str, float] | None = None
+
+    def result(self, events: list[PAEvent], lease: Lease | None = None,
+               cancel_requested: bool = False) -> CommitResult:
+        return CommitResult(
+            events=events, lease=lease, cancel_requested=cancel_requested,
+            delta_bytes=len(self.delta_json or ""),
+            snapshot_bytes=len(self.snapshot_json or ""),
+        )
 
 
 def prepare(run_id: str, commit: Commit) -> PreparedCommit:
@@ -88,7 +99,8 @@ def prepare(run_id: str, commit: Commit) -> PreparedCommit:
     return PreparedCommit(
         events=list(commit.events), header=header, header_json=header_json,
         delta_json=delta_json, snapshot_json=snapshot_json, step=step, node=node,
-        steps=steps, fence=commit.fence, release=commit.release,
+        steps=steps, fence=commit.fence, release=commit.release, create=commit.create,
+        acquire=commit.acquire,
     )
 
 
@@ -123,11 +135,18 @@ def number_events(run_id: str, events: list[PAEvent], next_seq: int) -> list[PAE
     return out
 
 
+def refuse_existing(run_id: str) -> RunStateError:
+    return RunStateError(
+        f"a run with id {run_id!r} already exists; resume it, or start a new run with "
+        "another id"
+    )
+
+
 class BaseCheckpointer:
     """Shared behaviour of every store; backends implement the storage primitives."""
 
     # ── primitives a backend implements ──────────────────────────────────────────
-    def _write(self, run_id: str, prepared: PreparedCommit) -> list[PAEvent]:
+    def _write(self, run_id: str, prepared: PreparedCommit) -> CommitResult:
         raise NotImplementedError
 
     def _latest_snapshot(self, run_id: str, max_version: int | None) -> tuple[int, str] | None:
@@ -149,7 +168,7 @@ class BaseCheckpointer:
 
         Returns the event as stored (with its seq).
         """
-        return self._write(event.run_id, prepare(event.run_id, Commit(events=[event])))[0]
+        return self._write(event.run_id, prepare(event.run_id, Commit(events=[event]))).events[0]
 
     def save_snapshot(self, run_id: str, state: RunState) -> None:
         """Store a full copy of ``state`` as the run's latest state (durable on return)."""
@@ -164,9 +183,15 @@ class BaseCheckpointer:
         return [info.run_id for info in self.list_run_infos(status=status)]
 
     # ── the engine's needs ───────────────────────────────────────────────────────
-    def commit(self, run_id: str, commit: Commit) -> None:
-        """Write ``commit`` atomically; durable when this returns."""
-        self._write(run_id, prepare(run_id, commit))
+    def commit(self, run_id: str, commit: Commit) -> CommitResult:
+        """Write ``commit`` atomically; durable when this returns.
+
+        Raises LeaseError (nothing written) if ``commit.fence`` is no longer the run's
+        lease, SeqConflictError on a seq gap or duplicate, RunBusyError when
+        ``commit.acquire`` finds another live owner, RunStateError when ``commit.create``
+        finds the run already exists.
+        """
+        return self._write(run_id, prepare(run_id, commit))
 
     def load_at(self, run_id: str, step: int) -> RunState | None:
         """The state right after node execution number ``step`` committed (0: the start)."""

@@ -33,10 +33,11 @@ from purpose_agent.runtime.checkpoint._base import (
     kinds_filter,
     minimal_header,
     number_events,
+    refuse_existing,
     validate_run_id,
 )
 from purpose_agent.runtime.events import PAEvent
-from purpose_agent.runtime.journal import Lease, RunInfo, StepRecord, check_lease_free
+from purpose_agent.runtime.journal import CommitResult, Lease, RunInfo, StepRecord, check_lease_free
 
 
 @dataclass
@@ -137,13 +138,20 @@ class JSONLCheckpointer(BaseCheckpointer):
             return [rec for _end, rec in self._lines(fd)] if fd is not None else []
 
     # ── writes ───────────────────────────────────────────────────────────────────
-    def _write(self, run_id: str, p: PreparedCommit) -> list[PAEvent]:
+    def _write(self, run_id: str, p: PreparedCommit) -> CommitResult:
         with self._locked(run_id, exclusive=True, create=True) as fd:
             assert fd is not None
             tail = self._tail(run_id, fd)
-            if p.fence is not None and p.fence != self._read_lease(run_id)["fence"]:
+            if p.create and tail.offset > 0:
+                raise refuse_existing(run_id)
+            lease = self._read_lease(run_id)
+            if p.fence is not None and p.fence != lease["fence"]:
                 raise LeaseError(f"run {run_id!r} was taken over by another owner")
             events = number_events(run_id, p.events, tail.next_seq)
+            if p.acquire is not None:
+                now = time.time()
+                check_lease_free(run_id, lease["owner"], lease["expires_at"], now,
+                                 p.acquire[0])
             parts = [f'"events":[{",".join(e.to_json() for e in events)}]']
             if p.delta_json is not None:
                 version = tail.version + 1
@@ -163,12 +171,28 @@ class JSONLCheckpointer(BaseCheckpointer):
             _append(fd, line, self._journal(run_id))
             if tail.offset == 0:
                 _fsync_dir(self.dir)
+            granted = None
+            if p.acquire is not None:
+                lease.update(owner=p.acquire[0], expires_at=now + p.acquire[1],
+                             fence=lease["fence"] + 1)
+                granted = Lease(run_id, p.acquire[0], lease["fence"], lease["expires_at"],
+                                tail.next_seq)
             if p.release:
-                lease = self._read_lease(run_id)
                 lease.update(owner=None, expires_at=None)
+            if p.acquire is not None or p.release:
+                # Written after the journal line: a crash in between leaves a stale lease
+                # of a dead process, which the next resumer on this host may take at once.
                 self._write_lease(run_id, lease)
             self._tail(run_id, fd)
-        return events
+        return p.result(events, granted, bool(lease.get("cancel_requested")))
+
+    def request_cancel(self, run_id: str) -> None:
+        with self._locked(run_id, exclusive=True, create=False) as fd:
+            if fd is None:
+                raise RunNotFound(f"no run {run_id!r} in {self.dir}")
+            lease = self._read_lease(run_id)
+            lease["cancel_requested"] = True
+            self._write_lease(run_id, lease)
 
     def _write_snapshot(self, run_id: str, version: int, text: str) -> None:
         folder = self._snap_dir(run_id)
@@ -204,7 +228,7 @@ class JSONLCheckpointer(BaseCheckpointer):
             lease = self._read_lease(run_id)
             now = time.time()
             check_lease_free(run_id, lease["owner"], lease["expires_at"], now, owner)
-            lease = {"owner": owner, "expires_at": now + ttl, "fence": lease["fence"] + 1}
+            lease.update(owner=owner, expires_at=now + ttl, fence=lease["fence"] + 1)
             self._write_lease(run_id, lease)
             return Lease(run_id, owner, lease["fence"], lease["expires_at"],
                          self._tail(run_id, fd).next_seq)
@@ -242,7 +266,8 @@ class JSONLCheckpointer(BaseCheckpointer):
             header = tail.header or self._first_header(run_id)
         lease = self._read_lease(run_id)
         return RunInfo.from_header(header, owner=lease["owner"],
-                                   lease_expires_at=lease["expires_at"])
+                                   lease_expires_at=lease["expires_at"],
+                                   cancel_requested=bool(lease.get("cancel_requested")))
 
     def _first_header(self, run_id: str) -> dict[str, Any]:
         for rec in self._records(run_id):

@@ -16,10 +16,11 @@ from purpose_agent.runtime.checkpoint._base import (
     kinds_filter,
     minimal_header,
     number_events,
+    refuse_existing,
     validate_run_id,
 )
 from purpose_agent.runtime.events import PAEvent
-from purpose_agent.runtime.journal import Lease, RunInfo, StepRecord, check_lease_free
+from purpose_agent.runtime.journal import CommitResult, Lease, RunInfo, StepRecord, check_lease_free
 
 
 @dataclass
@@ -30,6 +31,7 @@ class _Run:
     owner: str | None = None
     lease_expires_at: float | None = None
     fence: int = 0
+    cancel_requested: bool = False
     events: list[tuple[int, str, str]] = field(default_factory=list)  # seq, kind, json
     deltas: list[tuple[int, int, str | None, str]] = field(default_factory=list)
     snapshots: list[tuple[int, str]] = field(default_factory=list)
@@ -44,17 +46,27 @@ class InMemoryCheckpointer(BaseCheckpointer):
         self._runs: dict[str, _Run] = {}
         self._lock = threading.RLock()
 
-    def _write(self, run_id: str, p: PreparedCommit) -> list[PAEvent]:
+    def _write(self, run_id: str, p: PreparedCommit) -> CommitResult:
         with self._lock:
             run = self._runs.get(run_id)
+            if run is not None and p.create:
+                raise refuse_existing(run_id)
             new = run is None
             if run is None:
                 run = _Run(header=p.header_json or jsonutil.dumps(minimal_header(run_id)))
             if p.fence is not None and p.fence != run.fence:
                 raise LeaseError(f"run {run_id!r} was taken over by another owner")
             events = number_events(run_id, p.events, run.next_seq)
+            lease = None
+            if p.acquire is not None:
+                now = time.time()
+                check_lease_free(run_id, run.owner, run.lease_expires_at, now, p.acquire[0])
             # Everything is checked and encoded above; from here on nothing can fail,
             # so the commit is all-or-nothing.
+            if p.acquire is not None:
+                run.owner, run.lease_expires_at = p.acquire[0], now + p.acquire[1]
+                run.fence += 1
+                lease = Lease(run_id, run.owner, run.fence, run.lease_expires_at, run.next_seq)
             run.events.extend((e.seq, str(e.kind), e.to_json()) for e in events)
             if events:
                 run.next_seq = events[-1].seq + 1
@@ -71,7 +83,14 @@ class InMemoryCheckpointer(BaseCheckpointer):
                 run.owner = run.lease_expires_at = None
             if new:
                 self._runs[run_id] = run
-            return events
+            return p.result(events, lease, run.cancel_requested)
+
+    def request_cancel(self, run_id: str) -> None:
+        with self._lock:
+            run = self._get(run_id)
+            if run is None:
+                raise RunNotFound(f"no run {run_id!r} in this in-memory store")
+            run.cancel_requested = True
 
     def _get(self, run_id: str) -> _Run | None:
         return self._runs.get(validate_run_id(run_id))
@@ -159,4 +178,5 @@ class InMemoryCheckpointer(BaseCheckpointer):
 
 def _info(run: _Run) -> RunInfo:
     return RunInfo.from_header(jsonutil.loads(run.header), owner=run.owner,
-                               lease_expires_at=run.lease_expires_at)
+                               lease_expires_at=run.lease_expires_at,
+                               cancel_requested=run.cancel_requested)

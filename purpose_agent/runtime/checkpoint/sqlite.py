@@ -24,10 +24,17 @@ from purpose_agent.runtime.checkpoint._base import (
     kinds_filter,
     minimal_header,
     number_events,
+    refuse_existing,
     validate_run_id,
 )
 from purpose_agent.runtime.events import PAEvent
-from purpose_agent.runtime.journal import Lease, RunInfo, StepRecord, check_lease_free
+from purpose_agent.runtime.journal import (
+    CommitResult,
+    Lease,
+    RunInfo,
+    StepRecord,
+    check_lease_free,
+)
 
 SCHEMA_VERSION = 1
 
@@ -42,7 +49,8 @@ CREATE TABLE IF NOT EXISTS runs (
     version INTEGER NOT NULL DEFAULT 0,
     owner TEXT,
     lease_expires_at REAL,
-    fence INTEGER NOT NULL DEFAULT 0
+    fence INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_updated ON runs (updated_at);
 CREATE TABLE IF NOT EXISTS events (
@@ -138,20 +146,23 @@ class SQLiteCheckpointer(BaseCheckpointer):
                 raise _store_error(exc, self.path) from exc
 
     # ── writes ──────────────────────────────────────────────────────────────────
-    def _write(self, run_id: str, p: PreparedCommit) -> list[PAEvent]:
+    def _write(self, run_id: str, p: PreparedCommit) -> CommitResult:
         with self._tx() as db:
             row = db.execute(
-                "SELECT next_seq, version, fence FROM runs WHERE run_id = ?", (run_id,)
+                "SELECT next_seq, version, fence, owner, lease_expires_at, cancel_requested "
+                "FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
+            if row is not None and p.create:
+                raise refuse_existing(run_id)
             if row is None:
                 header = p.header or minimal_header(run_id)
                 db.execute(
                     "INSERT INTO runs (run_id, status, updated_at, header) VALUES (?, ?, ?, ?)",
                     (run_id, header["status"], header["updated_at"], jsonutil.dumps(header)),
                 )
-                next_seq, version, fence = 1, 0, 0
+                next_seq, version, fence, owner, expires, cancel = 1, 0, 0, None, None, 0
             else:
-                next_seq, version, fence = row
+                next_seq, version, fence, owner, expires, cancel = row
             if p.fence is not None and p.fence != fence:
                 raise LeaseError(
                     f"run {run_id!r} was taken over by another owner (lease {fence}, this "
@@ -178,18 +189,33 @@ class SQLiteCheckpointer(BaseCheckpointer):
                     "INSERT OR REPLACE INTO steps (run_id, key, step, body) VALUES (?, ?, ?, ?)",
                     [(run_id, rec.key, rec.step, text) for rec, text in p.steps],
                 )
-            lease_sql = ", owner = NULL, lease_expires_at = NULL" if p.release else ""
+            lease = None
+            if p.acquire is not None:
+                now = time.time()
+                check_lease_free(run_id, owner, expires, now, p.acquire[0])
+                fence, owner, expires = fence + 1, p.acquire[0], now + p.acquire[1]
+                lease = Lease(run_id, owner, fence, expires, next_seq)
+            if p.release:
+                owner = expires = None
             if p.header is not None:
                 db.execute(
                     "UPDATE runs SET status = ?, updated_at = ?, header = ?, next_seq = ?, "
-                    f"version = ?{lease_sql} WHERE run_id = ?",
+                    "version = ?, owner = ?, lease_expires_at = ?, fence = ? WHERE run_id = ?",
                     (p.header["status"], p.header["updated_at"], p.header_json, next_seq,
-                     version, run_id),
+                     version, owner, expires, fence, run_id),
                 )
             else:
-                db.execute(f"UPDATE runs SET next_seq = ?{lease_sql} WHERE run_id = ?",
-                           (next_seq, run_id))
-        return events
+                db.execute(
+                    "UPDATE runs SET next_seq = ?, owner = ?, lease_expires_at = ?, fence = ? "
+                    "WHERE run_id = ?", (next_seq, owner, expires, fence, run_id))
+        return p.result(events, lease, bool(cancel))
+
+    def request_cancel(self, run_id: str) -> None:
+        """Ask the run's live owner to stop at its next node boundary."""
+        with self._tx() as db:
+            if not db.execute("UPDATE runs SET cancel_requested = 1 WHERE run_id = ?",
+                              (validate_run_id(run_id),)).rowcount:
+                raise RunNotFound(f"no run {run_id!r} in {self.path}")
 
     def delete_run(self, run_id: str) -> bool:
         """Delete the run and everything journaled for it. True if it existed."""
@@ -254,12 +280,13 @@ class SQLiteCheckpointer(BaseCheckpointer):
         return rows[0][0] if rows else 1
 
     def run_info(self, run_id: str) -> RunInfo | None:
-        rows = self._read("SELECT header, owner, lease_expires_at FROM runs WHERE run_id = ?",
+        rows = self._read("SELECT header, owner, lease_expires_at, cancel_requested FROM runs "
+                          "WHERE run_id = ?",
                           (validate_run_id(run_id),))
         return _info(rows[0]) if rows else None
 
     def list_run_infos(self, *, status: Any = None, limit: int | None = None) -> list[RunInfo]:
-        sql = "SELECT header, owner, lease_expires_at FROM runs"
+        sql = "SELECT header, owner, lease_expires_at, cancel_requested FROM runs"
         params: list[Any] = []
         if status is not None:
             sql += " WHERE status = ?"
@@ -315,7 +342,8 @@ class SQLiteCheckpointer(BaseCheckpointer):
 
 
 def _info(row: tuple[Any, ...]) -> RunInfo:
-    return RunInfo.from_header(jsonutil.loads(row[0]), owner=row[1], lease_expires_at=row[2])
+    return RunInfo.from_header(jsonutil.loads(row[0]), owner=row[1], lease_expires_at=row[2],
+                               cancel_requested=row[3])
 
 
 def _store_error(exc: sqlite3.Error, path: Path) -> StoreError:
