@@ -1,0 +1,66 @@
+"""purpose-agent: durable execution for AI agent workflows.
+
+The public surface. Everything not listed in ``__all__`` is private to its package.
+"""
+
+from purpose_agent.errors import (
+    FlowChangedError,
+    FlowDefinitionError,
+    FlowImportError,
+    InvalidRunId,
+    LeaseError,
+    MaxStepsExceeded,
+    NodeTimeout,
+    PurposeAgentError,
+    RunBusyError,
+    RunNotFound,
+    RunStateError,
+    SchemaVersionError,
+    SeqConflictError,
+    SerializationError,
+    StepInDoubt,
+    StoreError,
+)
+from purpose_agent.flow import END, Flow, NodeContext, step
+from purpose_agent.runtime.checkpoint import (
+    InMemoryCheckpointer,
+    JSONLCheckpointer,
+    SQLiteCheckpointer,
+    open_checkpointer,
+)
+from purpose_agent.runtime.events import EventKind, PAEvent
+from purpose_agent.runtime.state import RunState, RunStatus
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "END",
+    "EventKind",
+    "Flow",
+    "FlowChangedError",
+    "FlowDefinitionError",
+    "FlowImportError",
+    "InMemoryCheckpointer",
+    "InvalidRunId",
+    "JSONLCheckpointer",
+    "LeaseError",
+    "MaxStepsExceeded",
+    "NodeContext",
+    "NodeTimeout",
+    "PAEvent",
+    "PurposeAgentError",
+    "RunBusyError",
+    "RunNotFound",
+    "RunState",
+    "RunStateError",
+    "RunStatus",
+    "SQLiteCheckpointer",
+    "SchemaVersionError",
+    "SeqConflictError",
+    "SerializationError",
+    "StepInDoubt",
+    "StoreError",
+    "__version__",
+    "open_checkpointer",
+    "step",
+]

@@ -1,0 +1,264 @@
+"""What a node sees while it runs: :class:`NodeContext`, durable steps, interrupts.
+
+Control-flow signals raised here derive from ``BaseException`` (via
+:class:`~purpose_agent.errors.ControlSignal`), so a user's ``except Exception:`` around
+a tool call cannot swallow a pause, an in-doubt step or a cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import hashlib
+import inspect
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from purpose_agent.errors import ControlSignal, FlowChangedError
+from purpose_agent.runtime import jsonutil
+from purpose_agent.runtime.events import EventKind
+from purpose_agent.runtime.journal import StepRecord
+from purpose_agent.runtime.redact import summarize
+
+if TYPE_CHECKING:
+    from purpose_agent.flow.engine import Runner
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Pause(ControlSignal):
+    """A node asked a person for input; the run pauses until resumed with an answer."""
+
+    def __init__(self, record: StepRecord) -> None:
+        super().__init__(record.name)
+        self.record = record
+
+
+class InDoubt(ControlSignal):
+    """An at-most-once step started but its result was never journaled."""
+
+    def __init__(self, record: StepRecord) -> None:
+        super().__init__(record.name)
+        self.record = record
+
+
+class Abandoned(ControlSignal):
+    """The node's attempt was given up (timeout); it may not journal anything more."""
+
+
+_current: contextvars.ContextVar[NodeContext | None] = contextvars.ContextVar(
+    "purpose_agent_node_context", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class StepOptions:
+    retries: int = 0
+    at_most_once: bool = False
+    backoff: float = 0.1
+    name: str | None = None
+
+
+def _options(fn: Callable[..., Any]) -> StepOptions:
+    return getattr(fn, "__purpose_step__", None) or StepOptions()
+
+
+@overload
+def step(fn: F) -> F: ...
+@overload
+def step(*, name: str | None = None, retries: int = 0, at_most_once: bool = False,
+         backoff: float = 0.1) -> Callable[[F], F]: ...
+def step(fn: Any = None, *, name: str | None = None, retries: int = 0,
+         at_most_once: bool = False, backoff: float = 0.1) -> Any:
+    """Make a function a durable step wherever it is called inside a running node.
+
+    Inside a run, each call is journaled: its JSON result is committed before the call
+    returns, and when the node re-executes (resume after a crash, an interrupt or a
+    retry) the recorded result is returned without calling the function again.
+    Outside a run it is a plain call. ``retries`` re-calls it on an exception (with
+    exponential ``backoff`` seconds); ``at_most_once=True`` never re-runs a call whose
+    start was journaled but whose result was not: the run pauses *in doubt* instead.
+    """
+    def wrap(func: F) -> F:
+        opts = StepOptions(retries, at_most_once, backoff, name or func.__qualname__)
+
+        if inspect.iscoroutinefunction(func):
+            @functools.wraps(func)
+            async def astep_call(*args: Any, **kwargs: Any) -> Any:
+                ctx = _current.get()
+                if ctx is None:
+                    return await func(*args, **kwargs)
+                return await ctx.step(opts.name, func, *args, **kwargs)
+
+            astep_call.__purpose_step__ = opts  # type: ignore[attr-defined]
+            return astep_call  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def step_call(*args: Any, **kwargs: Any) -> Any:
+            ctx = _current.get()
+            if ctx is None:
+                return func(*args, **kwargs)
+            return ctx.step(opts.name, func, *args, **kwargs)
+
+        step_call.__purpose_step__ = opts  # type: ignore[attr-defined]
+        return step_call  # type: ignore[return-value]
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def current_context() -> NodeContext | None:
+    """The context of the node running in this thread or task, if any."""
+    return _current.get()
+
+
+class NodeContext:
+    """The handle a node gets: run data, durable steps, interrupts, progress events."""
+
+    def __init__(self, runner: Runner, node: str, attempt: int, exec_step: int,
+                 records: list[StepRecord]) -> None:
+        self._runner = runner
+        self.node = node
+        self.attempt = attempt
+        self.run_id = runner.state.run_id
+        self.data: Mapping[str, Any] = MappingProxyType(runner.state.data)
+        self._exec_step = exec_step
+        self._by_index = {rec.index: rec for rec in records}
+        self._by_key = {rec.key: rec for rec in records}
+        self._index = 0
+        self._occurrences: dict[str, int] = {}
+        self._abandoned = False
+        self.replayed = 0  # steps answered from the journal in this attempt
+
+    # ── durable steps ────────────────────────────────────────────────────────────
+    def step(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` once per run, as a durable step named ``name``.
+
+        The result (strict JSON) is committed before this returns; when the node
+        re-executes, the recorded result is returned and ``fn`` is not called. Two calls
+        with the same name and arguments in one node are two steps. If ``fn`` is async,
+        this returns an awaitable.
+        """
+        opts = _options(fn)
+        rec, cached = self._begin(name, args, kwargs, opts)
+        if inspect.iscoroutinefunction(fn):
+            return self._astep(rec, cached, opts, fn, args, kwargs)
+        if rec is None:
+            return cached
+        for attempt in range(opts.retries + 1):
+            self._check_live()
+            try:
+                result = fn(*args, **kwargs)
+                break
+            except Exception as exc:
+                if attempt >= opts.retries:
+                    self._failed(rec, exc)
+                    raise
+                time.sleep(opts.backoff * 2**attempt)
+        return self._finish(rec, result)
+
+    async def _astep(self, rec: StepRecord | None, cached: Any, opts: StepOptions,
+                     fn: Callable[..., Any], args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> Any:
+        if rec is None:
+            return cached
+        for attempt in range(opts.retries + 1):
+            self._check_live()
+            try:
+                result = await fn(*args, **kwargs)
+                break
+            except Exception as exc:
+                if attempt >= opts.retries:
+                    self._failed(rec, exc)
+                    raise
+                await asyncio.sleep(opts.backoff * 2**attempt)
+        return self._finish(rec, result)
+
+    def _begin(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+               opts: StepOptions) -> tuple[StepRecord | None, Any]:
+        """Replay the step from the journal, or journal its start. (record, cached)."""
+        self._check_live()
+        index = self._next_index(name, "step")
+        digest = hashlib.sha256(jsonutil.canonical([args, kwargs]).encode()).hexdigest()[:16]
+        occurrence = self._occurrences.get(name + digest, 0)
+        self._occurrences[name + digest] = occurrence + 1
+        key = f"{self._exec_step}/{self.node}/{name}/{digest}/{occurrence}"
+        recorded = self._by_key.get(key)
+        attempt = 1
+        if recorded is not None:
+            if recorded.status == "done":
+                self.replayed += 1
+                return None, recorded.result
+            if recorded.status == "started" and recorded.at_most_once:
+                raise InDoubt(recorded)
+            attempt = recorded.attempt + 1
+        rec = StepRecord(key=key, step=self._exec_step, node=self.node, index=index,
+                         name=name, status="started", at_most_once=opts.at_most_once,
+                         attempt=attempt)
+        self._runner.event(EventKind.TOOL_CALL, self.node, step=name, attempt=attempt,
+                           args=summarize([list(args), kwargs]))
+        if opts.at_most_once:
+            # Journal the start durably before the side effect: if we die inside the
+            # call, resume knows it may have happened and asks a person.
+            self._runner.commit_steps([rec])
+        return rec, None
+
+    def _finish(self, rec: StepRecord, result: Any) -> Any:
+        text = jsonutil.dumps(result, f"$.steps.{rec.name}")
+        rec.status, rec.result, rec.ts = "done", jsonutil.loads(text), time.time()
+        self._runner.event(EventKind.TOOL_RESULT, self.node, step=rec.name,
+                           result=summarize(rec.result))
+        self._runner.commit_steps([rec])
+        return rec.result
+
+    def _failed(self, rec: StepRecord, exc: Exception) -> None:
+        self._runner.event(EventKind.TOOL_ERROR, self.node, step=rec.name,
+                           error=type(exc).__name__, message=summarize(str(exc), 500))
+
+    def _next_index(self, name: str, kind: str) -> int:
+        index = self._index
+        self._index += 1
+        recorded = self._by_index.get(index)
+        if recorded is not None and (recorded.name != name or recorded.kind != kind):
+            raise FlowChangedError(
+                f"node {self.node!r} changed since run {self.run_id!r} was journaled: call "
+                f"#{index + 1} was {recorded.kind} {recorded.name!r}, the code now makes "
+                f"{kind} {name!r}; no recorded result was replayed. Finish or fork the run "
+                "with the code it started with, or start a new run"
+            )
+        return index
+
+    # ── human in the loop ────────────────────────────────────────────────────────
+    def interrupt(self, payload: Any = None) -> Any:
+        """Ask a person. The first time, the run pauses (PAUSED, ``payload`` visible in
+        the state and a ``hitl.request`` event) and control returns to the caller; when
+        it is resumed with ``answer=...``, the node re-executes with its completed steps
+        replayed from the journal, and this returns the answer. Several interrupts in a
+        node are matched by order.
+        """
+        self._check_live()
+        jsonutil.check(payload, "$.interrupt")
+        index = self._next_index("interrupt", "interrupt")
+        recorded = self._by_index.get(index)
+        if recorded is not None and recorded.status == "done":
+            self.replayed += 1
+            return recorded.result
+        key = f"{self._exec_step}/{self.node}/interrupt/{index}"
+        raise Pause(StepRecord(key=key, step=self._exec_step, node=self.node, index=index,
+                               name="interrupt", kind="interrupt", status="waiting",
+                               result=payload))
+
+    def emit(self, message: str, **payload: Any) -> None:
+        """Record a progress event (committed with the node's next commit)."""
+        jsonutil.check(payload, "$.emit")
+        self._runner.event(EventKind.AGENT_PROGRESS, self.node, message=message, **payload)
+
+    def _check_live(self) -> None:
+        if self._abandoned:
+            raise Abandoned(self.node)
+
+    def __repr__(self) -> str:
+        return (f"NodeContext(run_id={self.run_id!r}, node={self.node!r}, "
+                f"attempt={self.attempt})")

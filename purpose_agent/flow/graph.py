@@ -1,0 +1,354 @@
+"""The flow graph: nodes (plain functions), edges, conditional routes, the entry node.
+
+A :class:`Flow` is a definition; running it is the engine's job (``flow.run``,
+``flow.resume``, ``flow.fork``, ``flow.cancel`` delegate to :mod:`.engine`).
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, overload
+
+from purpose_agent.errors import (
+    FlowChangedError,
+    FlowDefinitionError,
+    LeaseError,
+    RunBusyError,
+    RunNotFound,
+    RunStateError,
+)
+from purpose_agent.flow import engine
+from purpose_agent.flow.engine import END, MISSING, LeaseLost, is_async_callable
+from purpose_agent.flow.reducers import Reducer, check_reducers
+from purpose_agent.runtime import jsonutil
+from purpose_agent.runtime.checkpoint import open_checkpointer, validate_run_id
+from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
+from purpose_agent.runtime.events import EventKind, PAEvent
+from purpose_agent.runtime.journal import Commit, owner_id
+from purpose_agent.runtime.state import RunState, RunStatus
+
+NodeFn = Callable[..., Any]
+Router = Callable[[Mapping[str, Any]], str]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    name: str
+    fn: NodeFn
+    retries: int = 0
+    timeout: float | None = None
+    backoff: float = 0.5
+    is_async: bool = False
+
+
+class Flow:
+    """A durable flow of nodes. The first node registered is the entry node unless
+    :meth:`entry` says otherwise.
+
+    ``max_steps`` bounds how many nodes a run may execute (default: 10 × the number of
+    nodes, at least 25); ``reducers`` say how a node's returned value for a key combines
+    with the current one (``"append"``, ``"extend"``, ``"merge"`` or ``fn(old, new)``;
+    default: replace). ``lease_ttl`` is how long a run's ownership lasts without a
+    heartbeat before another host may take it over.
+    """
+
+    def __init__(self, name: str, *, purpose: str = "", max_steps: int | None = None,
+                 reducers: Mapping[str, Reducer] | None = None,
+                 lease_ttl: float = 30.0) -> None:
+        if not isinstance(name, str) or not name:
+            raise FlowDefinitionError("a flow needs a non-empty name")
+        self.name = name
+        self.purpose = purpose
+        self._max_steps = max_steps
+        self.reducers = check_reducers(reducers)
+        self.lease_ttl = float(lease_ttl)
+        self._nodes: dict[str, NodeSpec] = {}
+        self._edges: dict[str, str] = {}
+        self._routes: dict[str, tuple[Router, tuple[str, ...] | None]] = {}
+        self._entry: str | None = None
+        caller = sys._getframe(1).f_globals
+        self._module = caller.get("__name__", "__main__")
+        self._file = caller.get("__file__")
+        self._ref: str | None = None
+
+    # ── definition ───────────────────────────────────────────────────────────────
+    @overload
+    def node(self, fn: NodeFn, /) -> NodeFn: ...
+    @overload
+    def node(self, fn: None = None, /, *, name: str | None = None, retries: int = 0,
+             timeout: float | None = None, backoff: float = 0.5) -> Callable[[NodeFn], NodeFn]: ...
+    def node(self, fn: NodeFn | None = None, /, *, name: str | None = None, retries: int = 0,
+             timeout: float | None = None, backoff: float = 0.5) -> Any:
+        """Register a node: ``fn(ctx) -> dict | None``, sync or async.
+
+        ``retries`` re-executes a failing node (its completed steps replay from the
+        journal) after ``backoff`` × 2^n seconds; ``timeout`` fails an attempt that runs
+        longer. Usable as ``@flow.node`` or ``@flow.node(retries=2, timeout=30.0)``, or
+        ``flow.node(agent)`` for any callable with a ``name``.
+        """
+        def register(func: NodeFn) -> NodeFn:
+            self.add(func, name=name, retries=retries, timeout=timeout, backoff=backoff)
+            return func
+
+        return register(fn) if fn is not None else register
+
+    def add(self, fn: NodeFn, *, name: str | None = None, retries: int = 0,
+            timeout: float | None = None, backoff: float = 0.5) -> NodeSpec:
+        """Register ``fn`` (a function, or an object such as an Agent) as a node."""
+        node_name = name or getattr(fn, "name", None) or getattr(fn, "__name__", None)
+        if not isinstance(node_name, str) or not node_name or node_name == END:
+            raise FlowDefinitionError(f"cannot name a node after {fn!r}; pass name=...")
+        if node_name in self._nodes:
+            raise FlowDefinitionError(f"flow {self.name!r} already has a node {node_name!r}; "
+                                      "node names must be unique")
+        if not callable(fn):
+            raise FlowDefinitionError(f"node {node_name!r} is not callable")
+        if retries < 0 or (timeout is not None and timeout <= 0):
+            raise FlowDefinitionError(f"node {node_name!r}: retries must be >= 0 and "
+                                      "timeout > 0")
+        spec = NodeSpec(node_name, fn, retries, timeout, backoff, is_async_callable(fn))
+        self._nodes[node_name] = spec
+        if self._entry is None:
+            self._entry = node_name
+        return spec
+
+    def edge(self, source: str, target: str) -> Flow:
+        """After ``source`` completes, run ``target`` (or stop, with ``END``)."""
+        self._check_known(source, "edge from")
+        if target != END:
+            self._check_known(target, f"edge {source!r} ->")
+        self._check_no_exit(source)
+        self._edges[source] = target
+        return self
+
+    def route(self, source: str, router: Router, *, targets: list[str] | None = None) -> Flow:
+        """After ``source`` completes, ``router(data)`` names the next node (or ``END``)."""
+        self._check_known(source, "route from")
+        if not callable(router):
+            raise FlowDefinitionError(f"route from {source!r}: {router!r} is not callable")
+        for target in targets or ():
+            if target != END:
+                self._check_known(target, f"route {source!r} ->")
+        self._check_no_exit(source)
+        self._routes[source] = (router, tuple(targets) if targets else None)
+        return self
+
+    def entry(self, name: str) -> Flow:
+        """Make ``name`` the first node of every run."""
+        self._check_known(name, "entry")
+        self._entry = name
+        return self
+
+    def _check_known(self, name: str, what: str) -> None:
+        if name not in self._nodes:
+            known = ", ".join(self._nodes) or "none yet"
+            raise FlowDefinitionError(f"{what} {name!r}: flow {self.name!r} has no such node "
+                                      f"(nodes: {known}); define the node first")
+
+    def _check_no_exit(self, source: str) -> None:
+        if source in self._edges or source in self._routes:
+            raise FlowDefinitionError(f"node {source!r} already has a way out; a node has one "
+                                      "edge or one route")
+
+    def validate(self) -> None:
+        """Raise FlowDefinitionError unless every node has a way out and the graph has an
+        entry."""
+        if not self._nodes:
+            raise FlowDefinitionError(f"flow {self.name!r} has no nodes")
+        for name in self._nodes:
+            if name not in self._edges and name not in self._routes:
+                raise FlowDefinitionError(
+                    f"node {name!r} of flow {self.name!r} has no way out; add "
+                    f"flow.edge({name!r}, <next node or END>) or flow.route({name!r}, fn)")
+
+    # ── what the engine asks ─────────────────────────────────────────────────────
+    @property
+    def nodes(self) -> list[str]:
+        return list(self._nodes)
+
+    @property
+    def entry_node(self) -> str:
+        self.validate()
+        assert self._entry is not None
+        return self._entry
+
+    @property
+    def max_steps(self) -> int:
+        return self._max_steps or max(25, 10 * len(self._nodes))
+
+    def spec(self, name: str) -> NodeSpec:
+        try:
+            return self._nodes[name]
+        except KeyError:
+            raise FlowChangedError(
+                f"the run is at node {name!r}, which flow {self.name!r} no longer has "
+                f"(nodes: {', '.join(self._nodes)}); resume it with the code it started with"
+            ) from None
+
+    def next_after(self, name: str, data: Mapping[str, Any]) -> str:
+        if name in self._edges:
+            return self._edges[name]
+        router, targets = self._routes[name]
+        target = router(MappingProxyType(data))  # type: ignore[arg-type]
+        if target != END and (target not in self._nodes or (targets and target not in targets)):
+            raise FlowDefinitionError(
+                f"route from {name!r} chose {target!r}, which is not a node of flow "
+                f"{self.name!r} (nodes: {', '.join(self._nodes)}, or END)")
+        return target
+
+    @property
+    def ref(self) -> str | None:
+        """Where another process finds this flow: ``module:attr`` or ``path.py:attr``."""
+        if self._ref is None:
+            module = sys.modules.get(self._module)
+            for attr, value in vars(module).items() if module else ():
+                if value is self:
+                    if self._module == "__main__" and self._file:
+                        self._ref = f"{Path(self._file).resolve()}:{attr}"
+                    else:
+                        self._ref = f"{self._module}:{attr}"
+                    break
+        return self._ref
+
+    # ── running ──────────────────────────────────────────────────────────────────
+    def run(self, data: dict[str, Any] | None = None, *,
+            checkpointer: BaseCheckpointer | None = None, run_id: str | None = None,
+            session_id: str | None = None) -> RunState:
+        """Start a run and advance it until it completes, pauses, fails or is cancelled.
+
+        Each node's completion is committed atomically before the next node starts.
+        Returns the run's state: check ``state.status`` (``COMPLETED``, ``PAUSED`` with
+        ``state.pending`` saying what it waits for, ``FAILED`` with ``state.error``).
+        Raises RunStateError if ``run_id`` is taken.
+        """
+        cp = _store(checkpointer)
+        run_id = validate_run_id(run_id or f"{self.name}-{uuid.uuid4().hex[:12]}")
+        runner = engine.start(self, data, cp, run_id, session_id, owner_id())
+        return _drive(runner.drive)
+
+    async def arun(self, data: dict[str, Any] | None = None, *,
+                   checkpointer: BaseCheckpointer | None = None, run_id: str | None = None,
+                   session_id: str | None = None) -> RunState:
+        """Async :meth:`run`: async nodes are awaited on the running event loop."""
+        cp = _store(checkpointer)
+        run_id = validate_run_id(run_id or f"{self.name}-{uuid.uuid4().hex[:12]}")
+        runner = engine.start(self, data, cp, run_id, session_id, owner_id())
+        return await _adrive(runner.adrive)
+
+    def resume(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None,
+               answer: Any = MISSING, update: dict[str, Any] | None = None,
+               retry_in_doubt: bool = False) -> RunState:
+        """Continue a run where it stopped: after a crash, a pause, a failure or a fork.
+
+        ``update`` is merged into the run data first (a person's edit). ``answer`` answers
+        the pending interrupt (the node re-executes, its completed steps replay from the
+        journal, and ``ctx.interrupt`` returns the answer), or supplies the result of an
+        in-doubt at-most-once step; ``retry_in_doubt=True`` runs that step again instead.
+        Raises RunBusyError (nothing written) if another live process owns the run.
+        """
+        runner = engine.resume(self, _store(checkpointer), validate_run_id(run_id), owner_id(),
+                               answer=answer, update=update, retry_in_doubt=retry_in_doubt)
+        return _drive(runner.drive)
+
+    async def aresume(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None,
+                      answer: Any = MISSING, update: dict[str, Any] | None = None,
+                      retry_in_doubt: bool = False) -> RunState:
+        """Async :meth:`resume`."""
+        runner = engine.resume(self, _store(checkpointer), validate_run_id(run_id), owner_id(),
+                               answer=answer, update=update, retry_in_doubt=retry_in_doubt)
+        return await _adrive(runner.adrive)
+
+    def fork(self, run_id: str, *, at_step: int, checkpointer: BaseCheckpointer | None = None,
+             update: dict[str, Any] | None = None, new_run_id: str | None = None) -> RunState:
+        """Time travel: a new run starting from the state right after node execution
+        ``at_step`` of ``run_id`` (0: its start). The original run is untouched. The new
+        run is PENDING; ``resume`` it to advance it."""
+        return fork_run(_store(checkpointer), validate_run_id(run_id), at_step=at_step,
+                        update=update, new_run_id=new_run_id, flow=self)
+
+    def cancel(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None) -> RunState:
+        """Cancel a run. A paused, failed or crashed run is CANCELLED at once; a run that a
+        live process is advancing stops at its next node boundary."""
+        return cancel_run(_store(checkpointer), validate_run_id(run_id), lease_ttl=self.lease_ttl)
+
+    def get_state(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None) -> RunState:
+        """The run's current state, as journaled."""
+        return load_state(_store(checkpointer), validate_run_id(run_id))
+
+    def __repr__(self) -> str:
+        return f"Flow({self.name!r}, nodes={self.nodes})"
+
+
+def _store(checkpointer: BaseCheckpointer | None) -> BaseCheckpointer:
+    return checkpointer if checkpointer is not None else open_checkpointer(None)
+
+
+def _drive(fn: Callable[[], RunState]) -> RunState:
+    try:
+        return fn()
+    except LeaseLost as exc:
+        raise LeaseError(f"{exc}; the run is being advanced elsewhere now") from None
+
+
+async def _adrive(fn: Callable[[], Any]) -> RunState:
+    try:
+        return await fn()
+    except LeaseLost as exc:
+        raise LeaseError(f"{exc}; the run is being advanced elsewhere now") from None
+
+
+def load_state(cp: BaseCheckpointer, run_id: str) -> RunState:
+    state = cp.load_latest(run_id)
+    if state is None:
+        raise RunNotFound(f"no run {run_id!r} in {cp!r}")
+    return state
+
+
+def fork_run(cp: BaseCheckpointer, run_id: str, *, at_step: int,
+             update: dict[str, Any] | None = None, new_run_id: str | None = None,
+             flow: Flow | None = None) -> RunState:
+    """Copy the state after node execution ``at_step`` of ``run_id`` into a new PENDING run."""
+    current = load_state(cp, run_id)
+    source = cp.load_at(run_id, int(at_step))
+    if source is None:
+        raise RunStateError(f"run {run_id!r} has no step {at_step}; its steps are 0.."
+                            f"{current.current_step}")
+    if update is not None:
+        jsonutil.check(update, "$.update")
+        source.data.update(update)
+    new_id = validate_run_id(new_run_id or f"{run_id[:100]}-fork{at_step}-{uuid.uuid4().hex[:6]}")
+    source.run_id = new_id
+    source.status = RunStatus.PENDING if source.current_node else RunStatus.COMPLETED
+    source.pending = source.error = None
+    source.parent = {"run_id": run_id, "step": int(at_step)}
+    event = PAEvent(new_id, EventKind.RUN_FORKED, seq=1, node=source.current_node,
+                    payload={"from_run": run_id, "at_step": int(at_step),
+                             "updated": sorted(update or {})})
+    cp.commit(new_id, Commit(events=[event], state=source, snapshot=True, create=True))
+    return source
+
+
+def cancel_run(cp: BaseCheckpointer, run_id: str, *, lease_ttl: float = 30.0) -> RunState:
+    """Cancel ``run_id``: at once if no live process owns it, else at its next node boundary."""
+    state = load_state(cp, run_id)
+    if state.status is RunStatus.CANCELLED:
+        return state
+    if state.status is RunStatus.COMPLETED:
+        raise RunStateError(f"run {run_id!r} already completed; nothing to cancel")
+    try:
+        lease = cp.acquire_lease(run_id, owner_id(), lease_ttl)
+    except RunBusyError:
+        cp.request_cancel(run_id)  # type: ignore[attr-defined]
+        return state
+    state = load_state(cp, run_id)
+    state.status = RunStatus.CANCELLED
+    state.pending = None
+    event = PAEvent(run_id, EventKind.RUN_CANCELLED, seq=lease.next_seq, node=state.current_node)
+    cp.commit(run_id, Commit(events=[event], state=state, fence=lease.fence, release=True))
+    return state
+
