@@ -442,8 +442,8 @@ def _answer_pending(state: RunState, answer: Any, retry_in_doubt: bool) -> list[
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(type(fn), "__call__", None))
+    call = vars(type(fn)).get("__call__")
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
 
 
 __all__ = ["END", "Abandoned", "LeaseLost", "Runner"]
