@@ -1,0 +1,97 @@
+"""A readable transcript of a run, as a pure function of its events.
+
+Nothing here reads a store or the run state: give it the events (all of them, or those
+after some seq) and it renders the same text every time. The text is plain; whoever
+shows it (terminal, HTML) escapes it for that medium.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from purpose_agent.runtime.events import EventKind, PAEvent
+from purpose_agent.runtime.redact import summarize
+
+
+def _line(event: PAEvent) -> str | None:
+    p: dict[str, Any] = event.payload
+    kind, node = str(event.kind), event.node or ""
+    if kind == EventKind.RUN_STARTED:
+        return f"run started: flow {p.get('flow')!s}" + (
+            f" — {p['purpose']}" if p.get("purpose") else "")
+    if kind == EventKind.RUN_RESUMED:
+        edited = f", data edited: {', '.join(p['updated'])}" if p.get("updated") else ""
+        return f"run resumed (was {p.get('previous')}{edited})"
+    if kind == EventKind.RUN_PAUSED:
+        if p.get("reason") == "in_doubt":
+            return f"run paused: step {p.get('step_name')} in {node} is in doubt"
+        return f"run paused at {node}, waiting for a person"
+    if kind == EventKind.RUN_FINISHED:
+        return f"run finished after {p.get('steps')} node(s)"
+    if kind == EventKind.RUN_ERROR:
+        return (f"run failed in {p.get('node') or node} (attempt {p.get('attempt')}): "
+                f"{p.get('type')}: {p.get('message')}")
+    if kind == EventKind.RUN_CANCELLED:
+        return "run cancelled"
+    if kind == EventKind.RUN_FORKED:
+        return f"forked from run {p.get('from_run')} after step {p.get('at_step')}"
+    if kind == EventKind.AGENT_STARTED:
+        attempt = p.get("attempt", 1)
+        return f"▶ {node}" + (f" (attempt {attempt})" if attempt and attempt > 1 else "")
+    if kind == EventKind.AGENT_FINISHED:
+        replayed = p.get("replayed_steps") or 0
+        extra = f"; {replayed} step(s) replayed from the journal" if replayed else ""
+        updated = ", ".join(p.get("updated") or []) or "nothing"
+        return f"✓ {node} updated {updated}{extra}"
+    if kind == EventKind.AGENT_ERROR:
+        return f"✗ {node} attempt {p.get('attempt')}: {p.get('error')}: {p.get('message')}"
+    if kind == EventKind.AGENT_PROGRESS:
+        rest = {k: v for k, v in p.items() if k != "message"}
+        return f"  {node}: {p.get('message')}" + (f" {summarize(rest, 200)}" if rest else "")
+    if kind == EventKind.TOOL_CALL:
+        return f"  → {p.get('step')}({_strip(p.get('args'))})"
+    if kind == EventKind.TOOL_RESULT:
+        return f"  ← {p.get('step')}: {p.get('result')}"
+    if kind == EventKind.TOOL_ERROR:
+        return f"  ✗ {p.get('step')}: {p.get('error')}: {p.get('message')}"
+    if kind == EventKind.MODEL_REQUEST:
+        return f"  model {p.get('model')} ← {p.get('summary', '')}"
+    if kind == EventKind.MODEL_RESPONSE:
+        usage = p.get("usage") or {}
+        tokens = f" [{usage.get('total_tokens')} tokens]" if usage.get("total_tokens") else ""
+        return f"  model {p.get('model')} → {p.get('summary', '')}{tokens}"
+    if kind == EventKind.HITL_REQUEST:
+        return f"  ? asks a person: {summarize(p.get('payload'), 300)}"
+    if kind == EventKind.HITL_RESPONSE:
+        return f"  ! a person answered: {p.get('answer')}"
+    return f"  {kind}: {summarize(p, 200)}" if p else f"  {kind}"
+
+
+def _strip(args: Any) -> str:
+    text = str(args or "")
+    if text.startswith("[[") and text.endswith(",{}]"):
+        return text[2:-5]
+    return text
+
+
+def transcript_lines(events: Iterable[PAEvent], *, timestamps: bool = False) -> list[str]:
+    """One line per event worth reading, in seq order, prefixed ``#seq``."""
+    out = []
+    for event in sorted(events, key=lambda e: e.seq):
+        text = _line(event)
+        if text is None:
+            continue
+        stamp = time.strftime("%H:%M:%S ", time.localtime(event.ts)) if timestamps else ""
+        out.append(f"{stamp}#{event.seq:<4} {text}")
+    return out
+
+
+def render_transcript(events: Iterable[PAEvent], *, timestamps: bool = False) -> str:
+    """The transcript of a run as text (empty string for no events)."""
+    lines = transcript_lines(events, timestamps=timestamps)
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+__all__ = ["render_transcript", "transcript_lines"]
