@@ -176,7 +176,7 @@ class JSONLCheckpointer(BaseCheckpointer):
                 lease.update(owner=p.acquire[0], expires_at=now + p.acquire[1],
                              fence=lease["fence"] + 1)
                 granted = Lease(run_id, p.acquire[0], lease["fence"], lease["expires_at"],
-                                tail.next_seq)
+                                tail.next_seq + len(events))
             if p.release:
                 lease.update(owner=None, expires_at=None)
             if p.acquire is not None or p.release:

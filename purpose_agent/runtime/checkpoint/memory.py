@@ -66,10 +66,11 @@ class InMemoryCheckpointer(BaseCheckpointer):
             if p.acquire is not None:
                 run.owner, run.lease_expires_at = p.acquire[0], now + p.acquire[1]
                 run.fence += 1
-                lease = Lease(run_id, run.owner, run.fence, run.lease_expires_at, run.next_seq)
             run.events.extend((e.seq, str(e.kind), e.to_json()) for e in events)
             if events:
                 run.next_seq = events[-1].seq + 1
+            if p.acquire is not None:
+                lease = Lease(run_id, run.owner, run.fence, run.lease_expires_at, run.next_seq)
             if p.delta_json is not None:
                 run.version += 1
                 run.deltas.append((run.version, p.step, p.node, p.delta_json))
