@@ -255,6 +255,19 @@ class NodeContext:
         jsonutil.check(payload, "$.emit")
         self._runner.event(EventKind.AGENT_PROGRESS, self.node, message=message, **payload)
 
+    def record_event(self, kind: EventKind | str, **payload: Any) -> None:
+        """Record an event of any kind for this node, e.g. ``model.request``.
+
+        The event is buffered and committed, in seq order, with the node's next commit
+        (a step result, a pause, the node's completion or its failure), never on its own:
+        an event recorded inside a step whose result was never committed is lost with it,
+        and recorded again when the step re-runs. ``payload`` must be strict JSON and is
+        stored as given: redact secrets before calling.
+        """
+        self._check_live()
+        jsonutil.check(payload, f"$.event[{kind}]")
+        self._runner.event(EventKind(kind), self.node, **payload)
+
     def _check_live(self) -> None:
         if self._abandoned:
             raise Abandoned(self.node)
