@@ -91,7 +91,8 @@ def step(fn: Any = None, *, name: str | None = None, retries: int = 0,
                 ctx = _current.get()
                 if ctx is None:
                     return await func(*args, **kwargs)
-                return await ctx.step(opts.name, func, *args, **kwargs)
+                return await ctx._run_step(opts.name or func.__qualname__, func, args, kwargs,
+                                           opts)
 
             astep_call.__purpose_step__ = opts  # type: ignore[attr-defined]
             return astep_call  # type: ignore[return-value]
@@ -101,7 +102,7 @@ def step(fn: Any = None, *, name: str | None = None, retries: int = 0,
             ctx = _current.get()
             if ctx is None:
                 return func(*args, **kwargs)
-            return ctx.step(opts.name, func, *args, **kwargs)
+            return ctx._run_step(opts.name or func.__qualname__, func, args, kwargs, opts)
 
         step_call.__purpose_step__ = opts  # type: ignore[attr-defined]
         return step_call  # type: ignore[return-value]
@@ -141,7 +142,10 @@ class NodeContext:
         with the same name and arguments in one node are two steps. If ``fn`` is async,
         this returns an awaitable.
         """
-        opts = _options(fn)
+        return self._run_step(name, fn, args, kwargs, _options(fn))
+
+    def _run_step(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
+                  kwargs: dict[str, Any], opts: StepOptions) -> Any:
         rec, cached = self._begin(name, args, kwargs, opts)
         if inspect.iscoroutinefunction(fn):
             return self._astep(rec, cached, opts, fn, args, kwargs)
