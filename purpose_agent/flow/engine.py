@@ -64,7 +64,7 @@ class Runner:
         self._heartbeat: _Heartbeat | None = None
 
     # ── events and commits ───────────────────────────────────────────────────────
-    def event(self, kind: EventKind, node: str | None = None, **payload: Any) -> None:
+    def event(self, kind: EventKind, node: str | None = None, /, **payload: Any) -> None:
         """Buffer an event; it is committed, in seq order, with the next commit."""
         self.buffer.append(PAEvent(self.state.run_id, kind, seq=self.next_seq, node=node,
                                    payload=payload))
