@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from itertools import pairwise
 
 from purpose_agent import END, Flow, step
 
@@ -52,7 +53,7 @@ flow = Flow("crash-five", purpose="five nodes, two durable steps each",
             reducers={"trail": "append"})
 for _name in NODES:
     flow.add(make_node(_name))
-for _a, _b in zip(NODES, NODES[1:], strict=False):
+for _a, _b in pairwise(NODES):
     flow.edge(_a, _b)
 flow.edge(NODES[-1], END)
 

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from itertools import pairwise
 
 import pytest
 
 from purpose_agent import (
-    END, Flow, FlowChangedError, FlowDefinitionError, InMemoryCheckpointer, JSONLCheckpointer,
-    RunStateError, SQLiteCheckpointer, step,
+    END,
+    Flow,
+    FlowChangedError,
+    FlowDefinitionError,
+    InMemoryCheckpointer,
+    JSONLCheckpointer,
+    RunStateError,
+    SQLiteCheckpointer,
+    step,
 )
 from purpose_agent.runtime.events import EventKind
 
@@ -142,7 +150,7 @@ def test_default_max_steps_never_stops_an_acyclic_flow() -> None:
     names = [f"n{i}" for i in range(30)]
     for name in names:
         flow.add(lambda ctx: None, name=name)
-    for a, b in zip(names, names[1:], strict=False):
+    for a, b in pairwise(names):
         flow.edge(a, b)
     flow.edge(names[-1], END)
     assert flow.max_steps >= 10 * len(names)
