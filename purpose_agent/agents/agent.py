@@ -1,0 +1,201 @@
+"""``Agent``: the tool-calling loop as one flow node, with every model call and every
+tool call a durable step.
+
+Guarantees, on top of the flow engine's:
+
+- A model response is committed before the agent acts on it. When the node re-executes
+  (resume after a crash, an interrupt or a retry) committed responses are replayed from
+  the journal: no request whose response was committed is ever sent again, so no token
+  is paid for twice.
+- A tool call's result is committed before the model sees it, and replayed on
+  re-execution; ``at_most_once`` tools are never re-run when they may have happened.
+- Bad input from the model (unknown tool, arguments that are not JSON or do not
+  validate) goes back to the model as a tool error; the run does not crash.
+- Events (``model.request``, ``model.response``, and the engine's ``tool.call`` /
+  ``tool.result``) carry the model name, token usage, latency and short redacted
+  summaries, never credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from purpose_agent.agents._errors import AgentError
+from purpose_agent.agents.model import Message, Model, ModelResponse, ToolCall
+from purpose_agent.agents.tools import Tool, content_for_model, tool
+from purpose_agent.flow.context import NodeContext
+from purpose_agent.runtime.events import EventKind
+from purpose_agent.runtime.redact import summarize
+
+Instructions = str | Callable[[Mapping[str, Any]], str]
+
+
+class Agent:
+    """A model that calls tools until it answers, usable as a flow node.
+
+    ``flow.add(agent)`` (or ``flow.node(agent)``) registers it under ``name``. The
+    conversation starts from ``data[input_key]`` (a string, or a list of chat message
+    dicts); ``instructions`` (a string, or ``fn(data) -> str``) is the system message.
+    When the model answers without calling a tool, the node returns
+    ``{messages_key: [the conversation, system message excluded], output_key: answer}``
+    (``output_key`` defaults to the agent's name). If there is no answer after
+    ``max_turns`` model calls the node fails with :class:`AgentError`; a model call that
+    failed for good fails it with :class:`ModelError`.
+    """
+
+    def __init__(self, name: str, model: Model, instructions: Instructions = "", *,
+                 tools: Iterable[Tool | Callable[..., Any]] = (), max_turns: int = 10,
+                 output_key: str | None = None, input_key: str = "input",
+                 messages_key: str = "messages") -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError("an Agent needs a non-empty name (it is the node's name)")
+        if not callable(getattr(model, "complete", None)):
+            raise TypeError(f"agent {name!r}: {model!r} is not a Model (it has no "
+                            "complete(messages, tools) method)")
+        if max_turns < 1:
+            raise ValueError(f"agent {name!r}: max_turns must be at least 1")
+        self.name = name
+        self.model = model
+        self.instructions = instructions
+        self.max_turns = int(max_turns)
+        self.output_key = output_key or name
+        self.input_key = input_key
+        self.messages_key = messages_key
+        self.tools: dict[str, Tool] = {}
+        for item in tools:
+            t = item if isinstance(item, Tool) else tool(item)
+            if t.name in self.tools:
+                raise ValueError(f"agent {name!r} has two tools named {t.name!r}")
+            self.tools[t.name] = t
+
+    # ── the node ─────────────────────────────────────────────────────────────────
+    def __call__(self, ctx: NodeContext) -> dict[str, Any]:
+        """Run the tool-calling loop inside a flow node; returns the node's update."""
+        conversation = self._conversation(ctx.data)
+        for turn in range(1, self.max_turns + 1):
+            response = self._model_turn(ctx, conversation, turn)
+            reply = response.message
+            conversation.append(reply)
+            if not reply.tool_calls:
+                return {self.messages_key: [m.to_dict() for m in conversation],
+                        self.output_key: reply.content or ""}
+            for call in reply.tool_calls:
+                content = self._tool_turn(ctx, call)
+                conversation.append(Message("tool", content=content, tool_call_id=call.id))
+        raise AgentError(f"agent {self.name!r} made {self.max_turns} model calls without a "
+                         "final answer; raise max_turns or tell the model when to stop")
+
+    def _conversation(self, data: Mapping[str, Any]) -> list[Message]:
+        value = data.get(self.input_key)
+        if value is None:
+            raise AgentError(f"agent {self.name!r} found no {self.input_key!r} in the run data; "
+                             f"start the run with {{{self.input_key!r}: 'the request'}} or set "
+                             "input_key=...")
+        if isinstance(value, str):
+            return [Message("user", value)]
+        if isinstance(value, list) and all(isinstance(m, dict) and "role" in m for m in value):
+            return [Message.from_dict(m) for m in value]
+        return [Message("user", json.dumps(value, ensure_ascii=False))]
+
+    def _system(self, data: Mapping[str, Any]) -> list[Message]:
+        text = self.instructions(data) if callable(self.instructions) else self.instructions
+        return [Message("system", text)] if text else []
+
+    # ── one model call: a durable step ───────────────────────────────────────────
+    def _model_turn(self, ctx: NodeContext, conversation: list[Message],
+                    turn: int) -> ModelResponse:
+        request = self._system(ctx.data) + conversation
+        specs = [t.schema for t in self.tools.values()]
+        model_name = getattr(self.model, "name", type(self.model).__name__)
+
+        def call_model(turn: int) -> dict[str, Any]:
+            # Runs only when this turn's response is not in the journal yet; the events
+            # are committed together with the response.
+            last = request[-1]
+            ctx.record_event(EventKind.MODEL_REQUEST, agent=self.name, model=model_name,
+                             turn=turn, messages=len(request), tools=sorted(self.tools),
+                             last_role=last.role, last=summarize(last.content or ""))
+            started = time.monotonic()
+            try:
+                response = self.model.complete(request, specs)
+            except Exception as exc:
+                ctx.record_event(EventKind.MODEL_RESPONSE, agent=self.name, model=model_name,
+                                 turn=turn, latency_ms=_ms(started), error=type(exc).__name__,
+                                 status_code=getattr(exc, "status_code", None),
+                                 message=summarize(str(exc), 500))
+                raise
+            ctx.record_event(EventKind.MODEL_RESPONSE, agent=self.name,
+                             model=response.model or model_name, turn=turn,
+                             latency_ms=_ms(started), usage=response.usage.to_dict(),
+                             finish_reason=response.finish_reason,
+                             tool_calls=[c.name for c in response.message.tool_calls],
+                             content=summarize(response.message.content or ""))
+            return response.to_dict()
+
+        return ModelResponse.from_dict(ctx.step(f"model:{self.name}", call_model, turn))
+
+    # ── one tool call: checks, maybe a person's approval, then a durable step ────
+    def _tool_turn(self, ctx: NodeContext, call: ToolCall) -> str:
+        target = self.tools.get(call.name)
+        if target is None:
+            known = ", ".join(sorted(self.tools)) or "none"
+            return _error(f"there is no tool {call.name!r}; the tools are: {known}")
+        try:
+            args = json.loads(call.arguments or "{}", parse_constant=_no_constant)
+        except ValueError as exc:
+            return _error(f"the arguments for tool {call.name!r} are not valid JSON ({exc}); "
+                          "send a JSON object")
+        problem = target.validate(args)
+        if problem is not None:
+            return _error(problem)
+        if target.requires_approval:
+            answer = ctx.interrupt({"tool": target.name, "args": args, "agent": self.name,
+                                    "call_id": call.id})
+            approved, args, reason = _decision(answer, args)
+            if not approved:
+                return json.dumps({"rejected": True, "reason": reason or "no reason given"},
+                                  ensure_ascii=False)
+            problem = target.validate(args)
+            if problem is not None:
+                return _error(f"the arguments a person approved are invalid: {problem}")
+        outcome = ctx.step(f"tool:{target.name}", target.step_fn, args)
+        return content_for_model(outcome)
+
+    def __repr__(self) -> str:
+        return (f"Agent({self.name!r}, model={self.model!r}, tools={sorted(self.tools)}, "
+                f"max_turns={self.max_turns})")
+
+
+def _decision(answer: Any, proposed: dict[str, Any]) -> tuple[bool, Any, str | None]:
+    """(approved, arguments, reason) from a person's answer to an approval request.
+
+    Only an explicit approval runs the tool; any other answer is a rejection."""
+    if answer is True:
+        return True, proposed, None
+    if isinstance(answer, dict) and isinstance(answer.get("approve"), bool):
+        if answer["approve"]:
+            return True, answer.get("args", proposed), None
+        reason = answer.get("reason")
+        return False, proposed, str(reason) if reason is not None else None
+    if answer is False or answer is None:
+        return False, proposed, None
+    return False, proposed, (f"the approval answer {summarize(answer, 100)} was not understood, "
+                             "so the call was not made")
+
+
+def _error(message: str) -> str:
+    return json.dumps({"error": message}, ensure_ascii=False)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+__all__ = ["Agent"]

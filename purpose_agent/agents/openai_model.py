@@ -1,0 +1,118 @@
+"""``OpenAIModel``: the :class:`~purpose_agent.agents.model.Model` protocol on the
+official ``openai`` SDK, for OpenAI and any OpenAI-compatible server (``base_url``).
+
+The SDK is imported when a model is created, not when this module is, so the agents
+layer loads without the ``openai`` extra installed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from purpose_agent.agents._errors import ModelError
+from purpose_agent.agents.model import Message, ModelResponse, ToolCall, Usage
+from purpose_agent.runtime.redact import redact_text, summarize
+
+BASE_URL_ENV = ("PURPOSE_AGENT_BASE_URL", "OPENAI_BASE_URL")
+_NO_KEY = "no-key"  # local OpenAI-compatible servers usually ignore the key
+
+
+class OpenAIModel:
+    """A chat model reached through the ``openai`` SDK's chat completions API.
+
+    ``base_url`` (else ``$PURPOSE_AGENT_BASE_URL``, else ``$OPENAI_BASE_URL``, else
+    OpenAI) points it at any OpenAI-compatible server. The key is ``api_key`` or
+    ``$OPENAI_API_KEY``; it is sent only in the ``Authorization`` header and never
+    appears in events, errors, the journal or this object's repr. Transient failures
+    (429, 5xx, timeouts, dropped connections) are retried by the SDK up to
+    ``max_retries`` times with its own backoff (honouring ``Retry-After``); after that,
+    :meth:`complete` raises :class:`ModelError` naming the HTTP status.
+    ``extra`` is passed to every request (e.g. ``{"temperature": 0}``).
+    """
+
+    def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
+                 timeout: float = 60.0, max_retries: int = 2,
+                 extra: dict[str, Any] | None = None) -> None:
+        try:
+            import openai
+        except ImportError as exc:
+            raise ImportError("OpenAIModel needs the openai SDK: pip install "
+                              "'purpose-agent[openai]'") from exc
+        if not isinstance(model, str) or not model:
+            raise ValueError("OpenAIModel needs a model name, e.g. OpenAIModel('gpt-4o-mini')")
+        self.name = model
+        self.base_url = base_url or next(
+            (os.environ[var] for var in BASE_URL_ENV if os.environ.get(var)), None)
+        key = api_key or os.environ.get("OPENAI_API_KEY")
+        if not key:
+            if self.base_url is None:
+                raise ValueError("OpenAIModel has no API key: pass api_key=... or set "
+                                 "OPENAI_API_KEY (or set base_url for a local server)")
+            key = _NO_KEY
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.extra = dict(extra or {})
+        self._api_key = key
+        self._openai = openai
+        self._client = openai.OpenAI(api_key=key, base_url=self.base_url,
+                                     timeout=self.timeout, max_retries=self.max_retries)
+
+    def complete(self, messages: list[Message], tools: list[dict[str, Any]]) -> ModelResponse:
+        """One chat completion. Raises :class:`ModelError` once the SDK gave up."""
+        request: dict[str, Any] = {**self.extra, "model": self.name,
+                                   "messages": [m.to_dict() for m in messages]}
+        if tools:
+            request["tools"] = [{"type": "function", "function": spec} for spec in tools]
+        try:
+            completion = self._client.chat.completions.create(**request)
+        except self._openai.OpenAIError as exc:
+            raise self._error(exc) from None
+        return _response(completion, self.name)
+
+    def _error(self, exc: Exception) -> ModelError:
+        # from None above: the SDK's exception (and its response body) is not chained
+        # into tracebacks; what is kept is redacted here.
+        where = f"model {self.name!r} at {self.base_url or 'api.openai.com'}"
+        detail = summarize(redact_text(str(exc), self._api_key), 300)
+        openai = self._openai
+        retries = f"after {self.max_retries + 1} attempts"
+        if isinstance(exc, openai.APIStatusError):
+            code = exc.status_code
+            retryable = code in (408, 409, 429) or code >= 500
+            tried = retries if retryable else "(not retryable)"
+            return ModelError(f"{where}: HTTP {code} {tried}: {detail}", status_code=code,
+                              retryable=retryable)
+        if isinstance(exc, openai.APITimeoutError):
+            return ModelError(f"{where}: timed out after {self.timeout:g}s {retries}",
+                              retryable=True)
+        if isinstance(exc, openai.APIConnectionError):
+            return ModelError(f"{where}: could not connect {retries}: {detail}",
+                              retryable=True)
+        return ModelError(f"{where}: {type(exc).__name__}: {detail}")
+
+    def __repr__(self) -> str:
+        return (f"OpenAIModel({self.name!r}, base_url={self.base_url!r}, "
+                f"timeout={self.timeout:g}, max_retries={self.max_retries})")
+
+
+def _response(completion: Any, model: str) -> ModelResponse:
+    if not getattr(completion, "choices", None):
+        raise ModelError(f"model {model!r} returned no choices; the server's answer is not a "
+                         "chat completion")
+    choice = completion.choices[0]
+    msg = choice.message
+    calls = [ToolCall(id=c.id or f"call_{i}", name=c.function.name,
+                      arguments=c.function.arguments or "{}")
+             for i, c in enumerate(msg.tool_calls or ()) if getattr(c, "function", None)]
+    usage = completion.usage
+    return ModelResponse(
+        message=Message(role="assistant", content=msg.content, tool_calls=calls),
+        usage=Usage(int(getattr(usage, "prompt_tokens", 0) or 0),
+                    int(getattr(usage, "completion_tokens", 0) or 0)),
+        model=str(completion.model or model),
+        finish_reason=choice.finish_reason,
+    )
+
+
+__all__ = ["OpenAIModel"]

@@ -1,0 +1,215 @@
+"""``@tool``: a plain function a model may call, with a JSON schema from its signature.
+
+The schema comes from the type hints (through pydantic) and the docstring: its first
+paragraph describes the tool, a Google-style ``Args:`` section describes the arguments.
+Model-supplied arguments are validated against the same model before the function runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import typing
+from collections.abc import Callable
+from typing import Any, overload
+
+from purpose_agent.agents._errors import ToolDefinitionError, ToolError
+from purpose_agent.flow.context import StepOptions
+from purpose_agent.runtime import jsonutil
+from purpose_agent.runtime.redact import summarize
+
+_ARG_LINE = re.compile(r"^\s*(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
+_ARG_HEADERS = ("Args:", "Arguments:", "Parameters:")
+
+
+class Tool:
+    """A function a model may call. Create one with :func:`tool`.
+
+    Calling the tool object calls the function directly. Inside an :class:`Agent` each
+    call is a durable step: its result is committed before the model sees it, and a
+    resumed run replays it instead of calling the function again.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, name: str | None = None,
+                 description: str | None = None, requires_approval: bool = False,
+                 at_most_once: bool = False) -> None:
+        if not callable(fn):
+            raise ToolDefinitionError(f"{fn!r} is not callable; @tool decorates a function")
+        if inspect.iscoroutinefunction(fn):
+            raise ToolDefinitionError(f"tool {fn.__name__!r} is async; tools are plain "
+                                      "functions for now (call your coroutine with asyncio.run)")
+        self.fn = fn
+        self.name = name or fn.__name__
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.name):
+            raise ToolDefinitionError(f"tool name {self.name!r} must be 1-64 letters, digits, "
+                                      "'_' or '-'; pass name=...")
+        summary, arg_docs = _parse_docstring(inspect.getdoc(fn) or "")
+        self.description = description or summary or self.name
+        self.requires_approval = bool(requires_approval)
+        self.at_most_once = bool(at_most_once)
+        self._args_model = _args_model(fn, self.name, arg_docs)
+        self.parameters = _schema(self._args_model)
+
+        def run_step(args: dict[str, Any]) -> dict[str, Any]:
+            return self._run(args)
+
+        # What ctx.step reads to honour at_most_once for this tool's calls.
+        run_step.__purpose_step__ = StepOptions(  # type: ignore[attr-defined]
+            at_most_once=self.at_most_once, name=f"tool:{self.name}")
+        self.step_fn = run_step
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        """The tool as a model sees it: ``{"name", "description", "parameters"}``."""
+        return {"name": self.name, "description": self.description,
+                "parameters": self.parameters}
+
+    def validate(self, args: Any) -> str | None:
+        """None if ``args`` are valid arguments for this tool, else what is wrong with
+        them, phrased for the model."""
+        if not isinstance(args, dict):
+            return (f"arguments for tool {self.name!r} must be a JSON object, got "
+                    f"{type(args).__name__}")
+        from pydantic import ValidationError
+
+        try:
+            self._args_model.model_validate(args)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
+                for err in exc.errors(include_url=False, include_input=False))
+            return summarize(f"invalid arguments for tool {self.name!r}: {problems}", 1000)
+        return None
+
+    def _run(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Validate, call, and return ``{"ok": True, "result": ...}`` or, for a
+        :class:`ToolError`, ``{"ok": False, "error": ...}``. The result must be JSON."""
+        parsed = self._args_model.model_validate(args)
+        kwargs = {field: getattr(parsed, field) for field in type(parsed).model_fields}
+        try:
+            result = self.fn(**kwargs)
+        except ToolError as exc:
+            return {"ok": False, "error": summarize(str(exc), 2000)}
+        result = _plain(result)
+        jsonutil.check(result, f"$.tool[{self.name}].result")
+        return {"ok": True, "result": result}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        flags = "".join([", requires_approval=True" if self.requires_approval else "",
+                         ", at_most_once=True" if self.at_most_once else ""])
+        return f"Tool({self.name!r}{flags})"
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> Tool: ...
+@overload
+def tool(*, name: str | None = None, description: str | None = None,
+         requires_approval: bool = False, at_most_once: bool = False
+         ) -> Callable[[Callable[..., Any]], Tool]: ...
+def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
+         description: str | None = None, requires_approval: bool = False,
+         at_most_once: bool = False) -> Any:
+    """Make a function a tool an :class:`Agent` may call.
+
+    ``@tool`` or ``@tool(requires_approval=True, at_most_once=True)``. Every call runs as a
+    durable step (never repeated once its result is committed). ``requires_approval``
+    pauses the run before each call with ``{"tool": name, "args": {...}}`` for a person,
+    who resumes with ``{"approve": true}``, ``{"approve": true, "args": {...}}`` (edited),
+    ``{"approve": false, "reason": "..."}``, or plain ``true`` / ``false``.
+    ``at_most_once`` never re-runs a call that may have happened (the process died
+    during it): the run pauses *in doubt* for a person instead. Raises
+    :class:`ToolDefinitionError` if the signature has no JSON schema.
+    """
+    def wrap(func: Callable[..., Any]) -> Tool:
+        return Tool(func, name=name, description=description,
+                    requires_approval=requires_approval, at_most_once=at_most_once)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """(first paragraph, {argument: description}) from a Google-style docstring."""
+    summary = doc.split("\n\n", 1)[0].strip().replace("\n", " ")
+    arg_docs: dict[str, str] = {}
+    current: str | None = None
+    arg_indent: int | None = None
+    in_args = False
+    for line in doc.splitlines():
+        if not line.startswith((" ", "\t")):  # a section header, text or a blank line
+            in_args, current, arg_indent = line.strip() in _ARG_HEADERS, None, None
+            continue
+        if not in_args:
+            continue
+        indent = len(line) - len(line.lstrip())
+        match = _ARG_LINE.match(line)
+        if match and (arg_indent is None or indent <= arg_indent):
+            arg_indent, current = indent, match.group(1).lstrip("*")
+            arg_docs[current] = match.group(2).strip()
+        elif current is not None:
+            arg_docs[current] = f"{arg_docs[current]} {line.strip()}".strip()
+    return summary, arg_docs
+
+
+def _args_model(fn: Callable[..., Any], name: str, arg_docs: dict[str, str]) -> Any:
+    try:
+        import pydantic
+    except ImportError as exc:
+        raise ImportError("@tool needs pydantic: pip install 'purpose-agent[openai]'") from exc
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception as exc:
+        raise ToolDefinitionError(f"tool {name!r}: cannot resolve its type hints ({exc})") from exc
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
+            raise ToolDefinitionError(f"tool {name!r}: parameter {param.name!r} must be a plain "
+                                      "named parameter (no *args, **kwargs or positional-only)")
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (annotation, pydantic.Field(default,
+                                                         description=arg_docs.get(param.name)))
+    try:
+        return pydantic.create_model(f"{name}_arguments",
+                                     __config__=pydantic.ConfigDict(extra="forbid"), **fields)
+    except Exception as exc:
+        raise ToolDefinitionError(f"tool {name!r}: its parameters have no JSON schema "
+                                  f"({exc}); use JSON-friendly type hints") from exc
+
+
+def _schema(model: Any) -> dict[str, Any]:
+    schema = dict(model.model_json_schema())
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        if isinstance(prop, dict):
+            prop.pop("title", None)
+    schema.setdefault("properties", {})
+    return schema
+
+
+def content_for_model(outcome: dict[str, Any]) -> str:
+    """The text a model reads for a tool call's outcome (``{"ok", "result"|"error"}``)."""
+    if not outcome.get("ok"):
+        return json.dumps({"error": outcome.get("error")}, ensure_ascii=False)
+    result = outcome.get("result")
+    return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+
+
+def _plain(value: Any) -> Any:
+    """A tool's return value as JSON data: pydantic models, dataclasses, dates … are
+    converted the way pydantic's JSON mode does; anything else is left for
+    ``jsonutil.check`` to name."""
+    if isinstance(value, (str, int, bool, type(None))):
+        return value
+    from pydantic_core import to_jsonable_python
+
+    try:
+        return to_jsonable_python(value)
+    except Exception:
+        return value
+
+
+__all__ = ["Tool", "content_for_model", "tool"]
