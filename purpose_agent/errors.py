@@ -12,12 +12,12 @@ Every error the library raises on purpose derives from :class:`PurposeAgentError
     ├── RunNotFound                 no run with that id in the store
     ├── RunBusyError                the run is being advanced by another live process
     ├── RunStateError               the run is not in a state that allows the operation
+    │   └── StepInDoubt             an at-most-once step may or may not have happened
     ├── FlowDefinitionError         the flow graph is invalid (unknown node, no way out …)
     ├── FlowChangedError            the flow's code no longer matches what the run journaled
     ├── FlowImportError             the flow recorded in a run cannot be imported
     ├── MaxStepsExceeded            a run went past its ``max_steps`` bound
-    ├── NodeTimeout                 a node ran longer than its ``timeout``
-    └── StepInDoubt                 an at-most-once step may or may not have happened
+    └── NodeTimeout                 a node ran longer than its ``timeout``
 
 Control-flow signals (:class:`ControlSignal` and its subclasses) are *not* errors: they
 derive from :class:`BaseException` so that a user's ``except Exception:`` around a tool
@@ -92,7 +92,7 @@ class NodeTimeout(PurposeAgentError, TimeoutError):
     """A node ran longer than its ``timeout``."""
 
 
-class StepInDoubt(PurposeAgentError):
+class StepInDoubt(RunStateError):
     """An at-most-once step started but its result was never journaled.
 
     The run is paused; a person supplies the result with ``resume(answer=...)`` or

@@ -26,6 +26,7 @@ from purpose_agent.errors import (
     NodeTimeout,
     RunNotFound,
     RunStateError,
+    StepInDoubt,
     StoreError,
 )
 from purpose_agent.flow.context import Abandoned, InDoubt, NodeContext, Pause, _current
@@ -379,7 +380,6 @@ def resume(flow: Flow, cp: BaseCheckpointer, run_id: str, owner: str, *, answer:
     if answer is not MISSING:
         jsonutil.check(answer, "$.answer")
     lease = cp.acquire_lease(run_id, owner, flow.lease_ttl)
-    runner = None
     try:
         state = cp.load_latest(run_id)
         assert state is not None
@@ -399,8 +399,8 @@ def resume(flow: Flow, cp: BaseCheckpointer, run_id: str, owner: str, *, answer:
         runner.commit(delta=Delta(ops), steps=steps)
         return runner
     except BaseException:
-        if runner is None or runner.buffer:
-            cp.commit(run_id, Commit(fence=lease.fence, release=True))
+        # Refused before anything was journaled: hand the lease back at once.
+        cp.commit(run_id, Commit(fence=lease.fence, release=True))
         raise
 
 
@@ -433,7 +433,7 @@ def _answer_pending(state: RunState, answer: Any, retry_in_doubt: bool) -> list[
         return [StepRecord(**base, name=pending["name"], status="retry", at_most_once=True,
                            attempt=pending["attempt"])]
     if answer is MISSING:
-        raise RunStateError(
+        raise StepInDoubt(
             f"step {pending['name']!r} in {where} is in doubt: it started but its result "
             "was never journaled, so it may or may not have happened. Check, then resume "
             "with answer=<its result>, or with retry_in_doubt=True to run it again")

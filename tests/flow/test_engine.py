@@ -383,3 +383,4 @@ def test_run_id_taken_is_refused(cp) -> None:
     flow.run({}, checkpointer=cp, run_id="r")
     with pytest.raises(RunStateError, match="already exists"):
         flow.run({}, checkpointer=cp, run_id="r")
+

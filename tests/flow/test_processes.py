@@ -62,6 +62,11 @@ def test_at_most_once_step_killed_mid_call_pauses_in_doubt(child: Child) -> None
     assert out["pending"]["name"] == "charge_card"
     assert child.effects_lines() == ["charge.42"]
 
+    # Resuming again without a decision is refused, naming the step; nothing is written.
+    refused = json.loads(child("resume", "payments", "p1").stdout)
+    assert refused["error"] == "StepInDoubt" and "charge_card" in refused["message"]
+    assert child.store().run_info("p1").owner is None  # the lease was handed back
+
     # A person checked the payment provider: it went through. They supply the result.
     done = result_of(child("resume", "payments", "p1", {"answer": "charged 42 (checked)"}))
     assert done["status"] == "completed"
