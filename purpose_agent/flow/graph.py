@@ -26,7 +26,7 @@ from purpose_agent.flow import engine
 from purpose_agent.flow.engine import END, MISSING, LeaseLost, is_async_callable
 from purpose_agent.flow.reducers import Reducer, check_reducers
 from purpose_agent.runtime import jsonutil
-from purpose_agent.runtime.checkpoint import open_checkpointer, validate_run_id
+from purpose_agent.runtime.checkpoint import default_url, open_checkpointer, validate_run_id
 from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import Commit, owner_id
@@ -284,8 +284,19 @@ class Flow:
         return f"Flow({self.name!r}, nodes={self.nodes})"
 
 
+_default_stores: dict[str, BaseCheckpointer] = {}
+
+
 def _store(checkpointer: BaseCheckpointer | None) -> BaseCheckpointer:
-    return checkpointer if checkpointer is not None else open_checkpointer(None)
+    """The given store, else the default one (``$PURPOSE_AGENT_DB`` or
+    ``./.purpose_agent/runs.db``), opened once per process and URL."""
+    if checkpointer is not None:
+        return checkpointer
+    url = default_url()
+    key = url if "://" in url else str(Path(url).resolve())
+    if key not in _default_stores:
+        _default_stores[key] = open_checkpointer(url)
+    return _default_stores[key]
 
 
 def _drive(fn: Callable[[], RunState]) -> RunState:

@@ -384,3 +384,18 @@ def test_run_id_taken_is_refused(cp) -> None:
     with pytest.raises(RunStateError, match="already exists"):
         flow.run({}, checkpointer=cp, run_id="r")
 
+
+
+def test_default_store_is_sqlite_under_the_working_directory(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PURPOSE_AGENT_DB", raising=False)
+    flow = Flow("defaults")
+    flow.add(lambda ctx: {"ok": True}, name="a")
+    flow.edge("a", END)
+    assert flow.run({}, run_id="r").status == "completed"
+    assert (tmp_path / ".purpose_agent" / "runs.db").exists()
+    assert SQLiteCheckpointer(tmp_path / ".purpose_agent" / "runs.db").load_latest("r").data == {
+        "ok": True}
+    monkeypatch.setenv("PURPOSE_AGENT_DB", f"jsonl://{tmp_path}/elsewhere")
+    flow.run({}, run_id="r2")
+    assert JSONLCheckpointer(tmp_path / "elsewhere").load_latest("r2").status == "completed"
