@@ -1,0 +1,306 @@
+"""The ``purpose-agent`` commands (typer). Each one is a thin layer over the library."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.prompt import Confirm
+from rich.text import Text
+
+from purpose_agent.errors import RunStateError
+from purpose_agent.flow.engine import MISSING
+from purpose_agent.flow.graph import cancel_run, fork_run, load_state
+from purpose_agent.runtime.journal import owner_is_dead
+from purpose_agent.runtime.state import RunStatus
+from purpose_agent.runtime.transcript import render_transcript
+
+from . import running
+from .common import (
+    EXIT_CODES_HELP,
+    EXIT_USAGE,
+    CliError,
+    DbOption,
+    JsonOption,
+    command_for,
+    is_interactive,
+    not_found,
+    open_store,
+    parse_json,
+    parse_sets,
+    require_store,
+    resolve_url,
+    stdout_json,
+    store_exists,
+)
+from .render import (
+    EventTail,
+    event_line,
+    events_table,
+    print_state,
+    run_row,
+    runs_table,
+    state_json,
+)
+
+app = typer.Typer(
+    name="purpose-agent",
+    help="Durable AI agent runs: start the demo, list and inspect runs, answer a paused "
+         "run, resume one after a crash, fork, cancel or delete it.\n\n" + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+RunArg = Annotated[str, typer.Argument(metavar="RUN", help="The run id.", show_default=False)]
+SetOption = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="KEY=JSON", help="Replace a data key first (repeatable), e.g. "
+    "--set 'draft=\"new text\"'.", show_default=False)]
+
+
+def _console() -> Console:
+    # Piped output (scripts, CI logs) gets 120 columns rather than rich's 80, unless
+    # $COLUMNS says otherwise; --json is the format meant for programs.
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
+    return Console(highlight=False, emoji=False, soft_wrap=True, width=width)
+
+
+@app.command()
+def demo(
+    crash_at: Annotated[str | None, typer.Option(
+        "--crash-at", metavar="NODE", help="Kill this process with SIGKILL inside NODE, "
+        "after its first durable step; the resume command is printed just before.",
+        show_default=False)] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve the reply automatically.")]
+    = False,
+    run_id: Annotated[str | None, typer.Option("--run-id", metavar="ID",
+                                               help="Id of the new run.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Run the bundled demo flow offline (no network, no API key).
+
+    Incident triage: fetch_logs → classify → draft_reply → approve → send. Durable steps
+    append to demo-effects.log next to the store, so after a crash and a resume you can
+    see no side effect ran twice. Without --yes it asks for approval on a terminal, or
+    leaves the run paused and prints how to approve it.
+    """
+    raise typer.Exit(running.run_demo(_console(), resolve_url(db), crash_at=crash_at, yes=yes,
+                                      run_id=run_id))
+
+
+@app.command()
+def runs(
+    status: Annotated[RunStatus | None, typer.Option(
+        "--status", "-s", help="Only runs with this status.", case_sensitive=False,
+        show_default=False)] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most N runs.")] = 20,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """List runs, newest first: id, flow, status, current node, steps, last update."""
+    url = resolve_url(db)
+    infos = open_store(url).list_run_infos(status=status, limit=limit) if store_exists(url) \
+        else []
+    if as_json:
+        stdout_json([run_row(info) for info in infos])
+    elif not infos:
+        _console().print(Text(f"no runs in {url}" + (f" with status {status}" if status else "")
+                              + "; start one with: purpose-agent demo"))
+    else:
+        console = _console()
+        console.print(runs_table(infos, console.width))
+
+
+@app.command()
+def show(run_id: RunArg, as_json: JsonOption = False, db: DbOption = None) -> None:
+    """Show a run: status, data, completed nodes, what it waits for, lease, error."""
+    url = resolve_url(db)
+    cp = require_store(url, run_id)
+    info = cp.run_info(run_id)
+    state = cp.load_latest(run_id)
+    if info is None or state is None:
+        raise not_found(run_id, url)
+    if as_json:
+        stdout_json(state_json(state, info))
+    else:
+        print_state(_console(), state, info)
+
+
+@app.command()
+def events(
+    run_id: RunArg,
+    since: Annotated[int, typer.Option("--since", metavar="SEQ", min=0,
+                                       help="Only events after this seq.")] = 0,
+    kind: Annotated[list[str] | None, typer.Option(
+        "--kind", "-k", metavar="KIND", help="Only events of this kind, e.g. tool.call "
+        "(repeatable).", show_default=False)] = None,
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Keep printing new events until the run is no longer "
+        "running (with --json: one JSON object per line).")] = False,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Print a run's event log (a JSON array with --json)."""
+    url = resolve_url(db)
+    cp = require_store(url, run_id)
+    if cp.run_info(run_id) is None:
+        raise not_found(run_id, url)
+    if not follow:
+        found = cp.list_events(run_id, since_seq=since, kinds=kind or None)
+        if as_json:
+            stdout_json([e.to_dict() for e in found])
+        else:
+            _console().print(events_table(found))
+        return
+    console = _console()
+    wanted = set(kind or ())
+
+    def emit(event: object) -> None:
+        if wanted and str(event.kind) not in wanted:  # type: ignore[attr-defined]
+            return
+        if as_json:
+            print(event.to_json(), flush=True)  # type: ignore[attr-defined]
+        elif (line := event_line(event)) is not None:  # type: ignore[arg-type]
+            console.print(line)
+
+    tail = EventTail(cp, run_id, emit, since=since)
+    while True:
+        tail.drain()
+        info = cp.run_info(run_id)
+        if info is None or info.status is not RunStatus.RUNNING:
+            break
+        if not info.owner or owner_is_dead(info.owner) or (
+                info.lease_expires_at is not None and info.lease_expires_at <= time.time()):
+            tail.drain()
+            if not as_json:
+                console.print(Text("the process advancing this run is gone; continue it "
+                                   "with: " + command_for("resume", run_id, url=url),
+                                   style="yellow"))
+            break
+        time.sleep(0.2)
+
+
+@app.command()
+def transcript(run_id: RunArg, db: DbOption = None) -> None:
+    """Print a run's readable transcript, rebuilt from its events alone."""
+    url = resolve_url(db)
+    cp = require_store(url, run_id)
+    if cp.run_info(run_id) is None:
+        raise not_found(run_id, url)
+    _console().print(Text(render_transcript(cp.list_events(run_id)), end=""))
+
+
+@app.command()
+def resume(
+    run_id: RunArg,
+    flow: Annotated[str | None, typer.Option(
+        "--flow", metavar="REF", help="The flow, as package.module:attr or path/to/file.py:attr "
+        "(default: the one the run recorded).", show_default=False)] = None,
+    answer: Annotated[str | None, typer.Option(
+        "--answer", metavar="JSON", help="Answer the run's question, or give the result of "
+        "an in-doubt step, e.g. --answer true or --answer '\"yes\"'.", show_default=False)]
+    = None,
+    sets: SetOption = None,
+    retry_in_doubt: Annotated[bool, typer.Option(
+        "--retry-in-doubt", help="Run an in-doubt at-most-once step again.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Continue a run where it stopped: after a crash, a pause, a failure or a fork.
+
+    Completed nodes and durable steps are not run again: their results come from the
+    journal.
+    """
+    value = parse_json("--answer", answer) if answer is not None else MISSING
+    update = parse_sets(sets)
+    raise typer.Exit(running.resume_run(_console(), resolve_url(db), run_id, flow_ref=flow,
+                                        answer=value, update=update,
+                                        retry_in_doubt=retry_in_doubt))
+
+
+@app.command()
+def approve(
+    run_id: RunArg,
+    answer: Annotated[str, typer.Option("--answer", metavar="JSON",
+                                        help="The answer to give.")] = "true",
+    db: DbOption = None,
+) -> None:
+    """Answer a paused run's question with true (or --answer JSON) and continue it."""
+    value = parse_json("--answer", answer)
+    raise typer.Exit(running.answer_run(_console(), resolve_url(db), run_id, value,
+                                        verb="approve"))
+
+
+@app.command()
+def reject(run_id: RunArg, db: DbOption = None) -> None:
+    """Answer a paused run's question with false and continue it."""
+    raise typer.Exit(running.answer_run(_console(), resolve_url(db), run_id, False,
+                                        verb="reject"))
+
+
+@app.command()
+def cancel(run_id: RunArg, db: DbOption = None) -> None:
+    """Cancel a run: at once if no live process advances it, else at its next node."""
+    url = resolve_url(db)
+    state = cancel_run(require_store(url, run_id), run_id)
+    if state.status is RunStatus.CANCELLED:
+        _console().print(Text(f"run {run_id} is cancelled"))
+    else:
+        _console().print(Text(f"cancel requested: the process advancing run {run_id} stops "
+                              "at its next node boundary"))
+
+
+@app.command()
+def fork(
+    run_id: RunArg,
+    at: Annotated[int, typer.Option("--at", metavar="STEP", min=0, help="Copy the state right "
+                                    "after this node execution (0: the start).")],
+    sets: SetOption = None,
+    new_id: Annotated[str | None, typer.Option("--id", metavar="NEW",
+                                               help="Id of the new run.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Time travel: a new run from the state after step STEP of RUN (RUN is untouched)."""
+    url = resolve_url(db)
+    update = parse_sets(sets)
+    cp = require_store(url, run_id)
+    load_state(cp, run_id)
+    state = fork_run(cp, run_id, at_step=at, update=update, new_run_id=new_id)
+    console = _console()
+    console.print(Text(f"forked run {run_id} after step {at} into {state.run_id} "
+                       f"({state.status}, next node {state.current_node or '-'})"))
+    if state.status is RunStatus.PENDING:
+        console.print(Text("advance it: " + command_for("resume", state.run_id, url=url)),
+                      soft_wrap=True)
+
+
+@app.command()
+def delete(
+    run_id: RunArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+    = False,
+    db: DbOption = None,
+) -> None:
+    """Delete a run and everything journaled for it."""
+    url = resolve_url(db)
+    cp = require_store(url, run_id)
+    info = cp.run_info(run_id)
+    if info is None:
+        raise not_found(run_id, url)
+    if info.status is RunStatus.RUNNING and info.owner and not owner_is_dead(info.owner) and (
+            info.lease_expires_at is None or info.lease_expires_at > time.time()):
+        raise RunStateError(f"run {run_id!r} is being advanced by {info.owner}; cancel it "
+                            "first, or wait until it stops")
+    if not yes:
+        if not is_interactive():
+            raise CliError(f"refusing to delete run {run_id!r} without --yes", EXIT_USAGE)
+        if not Confirm.ask(f"Delete run {run_id} ({info.status}) and its journal?",
+                           console=_console(), default=False):
+            raise typer.Exit(1)
+    cp.delete_run(run_id)
+    _console().print(Text(f"deleted run {run_id}"))

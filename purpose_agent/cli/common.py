@@ -1,0 +1,182 @@
+"""What every command shares: exit codes, opening the store, JSON arguments, errors."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import click
+import typer
+
+from purpose_agent.errors import (
+    FlowChangedError,
+    FlowImportError,
+    InvalidRunId,
+    LeaseError,
+    PurposeAgentError,
+    RunBusyError,
+    RunNotFound,
+    StoreError,
+)
+from purpose_agent.runtime import jsonutil
+from purpose_agent.runtime.checkpoint import default_url, open_checkpointer
+from purpose_agent.runtime.checkpoint._base import BaseCheckpointer, validate_run_id
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_BUSY = 4
+EXIT_STORE = 5
+EXIT_FLOW = 6
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok (a run left paused is ok too) · 1 error, or the run failed · "
+    "2 bad usage (unknown option, bad JSON in --answer/--set, invalid run id) · "
+    "3 no such run · 4 the run is busy: another live process is advancing it · "
+    "5 the database cannot be opened or read (not a database, newer schema) · "
+    "6 the flow cannot be imported or no longer matches the run."
+)
+
+DbOption = Annotated[str | None, typer.Option(
+    "--db", metavar="URL",
+    help="The run store: sqlite:///path.db, path.db, jsonl:///dir or memory://. "
+         "Default: $PURPOSE_AGENT_DB, else ./.purpose_agent/runs.db.",
+    show_default=False)]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+
+
+class CliError(PurposeAgentError):
+    """An error the command line reports itself, with its exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def exit_code_for(exc: PurposeAgentError) -> int:
+    """The documented exit code for an error."""
+    if isinstance(exc, CliError):
+        return exc.code
+    for kind, code in ((RunNotFound, EXIT_NOT_FOUND), (RunBusyError, EXIT_BUSY),
+                       (LeaseError, EXIT_BUSY), (StoreError, EXIT_STORE),
+                       (InvalidRunId, EXIT_USAGE), (FlowImportError, EXIT_FLOW),
+                       (FlowChangedError, EXIT_FLOW)):
+        if isinstance(exc, kind):
+            return code
+    return EXIT_ERROR
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line (errors are one line on stderr)."""
+    return " ".join(str(text).split())
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` on stderr, on one line."""
+    print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
+
+
+def resolve_url(db: str | None) -> str:
+    """The store URL a command uses."""
+    return db or default_url()
+
+
+def _sqlite_path(url: str) -> Path | None:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("sqlite", "sqlite3"):
+        return Path(parts.netloc + parts.path)
+    if not scheme and Path(url).suffix.lower() in (".db", ".sqlite", ".sqlite3"):
+        return Path(url)
+    return None
+
+
+def store_exists(url: str) -> bool:
+    """False when ``url`` names a SQLite file or JSONL directory that does not exist yet."""
+    path = _sqlite_path(url)
+    if path is not None:
+        return path.exists()
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "jsonl":
+        return Path(parts.netloc + parts.path).exists()
+    return True
+
+
+def open_store(url: str) -> BaseCheckpointer:
+    """Open the store (``open_checkpointer``); StoreError names what was wrong."""
+    return open_checkpointer(url)
+
+
+def require_store(url: str, run_id: str) -> BaseCheckpointer:
+    """Open the store for a command about one run; RunNotFound if there is no store yet
+    (rather than creating an empty database just to say the run is not there)."""
+    validate_run_id(run_id)
+    if not store_exists(url):
+        raise RunNotFound(f"no run {run_id!r} in {url} (there is no store there yet)")
+    return open_store(url)
+
+
+def not_found(run_id: str, url: str) -> RunNotFound:
+    return RunNotFound(f"no run {run_id!r} in {url}; `purpose-agent runs --db {url}` lists them")
+
+
+def parse_json(option: str, text: str) -> Any:
+    """Strict JSON from a command-line option, or a usage error that says how to quote."""
+    try:
+        value = jsonutil.loads(text)
+        jsonutil.check(value, option)
+    except (ValueError, PurposeAgentError) as exc:
+        raise CliError(
+            f"{option} is not valid JSON ({one_line(str(exc))}): {text!r}; strings need "
+            f"quotes, e.g. {option} '\"yes\"', {option} true, {option} '{{\"k\": 1}}'",
+            EXIT_USAGE) from None
+    return value
+
+
+def parse_sets(items: list[str] | None) -> dict[str, Any] | None:
+    """``--set key=JSON`` options as a dict (None when there are none)."""
+    if not items:
+        return None
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"--set expects key=JSON, got {item!r}; e.g. --set "
+                           "'draft=\"new text\"' or --set retries=3", EXIT_USAGE)
+        out[key] = parse_json(f"--set {key}", text)
+    return out
+
+
+def command_for(*words: str, url: str) -> str:
+    """A copy-pasteable ``purpose-agent`` command line for the same store."""
+    return shlex.join(["purpose-agent", *words, "--db", url])
+
+
+def is_interactive() -> bool:
+    """True when a person can answer a prompt (stdin and stdout are terminals)."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def stdout_json(value: Any) -> None:
+    """Print ``value`` as indented JSON on stdout (no colour, no markup)."""
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def click_exit_code(exc: click.ClickException) -> int:
+    """Usage errors exit 2, other click errors 1."""
+    return EXIT_USAGE if isinstance(exc, click.UsageError) else EXIT_ERROR
+
+
+__all__ = [
+    "EXIT_BUSY", "EXIT_CODES_HELP", "EXIT_ERROR", "EXIT_FLOW", "EXIT_NOT_FOUND", "EXIT_OK",
+    "EXIT_STORE", "EXIT_USAGE", "CliError", "DbOption", "JsonOption", "command_for",
+    "exit_code_for", "fail", "is_interactive", "not_found", "one_line", "open_store",
+    "parse_json", "parse_sets", "require_store", "resolve_url", "stdout_json",
+    "store_exists",
+]

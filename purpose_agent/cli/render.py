@@ -1,0 +1,247 @@
+"""How the command line shows runs, states and events.
+
+Everything a run holds came from user code, a model or a tool: it is untrusted text and
+is always handed to rich as :class:`rich.text.Text` (never parsed as markup).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
+from purpose_agent.runtime.events import EventKind, PAEvent
+from purpose_agent.runtime.journal import RunInfo, owner_is_dead
+from purpose_agent.runtime.redact import summarize
+from purpose_agent.runtime.state import RunState, RunStatus
+from purpose_agent.runtime.transcript import transcript_lines
+
+STATUS_STYLE = {
+    RunStatus.PENDING: "blue", RunStatus.RUNNING: "cyan", RunStatus.PAUSED: "yellow",
+    RunStatus.COMPLETED: "green", RunStatus.FAILED: "red", RunStatus.CANCELLED: "dim",
+}
+_KIND_STYLE = {
+    EventKind.AGENT_STARTED: "bold cyan", EventKind.AGENT_FINISHED: "green",
+    EventKind.AGENT_ERROR: "red", EventKind.TOOL_ERROR: "red", EventKind.RUN_ERROR: "bold red",
+    EventKind.HITL_REQUEST: "yellow", EventKind.HITL_RESPONSE: "yellow",
+    EventKind.RUN_PAUSED: "bold yellow", EventKind.RUN_FINISHED: "bold green",
+    EventKind.TOOL_CALL: "dim", EventKind.TOOL_RESULT: "dim",
+}
+
+
+def relative_time(ts: float, now: float | None = None) -> str:
+    """``3s ago``, ``5m ago``, ``2h ago``, ``4d ago``."""
+    delta = max(0.0, (now if now is not None else time.time()) - ts)
+    for unit, seconds in (("d", 86400), ("h", 3600), ("m", 60)):
+        if delta >= seconds:
+            return f"{int(delta // seconds)}{unit} ago"
+    return f"{int(delta)}s ago"
+
+
+def truncate(value: Any, *, text_limit: int = 200, items: int = 20) -> Any:
+    """A copy of ``value`` whose long strings and lists are cut short, for display."""
+    if isinstance(value, str):
+        extra = len(value) - text_limit
+        return value if extra <= 0 else f"{value[:text_limit]}… (+{extra} chars)"
+    if isinstance(value, dict):
+        out = {k: truncate(v, text_limit=text_limit, items=items)
+               for k, v in list(value.items())[:items]}
+        if len(value) > items:
+            out["…"] = f"{len(value) - items} more keys"
+        return out
+    if isinstance(value, list):
+        head = [truncate(v, text_limit=text_limit, items=items) for v in value[:items]]
+        return head + ([f"… {len(value) - items} more items"] if len(value) > items else [])
+    return value
+
+
+def pretty_json(value: Any) -> str:
+    """Indented JSON of ``value`` with long values truncated (non-ASCII kept readable)."""
+    return json.dumps(truncate(value), indent=2, ensure_ascii=False)
+
+
+def lease_text(owner: str | None, expires_at: float | None) -> str:
+    """Who holds the run's lease, and whether that owner is still alive."""
+    if not owner:
+        return "none"
+    if owner_is_dead(owner):
+        return f"{owner} (that process is gone: the run can be resumed)"
+    if expires_at is not None and expires_at <= time.time():
+        return f"{owner} (expired: the run can be resumed)"
+    left = f", {expires_at - time.time():.0f}s left" if expires_at is not None else ""
+    return f"{owner} (live{left})"
+
+
+def stalled(info: RunInfo) -> bool:
+    """True for a RUNNING run that nobody advances (its process died or its lease expired)."""
+    if info.status is not RunStatus.RUNNING:
+        return False
+    return not info.owner or owner_is_dead(info.owner) or (
+        info.lease_expires_at is not None and info.lease_expires_at <= time.time())
+
+
+def run_row(info: RunInfo) -> dict[str, Any]:
+    """The stable JSON form of one row of ``purpose-agent runs``."""
+    return {
+        "run_id": info.run_id, "flow": info.flow, "status": str(info.status),
+        "current_node": info.current_node, "steps": info.current_step,
+        "updated_at": info.updated_at, "created_at": info.created_at,
+        "purpose": info.purpose, "waiting_for": (info.pending or {}).get("kind"),
+        "owner": info.owner, "stalled": stalled(info), "parent": info.parent,
+    }
+
+
+def runs_table(infos: list[RunInfo], width: int) -> Table:
+    """The table of ``purpose-agent runs``, fitted to ``width`` columns: the id is never
+    cut (people copy it); the purpose gets what is left, or is left out."""
+    now = time.time()
+    rows = []
+    for info in infos:
+        status = Text(str(info.status), style=STATUS_STYLE.get(info.status, ""))
+        if info.pending:
+            status.append(f" ({'in doubt' if info.pending.get('kind') == 'in_doubt' else 'asks'})")
+        elif stalled(info):
+            status.append(" (stalled)")
+        rows.append([Text(info.run_id), Text(info.flow or "-"), status,
+                     Text(info.current_node or "-"), Text(str(info.current_step)),
+                     Text(relative_time(info.updated_at, now)), Text(info.purpose or "")])
+    names = ("id", "flow", "status", "current node", "steps", "updated", "purpose")
+    caps = (None, 24, None, 20, None, None, None)
+    widths = [max([len(names[i])] + [row[i].cell_len for row in rows]) for i in range(len(names))]
+    widths = [min(w, cap) if cap else w for w, cap in zip(widths, caps, strict=True)]
+    left = width - sum(widths[:-1]) - 3 * (len(names) - 1)
+    keep = len(names) if left >= 12 else len(names) - 1
+    widths[-1] = max(0, min(widths[-1], left))
+    table = Table(show_edge=False, pad_edge=False, header_style="bold")
+    for i in range(keep):
+        table.add_column(names[i], width=widths[i], no_wrap=i != 0,
+                         overflow="fold" if i == 0 else "ellipsis",
+                         justify="right" if names[i] == "steps" else "left")
+    for row in rows:
+        table.add_row(*row[:keep])
+    return table
+
+
+def print_state(console: Console, state: RunState, info: RunInfo | None) -> None:
+    """The body of ``purpose-agent show``."""
+    def field(name: str, value: str | Text) -> None:
+        line = Text(f"{name:<14}", style="bold")
+        line.append(value if isinstance(value, Text) else Text(value))
+        console.print(line)
+
+    field("run", state.run_id)
+    field("status", Text(str(state.status), style=STATUS_STYLE.get(state.status, "")))
+    field("flow", f"{state.flow or '-'}  ({state.flow_ref or 'no importable reference'})")
+    if state.purpose:
+        field("purpose", state.purpose)
+    field("current node", f"{state.current_node or '-'}  (step {state.current_step})")
+    field("updated", f"{relative_time(state.updated_at)}  "
+                     f"({time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(state.updated_at))})")
+    if info is not None:
+        field("lease", lease_text(info.owner, info.lease_expires_at))
+        if info.cancel_requested and state.status is RunStatus.RUNNING:
+            field("cancel", "requested: stops at the next node boundary")
+    if state.parent:
+        field("forked from", f"{state.parent.get('run_id')} at step {state.parent.get('step')}")
+    field("completed", " → ".join(state.completed_nodes) or "none yet")
+    pending = state.pending
+    if pending and pending.get("kind") == "interrupt":
+        field("waiting for", f"a person's answer in node {pending.get('node')}")
+        console.print(Text(pretty_json(pending.get("payload")), style="yellow"))
+    elif pending and pending.get("kind") == "in_doubt":
+        field("in doubt", f"step {pending.get('name')} in node {pending.get('node')} started "
+                          "but its result was never journaled: it may or may not have happened")
+    if state.error:
+        err = state.error
+        field("error", Text(f"{err.get('type')}: {err.get('message')} (node {err.get('node')}, "
+                            f"attempt {err.get('attempt')})", style="red"))
+    console.print(Text("data", style="bold"))
+    console.print(Text(pretty_json(state.data)))
+
+
+def state_json(state: RunState, info: RunInfo | None) -> dict[str, Any]:
+    """The stable JSON form of ``purpose-agent show --json`` (the state, lease added)."""
+    out = state.to_dict()
+    out.pop("tool_cache", None)
+    out["owner"] = info.owner if info else None
+    out["lease_expires_at"] = info.lease_expires_at if info else None
+    out["cancel_requested"] = info.cancel_requested if info else False
+    return out
+
+
+def events_table(events: list[PAEvent]) -> Table:
+    """The table of ``purpose-agent events``."""
+    table = Table(show_edge=False, pad_edge=False, header_style="bold")
+    table.add_column("seq", justify="right", no_wrap=True)
+    table.add_column("time", no_wrap=True, min_width=8)
+    table.add_column("kind", no_wrap=True, min_width=14)
+    table.add_column("node", no_wrap=True, overflow="ellipsis", max_width=20)
+    table.add_column("payload", overflow="fold", ratio=1)
+    for event in events:
+        table.add_row(str(event.seq), time.strftime("%H:%M:%S", time.localtime(event.ts)),
+                      Text(str(event.kind), style=_KIND_STYLE.get(event.kind, "")),
+                      Text(event.node or "-"), Text(summarize(event.payload, 160)))
+    return table
+
+
+def event_line(event: PAEvent) -> Text | None:
+    """One progress line for a live run (the transcript's wording), or None."""
+    lines = transcript_lines([event])
+    if not lines:
+        return None
+    return Text(lines[0], style=_KIND_STYLE.get(event.kind, ""))
+
+
+class EventTail:
+    """Prints a run's new events as they are committed, from a background thread.
+
+    Used as a context manager around a blocking ``flow.run`` / ``flow.resume``;
+    :meth:`drain` prints whatever is committed now (safe from any thread).
+    """
+
+    def __init__(self, cp: BaseCheckpointer, run_id: str, emit: Callable[[PAEvent], None],
+                 *, since: int = 0, interval: float = 0.1) -> None:
+        self.cp, self.run_id, self.emit = cp, run_id, emit
+        self.seq = since
+        self.seen: list[PAEvent] = []
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="purpose-cli-tail", daemon=True)
+
+    def drain(self) -> None:
+        with self._lock:
+            for event in self.cp.list_events(self.run_id, since_seq=self.seq):
+                self.seq = event.seq
+                self.seen.append(event)
+                self.emit(event)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.drain()
+            except Exception:  # a busy store read: the next poll (or the final drain) shows it
+                continue
+
+    def __enter__(self) -> EventTail:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if exc[0] is None:
+            self.drain()
+
+
+__all__ = [
+    "EventTail", "event_line", "events_table", "lease_text", "pretty_json", "print_state",
+    "relative_time", "run_row", "runs_table", "stalled", "state_json", "truncate",
+]

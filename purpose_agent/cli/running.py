@@ -1,0 +1,235 @@
+"""Advancing runs from the command line: the demo, resume, approve / reject.
+
+A run is advanced in this process with its events printed as they are committed, then
+its outcome is reported: what it waits for and the exact command that continues it.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.prompt import Confirm
+from rich.text import Text
+
+from purpose_agent.errors import FlowImportError, RunStateError
+from purpose_agent.flow import NodeContext
+from purpose_agent.flow.engine import MISSING
+from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
+from purpose_agent.runtime.events import EventKind, PAEvent
+from purpose_agent.runtime.state import RunState, RunStatus
+
+from . import demo_flow
+from .common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    command_for,
+    is_interactive,
+    not_found,
+    open_store,
+    require_store,
+)
+from .flowref import load_flow
+from .render import EventTail, event_line, pretty_json
+
+
+def _printer(console: Console) -> Callable[[PAEvent], None]:
+    def emit(event: PAEvent) -> None:
+        line = event_line(event)
+        if line is not None:
+            line.truncate(console.width, overflow="ellipsis")
+            console.print(line)
+    return emit
+
+
+def advance(console: Console, cp: BaseCheckpointer, run_id: str,
+            action: Callable[[], RunState], *, since: int = 0,
+            tail: EventTail | None = None) -> tuple[RunState, list[PAEvent]]:
+    """Run ``action`` (a blocking run / resume) while printing the run's new events."""
+    tail = tail or EventTail(cp, run_id, _printer(console), since=since)
+    with tail:
+        state = action()
+    return state, tail.seen
+
+
+def report(console: Console, state: RunState, seen: list[PAEvent], url: str) -> int:
+    """Say how the run ended up and what to do next. Returns the exit code."""
+    run_id = state.run_id
+    replayed = sum(int(e.payload.get("replayed_steps") or 0) for e in seen
+                   if e.kind == EventKind.AGENT_FINISHED)
+    if replayed:
+        console.print(Text(f"↺ {replayed} step(s) replayed from the journal, not run again",
+                           style="cyan"))
+    status = state.status
+    if status is RunStatus.COMPLETED:
+        console.print(Text(f"✓ run {run_id} completed after {state.current_step} node(s)",
+                           style="bold green"))
+    elif status is RunStatus.PAUSED and (state.pending or {}).get("kind") == "interrupt":
+        pending = state.pending or {}
+        console.print(Text(f"⏸ run {run_id} is paused: node {pending.get('node')} waits for "
+                           "a person's answer", style="bold yellow"))
+        console.print(Text(pretty_json(pending.get("payload"))))
+        console.print(Text("approve:  ") + Text(command_for("approve", run_id, url=url)))
+        console.print(Text("reject:   ") + Text(command_for("reject", run_id, url=url)))
+        console.print(Text("or reply: ") + Text(command_for("resume", run_id, "--answer",
+                                                            "JSON", url=url)))
+    elif status is RunStatus.PAUSED:
+        pending = state.pending or {}
+        console.print(Text(
+            f"⏸ run {run_id} is paused: step {pending.get('name')} in node "
+            f"{pending.get('node')} is in doubt (it started, its result was never journaled, "
+            "so it may or may not have happened). Check, then either:", style="bold yellow"))
+        console.print(Text(command_for("resume", run_id, "--answer", "<its result as JSON>",
+                                       url=url)))
+        console.print(Text(command_for("resume", run_id, "--retry-in-doubt", url=url)))
+    elif status is RunStatus.FAILED:
+        err = state.error or {}
+        console.print(Text(f"✗ run {run_id} failed in node {err.get('node')}: "
+                           f"{err.get('type')}: {err.get('message')}", style="bold red"))
+        console.print(Text("retry it: ") + Text(command_for("resume", run_id, url=url)))
+        return EXIT_ERROR
+    elif status is RunStatus.CANCELLED:
+        console.print(Text(f"run {run_id} was cancelled", style="dim"))
+    _report_effects(console, state)
+    return EXIT_OK
+
+
+def _report_effects(console: Console, state: RunState) -> None:
+    log = state.data.get("effects_log") if state.flow == demo_flow.flow.name else None
+    if not isinstance(log, str):
+        return
+    lines = demo_flow.effects_of(log, state.run_id)
+    console.print(Text(f"side effects of this run ({len(lines)}, one line each time one "
+                       f"happened; log: {log}):", style="bold"))
+    for line in lines:
+        console.print(Text(f"  {line}"))
+
+
+# ── resume, approve, reject ────────────────────────────────────────────────────────────
+def resume_run(console: Console, url: str, run_id: str, *, flow_ref: str | None = None,
+               answer: Any = MISSING, update: dict[str, Any] | None = None,
+               retry_in_doubt: bool = False) -> int:
+    """Continue a run in this process (``purpose-agent resume``)."""
+    cp = require_store(url, run_id)
+    state = cp.load_latest(run_id)
+    if state is None:
+        raise not_found(run_id, url)
+    ref = flow_ref or state.flow_ref
+    if not ref:
+        raise FlowImportError(
+            f"run {run_id!r} recorded no importable flow (it was defined where another "
+            "process cannot import it); pass --flow package.module:attr or path/to/file.py:attr")
+    flow = load_flow(ref)
+    pending = state.pending or {}
+    if (state.status is RunStatus.PAUSED and pending.get("kind") == "interrupt"
+            and answer is MISSING):
+        raise RunStateError(
+            f"run {run_id!r} waits for a person's answer in node {pending.get('node')}: "
+            f"{command_for('approve', run_id, url=url)}, "
+            f"{command_for('reject', run_id, url=url)}, or resume with --answer JSON")
+    console.print(Text(f"resuming run {run_id} ({state.status}) with flow {ref}", style="bold"))
+    state, seen = advance(console, cp, run_id, lambda: flow.resume(
+        run_id, checkpointer=cp, answer=answer, update=update, retry_in_doubt=retry_in_doubt),
+        since=cp.next_seq(run_id) - 1)
+    return report(console, state, seen, url)
+
+
+def answer_run(console: Console, url: str, run_id: str, answer: Any, *, verb: str) -> int:
+    """Answer the question a paused run asks, then continue it (``approve`` / ``reject``)."""
+    cp = require_store(url, run_id)
+    info = cp.run_info(run_id)
+    if info is None:
+        raise not_found(run_id, url)
+    pending = info.pending or {}
+    if info.status is not RunStatus.PAUSED or pending.get("kind") != "interrupt":
+        why = ("is paused on an in-doubt step, not on a question; resume it with --answer "
+               "or --retry-in-doubt") if pending.get("kind") == "in_doubt" else (
+               f"is {info.status}, not waiting for a person's answer")
+        raise RunStateError(f"cannot {verb} run {run_id!r}: it {why}")
+    return resume_run(console, url, run_id, answer=answer)
+
+
+# ── the demo ──────────────────────────────────────────────────────────────────────────
+def effects_log_path(url: str) -> Path:
+    """Where the demo appends its side effects: next to the store."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("sqlite", "sqlite3"):
+        base = Path(parts.netloc + parts.path).parent
+    elif scheme == "jsonl":
+        base = Path(parts.netloc + parts.path)
+    elif not scheme:
+        base = Path(url).parent
+    else:
+        base = Path(".purpose_agent")
+    return (base / "demo-effects.log").resolve()
+
+
+def run_demo(console: Console, url: str, *, crash_at: str | None, yes: bool,
+             run_id: str | None) -> int:
+    """The ``purpose-agent demo`` command: run the bundled incident-triage flow."""
+    flow = demo_flow.flow
+    if crash_at is not None and crash_at not in flow.nodes:
+        raise CliError(f"--crash-at {crash_at!r} is not a node of the demo "
+                       f"(nodes: {', '.join(flow.nodes)})", EXIT_USAGE)
+    if crash_at is not None and urlsplit(url).scheme.lower() == "memory":
+        raise CliError("--crash-at needs a store that outlives the process; "
+                       "use --db path.db or jsonl:///dir", EXIT_USAGE)
+    cp = open_store(url)
+    run_id = run_id or f"incident-{uuid.uuid4().hex[:8]}"
+    effects = effects_log_path(url)
+    console.print(Text(f"demo: {flow.purpose}", style="bold"))
+    console.print(Text(f"flow {flow.name}: {' → '.join(flow.nodes)}", style="dim"))
+    console.print(Text(f"run {run_id} · store {url} · side effects appended to {effects}",
+                       style="dim"))
+    tail = EventTail(cp, run_id, _printer(console))
+    if crash_at is not None:
+        def before_dying(ctx: NodeContext) -> None:
+            tail.drain()
+            console.print(Text(f"💥 --crash-at {crash_at}: this process now kills itself "
+                               "with SIGKILL inside the node. Resume the run with:",
+                               style="bold red"))
+            console.print(Text(command_for("resume", run_id, url=url)))
+            sys.stdout.flush()
+
+        demo_flow.crash_inside(crash_at, before_dying)
+    data = {"incident": dict(demo_flow.INCIDENT), "effects_log": str(effects)}
+    state, seen = advance(console, cp, run_id,
+                          lambda: flow.run(data, checkpointer=cp, run_id=run_id), tail=tail)
+    pending = state.pending or {}
+    if state.status is RunStatus.PAUSED and pending.get("kind") == "interrupt":
+        answer = _ask(console, pending.get("payload"), yes=yes)
+        if answer is not None:
+            state, more = advance(console, cp, run_id, lambda: flow.resume(
+                run_id, checkpointer=cp, answer=answer), since=cp.next_seq(run_id) - 1)
+            seen += more
+    return report(console, state, seen, url)
+
+
+def _ask(console: Console, payload: Any, *, yes: bool) -> bool | None:
+    """The approval: True with --yes, a prompt on a terminal, else None (stay paused)."""
+    if yes:
+        console.print(Text("--yes: approving automatically", style="yellow"))
+        return True
+    if not is_interactive():
+        return None
+    question = payload.get("question") if isinstance(payload, dict) else None
+    body = payload.get("draft") if isinstance(payload, dict) else payload
+    console.print(Panel(Text(str(body)), title=escape(str(question or "a person is asked")),
+                        border_style="yellow"))
+    try:
+        return Confirm.ask(escape(str(question or "Approve?")), console=console, default=True)
+    except EOFError:
+        return None
+
+
+__all__ = ["advance", "answer_run", "effects_log_path", "report", "resume_run", "run_demo"]
