@@ -1,0 +1,33 @@
+"""A child process for the agent tests: runs or resumes a flow of agent_flows.py.
+
+    python agent_child.py run|resume FLOW DB_PATH RUN_ID [JSON_DATA_OR_RESUME_KWARGS]
+
+Prints the final status, data and pending request as one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from agent_flows import FLOWS
+
+from purpose_agent import SQLiteCheckpointer
+
+
+def main() -> int:
+    action, flow_name, db, run_id = sys.argv[1:5]
+    extra = json.loads(sys.argv[5]) if len(sys.argv) > 5 else None
+    flow = FLOWS[flow_name]
+    cp = SQLiteCheckpointer(db)
+    if action == "run":
+        state = flow.run(extra or {}, checkpointer=cp, run_id=run_id)
+    else:
+        state = flow.resume(run_id, checkpointer=cp, **(extra or {}))
+    print(json.dumps({"status": str(state.status), "data": state.data,
+                      "pending": state.pending, "error": state.error}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Flows the agent crash and approval tests run in child processes (see agent_child.py).
+
+The model is an ``OpenAIModel`` configured only from the environment, as a deployed
+agent would be: ``PURPOSE_AGENT_BASE_URL`` points it at the test server, the key comes
+from ``OPENAI_API_KEY``. Tools append one line per real call to ``$EFFECTS_FILE``.
+``KILL_AT=before:<tool>`` / ``after:<tool>`` makes the child SIGKILL itself inside that
+tool, before or after its side effect.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from purpose_agent import END, Flow
+from purpose_agent.agents import Agent, OpenAIModel, tool
+
+
+def _effect(tool_name: str, line: str) -> None:
+    if os.environ.get("KILL_AT") == f"before:{tool_name}":
+        os.kill(os.getpid(), signal.SIGKILL)
+    with open(os.environ["EFFECTS_FILE"], "a") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    if os.environ.get("KILL_AT") == f"after:{tool_name}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@tool
+def lookup_order(order_id: str) -> dict:
+    """Look up an order's status.
+
+    Args:
+        order_id: The order id, e.g. "A1".
+    """
+    _effect("lookup_order", f"lookup {order_id}")
+    return {"order_id": order_id, "status": "shipped"}
+
+
+@tool(requires_approval=True)
+def refund(order_id: str, amount: float) -> str:
+    """Refund part of an order.
+
+    Args:
+        order_id: The order to refund.
+        amount: How much, in euros.
+    """
+    _effect("refund", f"refund {order_id} {amount}")
+    return f"refunded {amount} on {order_id}"
+
+
+@tool(at_most_once=True)
+def charge(order_id: str, amount: float) -> str:
+    """Charge a customer's card (never twice)."""
+    _effect("charge", f"charge {order_id} {amount}")
+    return f"charged {amount}"
+
+
+def _model() -> OpenAIModel:
+    return OpenAIModel("test-model", timeout=10.0, max_retries=1)
+
+
+support = Flow("support", purpose="answer a support ticket")
+support.add(Agent("support", _model(), "You are a support agent.",
+                  tools=[lookup_order, refund, charge]))
+support.edge("support", END)
+
+FLOWS = {"support": support}

@@ -1,0 +1,57 @@
+"""Helpers shared by the agent tests (importable: tests/agents is on the test path)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from purpose_agent import SQLiteCheckpointer
+from purpose_agent.agents.testing import OpenAICompatibleTestServer
+
+HERE = Path(__file__).parent
+CHILD = HERE / "agent_child.py"
+API_KEY = "pa-test-key-7f3a9c21e5d84b06"  # not token-shaped: only explicit redaction hides it
+
+
+@dataclass
+class Child:
+    """Runs agent_child.py in a fresh interpreter, against one SQLite file and server."""
+
+    db: Path
+    effects: Path
+    server: OpenAICompatibleTestServer
+
+    def __call__(self, action: str, run_id: str, extra: Any = None, *, flow: str = "support",
+                 kill_at: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "EFFECTS_FILE": str(self.effects), "OPENAI_API_KEY": API_KEY,
+               "PURPOSE_AGENT_BASE_URL": self.server.url}
+        env.pop("KILL_AT", None)
+        env.pop("OPENAI_BASE_URL", None)
+        if kill_at:
+            env["KILL_AT"] = kill_at
+        args = [sys.executable, str(CHILD), action, flow, str(self.db), run_id]
+        if extra is not None:
+            args.append(json.dumps(extra))
+        return subprocess.run(args, env=env, capture_output=True, text=True, timeout=60,
+                              cwd=HERE)
+
+    def effects_lines(self) -> list[str]:
+        return self.effects.read_text().splitlines() if self.effects.exists() else []
+
+    def store(self) -> SQLiteCheckpointer:
+        return SQLiteCheckpointer(str(self.db))
+
+
+def result_of(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def kinds(store: SQLiteCheckpointer, run_id: str, kind: str) -> list[dict[str, Any]]:
+    """The payloads of a run's events of one kind, in seq order."""
+    return [e.payload for e in store.list_events(run_id) if str(e.kind) == kind]
