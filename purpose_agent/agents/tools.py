@@ -170,8 +170,9 @@ def _args_model(fn: Callable[..., Any], name: str, arg_docs: dict[str, str]) -> 
                                       "named parameter (no *args, **kwargs or positional-only)")
         annotation = hints.get(param.name, Any)
         default = ... if param.default is param.empty else param.default
-        fields[param.name] = (annotation, pydantic.Field(default,
-                                                         description=arg_docs.get(param.name)))
+        if param.name in arg_docs:  # else keep a description from Annotated[..., Field()]
+            default = pydantic.Field(default, description=arg_docs[param.name])
+        fields[param.name] = (annotation, default)
     try:
         return pydantic.create_model(f"{name}_arguments",
                                      __config__=pydantic.ConfigDict(extra="forbid"), **fields)

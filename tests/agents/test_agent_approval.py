@@ -23,9 +23,8 @@ def _pause(child: Child, server: OpenAICompatibleTestServer, run_id: str) -> dic
 
 @pytest.mark.parametrize(("answer", "effects"), [
     ({"approve": True}, ["refund A1 30.0"]),
-    (True, ["refund A1 30.0"]),
     ({"approve": True, "args": {"order_id": "A1", "amount": 10}}, ["refund A1 10.0"]),
-], ids=["approve", "plain-true", "edit-args"])
+], ids=["approve", "edit-args"])
 def test_approved_call_runs_once_in_the_resuming_process(
         child: Child, server: OpenAICompatibleTestServer, answer: Any,
         effects: list[str]) -> None:
@@ -44,16 +43,14 @@ def test_approved_call_runs_once_in_the_resuming_process(
     assert kinds(child.store(), "r-1", "hitl.request")[0]["payload"]["tool"] == "refund"
 
 
-@pytest.mark.parametrize(("answer", "reason"), [
-    ({"approve": False, "reason": "over the refund limit"}, "over the refund limit"),
-    (False, "no reason given"),
-], ids=["reject-with-reason", "plain-false"])
 def test_rejected_call_never_runs_and_the_model_reads_why(
-        child: Child, server: OpenAICompatibleTestServer, answer: Any, reason: str) -> None:
+        child: Child, server: OpenAICompatibleTestServer) -> None:
     _pause(child, server, "r-2")
+    answer = {"approve": False, "reason": "over the refund limit"}
     state = result_of(child("resume", "r-2", {"answer": answer}))
     assert state["status"] == "completed"
     assert child.effects_lines() == []
     tool_message = server.requests[1]["messages"][-1]
     assert tool_message["role"] == "tool"
-    assert json.loads(tool_message["content"]) == {"rejected": True, "reason": reason}
+    assert json.loads(tool_message["content"]) == {"rejected": True,
+                                                   "reason": "over the refund limit"}
