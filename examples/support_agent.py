@@ -1,0 +1,125 @@
+"""A support agent that looks orders up and proposes refunds a person approves.
+
+Against any OpenAI-compatible server (llama.cpp, vLLM, Ollama, LM Studio, OpenAI):
+
+    PURPOSE_AGENT_BASE_URL=http://127.0.0.1:8080/v1 PURPOSE_AGENT_MODEL=qwen2.5-7b-instruct \
+        python examples/support_agent.py "My order A-17 arrived broken, I want my money back"
+
+Without a server, a scripted local one (purpose_agent.agents.testing) plays the model:
+
+    python examples/support_agent.py --offline "My order A-17 arrived broken"
+
+The key, if the server needs one, comes from OPENAI_API_KEY and is never journaled.
+When the model proposes a refund the run pauses and asks on stdin: ``y`` approves,
+a number approves that amount instead, anything else rejects. Every model call and tool
+call is journaled in $PURPOSE_AGENT_DB (default ./support.db).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from contextlib import ExitStack
+
+from purpose_agent import END, Flow, RunStatus, open_checkpointer
+from purpose_agent.agents import Agent, OpenAIModel, ToolError, tool
+from purpose_agent.agents.testing import OpenAICompatibleTestServer, tool_call
+
+ORDERS = {"A-17": {"item": "espresso machine", "paid": 42.0, "status": "delivered"}}
+
+
+@tool
+def lookup_order(order_id: str) -> dict:
+    """Look up an order by id.
+
+    Args:
+        order_id: The order id, e.g. "A-17".
+    """
+    if order_id not in ORDERS:
+        raise ToolError(f"no order {order_id!r}")
+    return {"order_id": order_id, **ORDERS[order_id]}
+
+
+@tool(requires_approval=True, at_most_once=True)
+def refund(order_id: str, amount: float) -> str:
+    """Refund (part of) an order to the customer's card. A person approves each refund.
+
+    Args:
+        order_id: The order to refund.
+        amount: How much to refund, at most what was paid.
+    """
+    print(f"  refunding {amount} on {order_id}")
+    return f"refunded {amount} on {order_id}"
+
+
+INSTRUCTIONS = (
+    "You are a support agent for an online shop. Look the order up before acting. "
+    "Offer a refund only for damaged or missing items, never above what was paid. "
+    "Answer the customer in two sentences."
+)
+
+OFFLINE_SCRIPT = [
+    {"tool_calls": [tool_call("lookup_order", order_id="A-17")]},
+    {"tool_calls": [tool_call("refund", order_id="A-17", amount=42.0)]},
+    "Sorry about the broken espresso machine. I have handled your refund request for A-17.",
+]
+
+
+def build_flow(model: OpenAIModel) -> Flow:
+    flow = Flow("support", purpose="Answer a support ticket, refunds approved by a person")
+    flow.add(Agent("support", model, INSTRUCTIONS, tools=[lookup_order, refund],
+                   input_key="ticket", output_key="reply"))
+    flow.edge("support", END)
+    return flow
+
+
+def ask(payload: dict) -> object:
+    args = payload["args"]
+    line = input(f"Approve {payload['tool']} {args}? [y / amount / n] ").strip().lower()
+    if line in ("y", "yes"):
+        return {"approve": True}
+    try:
+        return {"approve": True, "args": {**args, "amount": float(line)}}
+    except ValueError:
+        print("  declined")
+        return {"approve": False, "reason": "a person declined the refund"}
+
+
+def main(argv: list[str]) -> int:
+    offline = "--offline" in argv
+    words = [a for a in argv if a != "--offline"]
+    ticket = " ".join(words) or "My order A-17 arrived broken, I want my money back"
+    with ExitStack() as stack:
+        base_url = None
+        if offline:
+            base_url = stack.enter_context(OpenAICompatibleTestServer(OFFLINE_SCRIPT)).url
+        try:
+            model = OpenAIModel(os.environ.get("PURPOSE_AGENT_MODEL", "gpt-4o-mini"),
+                                base_url=base_url, timeout=120.0, max_retries=3)
+        except ValueError as exc:
+            print(f"{exc}; or run with --offline", file=sys.stderr)
+            return 2
+        flow = build_flow(model)
+        store = open_checkpointer(os.environ.get("PURPOSE_AGENT_DB", "support.db"))
+        run_id = f"support-{uuid.uuid4().hex[:8]}"
+        state = flow.run({"ticket": ticket}, checkpointer=store, run_id=run_id)
+        while state.status is RunStatus.PAUSED and state.pending is not None:
+            if state.pending["kind"] != "interrupt":
+                print(f"paused: {state.pending}; resume {run_id} once checked")
+                return 1
+            state = flow.resume(run_id, checkpointer=store,
+                                answer=ask(state.pending["payload"]))
+    if state.status is not RunStatus.COMPLETED:
+        print(f"{state.status.value}: {state.error}")
+        return 1
+    usage = [e.payload["usage"] for e in store.list_events(run_id)
+             if str(e.kind) == "model.response" and "usage" in e.payload]
+    print(state.data["reply"])
+    print(f"[{run_id}: {len(usage)} model calls, "
+          f"{sum(u['total_tokens'] for u in usage)} tokens]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,22 @@
+"""examples/support_agent.py runs as the README shows (offline: a local scripted server)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "support_agent.py"
+
+
+def test_support_agent_example_offline_with_an_edited_refund(tmp_path: Path) -> None:
+    env = {**os.environ, "PURPOSE_AGENT_DB": str(tmp_path / "support.db")}
+    proc = subprocess.run([sys.executable, str(EXAMPLE), "--offline", "A-17 arrived broken"],
+                          input="25\n", env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "Approve refund {'order_id': 'A-17', 'amount': 42.0}?" in proc.stdout
+    assert "refunding 25.0 on A-17" in proc.stdout
+    assert "I have handled your refund request for A-17." in proc.stdout
+    assert "3 model calls, 45 tokens]" in proc.stdout
