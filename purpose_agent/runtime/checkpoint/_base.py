@@ -62,6 +62,16 @@ class PreparedCommit:
     release: bool = False
     create: bool = False
     acquire: tuple[str, float] | None = None
+    event_json: list[str] = field(default_factory=list)  # one text per event, as given
+
+    def event_texts(self, numbered: list[PAEvent]) -> list[str]:
+        """The JSON of ``numbered`` (``events`` after numbering), encoding again only
+        the events that numbering gave a new seq."""
+        if len(self.event_json) != len(numbered):
+            return [event.to_json() for event in numbered]
+        return [text if event is given else event.to_json()
+                for event, given, text in zip(numbered, self.events, self.event_json,
+                                              strict=True)]
 
     def result(self, events: list[PAEvent], lease: Lease | None = None,
                cancel_requested: bool = False) -> CommitResult:
@@ -75,10 +85,11 @@ class PreparedCommit:
 def prepare(run_id: str, commit: Commit) -> PreparedCommit:
     """Check and encode everything; raises SerializationError before any write."""
     validate_run_id(run_id)
+    event_json = []
     for event in commit.events:
         if event.run_id != run_id:
             raise ValueError(f"event for run {event.run_id!r} committed to run {run_id!r}")
-        jsonutil.check(event.payload, f"$.events[{event.seq}].payload")
+        event_json.append(jsonutil.dumps(event.to_dict(), f"$.events[{event.seq}]"))
     header = header_json = delta_json = snapshot_json = None
     step, node = 0, None
     state = commit.state
@@ -90,9 +101,9 @@ def prepare(run_id: str, commit: Commit) -> PreparedCommit:
         header_json = jsonutil.dumps(header, "$.state")
         delta = commit.delta or Delta()
         step, node = state.current_step, delta.node
-        body = delta.to_dict()
-        body["header"] = header
-        delta_json = jsonutil.dumps(body, "$.update")
+        # The header is already encoded: splice it in rather than check and encode it
+        # twice (the body reads {"ops":..,"node":..,"node_state":..,"header":..}).
+        delta_json = f'{jsonutil.dumps(delta.to_dict(), "$.update")[:-1]},"header":{header_json}}}'
         if commit.snapshot:
             snapshot_json = jsonutil.dumps(state.to_dict(), "$.state")
     steps = [(rec, jsonutil.dumps(rec.to_dict(), f"$.steps.{rec.name}")) for rec in commit.steps]
@@ -100,7 +111,7 @@ def prepare(run_id: str, commit: Commit) -> PreparedCommit:
         events=list(commit.events), header=header, header_json=header_json,
         delta_json=delta_json, snapshot_json=snapshot_json, step=step, node=node,
         steps=steps, fence=commit.fence, release=commit.release, create=commit.create,
-        acquire=commit.acquire,
+        acquire=commit.acquire, event_json=event_json,
     )
 
 

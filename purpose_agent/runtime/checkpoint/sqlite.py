@@ -172,7 +172,8 @@ class SQLiteCheckpointer(BaseCheckpointer):
             if events:
                 db.executemany(
                     "INSERT INTO events (run_id, seq, kind, body) VALUES (?, ?, ?, ?)",
-                    [(run_id, e.seq, str(e.kind), e.to_json()) for e in events],
+                    [(run_id, e.seq, str(e.kind), text)
+                     for e, text in zip(events, p.event_texts(events), strict=True)],
                 )
                 next_seq = events[-1].seq + 1
             if p.delta_json is not None:
