@@ -121,7 +121,8 @@ def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
     who resumes with ``{"approve": true}``, ``{"approve": true, "args": {...}}`` (edited),
     ``{"approve": false, "reason": "..."}``, or plain ``true`` / ``false``.
     ``at_most_once`` never re-runs a call that may have happened (the process died
-    during it): the run pauses *in doubt* for a person instead. Raises
+    during it): the run pauses *in doubt* for a person, who resumes with
+    ``answer=<the result the model should read>`` or ``retry_in_doubt=True``. Raises
     :class:`ToolDefinitionError` if the signature has no JSON schema.
     """
     def wrap(func: Callable[..., Any]) -> Tool:
@@ -191,12 +192,16 @@ def _schema(model: Any) -> dict[str, Any]:
     return schema
 
 
-def content_for_model(outcome: dict[str, Any]) -> str:
-    """The text a model reads for a tool call's outcome (``{"ok", "result"|"error"}``)."""
-    if not outcome.get("ok"):
-        return json.dumps({"error": outcome.get("error")}, ensure_ascii=False)
-    result = outcome.get("result")
-    return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+def content_for_model(outcome: Any) -> str:
+    """The text a model reads for a tool call's outcome.
+
+    A tool step journals ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": ...}``;
+    any other value is a result a person supplied for an in-doubt call, taken as is."""
+    if isinstance(outcome, dict) and set(outcome) in ({"ok", "result"}, {"ok", "error"}):
+        if not outcome["ok"]:
+            return json.dumps({"error": outcome.get("error")}, ensure_ascii=False)
+        outcome = outcome.get("result")
+    return outcome if isinstance(outcome, str) else json.dumps(outcome, ensure_ascii=False)
 
 
 def _plain(value: Any) -> Any:

@@ -68,7 +68,7 @@ def test_at_most_once_tool_killed_mid_call_pauses_in_doubt_and_never_reruns(
     assert child.effects_lines() == ["charge C3 25.0"]
 
     # A person checked the payment provider: it went through. Supply the result.
-    state = result_of(child("resume", "t-3", {"answer": {"ok": True, "result": "charged 25.0"}}))
+    state = result_of(child("resume", "t-3", {"answer": "charged 25.0"}))
     assert state["status"] == "completed"
     assert child.effects_lines() == ["charge C3 25.0"]
     assert server.request_count == 2
