@@ -16,26 +16,33 @@ from purpose_agent.errors import PurposeAgentError, RunBusyError
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``purpose-agent`` console script. Returns the exit code."""
     try:
-        import click
+        import typer
+        import typer.main
 
         from .app import app
-        from .common import EXIT_ERROR, click_exit_code, exit_code_for, fail
+        from .common import EXIT_ERROR, EXIT_USAGE, exit_code_for, fail
     except ImportError as exc:
         print(f"error: the purpose-agent command needs typer and rich ({exc}); "
               "pip install 'purpose-agent[cli]'", file=sys.stderr)
         return 1
-    import typer.main
-
+    # typer >= 0.2x vendors click; its exception classes are found through typer's own.
+    usage_error = _base_named(typer.BadParameter, "UsageError")
+    click_error = _base_named(typer.BadParameter, "ClickException")
     command = typer.main.get_command(app)
     try:
         result = command.main(args=list(argv) if argv is not None else None,
                               prog_name="purpose-agent", standalone_mode=False)
-    except click.ClickException as exc:
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click_error as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # plain `purpose-agent`: the help
+            print(exc.format_message())  # type: ignore[attr-defined]
+            return 0
         ctx = getattr(exc, "ctx", None)
         hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
-        fail(exc.format_message() + hint)
-        return click_exit_code(exc)
-    except click.exceptions.Abort:
+        fail(exc.format_message() + hint)  # type: ignore[attr-defined]
+        return EXIT_USAGE if isinstance(exc, usage_error) else EXIT_ERROR
+    except typer.Abort:
         fail("aborted")
         return EXIT_ERROR
     except RunBusyError as exc:
@@ -54,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
              "PURPOSE_AGENT_DEBUG=1 to see the traceback, and please report it)")
         return EXIT_ERROR
     return result if isinstance(result, int) else 0
+
+
+def _base_named(cls: type, name: str) -> type[Exception]:
+    return next(base for base in cls.__mro__ if base.__name__ == name)
 
 
 __all__ = ["main"]

@@ -15,7 +15,7 @@ from rich.text import Text
 from purpose_agent.errors import RunStateError
 from purpose_agent.flow.engine import MISSING
 from purpose_agent.flow.graph import cancel_run, fork_run, load_state
-from purpose_agent.runtime.journal import owner_is_dead
+from purpose_agent.runtime.events import PAEvent
 from purpose_agent.runtime.state import RunStatus
 from purpose_agent.runtime.transcript import render_transcript
 
@@ -44,6 +44,7 @@ from .render import (
     print_state,
     run_row,
     runs_table,
+    stalled,
     state_json,
 )
 
@@ -161,23 +162,21 @@ def events(
     console = _console()
     wanted = set(kind or ())
 
-    def emit(event: object) -> None:
-        if wanted and str(event.kind) not in wanted:  # type: ignore[attr-defined]
+    def emit(event: PAEvent) -> None:
+        if wanted and str(event.kind) not in wanted:
             return
         if as_json:
-            print(event.to_json(), flush=True)  # type: ignore[attr-defined]
-        elif (line := event_line(event)) is not None:  # type: ignore[arg-type]
+            print(event.to_json(), flush=True)
+        elif (line := event_line(event)) is not None:
             console.print(line)
 
     tail = EventTail(cp, run_id, emit, since=since)
     while True:
+        info = cp.run_info(run_id)  # read before draining: nothing committed before it is missed
         tail.drain()
-        info = cp.run_info(run_id)
         if info is None or info.status is not RunStatus.RUNNING:
             break
-        if not info.owner or owner_is_dead(info.owner) or (
-                info.lease_expires_at is not None and info.lease_expires_at <= time.time()):
-            tail.drain()
+        if stalled(info):
             if not as_json:
                 console.print(Text("the process advancing this run is gone; continue it "
                                    "with: " + command_for("resume", run_id, url=url),
@@ -292,8 +291,7 @@ def delete(
     info = cp.run_info(run_id)
     if info is None:
         raise not_found(run_id, url)
-    if info.status is RunStatus.RUNNING and info.owner and not owner_is_dead(info.owner) and (
-            info.lease_expires_at is None or info.lease_expires_at > time.time()):
+    if info.status is RunStatus.RUNNING and not stalled(info):
         raise RunStateError(f"run {run_id!r} is being advanced by {info.owner}; cancel it "
                             "first, or wait until it stops")
     if not yes:

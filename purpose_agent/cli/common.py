@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-import click
 import typer
 
 from purpose_agent.errors import (
@@ -34,13 +33,17 @@ EXIT_BUSY = 4
 EXIT_STORE = 5
 EXIT_FLOW = 6
 
-EXIT_CODES_HELP = (
-    "Exit codes: 0 ok (a run left paused is ok too) · 1 error, or the run failed · "
-    "2 bad usage (unknown option, bad JSON in --answer/--set, invalid run id) · "
-    "3 no such run · 4 the run is busy: another live process is advancing it · "
-    "5 the database cannot be opened or read (not a database, newer schema) · "
-    "6 the flow cannot be imported or no longer matches the run."
-)
+EXIT_CODES_HELP = """Exit codes:
+
+\b
+  0  ok (a run left paused, waiting for a person, is ok too)
+  1  error, or the run failed
+  2  bad usage: unknown option, bad JSON in --answer / --set, invalid run id
+  3  no such run
+  4  the run is busy: another live process is advancing it
+  5  the store cannot be opened, read or written (not a database, newer schema)
+  6  the flow cannot be imported, or no longer matches the run
+"""
 
 DbOption = Annotated[str | None, typer.Option(
     "--db", metavar="URL",
@@ -166,11 +169,6 @@ def stdout_json(value: Any) -> None:
     """Print ``value`` as indented JSON on stdout (no colour, no markup)."""
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
-
-
-def click_exit_code(exc: click.ClickException) -> int:
-    """Usage errors exit 2, other click errors 1."""
-    return EXIT_USAGE if isinstance(exc, click.UsageError) else EXIT_ERROR
 
 
 __all__ = [

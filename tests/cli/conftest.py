@@ -1,0 +1,126 @@
+"""Fixtures for the command-line suite: the installed ``purpose-agent`` script, run for
+real in a temporary directory whose store is ``$PURPOSE_AGENT_DB``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# The script next to this interpreter first (a version manager's shim may start another
+# Python), then whatever PATH finds.
+SCRIPT = (shutil.which("purpose-agent", path=os.path.dirname(sys.executable))
+          or shutil.which("purpose-agent"))
+
+
+@dataclass
+class Cli:
+    """Runs ``purpose-agent`` in ``cwd`` with the store at ``db``."""
+
+    cwd: Path
+    db: Path
+    env: dict[str, str]
+
+    def __call__(self, *args: str, stdin: str | None = None,
+                 timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        assert SCRIPT, "the purpose-agent script is not installed: pip install -e '.[cli]'"
+        return subprocess.run(
+            [SCRIPT, *args], cwd=self.cwd, env=self.env, text=True, capture_output=True,
+            input=stdin if stdin is not None else "", timeout=timeout,
+        )
+
+    def many(self, *commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
+        """Run independent commands side by side (each is a separate process anyway)."""
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return list(pool.map(lambda args: self(*args), commands))
+
+    def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run and require exit code 0 (showing the output when not)."""
+        result = self(*args)
+        assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+        assert "Traceback" not in result.stdout + result.stderr
+        return result
+
+    @staticmethod
+    def assert_error(result: subprocess.CompletedProcess[str], code: int,
+                     *needles: str) -> None:
+        """The command failed with ``code`` and one ``error: ...`` line on stderr."""
+        assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+        assert "Traceback" not in result.stdout + result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+        for needle in needles:
+            assert needle in lines[0], (needle, lines[0])
+
+    def effects(self, run_id: str) -> list[str]:
+        """The demo's effects log lines of one run."""
+        log = self.db.parent / "demo-effects.log"
+        lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+        return [line.split(" ", 1)[1] for line in lines if line.startswith(f"{run_id} ")]
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    env = {k: v for k, v in os.environ.items() if k not in ("PURPOSE_AGENT_DEBUG", "COLUMNS")}
+    db = tmp_path / "store" / "runs.db"
+    env["PURPOSE_AGENT_DB"] = str(db)
+    return Cli(cwd=tmp_path, db=db, env=env)
+
+
+BLOCKING_FLOW = '''
+import sys
+
+from purpose_agent import END, Flow
+
+flow = Flow("blocking", purpose="waits for a line on stdin inside its first node")
+
+
+@flow.node
+def wait(ctx):
+    print("inside wait", flush=True)
+    sys.stdin.readline()
+    return {"released": True}
+
+
+@flow.node
+def after(ctx):
+    return {"done": True}
+
+
+flow.edge("wait", "after").edge("after", END)
+
+if __name__ == "__main__":
+    print(flow.run({}, run_id=sys.argv[1]).status, flush=True)
+'''
+
+
+@pytest.fixture
+def live_run(cli: Cli) -> Iterator[Callable[[str], subprocess.Popen[str]]]:
+    """Start a run in another process that stays inside its first node until released
+    (a line on its stdin). Waits, through the child's stdout, until it is in the node."""
+    script = cli.cwd / "blocking_flow.py"
+    script.write_text(textwrap.dedent(BLOCKING_FLOW), encoding="utf-8")
+    children: list[subprocess.Popen[str]] = []
+
+    def start(run_id: str) -> subprocess.Popen[str]:
+        child = subprocess.Popen(
+            [sys.executable, str(script), run_id], cwd=cli.cwd, env=cli.env, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        children.append(child)
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "inside wait"
+        return child
+
+    yield start
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+        child.wait(10)
