@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import time
 import typing
 from collections.abc import Callable
 from typing import Any, overload
@@ -84,16 +85,20 @@ class Tool:
 
     def _run(self, args: dict[str, Any]) -> dict[str, Any]:
         """Validate, call, and return ``{"ok": True, "result": ...}`` or, for a
-        :class:`ToolError`, ``{"ok": False, "error": ...}``. The result must be JSON."""
+        :class:`ToolError`, ``{"ok": False, "error": ...}``, with the call's
+        ``latency_ms`` (it shows first in the ``tool.result`` event). The result must be
+        JSON."""
         parsed = self._args_model.model_validate(args)
         kwargs = {field: getattr(parsed, field) for field in type(parsed).model_fields}
+        started = time.monotonic()
         try:
             result = self.fn(**kwargs)
         except ToolError as exc:
-            return {"ok": False, "error": summarize(str(exc), 2000)}
+            return {"ok": False, "error": summarize(str(exc), 2000),
+                    "latency_ms": _ms(started)}
         result = _plain(result)
         jsonutil.check(result, f"$.tool[{self.name}].result")
-        return {"ok": True, "result": result}
+        return {"ok": True, "result": result, "latency_ms": _ms(started)}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -195,13 +200,19 @@ def _schema(model: Any) -> dict[str, Any]:
 def content_for_model(outcome: Any) -> str:
     """The text a model reads for a tool call's outcome.
 
-    A tool step journals ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": ...}``;
-    any other value is a result a person supplied for an in-doubt call, taken as is."""
-    if isinstance(outcome, dict) and set(outcome) in ({"ok", "result"}, {"ok", "error"}):
+    A tool step journals ``{"ok": true, "result": ..., "latency_ms": ...}`` or
+    ``{"ok": false, "error": ..., ...}``; any other value is a result a person supplied
+    for an in-doubt call, taken as is."""
+    if isinstance(outcome, dict) and isinstance(outcome.get("ok"), bool) and (
+            set(outcome) - {"latency_ms"}) in ({"ok", "result"}, {"ok", "error"}):
         if not outcome["ok"]:
-            return json.dumps({"error": outcome.get("error")}, ensure_ascii=False)
-        outcome = outcome.get("result")
+            return json.dumps({"error": outcome["error"]}, ensure_ascii=False)
+        outcome = outcome["result"]
     return outcome if isinstance(outcome, str) else json.dumps(outcome, ensure_ascii=False)
+
+
+def _ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
 
 
 def _plain(value: Any) -> Any:
