@@ -61,11 +61,25 @@ def advance(console: Console, cp: BaseCheckpointer, run_id: str,
     return state, tail.seen
 
 
+def replayed_steps(events: list[PAEvent]) -> int:
+    """Durable steps answered from the journal in these events, not counting the answers
+    to interrupts (a re-executed node replays the answer it was resumed with)."""
+    total, answered = 0, set()
+    for event in events:
+        if event.kind == EventKind.HITL_RESPONSE:
+            answered.add(event.node)
+        elif event.kind == EventKind.AGENT_FINISHED:
+            total += int(event.payload.get("replayed_steps") or 0)
+            if event.node in answered:
+                total -= 1
+                answered.discard(event.node)
+    return max(0, total)
+
+
 def report(console: Console, state: RunState, seen: list[PAEvent], url: str) -> int:
     """Say how the run ended up and what to do next. Returns the exit code."""
     run_id = state.run_id
-    replayed = sum(int(e.payload.get("replayed_steps") or 0) for e in seen
-                   if e.kind == EventKind.AGENT_FINISHED)
+    replayed = replayed_steps(seen)
     if replayed:
         console.print(Text(f"↺ {replayed} step(s) replayed from the journal, not run again",
                            style="cyan"))
@@ -217,15 +231,15 @@ def run_demo(console: Console, url: str, *, crash_at: str | None, yes: bool,
 
 def _ask(console: Console, payload: Any, *, yes: bool) -> bool | None:
     """The approval: True with --yes, a prompt on a terminal, else None (stay paused)."""
-    if yes:
-        console.print(Text("--yes: approving automatically", style="yellow"))
-        return True
-    if not is_interactive():
+    if not yes and not is_interactive():
         return None
     question = payload.get("question") if isinstance(payload, dict) else None
     body = payload.get("draft") if isinstance(payload, dict) else payload
     console.print(Panel(Text(str(body)), title=escape(str(question or "a person is asked")),
-                        border_style="yellow"))
+                        border_style="yellow"), soft_wrap=False)
+    if yes:
+        console.print(Text("--yes: approved automatically", style="yellow"))
+        return True
     try:
         return Confirm.ask(escape(str(question or "Approve?")), console=console, default=True)
     except EOFError:

@@ -10,7 +10,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,7 @@ class Cli:
     cwd: Path
     db: Path
     env: dict[str, str]
+    started: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def __call__(self, *args: str, stdin: str | None = None,
                  timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -36,6 +37,15 @@ class Cli:
             [SCRIPT, *args], cwd=self.cwd, env=self.env, text=True, capture_output=True,
             input=stdin if stdin is not None else "", timeout=timeout,
         )
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        """Start a command without waiting for it (stopped at the end of the test)."""
+        assert SCRIPT
+        process = subprocess.Popen([SCRIPT, *args], cwd=self.cwd, env=self.env, text=True,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        self.started.append(process)
+        return process
 
     def many(self, *commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
         """Run independent commands side by side (each is a separate process anyway)."""
@@ -68,11 +78,16 @@ class Cli:
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
+def cli(tmp_path: Path) -> Iterator[Cli]:
     env = {k: v for k, v in os.environ.items() if k not in ("PURPOSE_AGENT_DEBUG", "COLUMNS")}
     db = tmp_path / "store" / "runs.db"
     env["PURPOSE_AGENT_DB"] = str(db)
-    return Cli(cwd=tmp_path, db=db, env=env)
+    runner = Cli(cwd=tmp_path, db=db, env=env)
+    yield runner
+    for process in runner.started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
 
 
 BLOCKING_FLOW = '''
