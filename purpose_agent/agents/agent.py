@@ -41,9 +41,10 @@ class Agent:
     dicts); ``instructions`` (a string, or ``fn(data) -> str``) is the system message.
     When the model answers without calling a tool, the node returns
     ``{messages_key: [the conversation, system message excluded], output_key: answer}``
-    (``output_key`` defaults to the agent's name). If there is no answer after
-    ``max_turns`` model calls the node fails with :class:`AgentError`; a model call that
-    failed for good fails it with :class:`ModelError`.
+    (``output_key`` defaults to the agent's name); with ``input_key == messages_key``
+    each execution of the node continues the stored conversation. If there is no answer
+    after ``max_turns`` model calls the node fails with :class:`AgentError`; a model call
+    that failed for good fails it with :class:`ModelError`.
     """
 
     def __init__(self, name: str, model: Model, instructions: Instructions = "", *,

@@ -80,6 +80,8 @@ class OpenAIModel:
         if isinstance(exc, openai.APIStatusError):
             code = exc.status_code
             retryable = code in (408, 409, 429) or code >= 500
+            if exc.response.headers.get("x-should-retry") == "false":
+                retryable = False  # the server said so, and the SDK obeyed
             tried = retries if retryable else "(not retryable)"
             return ModelError(f"{where}: HTTP {code} {tried}: {detail}", status_code=code,
                               retryable=retryable)

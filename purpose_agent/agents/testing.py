@@ -218,7 +218,11 @@ def _error_body(message: str, code: str) -> dict[str, Any]:
 def _handler(server: OpenAICompatibleTestServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            status, headers, payload = server._answer(self)
+            try:
+                status, headers, payload = server._answer(self)
+            except Exception as exc:  # a bad script entry: say so instead of hanging up
+                status, headers = 500, {"x-should-retry": "false"}
+                payload = _error_body(f"test server: {type(exc).__name__}: {exc}", "script")
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
