@@ -4,7 +4,9 @@
 objects, NaN and Infinity, and non-string dict keys (``{1: .., True: ..}`` would be
 merged into one key) — with a :class:`SerializationError` naming the key path, before
 anything is written. Text is written ASCII-escaped, so strings holding lone surrogates
-(which LLMs emit) survive every store and read back identical. ``loads`` only builds
+(which LLMs emit) survive every store and read back identical; a high and a low
+surrogate held as two separate characters are refused, since JSON can only store them
+as the escape pair every reader decodes as one character. ``loads`` only builds
 dicts, lists and scalars: a dict that looks like some serializer's envelope is a dict.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from purpose_agent.errors import SerializationError
@@ -19,6 +22,9 @@ from purpose_agent.errors import SerializationError
 _SCALARS = (str, bool, int, type(None))
 _encoder = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 _decoder = json.JSONDecoder()
+# A high surrogate followed by a low one, as two separate characters: JSON can only
+# write them as the escape pair that every decoder reads back as one character.
+_SPLIT_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 
 
 def check(value: Any, path: str = "$") -> None:
@@ -33,6 +39,8 @@ def check(value: Any, path: str = "$") -> None:
         obj, where = stack.pop()
         kind = type(obj)
         if kind in _SCALARS:
+            if kind is str and _SPLIT_PAIR.search(obj):
+                raise _split_pair(where)
             continue
         if kind is float:
             if not math.isfinite(obj):
@@ -49,12 +57,14 @@ def check(value: Any, path: str = "$") -> None:
                         "must be strings; convert the keys with str() first",
                         path=where,
                     )
-                if type(item) not in _SCALARS:
+                if not key.isascii() and _SPLIT_PAIR.search(key):
+                    raise _split_pair(where)
+                if type(item) not in _SCALARS or (type(item) is str and not item.isascii()):
                     stack.append((item, f"{where}.{key}"))
             continue
         if kind is list or kind is tuple:
             for index, item in enumerate(obj):
-                if type(item) not in _SCALARS:
+                if type(item) not in _SCALARS or (type(item) is str and not item.isascii()):
                     stack.append((item, f"{where}[{index}]"))
             continue
         if isinstance(obj, (str, int)):  # str/int subclasses (StrEnum, IntEnum) encode fine
@@ -67,6 +77,16 @@ def check(value: Any, path: str = "$") -> None:
             "convert it to a dict, list, str, number, bool or None",
             path=where,
         )
+
+
+def _split_pair(where: str) -> SerializationError:
+    return SerializationError(
+        f"{where}: text holds a surrogate pair as two separate characters; stored as JSON "
+        "it would read back as the one character they encode, not identical. Join the "
+        "pairs first: text.encode('utf-16-le', 'surrogatepass').decode('utf-16-le', "
+        "'surrogatepass')",
+        path=where,
+    )
 
 
 def dumps(value: Any, path: str = "$") -> str:

@@ -9,7 +9,8 @@ Layout of ``dir``::
 
 A commit is one journal line, so it lands whole or not at all: a torn last line (power
 cut mid-write) is skipped with a warning, earlier lines are never lost, and the next
-append starts on a fresh line. Writers of one run are serialised with ``flock``.
+append cuts the torn bytes off and starts on a fresh line. Writers of one run are
+serialised with ``flock``.
 """
 
 from __future__ import annotations
@@ -133,6 +134,11 @@ class JSONLCheckpointer(BaseCheckpointer):
         self._tails[run_id] = tail
         return tail
 
+    def _exists(self, run_id: str, fd: int | None) -> bool:
+        # A journal without one complete line holds no commit: only a refused first write
+        # (or a torn one) created it, so the run does not exist.
+        return fd is not None and self._tail(run_id, fd).offset > 0
+
     def _records(self, run_id: str) -> list[dict[str, Any]]:
         with self._locked(run_id, exclusive=False, create=False) as fd:
             return [rec for _end, rec in self._lines(fd)] if fd is not None else []
@@ -166,11 +172,8 @@ class JSONLCheckpointer(BaseCheckpointer):
             if p.steps:
                 parts.append(f'"steps":[{",".join(text for _rec, text in p.steps)}]')
             line = ("{" + ",".join(parts) + "}\n").encode("ascii")
-            if tail.offset < os.fstat(fd).st_size:
-                line = b"\n" + line  # after a torn line, start on a fresh one
-            _append(fd, line, self._journal(run_id))
-            if tail.offset == 0:
-                _fsync_dir(self.dir)
+            _append(fd, line, self._journal(run_id), start=tail.offset,
+                    new_dir=self.dir if tail.offset == 0 else None)
             granted = None
             if p.acquire is not None:
                 lease.update(owner=p.acquire[0], expires_at=now + p.acquire[1],
@@ -188,7 +191,7 @@ class JSONLCheckpointer(BaseCheckpointer):
 
     def request_cancel(self, run_id: str) -> None:
         with self._locked(run_id, exclusive=True, create=False) as fd:
-            if fd is None:
+            if not self._exists(run_id, fd):
                 raise RunNotFound(f"no run {run_id!r} in {self.dir}")
             lease = self._read_lease(run_id)
             lease["cancel_requested"] = True
@@ -213,17 +216,18 @@ class JSONLCheckpointer(BaseCheckpointer):
         with self._locked(run_id, exclusive=True, create=False) as fd:
             if fd is None:
                 return False
+            existed = self._exists(run_id, fd)
             shutil.rmtree(self._snap_dir(run_id), ignore_errors=True)
             self._lease_path(run_id).unlink(missing_ok=True)
             journal.unlink()
             self._tails.pop(run_id, None)
         _fsync_dir(self.dir)
-        return True
+        return existed
 
     # ── leases ───────────────────────────────────────────────────────────────────
     def acquire_lease(self, run_id: str, owner: str, ttl: float) -> Lease:
         with self._locked(run_id, exclusive=True, create=False) as fd:
-            if fd is None:
+            if not self._exists(run_id, fd):
                 raise RunNotFound(f"no run {run_id!r} in {self.dir}")
             lease = self._read_lease(run_id)
             now = time.time()
@@ -260,7 +264,7 @@ class JSONLCheckpointer(BaseCheckpointer):
 
     def run_info(self, run_id: str) -> RunInfo | None:
         with self._locked(run_id, exclusive=False, create=False) as fd:
-            if fd is None:
+            if not self._exists(run_id, fd):
                 return None
             tail = self._tail(run_id, fd)
             header = tail.header or self._first_header(run_id)
@@ -316,14 +320,31 @@ class JSONLCheckpointer(BaseCheckpointer):
         return f"JSONLCheckpointer({str(self.dir)!r})"
 
 
-def _append(fd: int, line: bytes, path: Path) -> None:
+def _append(fd: int, line: bytes, path: Path, *, start: int, new_dir: Path | None) -> None:
+    """Append ``line`` after the last complete line (byte ``start``) and make it durable.
+
+    Bytes after ``start`` are a torn write that never committed; they are cut off first
+    rather than followed by a fresh line, because a record that lost only its newline
+    would then read back as committed and duplicate the seqs given out since. If the
+    line cannot be made durable it is cut off again, so the failed write is never read
+    as committed. ``new_dir``: the directory to fsync when this created the journal.
+    """
     try:
+        if os.fstat(fd).st_size > start:
+            os.ftruncate(fd, start)
         written = os.write(fd, line)
         if written != len(line):
             raise OSError(f"short write ({written} of {len(line)} bytes)")
-        os.fsync(fd)
-    except OSError as exc:
         # An fsync error is fatal for this write: the page cache may have dropped it.
+        os.fsync(fd)
+        if new_dir is not None:
+            _fsync_dir(new_dir)
+    except (OSError, StoreError) as exc:
+        try:
+            os.ftruncate(fd, start)
+        except OSError as undo:
+            raise StoreError(f"could not durably append to {str(path)!r}: {exc}; the "
+                             f"unconfirmed line could not be removed either: {undo}") from exc
         raise StoreError(f"could not durably append to {str(path)!r}: {exc}") from exc
 
 
@@ -344,8 +365,11 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise StoreError(f"could not fsync directory {str(path)!r}: {exc}") from exc

@@ -86,7 +86,11 @@ class SQLiteCheckpointer(BaseCheckpointer):
         self.synchronous = str(synchronous).upper()
         self._lock = threading.RLock()
         if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the directory of SQLite store "
+                                 f"{str(path)!r}: {exc}") from exc
         try:
             self._db = sqlite3.connect(
                 str(path), isolation_level=None, check_same_thread=False,
@@ -94,7 +98,7 @@ class SQLiteCheckpointer(BaseCheckpointer):
             )
             db = self._db
             db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            db.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(db, busy_timeout)
             db.execute(f"PRAGMA synchronous = {self.synchronous}")
             # Keep the WAL bounded: checkpoint every N pages, truncate it back to 4 MiB.
             db.execute(f"PRAGMA wal_autocheckpoint = {int(wal_autocheckpoint)}")
@@ -249,6 +253,7 @@ class SQLiteCheckpointer(BaseCheckpointer):
 
     def renew_lease(self, lease: Lease, ttl: float) -> Lease:
         """Extend a held lease; LeaseError if another owner has taken the run since."""
+        validate_run_id(lease.run_id)
         expires = time.time() + ttl
         with self._tx() as db:
             changed = db.execute(
@@ -340,6 +345,26 @@ class SQLiteCheckpointer(BaseCheckpointer):
 
     def __repr__(self) -> str:
         return f"SQLiteCheckpointer({str(self.path)!r}, synchronous={self.synchronous!r})"
+
+
+def _enable_wal(db: sqlite3.Connection, busy_timeout: float) -> None:
+    """Switch the file to WAL, waiting up to ``busy_timeout`` for other openers.
+
+    Switching a new file to WAL upgrades a shared lock to an exclusive one, and SQLite
+    answers "database is locked" at once there, without calling the busy handler (that
+    would risk a deadlock), when several processes open the same new file together.
+    """
+    deadline = time.monotonic() + busy_timeout
+    delay = 0.001
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def _info(row: tuple[Any, ...]) -> RunInfo:
