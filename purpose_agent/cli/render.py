@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from rich.console import Console
@@ -193,6 +194,10 @@ def events_table(events: list[PAEvent]) -> Table:
 
 def event_line(event: PAEvent) -> Text | None:
     """One progress line for a live run (the transcript's wording), or None."""
+    if event.kind == EventKind.TOOL_CALL and len(str(event.payload.get("args"))) > 60:
+        # Long arguments (whole log excerpts, drafts) drown the progress; `events` and
+        # `transcript` show them.
+        event = replace(event, payload={**event.payload, "args": "…"})
     lines = transcript_lines([event])
     if not lines:
         return None

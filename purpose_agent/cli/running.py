@@ -122,8 +122,8 @@ def _report_effects(console: Console, state: RunState) -> None:
     if not isinstance(log, str):
         return
     lines = demo_flow.effects_of(log, state.run_id)
-    console.print(Text(f"side effects of this run ({len(lines)}, one line each time one "
-                       f"happened; log: {log}):", style="bold"))
+    console.print(Text(f"side effects of this run so far, one line per time one happened "
+                       f"(from {log}):", style="bold"))
     for line in lines:
         console.print(Text(f"  {line}"))
 
