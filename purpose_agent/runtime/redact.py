@@ -13,8 +13,11 @@ from typing import Any
 from purpose_agent.runtime import jsonutil
 
 REDACTED = "[redacted]"
+# A whole word of the key: "access_token" and "X-Api-Key" are secrets, "max_tokens" and
+# "input_tokens" (token counts) are not.
 _SECRET_KEY = re.compile(
-    r"(api[-_]?key|authorization|password|passwd|secret|token|credential|cookie|session[-_]?key)",
+    r"(?:^|[-_ .])(?:api[-_]?key|authorization|password|passwd|secret|token|credentials?|"
+    r"cookie|session[-_]?key|private[-_]?key)(?:$|[-_ .])",
     re.IGNORECASE,
 )
 _SECRET_TEXT = re.compile(

@@ -55,3 +55,16 @@ def test_secrets_in_step_arguments_never_reach_the_journal(tmp_path) -> None:
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("runs.db"))
     assert b"sk-live-abcdefghijklmnop" not in raw
     assert b"[redacted]" in raw
+
+
+def test_redaction_masks_secret_keys_and_tokens_but_not_token_counts() -> None:
+    from purpose_agent.runtime.redact import REDACTED, redact
+
+    masked = redact({"api_key": "k", "X-Api-Key": "k", "access_token": "k", "password": "k",
+                     "headers": {"Authorization": "Bearer abcdefghijkl"},
+                     "note": "use sk-abcdefghijklmnop now",
+                     "usage": {"input_tokens": 12, "max_tokens": 5}})
+    assert masked["api_key"] == masked["X-Api-Key"] == masked["access_token"] == REDACTED
+    assert masked["password"] == masked["headers"]["Authorization"] == REDACTED
+    assert masked["note"] == f"use {REDACTED} now"
+    assert masked["usage"] == {"input_tokens": 12, "max_tokens": 5}
