@@ -116,6 +116,8 @@ def runs(
     else:
         console = _console()
         console.print(runs_table(infos, console.width))
+        if len(infos) == limit:
+            console.print(Text(f"the newest {limit} runs; --limit N shows more", style="dim"))
 
 
 @app.command()
@@ -299,6 +301,7 @@ def delete(
             raise CliError(f"refusing to delete run {run_id!r} without --yes", EXIT_USAGE)
         if not Confirm.ask(f"Delete run {run_id} ({info.status}) and its journal?",
                            console=_console(), default=False):
+            _console().print(Text(f"kept run {run_id}"))
             raise typer.Exit(1)
     cp.delete_run(run_id)
     _console().print(Text(f"deleted run {run_id}"))

@@ -52,12 +52,18 @@ def _printer(console: Console) -> Callable[[PAEvent], None]:
 
 
 def advance(console: Console, cp: BaseCheckpointer, run_id: str,
-            action: Callable[[], RunState], *, since: int = 0,
+            action: Callable[[], RunState], *, url: str, since: int = 0,
             tail: EventTail | None = None) -> tuple[RunState, list[PAEvent]]:
     """Run ``action`` (a blocking run / resume) while printing the run's new events."""
     tail = tail or EventTail(cp, run_id, _printer(console), since=since)
-    with tail:
-        state = action()
+    try:
+        with tail:
+            state = action()
+    except KeyboardInterrupt:
+        # The lease dies with this process, so the run can be resumed at once.
+        console.print(Text("interrupted; continue the run with: "
+                           + command_for("resume", run_id, url=url), style="yellow"))
+        raise
     return state, tail.seen
 
 
@@ -153,7 +159,7 @@ def resume_run(console: Console, url: str, run_id: str, *, flow_ref: str | None 
     console.print(Text(f"resuming run {run_id} ({state.status}) with flow {ref}", style="bold"))
     state, seen = advance(console, cp, run_id, lambda: flow.resume(
         run_id, checkpointer=cp, answer=answer, update=update, retry_in_doubt=retry_in_doubt),
-        since=cp.next_seq(run_id) - 1)
+        url=url, since=cp.next_seq(run_id) - 1)
     return report(console, state, seen, url)
 
 
@@ -218,13 +224,15 @@ def run_demo(console: Console, url: str, *, crash_at: str | None, yes: bool,
         demo_flow.crash_inside(crash_at, before_dying)
     data = {"incident": dict(demo_flow.INCIDENT), "effects_log": str(effects)}
     state, seen = advance(console, cp, run_id,
-                          lambda: flow.run(data, checkpointer=cp, run_id=run_id), tail=tail)
+                          lambda: flow.run(data, checkpointer=cp, run_id=run_id), url=url,
+                          tail=tail)
     pending = state.pending or {}
     if state.status is RunStatus.PAUSED and pending.get("kind") == "interrupt":
         answer = _ask(console, pending.get("payload"), yes=yes)
         if answer is not None:
             state, more = advance(console, cp, run_id, lambda: flow.resume(
-                run_id, checkpointer=cp, answer=answer), since=cp.next_seq(run_id) - 1)
+                run_id, checkpointer=cp, answer=answer), url=url,
+                since=cp.next_seq(run_id) - 1)
             seen += more
     return report(console, state, seen, url)
 
