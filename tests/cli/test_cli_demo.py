@@ -99,11 +99,15 @@ def test_a_rejected_reply_is_never_sent(cli) -> None:
     cli.assert_error(again, 1, "cannot approve run 'no'", "completed")
 
 
-def test_approve_with_an_answer_and_resume_with_an_edit(cli) -> None:
+def test_answer_and_edit_on_resume_and_untrusted_text_printed_literally(cli) -> None:
     cli.ok("demo", "--run-id", "edit")
-    resumed = cli.ok("resume", "edit", "--answer", '"yes"', "--set", 'draft="Short reply."')
-    assert "data edited: draft" in cli.ok("transcript", "edit").stdout
+    markup = "[red]pwned[/red]"  # a model's text that rich would otherwise interpret
+    resumed = cli.ok("resume", "edit", "--answer", '"yes"', "--set", f"draft={json.dumps(markup)}")
     assert "✓ run edit completed" in resumed.stdout
     state = json.loads(cli.ok("show", "edit", "--json").stdout)
-    assert state["data"]["draft"] == "Short reply." and state["data"]["approved"] is True
-    assert cli.effects("edit")[-1] == "send: emailed ACME Corp (12 chars)"
+    assert state["data"]["draft"] == markup and state["data"]["approved"] is True
+    assert cli.effects("edit")[-1] == f"send: emailed ACME Corp ({len(markup)} chars)"
+    shown = cli.many(["show", "edit"], ["transcript", "edit"], ["events", "edit"])
+    for out in [resumed.stdout] + [result.stdout for result in shown]:
+        assert markup in out and "\x1b" not in out
+    assert "data edited: draft" in shown[1].stdout

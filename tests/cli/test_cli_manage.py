@@ -1,5 +1,4 @@
-"""Managing runs: fork (time travel), cancel, delete, in-doubt steps, other stores, and
-untrusted text that is shown, never interpreted."""
+"""Managing runs: fork (time travel), cancel, delete, in-doubt steps, other stores."""
 
 from __future__ import annotations
 
@@ -92,14 +91,3 @@ def test_a_jsonl_store(cli, tmp_path) -> None:
     assert "run finished" in cli.ok("transcript", "j", "--db", url).stdout
     assert (tmp_path / "journal" / "demo-effects.log").exists()
     assert json.loads(cli.ok("runs", "--json").stdout) == []  # $PURPOSE_AGENT_DB is elsewhere
-
-
-def test_untrusted_text_is_printed_literally(cli) -> None:
-    cli.ok("demo", "--run-id", "m")
-    markup = "[bold red]pwned[/]"
-    done = cli.ok("resume", "m", "--answer", json.dumps(markup), "--set",
-                  f"draft={json.dumps(markup)}")
-    for out in [done.stdout] + [r.stdout for r in cli.many(["show", "m"], ["transcript", "m"],
-                                                           ["events", "m"])]:
-        assert markup in out
-        assert "\x1b" not in out
