@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from purpose_agent.errors import SerializationError
@@ -100,6 +101,19 @@ def loads(text: str | bytes) -> Any:
     if isinstance(text, bytes):
         text = text.decode("utf-8")
     return _decoder.decode(text)
+
+
+def loads_many(texts: Iterable[str]) -> list[Any]:
+    """Decode many JSON texts, as :func:`loads` would one by one, in one parse.
+
+    Reading a long run's history decodes thousands of small texts; parsing them as one
+    array skips the per-call overhead of the decoder.
+    """
+    texts = list(texts)
+    values = _decoder.decode(f"[{','.join(texts)}]") if texts else []
+    if len(values) != len(texts):  # a damaged text holding several values: find it
+        return [loads(text) for text in texts]
+    return values
 
 
 def canonical(value: Any) -> str:

@@ -213,8 +213,9 @@ class BaseCheckpointer:
     def list_history(self, run_id: str) -> list[dict[str, Any]]:
         """Every state commit of the run, oldest first: version, step, node, status, time."""
         out = []
-        for version, text in self._history(validate_run_id(run_id)):
-            body = jsonutil.loads(text)
+        rows = self._history(validate_run_id(run_id))
+        for (version, _text), body in zip(rows, jsonutil.loads_many(t for _v, t in rows),
+                                          strict=True):
             header = body["header"]
             out.append({"version": version, "step": header["current_step"],
                         "node": body.get("node"), "status": header["status"],
@@ -228,8 +229,8 @@ class BaseCheckpointer:
             after, state = 0, None
         else:
             after, state = snap[0], RunState.from_dict(jsonutil.loads(snap[1]))
-        for _version, text in self._deltas(run_id, after, upto):
-            body = jsonutil.loads(text)
+        deltas = self._deltas(run_id, after, upto)
+        for body in jsonutil.loads_many(text for _version, text in deltas):
             if state is None:
                 state = RunState(run_id=run_id)
             apply_delta(state, Delta.from_dict(body), body["header"])

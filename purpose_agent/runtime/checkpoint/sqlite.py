@@ -279,7 +279,8 @@ class SQLiteCheckpointer(BaseCheckpointer):
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        return [PAEvent.from_dict(jsonutil.loads(r[0])) for r in self._read(sql, tuple(params))]
+        rows = self._read(sql, tuple(params))
+        return [PAEvent.from_dict(d) for d in jsonutil.loads_many(r[0] for r in rows)]
 
     def next_seq(self, run_id: str) -> int:
         rows = self._read("SELECT next_seq FROM runs WHERE run_id = ?", (validate_run_id(run_id),))
