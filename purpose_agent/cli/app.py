@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.prompt import Confirm
-from rich.text import Text
 
 from purpose_agent.errors import RunStateError
 from purpose_agent.flow.engine import MISSING
@@ -41,6 +40,7 @@ from .render import (
     EventTail,
     event_line,
     events_table,
+    literal,
     print_state,
     run_row,
     runs_table,
@@ -111,13 +111,13 @@ def runs(
     if as_json:
         stdout_json([run_row(info) for info in infos])
     elif not infos:
-        _console().print(Text(f"no runs in {url}" + (f" with status {status}" if status else "")
+        _console().print(literal(f"no runs in {url}" + (f" with status {status}" if status else "")
                               + "; start one with: purpose-agent demo"))
     else:
         console = _console()
         console.print(runs_table(infos, console.width))
         if len(infos) == limit:
-            console.print(Text(f"the newest {limit} runs; --limit N shows more", style="dim"))
+            console.print(literal(f"the newest {limit} runs; --limit N shows more", style="dim"))
 
 
 @app.command()
@@ -180,7 +180,7 @@ def events(
             break
         if stalled(info):
             if not as_json:
-                console.print(Text("the process advancing this run is gone; continue it "
+                console.print(literal("the process advancing this run is gone; continue it "
                                    "with: " + command_for("resume", run_id, url=url),
                                    style="yellow"))
             break
@@ -194,7 +194,7 @@ def transcript(run_id: RunArg, db: DbOption = None) -> None:
     cp = require_store(url, run_id)
     if cp.run_info(run_id) is None:
         raise not_found(run_id, url)
-    _console().print(Text(render_transcript(cp.list_events(run_id)), end=""))
+    _console().print(literal(render_transcript(cp.list_events(run_id)), end=""))
 
 
 @app.command()
@@ -250,9 +250,9 @@ def cancel(run_id: RunArg, db: DbOption = None) -> None:
     url = resolve_url(db)
     state = cancel_run(require_store(url, run_id), run_id)
     if state.status is RunStatus.CANCELLED:
-        _console().print(Text(f"run {run_id} is cancelled"))
+        _console().print(literal(f"run {run_id} is cancelled"))
     else:
-        _console().print(Text(f"cancel requested: the process advancing run {run_id} stops "
+        _console().print(literal(f"cancel requested: the process advancing run {run_id} stops "
                               "at its next node boundary"))
 
 
@@ -273,10 +273,10 @@ def fork(
     load_state(cp, run_id)
     state = fork_run(cp, run_id, at_step=at, update=update, new_run_id=new_id)
     console = _console()
-    console.print(Text(f"forked run {run_id} after step {at} into {state.run_id} "
+    console.print(literal(f"forked run {run_id} after step {at} into {state.run_id} "
                        f"({state.status}, next node {state.current_node or '-'})"))
     if state.status is RunStatus.PENDING:
-        console.print(Text("advance it: " + command_for("resume", state.run_id, url=url)),
+        console.print(literal("advance it: " + command_for("resume", state.run_id, url=url)),
                       soft_wrap=True)
 
 
@@ -301,7 +301,7 @@ def delete(
             raise CliError(f"refusing to delete run {run_id!r} without --yes", EXIT_USAGE)
         if not Confirm.ask(f"Delete run {run_id} ({info.status}) and its journal?",
                            console=_console(), default=False):
-            _console().print(Text(f"kept run {run_id}"))
+            _console().print(literal(f"kept run {run_id}"))
             raise typer.Exit(1)
     cp.delete_run(run_id)
-    _console().print(Text(f"deleted run {run_id}"))
+    _console().print(literal(f"deleted run {run_id}"))

@@ -25,6 +25,8 @@ from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import default_url, open_checkpointer
 from purpose_agent.runtime.checkpoint._base import BaseCheckpointer, validate_run_id
 
+from .render import clean
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -75,8 +77,9 @@ def exit_code_for(exc: PurposeAgentError) -> int:
 
 
 def one_line(text: str) -> str:
-    """``text`` on one line (errors are one line on stderr)."""
-    return " ".join(str(text).split())
+    """``text`` on one line (errors are one line on stderr), control characters made
+    visible (an error message may quote a model's output)."""
+    return clean(" ".join(str(text).split()))
 
 
 def fail(message: str) -> None:
@@ -166,8 +169,8 @@ def is_interactive() -> bool:
 
 
 def stdout_json(value: Any) -> None:
-    """Print ``value`` as indented JSON on stdout (no colour, no markup)."""
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    """Print ``value`` as indented, ASCII-only JSON on stdout (no colour, no markup)."""
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")  # ASCII: no raw control bytes
     sys.stdout.flush()
 
 

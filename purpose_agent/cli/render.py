@@ -7,6 +7,7 @@ is always handed to rich as :class:`rich.text.Text` (never parsed as markup).
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,20 @@ _KIND_STYLE = {
     EventKind.RUN_PAUSED: "bold yellow", EventKind.RUN_FINISHED: "bold green",
     EventKind.TOOL_CALL: "dim", EventKind.TOOL_RESULT: "dim",
 }
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """``text`` with terminal control characters (ESC, CR, …) shown as ``\\x1b`` escapes:
+    a model's output must not be able to drive the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def literal(text: object, style: str = "", **options: Any) -> Text:
+    """Untrusted text for rich: never parsed as markup, control characters made visible."""
+    return Text(clean(str(text)), style=style, **options)
 
 
 def relative_time(ts: float, now: float | None = None) -> str:
@@ -105,14 +120,14 @@ def runs_table(infos: list[RunInfo], width: int) -> Table:
     now = time.time()
     rows = []
     for info in infos:
-        status = Text(str(info.status), style=STATUS_STYLE.get(info.status, ""))
+        status = literal(str(info.status), style=STATUS_STYLE.get(info.status, ""))
         if info.pending:
             status.append(f" ({'in doubt' if info.pending.get('kind') == 'in_doubt' else 'asks'})")
         elif stalled(info):
             status.append(" (stalled)")
-        rows.append([Text(info.run_id), Text(info.flow or "-"), status,
-                     Text(info.current_node or "-"), Text(str(info.current_step)),
-                     Text(relative_time(info.updated_at, now)), Text(info.purpose or "")])
+        rows.append([literal(info.run_id), literal(info.flow or "-"), status,
+                     literal(info.current_node or "-"), literal(str(info.current_step)),
+                     literal(relative_time(info.updated_at, now)), literal(info.purpose or "")])
     names = ("id", "flow", "status", "current node", "steps", "updated", "purpose")
     caps = (None, 24, None, 20, None, None, None)
     widths = [max([len(names[i])] + [row[i].cell_len for row in rows]) for i in range(len(names))]
@@ -133,12 +148,12 @@ def runs_table(infos: list[RunInfo], width: int) -> Table:
 def print_state(console: Console, state: RunState, info: RunInfo | None) -> None:
     """The body of ``purpose-agent show``."""
     def field(name: str, value: str | Text) -> None:
-        line = Text(f"{name:<14}", style="bold")
-        line.append(value if isinstance(value, Text) else Text(value))
+        line = literal(f"{name:<14}", style="bold")
+        line.append(value if isinstance(value, Text) else literal(value))
         console.print(line)
 
     field("run", state.run_id)
-    field("status", Text(str(state.status), style=STATUS_STYLE.get(state.status, "")))
+    field("status", literal(str(state.status), style=STATUS_STYLE.get(state.status, "")))
     field("flow", f"{state.flow or '-'}  ({state.flow_ref or 'no importable reference'})")
     if state.purpose:
         field("purpose", state.purpose)
@@ -155,16 +170,16 @@ def print_state(console: Console, state: RunState, info: RunInfo | None) -> None
     pending = state.pending
     if pending and pending.get("kind") == "interrupt":
         field("waiting for", f"a person's answer in node {pending.get('node')}")
-        console.print(Text(pretty_json(pending.get("payload")), style="yellow"))
+        console.print(literal(pretty_json(pending.get("payload")), style="yellow"))
     elif pending and pending.get("kind") == "in_doubt":
         field("in doubt", f"step {pending.get('name')} in node {pending.get('node')} started "
                           "but its result was never journaled: it may or may not have happened")
     if state.error:
         err = state.error
-        field("error", Text(f"{err.get('type')}: {err.get('message')} (node {err.get('node')}, "
+        field("error", literal(f"{err.get('type')}: {err.get('message')} (node {err.get('node')}, "
                             f"attempt {err.get('attempt')})", style="red"))
-    console.print(Text("data", style="bold"))
-    console.print(Text(pretty_json(state.data)))
+    console.print(literal("data", style="bold"))
+    console.print(literal(pretty_json(state.data)))
 
 
 def state_json(state: RunState, info: RunInfo | None) -> dict[str, Any]:
@@ -187,8 +202,8 @@ def events_table(events: list[PAEvent]) -> Table:
     table.add_column("payload", overflow="fold", ratio=1)
     for event in events:
         table.add_row(str(event.seq), time.strftime("%H:%M:%S", time.localtime(event.ts)),
-                      Text(str(event.kind), style=_KIND_STYLE.get(event.kind, "")),
-                      Text(event.node or "-"), Text(summarize(event.payload, 160)))
+                      literal(str(event.kind), style=_KIND_STYLE.get(event.kind, "")),
+                      literal(event.node or "-"), literal(summarize(event.payload, 160)))
     return table
 
 
@@ -201,7 +216,7 @@ def event_line(event: PAEvent) -> Text | None:
     lines = transcript_lines([event])
     if not lines:
         return None
-    return Text(lines[0], style=_KIND_STYLE.get(event.kind, ""))
+    return literal(lines[0], style=_KIND_STYLE.get(event.kind, ""))
 
 
 class EventTail:
@@ -247,6 +262,18 @@ class EventTail:
 
 
 __all__ = [
-    "EventTail", "event_line", "events_table", "lease_text", "pretty_json", "print_state",
-    "relative_time", "run_row", "runs_table", "stalled", "state_json", "truncate",
+    "EventTail",
+    "clean",
+    "event_line",
+    "events_table",
+    "lease_text",
+    "literal",
+    "pretty_json",
+    "print_state",
+    "relative_time",
+    "run_row",
+    "runs_table",
+    "stalled",
+    "state_json",
+    "truncate",
 ]

@@ -17,7 +17,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from rich.prompt import Confirm
-from rich.text import Text
 
 from purpose_agent.errors import FlowImportError, RunStateError
 from purpose_agent.flow import NodeContext
@@ -39,7 +38,7 @@ from .common import (
     require_store,
 )
 from .flowref import load_flow
-from .render import EventTail, event_line, pretty_json
+from .render import EventTail, clean, event_line, literal, pretty_json
 
 
 def _printer(console: Console) -> Callable[[PAEvent], None]:
@@ -61,7 +60,7 @@ def advance(console: Console, cp: BaseCheckpointer, run_id: str,
             state = action()
     except KeyboardInterrupt:
         # The lease dies with this process, so the run can be resumed at once.
-        console.print(Text("interrupted; continue the run with: "
+        console.print(literal("interrupted; continue the run with: "
                            + command_for("resume", run_id, url=url), style="yellow"))
         raise
     return state, tail.seen
@@ -87,38 +86,38 @@ def report(console: Console, state: RunState, seen: list[PAEvent], url: str) -> 
     run_id = state.run_id
     replayed = replayed_steps(seen)
     if replayed:
-        console.print(Text(f"↺ {replayed} step(s) replayed from the journal, not run again",
+        console.print(literal(f"↺ {replayed} step(s) replayed from the journal, not run again",
                            style="cyan"))
     status = state.status
     if status is RunStatus.COMPLETED:
-        console.print(Text(f"✓ run {run_id} completed after {state.current_step} node(s)",
+        console.print(literal(f"✓ run {run_id} completed after {state.current_step} node(s)",
                            style="bold green"))
     elif status is RunStatus.PAUSED and (state.pending or {}).get("kind") == "interrupt":
         pending = state.pending or {}
-        console.print(Text(f"⏸ run {run_id} is paused: node {pending.get('node')} waits for "
+        console.print(literal(f"⏸ run {run_id} is paused: node {pending.get('node')} waits for "
                            "a person's answer", style="bold yellow"))
-        console.print(Text(pretty_json(pending.get("payload"))))
-        console.print(Text("approve:  ") + Text(command_for("approve", run_id, url=url)))
-        console.print(Text("reject:   ") + Text(command_for("reject", run_id, url=url)))
-        console.print(Text("or reply: ") + Text(command_for("resume", run_id, "--answer",
+        console.print(literal(pretty_json(pending.get("payload"))))
+        console.print(literal("approve:  ") + literal(command_for("approve", run_id, url=url)))
+        console.print(literal("reject:   ") + literal(command_for("reject", run_id, url=url)))
+        console.print(literal("or reply: ") + literal(command_for("resume", run_id, "--answer",
                                                             "JSON", url=url)))
     elif status is RunStatus.PAUSED:
         pending = state.pending or {}
-        console.print(Text(
+        console.print(literal(
             f"⏸ run {run_id} is paused: step {pending.get('name')} in node "
             f"{pending.get('node')} is in doubt (it started, its result was never journaled, "
             "so it may or may not have happened). Check, then either:", style="bold yellow"))
-        console.print(Text(command_for("resume", run_id, "--answer", "<its result as JSON>",
+        console.print(literal(command_for("resume", run_id, "--answer", "<its result as JSON>",
                                        url=url)))
-        console.print(Text(command_for("resume", run_id, "--retry-in-doubt", url=url)))
+        console.print(literal(command_for("resume", run_id, "--retry-in-doubt", url=url)))
     elif status is RunStatus.FAILED:
         err = state.error or {}
-        console.print(Text(f"✗ run {run_id} failed in node {err.get('node')}: "
+        console.print(literal(f"✗ run {run_id} failed in node {err.get('node')}: "
                            f"{err.get('type')}: {err.get('message')}", style="bold red"))
-        console.print(Text("retry it: ") + Text(command_for("resume", run_id, url=url)))
+        console.print(literal("retry it: ") + literal(command_for("resume", run_id, url=url)))
         return EXIT_ERROR
     elif status is RunStatus.CANCELLED:
-        console.print(Text(f"run {run_id} was cancelled", style="dim"))
+        console.print(literal(f"run {run_id} was cancelled", style="dim"))
     _report_effects(console, state)
     return EXIT_OK
 
@@ -128,10 +127,10 @@ def _report_effects(console: Console, state: RunState) -> None:
     if not isinstance(log, str):
         return
     lines = demo_flow.effects_of(log, state.run_id)
-    console.print(Text(f"side effects of this run so far, one line per time one happened "
+    console.print(literal(f"side effects of this run so far, one line per time one happened "
                        f"(from {log}):", style="bold"))
     for line in lines:
-        console.print(Text(f"  {line}"))
+        console.print(literal(f"  {line}"))
 
 
 # ── resume, approve, reject ────────────────────────────────────────────────────────────
@@ -156,7 +155,7 @@ def resume_run(console: Console, url: str, run_id: str, *, flow_ref: str | None 
             f"run {run_id!r} waits for a person's answer in node {pending.get('node')}: "
             f"{command_for('approve', run_id, url=url)}, "
             f"{command_for('reject', run_id, url=url)}, or resume with --answer JSON")
-    console.print(Text(f"resuming run {run_id} ({state.status}) with flow {ref}", style="bold"))
+    console.print(literal(f"resuming run {run_id} ({state.status}) with flow {ref}", style="bold"))
     state, seen = advance(console, cp, run_id, lambda: flow.resume(
         run_id, checkpointer=cp, answer=answer, update=update, retry_in_doubt=retry_in_doubt),
         url=url, since=cp.next_seq(run_id) - 1)
@@ -207,18 +206,18 @@ def run_demo(console: Console, url: str, *, crash_at: str | None, yes: bool,
     cp = open_store(url)
     run_id = run_id or f"incident-{uuid.uuid4().hex[:8]}"
     effects = effects_log_path(url)
-    console.print(Text(f"demo: {flow.purpose}", style="bold"))
-    console.print(Text(f"flow {flow.name}: {' → '.join(flow.nodes)}", style="dim"))
-    console.print(Text(f"run {run_id} · store {url} · side effects appended to {effects}",
+    console.print(literal(f"demo: {flow.purpose}", style="bold"))
+    console.print(literal(f"flow {flow.name}: {' → '.join(flow.nodes)}", style="dim"))
+    console.print(literal(f"run {run_id} · store {url} · side effects appended to {effects}",
                        style="dim"))
     tail = EventTail(cp, run_id, _printer(console))
     if crash_at is not None:
         def before_dying(ctx: NodeContext) -> None:
             tail.drain()
-            console.print(Text(f"💥 --crash-at {crash_at}: this process now kills itself "
+            console.print(literal(f"💥 --crash-at {crash_at}: this process now kills itself "
                                "with SIGKILL inside the node. Resume the run with:",
                                style="bold red"))
-            console.print(Text(command_for("resume", run_id, url=url)))
+            console.print(literal(command_for("resume", run_id, url=url)))
             sys.stdout.flush()
 
         demo_flow.crash_inside(crash_at, before_dying)
@@ -243,13 +242,13 @@ def _ask(console: Console, payload: Any, *, yes: bool) -> bool | None:
         return None
     question = payload.get("question") if isinstance(payload, dict) else None
     body = payload.get("draft") if isinstance(payload, dict) else payload
-    console.print(Panel(Text(str(body)), title=escape(str(question or "a person is asked")),
+    console.print(Panel(literal(str(body)), title=escape(clean(str(question or "a person is asked"))),
                         border_style="yellow"), soft_wrap=False)
     if yes:
-        console.print(Text("--yes: approved automatically", style="yellow"))
+        console.print(literal("--yes: approved automatically", style="yellow"))
         return True
     try:
-        return Confirm.ask(escape(str(question or "Approve?")), console=console, default=True)
+        return Confirm.ask(escape(clean(str(question or "Approve?"))), console=console, default=True)
     except EOFError:
         return None
 

@@ -102,12 +102,15 @@ def test_a_rejected_reply_is_never_sent(cli) -> None:
 def test_answer_and_edit_on_resume_and_untrusted_text_printed_literally(cli) -> None:
     cli.ok("demo", "--run-id", "edit")
     markup = "[red]pwned[/red]"  # a model's text that rich would otherwise interpret
-    resumed = cli.ok("resume", "edit", "--answer", '"yes"', "--set", f"draft={json.dumps(markup)}")
+    control = "\x1b[2J\x9b31m"  # clear the screen, then a C1 escape: shown, never sent raw
+    resumed = cli.ok("resume", "edit", "--answer", '"yes"', "--set", f"draft={json.dumps(markup)}",
+                     "--set", f"note={json.dumps(control)}")
     assert "✓ run edit completed" in resumed.stdout
     state = json.loads(cli.ok("show", "edit", "--json").stdout)
     assert state["data"]["draft"] == markup and state["data"]["approved"] is True
     assert cli.effects("edit")[-1] == f"send: emailed ACME Corp ({len(markup)} chars)"
     shown = cli.many(["show", "edit"], ["transcript", "edit"], ["events", "edit"])
     for out in [resumed.stdout] + [result.stdout for result in shown]:
-        assert markup in out and "\x1b" not in out
-    assert "data edited: draft" in shown[1].stdout
+        assert markup in out and "\x1b" not in out and "\x9b" not in out
+    assert '"note": "\\u001b[2J\\x9b31m"' in shown[0].stdout
+    assert "data edited: draft, note" in shown[1].stdout
