@@ -13,7 +13,7 @@ from rich.prompt import Confirm
 
 from purpose_agent.errors import RunStateError
 from purpose_agent.flow.engine import MISSING
-from purpose_agent.flow.graph import cancel_run, fork_run, load_state
+from purpose_agent.flow.graph import cancel_run, fork_run
 from purpose_agent.runtime.events import PAEvent
 from purpose_agent.runtime.state import RunStatus
 from purpose_agent.runtime.transcript import render_transcript
@@ -31,7 +31,7 @@ from .common import (
     open_store,
     parse_json,
     parse_sets,
-    require_store,
+    require_run,
     resolve_url,
     stdout_json,
     store_exists,
@@ -111,8 +111,9 @@ def runs(
     if as_json:
         stdout_json([run_row(info) for info in infos])
     elif not infos:
-        _console().print(literal(f"no runs in {url}" + (f" with status {status}" if status else "")
-                              + "; start one with: purpose-agent demo"))
+        _console().print(literal(f"no runs in {url}"
+                                 + (f" with status {status}" if status else "")
+                                 + "; start one with: purpose-agent demo"))
     else:
         console = _console()
         console.print(runs_table(infos, console.width))
@@ -124,10 +125,10 @@ def runs(
 def show(run_id: RunArg, as_json: JsonOption = False, db: DbOption = None) -> None:
     """Show a run: status, data, completed nodes, what it waits for, lease, error."""
     url = resolve_url(db)
-    cp = require_store(url, run_id)
+    cp = require_run(url, run_id)
     info = cp.run_info(run_id)
     state = cp.load_latest(run_id)
-    if info is None or state is None:
+    if state is None:
         raise not_found(run_id, url)
     if as_json:
         stdout_json(state_json(state, info))
@@ -151,9 +152,7 @@ def events(
 ) -> None:
     """Print a run's event log (a JSON array with --json)."""
     url = resolve_url(db)
-    cp = require_store(url, run_id)
-    if cp.run_info(run_id) is None:
-        raise not_found(run_id, url)
+    cp = require_run(url, run_id)
     if not follow:
         found = cp.list_events(run_id, since_seq=since, kinds=kind or None)
         if as_json:
@@ -181,8 +180,8 @@ def events(
         if stalled(info):
             if not as_json:
                 console.print(literal("the process advancing this run is gone; continue it "
-                                   "with: " + command_for("resume", run_id, url=url),
-                                   style="yellow"))
+                                      "with: " + command_for("resume", run_id, url=url),
+                                      style="yellow"))
             break
         time.sleep(0.2)
 
@@ -191,9 +190,7 @@ def events(
 def transcript(run_id: RunArg, db: DbOption = None) -> None:
     """Print a run's readable transcript, rebuilt from its events alone."""
     url = resolve_url(db)
-    cp = require_store(url, run_id)
-    if cp.run_info(run_id) is None:
-        raise not_found(run_id, url)
+    cp = require_run(url, run_id)
     _console().print(literal(render_transcript(cp.list_events(run_id)), end=""))
 
 
@@ -248,12 +245,12 @@ def reject(run_id: RunArg, db: DbOption = None) -> None:
 def cancel(run_id: RunArg, db: DbOption = None) -> None:
     """Cancel a run: at once if no live process advances it, else at its next node."""
     url = resolve_url(db)
-    state = cancel_run(require_store(url, run_id), run_id)
+    state = cancel_run(require_run(url, run_id), run_id)
     if state.status is RunStatus.CANCELLED:
         _console().print(literal(f"run {run_id} is cancelled"))
     else:
-        _console().print(literal(f"cancel requested: the process advancing run {run_id} stops "
-                              "at its next node boundary"))
+        _console().print(literal(f"cancel requested: the process advancing run {run_id} "
+                                 "stops at its next node boundary"))
 
 
 @app.command()
@@ -269,15 +266,13 @@ def fork(
     """Time travel: a new run from the state after step STEP of RUN (RUN is untouched)."""
     url = resolve_url(db)
     update = parse_sets(sets)
-    cp = require_store(url, run_id)
-    load_state(cp, run_id)
+    cp = require_run(url, run_id)
     state = fork_run(cp, run_id, at_step=at, update=update, new_run_id=new_id)
     console = _console()
     console.print(literal(f"forked run {run_id} after step {at} into {state.run_id} "
-                       f"({state.status}, next node {state.current_node or '-'})"))
+                          f"({state.status}, next node {state.current_node or '-'})"))
     if state.status is RunStatus.PENDING:
-        console.print(literal("advance it: " + command_for("resume", state.run_id, url=url)),
-                      soft_wrap=True)
+        console.print(literal("advance it: " + command_for("resume", state.run_id, url=url)))
 
 
 @app.command()
@@ -289,7 +284,7 @@ def delete(
 ) -> None:
     """Delete a run and everything journaled for it."""
     url = resolve_url(db)
-    cp = require_store(url, run_id)
+    cp = require_run(url, run_id)
     info = cp.run_info(run_id)
     if info is None:
         raise not_found(run_id, url)

@@ -127,6 +127,14 @@ def require_store(url: str, run_id: str) -> BaseCheckpointer:
     return open_store(url)
 
 
+def require_run(url: str, run_id: str) -> BaseCheckpointer:
+    """Open the store and check that it has ``run_id`` (RunNotFound otherwise)."""
+    cp = require_store(url, run_id)
+    if cp.run_info(run_id) is None:
+        raise not_found(run_id, url)
+    return cp
+
+
 def not_found(run_id: str, url: str) -> RunNotFound:
     return RunNotFound(f"no run {run_id!r} in {url}; `purpose-agent runs --db {url}` lists them")
 
@@ -178,6 +186,6 @@ __all__ = [
     "EXIT_BUSY", "EXIT_CODES_HELP", "EXIT_ERROR", "EXIT_FLOW", "EXIT_NOT_FOUND", "EXIT_OK",
     "EXIT_STORE", "EXIT_USAGE", "CliError", "DbOption", "JsonOption", "command_for",
     "exit_code_for", "fail", "is_interactive", "not_found", "one_line", "open_store",
-    "parse_json", "parse_sets", "require_store", "resolve_url", "stdout_json",
+    "parse_json", "parse_sets", "require_run", "require_store", "resolve_url", "stdout_json",
     "store_exists",
 ]

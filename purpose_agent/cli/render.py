@@ -176,8 +176,8 @@ def print_state(console: Console, state: RunState, info: RunInfo | None) -> None
                           "but its result was never journaled: it may or may not have happened")
     if state.error:
         err = state.error
-        field("error", literal(f"{err.get('type')}: {err.get('message')} (node {err.get('node')}, "
-                            f"attempt {err.get('attempt')})", style="red"))
+        field("error", literal(f"{err.get('type')}: {err.get('message')} (node "
+                               f"{err.get('node')}, attempt {err.get('attempt')})", style="red"))
     console.print(literal("data", style="bold"))
     console.print(literal(pretty_json(state.data)))
 

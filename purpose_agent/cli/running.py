@@ -61,7 +61,7 @@ def advance(console: Console, cp: BaseCheckpointer, run_id: str,
     except KeyboardInterrupt:
         # The lease dies with this process, so the run can be resumed at once.
         console.print(literal("interrupted; continue the run with: "
-                           + command_for("resume", run_id, url=url), style="yellow"))
+                              + command_for("resume", run_id, url=url), style="yellow"))
         raise
     return state, tail.seen
 
@@ -87,33 +87,33 @@ def report(console: Console, state: RunState, seen: list[PAEvent], url: str) -> 
     replayed = replayed_steps(seen)
     if replayed:
         console.print(literal(f"↺ {replayed} step(s) replayed from the journal, not run again",
-                           style="cyan"))
+                              style="cyan"))
     status = state.status
     if status is RunStatus.COMPLETED:
         console.print(literal(f"✓ run {run_id} completed after {state.current_step} node(s)",
-                           style="bold green"))
+                              style="bold green"))
     elif status is RunStatus.PAUSED and (state.pending or {}).get("kind") == "interrupt":
         pending = state.pending or {}
         console.print(literal(f"⏸ run {run_id} is paused: node {pending.get('node')} waits for "
-                           "a person's answer", style="bold yellow"))
+                              "a person's answer", style="bold yellow"))
         console.print(literal(pretty_json(pending.get("payload"))))
         console.print(literal("approve:  ") + literal(command_for("approve", run_id, url=url)))
         console.print(literal("reject:   ") + literal(command_for("reject", run_id, url=url)))
-        console.print(literal("or reply: ") + literal(command_for("resume", run_id, "--answer",
-                                                            "JSON", url=url)))
+        console.print(literal("or reply: ")
+                      + literal(command_for("resume", run_id, "--answer", "JSON", url=url)))
     elif status is RunStatus.PAUSED:
         pending = state.pending or {}
         console.print(literal(
             f"⏸ run {run_id} is paused: step {pending.get('name')} in node "
             f"{pending.get('node')} is in doubt (it started, its result was never journaled, "
             "so it may or may not have happened). Check, then either:", style="bold yellow"))
-        console.print(literal(command_for("resume", run_id, "--answer", "<its result as JSON>",
-                                       url=url)))
+        console.print(literal(command_for("resume", run_id, "--answer",
+                                          "<its result as JSON>", url=url)))
         console.print(literal(command_for("resume", run_id, "--retry-in-doubt", url=url)))
     elif status is RunStatus.FAILED:
         err = state.error or {}
         console.print(literal(f"✗ run {run_id} failed in node {err.get('node')}: "
-                           f"{err.get('type')}: {err.get('message')}", style="bold red"))
+                              f"{err.get('type')}: {err.get('message')}", style="bold red"))
         console.print(literal("retry it: ") + literal(command_for("resume", run_id, url=url)))
         return EXIT_ERROR
     elif status is RunStatus.CANCELLED:
@@ -128,7 +128,7 @@ def _report_effects(console: Console, state: RunState) -> None:
         return
     lines = demo_flow.effects_of(log, state.run_id)
     console.print(literal(f"side effects of this run so far, one line per time one happened "
-                       f"(from {log}):", style="bold"))
+                          f"(from {log}):", style="bold"))
     for line in lines:
         console.print(literal(f"  {line}"))
 
@@ -142,6 +142,10 @@ def resume_run(console: Console, url: str, run_id: str, *, flow_ref: str | None 
     state = cp.load_latest(run_id)
     if state is None:
         raise not_found(run_id, url)
+    if state.status.is_terminal:
+        raise RunStateError(
+            f"run {run_id!r} is {state.status}; nothing to resume. To run part of it again: "
+            + command_for("fork", run_id, "--at", "STEP", url=url))
     ref = flow_ref or state.flow_ref
     if not ref:
         raise FlowImportError(
@@ -209,14 +213,14 @@ def run_demo(console: Console, url: str, *, crash_at: str | None, yes: bool,
     console.print(literal(f"demo: {flow.purpose}", style="bold"))
     console.print(literal(f"flow {flow.name}: {' → '.join(flow.nodes)}", style="dim"))
     console.print(literal(f"run {run_id} · store {url} · side effects appended to {effects}",
-                       style="dim"))
+                          style="dim"))
     tail = EventTail(cp, run_id, _printer(console))
     if crash_at is not None:
         def before_dying(ctx: NodeContext) -> None:
             tail.drain()
             console.print(literal(f"💥 --crash-at {crash_at}: this process now kills itself "
-                               "with SIGKILL inside the node. Resume the run with:",
-                               style="bold red"))
+                                  "with SIGKILL inside the node. Resume the run with:",
+                                  style="bold red"))
             console.print(literal(command_for("resume", run_id, url=url)))
             sys.stdout.flush()
 
