@@ -1,7 +1,8 @@
 """How the command line shows runs, states and events.
 
 Everything a run holds came from user code, a model or a tool: it is untrusted text and
-is always handed to rich as :class:`rich.text.Text` (never parsed as markup).
+is always handed to rich through :func:`literal` (never parsed as markup, control
+characters shown as escapes).
 """
 
 from __future__ import annotations
