@@ -67,18 +67,10 @@ def advance(console: Console, cp: BaseCheckpointer, run_id: str,
 
 
 def replayed_steps(events: list[PAEvent]) -> int:
-    """Durable steps answered from the journal in these events, not counting the answers
-    to interrupts (a re-executed node replays the answer it was resumed with)."""
-    total, answered = 0, set()
-    for event in events:
-        if event.kind == EventKind.HITL_RESPONSE:
-            answered.add(event.node)
-        elif event.kind == EventKind.AGENT_FINISHED:
-            total += int(event.payload.get("replayed_steps") or 0)
-            if event.node in answered:
-                total -= 1
-                answered.discard(event.node)
-    return max(0, total)
+    """Durable steps answered from the journal in these events (answers to interrupts are
+    not counted: the engine reports steps only)."""
+    return sum(int(e.payload.get("replayed_steps") or 0) for e in events
+               if e.kind == EventKind.AGENT_FINISHED)
 
 
 def report(console: Console, state: RunState, seen: list[PAEvent], url: str) -> int:

@@ -22,7 +22,7 @@ from purpose_agent.errors import ControlSignal, FlowChangedError
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.journal import StepRecord
-from purpose_agent.runtime.redact import summarize
+from purpose_agent.runtime.redact import redact, summarize
 
 if TYPE_CHECKING:
     from purpose_agent.flow.engine import Runner
@@ -115,6 +115,19 @@ def current_context() -> NodeContext | None:
     return _current.get()
 
 
+def call_text(args: tuple[Any, ...], kwargs: dict[str, Any], limit: int = 200) -> str:
+    """How a step call is shown in events: ``1, "x", key=[2]`` (redacted, shortened)."""
+    def short(value: Any) -> str:
+        text = jsonutil.canonical(value)
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+
+    masked = redact({"args": list(args), "kwargs": kwargs})
+    parts = [short(a) for a in masked["args"]]
+    parts += [f"{k}={short(v)}" for k, v in masked["kwargs"].items()]
+    text = ", ".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class NodeContext:
     """The handle a node gets: run data, durable steps, interrupts, progress events."""
 
@@ -202,7 +215,7 @@ class NodeContext:
                          name=name, status="started", at_most_once=opts.at_most_once,
                          attempt=attempt)
         self._runner.event(EventKind.TOOL_CALL, self.node, step=name, attempt=attempt,
-                           args=summarize([list(args), kwargs]))
+                           args=call_text(args, kwargs))
         if opts.at_most_once:
             # Journal the start durably before the side effect: if we die inside the
             # call, resume knows it may have happened and asks a person.
@@ -247,7 +260,6 @@ class NodeContext:
         index = self._next_index("interrupt", "interrupt")
         recorded = self._by_index.get(index)
         if recorded is not None and recorded.status == "done":
-            self.replayed += 1
             return recorded.result
         key = f"{self._exec_step}/{self.node}/interrupt/{index}"
         raise Pause(StepRecord(key=key, step=self._exec_step, node=self.node, index=index,

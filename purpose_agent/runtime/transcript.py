@@ -51,7 +51,7 @@ def _line(event: PAEvent) -> str | None:
         rest = {k: v for k, v in p.items() if k != "message"}
         return f"  {node}: {p.get('message')}" + (f" {summarize(rest, 200)}" if rest else "")
     if kind == EventKind.TOOL_CALL:
-        return f"  → {p.get('step')}({_strip(p.get('args'))})"
+        return f"  → {p.get('step')}({p.get('args') or ''})"
     if kind == EventKind.TOOL_RESULT:
         return f"  ← {p.get('step')}: {p.get('result')}"
     if kind == EventKind.TOOL_ERROR:
@@ -67,13 +67,6 @@ def _line(event: PAEvent) -> str | None:
     if kind == EventKind.HITL_RESPONSE:
         return f"  ! a person answered: {p.get('answer')}"
     return f"  {kind}: {summarize(p, 200)}" if p else f"  {kind}"
-
-
-def _strip(args: Any) -> str:
-    text = str(args or "")
-    if text.startswith("[[") and text.endswith(",{}]"):
-        return text[2:-5]
-    return text
 
 
 def transcript_lines(events: Iterable[PAEvent], *, timestamps: bool = False) -> list[str]:

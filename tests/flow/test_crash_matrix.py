@@ -8,8 +8,8 @@ import random
 import signal
 
 import pytest
-from conftest import Child, result_of
 from crash_flows import NODES
+from crash_harness import Child, result_of
 
 from purpose_agent.runtime.events import EventKind
 

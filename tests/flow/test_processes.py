@@ -6,7 +6,7 @@ import json
 import signal
 import time
 
-from conftest import Child, result_of
+from crash_harness import Child, result_of
 
 from purpose_agent.runtime.events import EventKind
 

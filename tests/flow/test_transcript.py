@@ -36,7 +36,7 @@ def test_transcript_from_events_only(tmp_path) -> None:
     assert lines[0].startswith("#1") and "run started: flow triage — answer a ticket" in lines[0]
     for expected in ["▶ classify", "→ classify(", "← classify: billing",
                      "classify: classified", "? asks a person", "run paused at approve",
-                     "! a person answered: yes", "1 step(s) replayed", "run finished"]:
+                     "! a person answered: yes", "✓ approve updated ok", "run finished"]:
         assert any(expected in line for line in lines), (expected, text)
     # A copy of the events in another store renders identically.
     other = InMemoryCheckpointer()
