@@ -46,6 +46,9 @@ def open_checkpointer(url: str | os.PathLike[str] | None = None) -> BaseCheckpoi
     if scheme in ("sqlite", "sqlite3"):
         options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         sync = options.pop("synchronous", "FULL").upper()
+        if sync not in ("FULL", "NORMAL", "EXTRA", "OFF"):
+            raise StoreError(f"synchronous={sync!r} in {text!r}: use FULL (survives a power "
+                             "cut, the default) or NORMAL (survives a process crash)")
         if options:
             raise StoreError(f"unknown option(s) {sorted(options)} in {text!r}; "
                              "the SQLite store accepts ?synchronous=FULL|NORMAL")
