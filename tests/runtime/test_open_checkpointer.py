@@ -105,7 +105,7 @@ def test_an_unknown_form_is_a_clear_store_error(tmp_path, monkeypatch, url):
 
 
 def test_a_bad_synchronous_level_is_refused(tmp_path):
-    with pytest.raises(StoreError, match="synchronous='SOMETIMES'.*use FULL"):
+    with pytest.raises(StoreError, match=r"synchronous='SOMETIMES'.*use FULL"):
         open_checkpointer(f"sqlite://{tmp_path / 'x.db'}?synchronous=SOMETIMES")
     with pytest.raises(ValueError, match="synchronous"):
         SQLiteCheckpointer(tmp_path / "x.db", synchronous="fast")  # type: ignore[arg-type]
