@@ -16,6 +16,7 @@ import json
 import math
 import re
 from collections.abc import Iterable
+from json.encoder import c_make_encoder, encode_basestring_ascii
 from typing import Any
 
 from purpose_agent.errors import SerializationError
@@ -28,13 +29,60 @@ _decoder = json.JSONDecoder()
 _SPLIT_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 
 
+def _not_json(obj: Any) -> Any:
+    raise TypeError(f"a {type(obj).__name__} is not JSON")
+
+
+# JSONEncoder.encode builds a C encoder on every call, a third of the cost of encoding
+# a small event; this one is built once. Values reach it only after check().
+_c_encode = (c_make_encoder(None, _not_json, encode_basestring_ascii, None, ":", ",",
+                            False, False, False) if c_make_encoder is not None else None)
+
+
+def _simple(obj: Any) -> bool:
+    """True for the common case, cheaply: exact dicts, lists and tuples of ASCII strings,
+    ints, bools, None and finite floats. False means "not sure": check() then walks the
+    value with its full rules (and names the offending path)."""
+    kind = type(obj)
+    if kind is dict:
+        for key in obj:
+            if type(key) is not str or not key.isascii():
+                return False
+        items = obj.values()
+    elif kind is list or kind is tuple:
+        items = obj
+    else:
+        items = (obj,)
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            if not item.isascii():
+                return False
+        elif kind is int or kind is bool or item is None:
+            continue
+        elif kind is float:
+            if item - item != 0.0:  # inf and nan
+                return False
+        elif kind is dict or kind is list or kind is tuple:
+            if not _simple(item):
+                return False
+        else:
+            return False
+    return True
+
+
 def check(value: Any, path: str = "$") -> None:
     """Raise :class:`SerializationError` unless ``value`` is strict JSON.
 
     The error names the first offending key path, e.g. ``$.items[2].tags``.
     """
+    try:
+        if _simple(value):
+            return
+    except RecursionError:
+        pass
     # An explicit stack instead of recursion: deeply nested LLM output must not hit
-    # the recursion limit, and the loop is the hot path of every node commit.
+    # the recursion limit.
     stack: list[tuple[Any, str]] = [(value, path)]
     while stack:
         obj, where = stack.pop()
@@ -93,7 +141,9 @@ def _split_pair(where: str) -> SerializationError:
 def dumps(value: Any, path: str = "$") -> str:
     """Encode ``value`` as compact, ASCII-only strict JSON, or raise before writing."""
     check(value, path)
-    return _encoder.encode(value)
+    if _c_encode is None:
+        return _encoder.encode(value)
+    return "".join(_c_encode(value, 0))
 
 
 def loads(text: str | bytes) -> Any:
