@@ -52,7 +52,9 @@ CREATE TABLE IF NOT EXISTS runs (
     fence INTEGER NOT NULL DEFAULT 0,
     cancel_requested INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS runs_by_updated ON runs (updated_at);
+-- No index on updated_at: every commit changes it, so the index cost one more page
+-- written and fsynced per node (~15% of a node's cost, measured), while listing the 20
+-- newest of 10,000 runs takes ~10 ms without it. Files created before keep theirs.
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
