@@ -18,9 +18,11 @@ Workloads:
       finish included
   W2  a finished run of 5,000 node executions (10,000 events in purpose-agent): ms to
       load its latest state, and to list its full history, from a freshly opened store
-  W3  growth: each node appends 1 KB to a list in the state, N = 1000: ms per node of
-      the last 100 nodes over the first 100 (timestamps taken inside the nodes), and
-      bytes on disk per node (database + WAL, after the store is closed)
+  W3  growth: an agent loop, one node executed N = 1000 times, each appending 1 KB to a
+      list in the state (purpose-agent: reducers={"items": "append"}; LangGraph:
+      Annotated[list, operator.add]; DBOS: a workflow of N steps each returning 1 KB):
+      ms per node of the last 100 over the first 100 (timestamps taken inside the
+      nodes), and bytes on disk per node (database + WAL, after the store is closed)
   W4  one node making 100 durable steps: ms per step
 
 This file is also the worker: ``--worker SYSTEM`` runs one system's workload and prints
@@ -171,17 +173,14 @@ class PurposeAgent:
         from purpose_agent import SQLiteCheckpointer
         return SQLiteCheckpointer(path, synchronous=synchronous or self.synchronous)
 
-    def linear(self, n: int, *, append: bool = False, stamps: list[float] | None = None) -> Any:
+    def linear(self, n: int) -> Any:
         from purpose_agent import END, Flow
-        flow = Flow(f"linear-{n}", purpose="benchmark", max_steps=n + 1,
-                    reducers={"items": "append"} if append else None)
+        flow = Flow(f"linear-{n}", purpose="benchmark", max_steps=n + 1)
         names = [f"n{i}" for i in range(n)]
 
         def make(i: int) -> Callable[[Any], dict[str, Any]]:
             def node(ctx: Any) -> dict[str, Any]:
-                if stamps is not None:
-                    stamps.append(time.perf_counter())
-                return {"items": filler(i)} if append else {"i": i}
+                return {"i": i}
             return node
 
         for i, name in enumerate(names):
@@ -234,8 +233,16 @@ class PurposeAgent:
                 "history_ms": median_ms(history), "events": count, "nodes": n}
 
     def w3(self, d: Path, n: int, reps: int, floors: tuple[Floor, Floor]) -> dict[str, Any]:
+        from purpose_agent import END, Flow
         stamps: list[float] = []
-        flow = self.linear(n, append=True, stamps=stamps)
+        flow = Flow("grow", purpose="benchmark", max_steps=n + 1, reducers={"items": "append"})
+
+        @flow.node
+        def turn(ctx: Any) -> dict[str, Any]:
+            stamps.append(time.perf_counter())
+            return {"items": filler(len(ctx.data.get("items", ())))}
+
+        flow.route("turn", lambda data: END if len(data["items"]) >= n else "turn")
         path = d / "pa.db"
         with self.store(path) as cp:
             state = flow.run({}, checkpointer=cp, run_id="grow")
@@ -293,16 +300,14 @@ class LangGraph:
         conn.execute("PRAGMA synchronous = FULL")  # what sqlite3 already defaults to
         return SqliteSaver(conn)
 
-    def linear(self, n: int, *, append: bool = False, stamps: list[float] | None = None) -> Any:
+    def linear(self, n: int) -> Any:
         from langgraph.graph import END, START, StateGraph
 
         graph = StateGraph(LinearState)
 
         def make(i: int) -> Callable[[Any], dict[str, Any]]:
             def node(state: Any) -> dict[str, Any]:
-                if stamps is not None:
-                    stamps.append(time.perf_counter())
-                return {"items": [filler(i)]} if append else {"i": i}
+                return {"i": i}
             return node
 
         names = [f"n{i}" for i in range(n)]
@@ -353,10 +358,20 @@ class LangGraph:
                 "checkpoints": count, "nodes": n}
 
     def w3(self, d: Path, n: int, reps: int, floors: tuple[Floor, Floor]) -> dict[str, Any]:
+        from langgraph.graph import END, START, StateGraph
         stamps: list[float] = []
+
+        def turn(state: Any) -> dict[str, Any]:
+            stamps.append(time.perf_counter())
+            return {"items": [filler(len(state.get("items", ())))]}
+
+        graph = StateGraph(LinearState)
+        graph.add_node("turn", turn)
+        graph.add_edge(START, "turn")
+        graph.add_conditional_edges("turn", lambda s: END if len(s["items"]) >= n else "turn")
         path = d / "lg.db"
         saver = self.saver(path)
-        app = self.linear(n, append=True, stamps=stamps).compile(checkpointer=saver)
+        app = graph.compile(checkpointer=saver)
         out = app.invoke({"items": []}, self.config("grow", n), durability=self.mode)
         assert len(out["items"]) == n
         saver.conn.close()
