@@ -194,7 +194,7 @@ class FloorSystem:
 class PurposeAgent:
     def __init__(self, synchronous: str) -> None:
         self.synchronous = synchronous
-        self.durability = f"WAL, synchronous={synchronous}, one commit per node"
+        self.durability = f"WAL, synchronous={synchronous}, one commit per node or step"
 
     def store(self, path: Path, synchronous: str | None = None) -> Any:
         from purpose_agent import SQLiteCheckpointer
@@ -545,9 +545,11 @@ def peer_python(log: list[str]) -> tuple[str | None, dict[str, str]]:
                   in PEER_PACKAGES[peer]]
         proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *wanted],
                               capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0 or not _imports(python, module):
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["pip failed"]
             problems[peer] = f"could not be installed: {tail[0][:200]}"
+        elif not _imports(python, module):
+            problems[peer] = f"installed, but `import {module}` fails in {VENV.name}"
     return str(python), problems
 
 
