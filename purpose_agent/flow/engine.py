@@ -424,8 +424,10 @@ MISSING: Any = object()
 
 def start(flow: Flow, data: dict[str, Any] | None, cp: BaseCheckpointer, run_id: str,
           session_id: str | None, owner: str) -> Runner:
-    data = dict(data or {})
-    jsonutil.check(data, "$.data")
+    if data is not None and not isinstance(data, dict):
+        raise TypeError(f"a run's data is a dict, got {type(data).__name__}")
+    # A copy: the run's lists grow in place, and must not be the caller's own.
+    data = jsonutil.loads(jsonutil.dumps(data or {}, "$.data"))
     state = RunState(run_id=run_id, session_id=session_id, status=RunStatus.RUNNING,
                      purpose=flow.purpose, flow=flow.name, flow_ref=flow.ref,
                      current_node=flow.entry_node, max_steps=flow.max_steps, data=data)
@@ -456,7 +458,8 @@ def resume(flow: Flow, cp: BaseCheckpointer, run_id: str, owner: str, *, answer:
         _check_resumable(flow, run_id, state.status, state.flow)
         runner = Runner(flow, cp, state, lease)
         steps = _answer_pending(state, answer, retry_in_doubt)
-        ops = {key: ["set", value] for key, value in (update or {}).items()}
+        update = jsonutil.loads(jsonutil.dumps(update or {}, "$.update"))  # a copy, as above
+        ops = {key: ["set", value] for key, value in update.items()}
         apply_ops(state.data, ops)
         if state.status is RunStatus.FAILED and state.current_node:
             state.node_states.pop(state.current_node, None)

@@ -27,17 +27,26 @@ from purpose_agent.runtime.state import NodeState, RunState, RunStatus
 
 
 def apply_ops(data: dict[str, Any], ops: dict[str, list[Any]]) -> None:
-    """Apply a delta's operations to ``data`` in place."""
+    """Apply a delta's operations to ``data`` in place (lists and dicts it holds are
+    extended and updated in place too)."""
     for key, op in ops.items():
         kind = op[0]
         if kind == "set":
             data[key] = op[1]
         elif kind in ("append", "extend"):
+            # In place: an agent's message list grows every turn, and copying it would
+            # make each turn cost the whole conversation.
             current = data.get(key)
-            data[key] = (list(current) if current is not None else []) + list(op[1])
+            if type(current) is list:
+                current.extend(op[1])
+            else:
+                data[key] = (list(current) if current is not None else []) + list(op[1])
         elif kind == "merge":
             current = data.get(key)
-            data[key] = {**(current or {}), **op[1]}
+            if type(current) is dict:
+                current.update(op[1])
+            else:
+                data[key] = {**(current or {}), **op[1]}
         elif kind == "delete":
             data.pop(key, None)
         else:

@@ -22,6 +22,7 @@ from typing import Any
 from purpose_agent.errors import SerializationError
 
 _SCALARS = (str, bool, int, type(None))
+MAX_DEPTH = 500  # the C encoder recurses; far deeper values fail there anyway
 _encoder = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 _decoder = json.JSONDecoder()
 # A high surrogate followed by a low one, as two separate characters: JSON can only
@@ -82,11 +83,15 @@ def check(value: Any, path: str = "$") -> None:
     except RecursionError:
         pass
     # An explicit stack instead of recursion: deeply nested LLM output must not hit
-    # the recursion limit.
-    stack: list[tuple[Any, str]] = [(value, path)]
+    # the recursion limit. The depth bound also stops a circular structure.
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
     while stack:
-        obj, where = stack.pop()
+        obj, where, depth = stack.pop()
         kind = type(obj)
+        if depth > MAX_DEPTH:
+            raise SerializationError(
+                f"{where}: nested more than {MAX_DEPTH} levels deep (or circular); JSON "
+                "encoders cannot write it back, flatten it first", path=where)
         if kind in _SCALARS:
             if kind is str and _SPLIT_PAIR.search(obj):
                 raise _split_pair(where)
@@ -109,17 +114,17 @@ def check(value: Any, path: str = "$") -> None:
                 if not key.isascii() and _SPLIT_PAIR.search(key):
                     raise _split_pair(where)
                 if type(item) not in _SCALARS or (type(item) is str and not item.isascii()):
-                    stack.append((item, f"{where}.{key}"))
+                    stack.append((item, f"{where}.{key}", depth + 1))
             continue
         if kind is list or kind is tuple:
             for index, item in enumerate(obj):
                 if type(item) not in _SCALARS or (type(item) is str and not item.isascii()):
-                    stack.append((item, f"{where}[{index}]"))
+                    stack.append((item, f"{where}[{index}]", depth + 1))
             continue
         if isinstance(obj, (str, int)):  # str/int subclasses (StrEnum, IntEnum) encode fine
             continue
         if isinstance(obj, (float, dict, list, tuple)):
-            stack.append((_plain(obj), where))
+            stack.append((_plain(obj), where, depth))
             continue
         raise SerializationError(
             f"{where}: a {kind.__name__} is not JSON (purpose-agent stores JSON only); "

@@ -399,3 +399,21 @@ def test_default_store_is_sqlite_under_the_working_directory(tmp_path, monkeypat
     monkeypatch.setenv("PURPOSE_AGENT_DB", f"jsonl://{tmp_path}/elsewhere")
     flow.run({}, run_id="r2")
     assert JSONLCheckpointer(tmp_path / "elsewhere").load_latest("r2").status == "completed"
+
+
+def test_the_callers_data_is_never_mutated_by_in_place_reducers(cp) -> None:
+    flow = Flow("chat", reducers={"messages": "append", "meta": "merge"})
+
+    @flow.node
+    def turn(ctx):
+        return {"messages": {"role": "assistant", "n": len(ctx.data["messages"])},
+                "meta": {"turns": len(ctx.data["messages"])}}
+
+    flow.route("turn", lambda d: "turn" if len(d["messages"]) < 3 else END)
+    history, meta = [{"role": "user"}], {"lang": "en"}
+    state = flow.run({"messages": history, "meta": meta}, checkpointer=cp, run_id="r")
+    assert history == [{"role": "user"}] and meta == {"lang": "en"}
+    assert [m.get("n") for m in state.data["messages"]] == [None, 1, 2]
+    assert cp.load_latest("r").data == state.data
+    with pytest.raises(TypeError, match="data is a dict"):
+        flow.run([1, 2], checkpointer=cp)  # type: ignore[arg-type]

@@ -245,3 +245,17 @@ def test_any_json_value_round_trips_identically(store, value):
     assert loaded == value
     assert jsonutil.dumps(loaded) == jsonutil.dumps(value)
     assert jsonutil.dumps(store.list_events(run_id)[0].payload["v"]) == jsonutil.dumps(value)
+
+
+def test_circular_and_absurdly_deep_values_are_refused_not_looped_on() -> None:
+    from purpose_agent.runtime import jsonutil
+
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(SerializationError, match="circular"):
+        jsonutil.dumps({"x": loop})
+    deep: list = []
+    for _ in range(4 * jsonutil.MAX_DEPTH):
+        deep = [deep]
+    with pytest.raises(SerializationError, match="levels deep"):
+        jsonutil.dumps(deep)
