@@ -11,8 +11,8 @@ Guarantees, on top of the flow engine's:
   re-execution; ``at_most_once`` tools are never re-run when they may have happened.
 - Bad input from the model (unknown tool, arguments that are not JSON or do not
   validate) goes back to the model as a tool error; the run does not crash.
-- Events (``model.request``, ``model.response``, and the engine's ``tool.call`` /
-  ``tool.result``) carry the model name, token usage, latency and short redacted
+- Events (``model.request`` / ``model.response`` for model calls, the engine's
+  ``tool.call`` / ``tool.result`` for tool calls) carry the model name, token usage, latency and short redacted
   summaries, never credentials.
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 from purpose_agent.agents._errors import AgentError
 from purpose_agent.agents.model import Message, Model, ModelResponse, ToolCall
 from purpose_agent.agents.tools import Tool, content_for_model, tool
-from purpose_agent.flow.context import NodeContext
+from purpose_agent.flow.context import NodeContext, StepOptions
 from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.redact import summarize
 
@@ -136,6 +136,8 @@ class Agent:
                              content=summarize(response.message.content or ""))
             return response.to_dict()
 
+        # model.request / model.response say more than the generic tool.call / tool.result.
+        call_model.__purpose_step__ = StepOptions(events=False)  # type: ignore[attr-defined]
         return ModelResponse.from_dict(ctx.step(f"model:{self.name}", call_model, turn))
 
     # ── one tool call: checks, maybe a person's approval, then a durable step ────

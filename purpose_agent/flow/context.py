@@ -60,6 +60,7 @@ class StepOptions:
     at_most_once: bool = False
     backoff: float = 0.1
     name: str | None = None
+    events: bool = True  # False: the step records its own events (an Agent's model call)
 
 
 def _options(fn: Callable[..., Any]) -> StepOptions:
@@ -171,10 +172,10 @@ class NodeContext:
                 break
             except Exception as exc:
                 if attempt >= opts.retries:
-                    self._failed(rec, exc)
+                    self._failed(rec, exc, opts)
                     raise
                 time.sleep(opts.backoff * 2**attempt)
-        return self._finish(rec, result)
+        return self._finish(rec, result, opts)
 
     async def _astep(self, rec: StepRecord | None, cached: Any, opts: StepOptions,
                      fn: Callable[..., Any], args: tuple[Any, ...],
@@ -188,10 +189,10 @@ class NodeContext:
                 break
             except Exception as exc:
                 if attempt >= opts.retries:
-                    self._failed(rec, exc)
+                    self._failed(rec, exc, opts)
                     raise
                 await asyncio.sleep(opts.backoff * 2**attempt)
-        return self._finish(rec, result)
+        return self._finish(rec, result, opts)
 
     def _begin(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                opts: StepOptions) -> tuple[StepRecord | None, Any]:
@@ -214,25 +215,28 @@ class NodeContext:
         rec = StepRecord(key=key, step=self._exec_step, node=self.node, index=index,
                          name=name, status="started", at_most_once=opts.at_most_once,
                          attempt=attempt)
-        self._runner.event(EventKind.TOOL_CALL, self.node, step=name, attempt=attempt,
-                           args=call_text(args, kwargs))
+        if opts.events:
+            self._runner.event(EventKind.TOOL_CALL, self.node, step=name, attempt=attempt,
+                               args=call_text(args, kwargs))
         if opts.at_most_once:
             # Journal the start durably before the side effect: if we die inside the
             # call, resume knows it may have happened and asks a person.
             self._runner.commit_steps([rec])
         return rec, None
 
-    def _finish(self, rec: StepRecord, result: Any) -> Any:
+    def _finish(self, rec: StepRecord, result: Any, opts: StepOptions) -> Any:
         text = jsonutil.dumps(result, f"$.steps.{rec.name}")
         rec.status, rec.result, rec.ts = "done", jsonutil.loads(text), time.time()
-        self._runner.event(EventKind.TOOL_RESULT, self.node, step=rec.name,
-                           result=summarize(rec.result))
+        if opts.events:
+            self._runner.event(EventKind.TOOL_RESULT, self.node, step=rec.name,
+                               result=summarize(rec.result))
         self._runner.commit_steps([rec])
         return rec.result
 
-    def _failed(self, rec: StepRecord, exc: Exception) -> None:
-        self._runner.event(EventKind.TOOL_ERROR, self.node, step=rec.name,
-                           error=type(exc).__name__, message=summarize(str(exc), 500))
+    def _failed(self, rec: StepRecord, exc: Exception, opts: StepOptions) -> None:
+        if opts.events:
+            self._runner.event(EventKind.TOOL_ERROR, self.node, step=rec.name,
+                               error=type(exc).__name__, message=summarize(str(exc), 500))
 
     def _next_index(self, name: str, kind: str) -> int:
         index = self._index

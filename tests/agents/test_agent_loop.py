@@ -88,11 +88,12 @@ def test_two_turn_tool_loop(server: OpenAICompatibleTestServer,
     assert responses[0]["tool_calls"] == ["get_weather"]
     assert responses[1]["content"] == "It is 21 degrees in Paris."
     assert all(isinstance(r["latency_ms"], int) for r in responses)
+    # Model calls are told by model.* events only; tool calls by tool.call / tool.result.
+    assert [p["step"] for p in kinds(store, "w-1", "tool.call")] == ["tool:get_weather"]
     results = kinds(store, "w-1", "tool.result")
-    assert [p["step"] for p in results] == ["model:weather", "tool:get_weather",
-                                            "model:weather"]
-    assert results[1]["result"].startswith('{"latency_ms":')
-    assert '"result":{"city":"Paris"' in results[1]["result"]
+    assert [p["step"] for p in results] == ["tool:get_weather"]
+    assert results[0]["result"].startswith('{"latency_ms":')
+    assert '"result":{"city":"Paris"' in results[0]["result"]
 
 
 @pytest.mark.parametrize("bad_call", [
