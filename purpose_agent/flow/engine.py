@@ -291,6 +291,10 @@ class Runner:
         return self._heartbeat
 
 
+class _TimeUp(ControlSignal):
+    """The SIGALRM of a node's timeout, on its way out of the node's code."""
+
+
 def _timeout(node: str, seconds: float) -> NodeTimeout:
     return NodeTimeout(f"node {node!r} ran longer than its timeout of {seconds:g}s")
 
@@ -305,12 +309,14 @@ def _with_timeout(fn: Callable[[NodeContext], Any], ctx: NodeContext,
             return fn(ctx)
         if threading.current_thread() is threading.main_thread():
             def on_alarm(_signum: int, _frame: Any) -> None:
-                raise _timeout(ctx.node, timeout)
+                raise _TimeUp(ctx.node)  # a BaseException: the node's own handlers miss it
 
             previous = signal.signal(signal.SIGALRM, on_alarm)
             signal.setitimer(signal.ITIMER_REAL, timeout)
             try:
                 return fn(ctx)
+            except _TimeUp:
+                raise _timeout(ctx.node, timeout) from None
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, previous)
