@@ -36,10 +36,11 @@ from purpose_agent.runtime.journal import (
     check_lease_free,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     status TEXT NOT NULL,
@@ -54,24 +55,38 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 -- No index on updated_at: every commit changes it, so the index cost one more page
 -- written and fsynced per node (~15% of a node's cost, measured), while listing the 20
--- newest of 10,000 runs takes ~10 ms without it. Files created before keep theirs.
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
--- A rowid table, unlike the others: a delta often carries a message or a tool result of
--- a few KB, and a WITHOUT ROWID row over ~1 KB spills onto an overflow page of its own
--- (measured: 6.8 KiB on disk per 1 KB appended per node, 4.3 KiB as a rowid table).
-CREATE TABLE IF NOT EXISTS deltas (
-    run_id TEXT NOT NULL, version INTEGER NOT NULL, step INTEGER NOT NULL, node TEXT,
-    body TEXT NOT NULL, PRIMARY KEY (run_id, version));
+-- newest of 10,000 runs takes ~10 ms without it.
+--
+-- The journal: one row per commit that has events or a state delta, so a node's commit
+-- appends one row (plus the runs update) instead of rows to three tables. ``events`` is
+-- a JSON array of the commit's events, seqs first_seq..last_seq (NULL when it has none),
+-- ``delta`` is the state delta of version ``version`` (NULL when the commit has none).
+--
+-- A rowid table, appended at its end: SQLite splits a full last page of a rowid table by
+-- starting a new one, while a WITHOUT ROWID table keyed by run rebalances three pages of
+-- ~1 KB rows and rewrites its interior pages, which hold whole rows as dividers
+-- (measured, per node commit: ~6 WAL frames that way, ~4 this way, ~7 with events and
+-- deltas in tables of their own). There a row over ~1 KB also spills onto an overflow
+-- page. The index finds a run's rows: its key (last_seq, version) grows with every row
+-- (a row has events, so last_seq grows, or a delta, so version grows), so it orders them
+-- as committed, and list_events(since_seq) seeks straight to the first row it needs.
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, last_seq INTEGER NOT NULL,
+    version INTEGER NOT NULL, first_seq INTEGER NOT NULL, step INTEGER NOT NULL, node TEXT,
+    events TEXT, delta TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS journal_by_run ON journal (run_id, last_seq, version);
+-- last_seq: the run's last event seq when the snapshot was taken, where replay starts.
 CREATE TABLE IF NOT EXISTS snapshots (
-    run_id TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
-    PRIMARY KEY (run_id, version)) WITHOUT ROWID;
+    run_id TEXT NOT NULL, version INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+    body TEXT NOT NULL, PRIMARY KEY (run_id, version)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL, key TEXT NOT NULL, step INTEGER NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (run_id, key)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS steps_by_step ON steps (run_id, step);
 """
+
+# Rows read and decoded per batch when a read may stop early (list_events with a limit).
+_BATCH = 256
 
 Synchronous = Literal["FULL", "NORMAL", "EXTRA", "OFF"]
 
@@ -117,17 +132,27 @@ class SQLiteCheckpointer(BaseCheckpointer):
 
     def _create_schema(self) -> None:
         with self._tx() as db:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            db.execute(_META)
+            # The version is checked before anything else is created: a refused file is
+            # left exactly as it was (the transaction rolls back).
             row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
                 raise SchemaVersionError(
                     f"{self.path} was written by a newer purpose-agent (schema {row[0]}, this "
                     f"version reads up to {SCHEMA_VERSION}); upgrade purpose-agent to open it"
                 )
+            if row is not None and int(row[0]) < SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"{self.path} was written by an earlier purpose-agent (schema {row[0]}); "
+                    f"this version stores runs in schema {SCHEMA_VERSION} and does not read "
+                    "it: start a new store file (or open this one with the purpose-agent "
+                    "that wrote it)"
+                )
+            for statement in _SCHEMA.split(";"):  # so no ';' in its comments
+                if statement.strip():
+                    db.execute(statement)
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -178,22 +203,25 @@ class SQLiteCheckpointer(BaseCheckpointer):
                     f"writer holds {p.fence}); this process must stop advancing it"
                 )
             events = number_events(run_id, p.events, next_seq)
+            first_seq = next_seq
             if events:
-                db.executemany(
-                    "INSERT INTO events (run_id, seq, kind, body) VALUES (?, ?, ?, ?)",
-                    [(run_id, e.seq, str(e.kind), text)
-                     for e, text in zip(events, p.event_texts(events), strict=True)],
-                )
                 next_seq = events[-1].seq + 1
             if p.delta_json is not None:
                 version += 1
-                db.execute(
-                    "INSERT INTO deltas (run_id, version, step, node, body) VALUES (?, ?, ?, ?, ?)",
-                    (run_id, version, p.step, p.node, p.delta_json),
-                )
                 if p.snapshot_json is not None:
-                    db.execute("INSERT INTO snapshots (run_id, version, body) VALUES (?, ?, ?)",
-                               (run_id, version, p.snapshot_json))
+                    db.execute("INSERT INTO snapshots (run_id, version, last_seq, body) "
+                               "VALUES (?, ?, ?, ?)",
+                               (run_id, version, next_seq - 1, p.snapshot_json))
+            if events or p.delta_json is not None:
+                db.execute(
+                    "INSERT INTO journal (run_id, last_seq, version, first_seq, step, node, "
+                    "events, delta) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, next_seq - 1, version, first_seq,
+                     p.step if p.delta_json is not None else 0,
+                     p.node if p.delta_json is not None else None,
+                     f"[{','.join(p.event_texts(events))}]" if events else None,
+                     p.delta_json),
+                )
             if p.steps:
                 db.executemany(
                     "INSERT OR REPLACE INTO steps (run_id, key, step, body) VALUES (?, ?, ?, ?)",
@@ -232,7 +260,7 @@ class SQLiteCheckpointer(BaseCheckpointer):
         validate_run_id(run_id)
         with self._tx() as db:
             found = db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount > 0
-            for table in ("events", "deltas", "snapshots", "steps"):
+            for table in ("journal", "snapshots", "steps"):
                 db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         return found
 
@@ -274,18 +302,34 @@ class SQLiteCheckpointer(BaseCheckpointer):
                     limit: int | None = None) -> list[PAEvent]:
         """Events with ``seq > since_seq`` in seq order, optionally of some kinds only."""
         validate_run_id(run_id)
-        sql = "SELECT body FROM events WHERE run_id = ? AND seq > ?"
-        params: list[Any] = [run_id, int(since_seq)]
+        since = int(since_seq)
         wanted = kinds_filter(kinds)
-        if wanted:
-            sql += f" AND kind IN ({', '.join('?' * len(wanted))})"
-            params.extend(sorted(wanted))
-        sql += " ORDER BY seq"
         if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
-        rows = self._read(sql, tuple(params))
-        return [PAEvent.from_dict(d) for d in jsonutil.loads_many(r[0] for r in rows)]
+            limit = int(limit)
+            if limit == 0:
+                return []
+            if limit < 0:  # as SQL's LIMIT -1, which the earlier schema's query used
+                limit = None
+        out: list[PAEvent] = []
+        with self._lock:
+            try:
+                cursor = self._db.execute(
+                    "SELECT first_seq, events FROM journal WHERE run_id = ? AND last_seq > ? "
+                    "AND events IS NOT NULL ORDER BY last_seq, version", (run_id, since),
+                )
+                while rows := cursor.fetchmany(_BATCH):
+                    for (first, _text), batch in zip(
+                            rows, jsonutil.loads_many(r[1] for r in rows), strict=True):
+                        for seq, data in enumerate(batch, start=first):
+                            if seq <= since or (wanted and data["kind"] not in wanted):
+                                continue
+                            out.append(PAEvent.from_dict(data))
+                            if limit is not None and len(out) >= limit:
+                                cursor.close()
+                                return out
+            except sqlite3.Error as exc:
+                raise _store_error(exc, self.path) from exc
+        return out
 
     def next_seq(self, run_id: str) -> int:
         rows = self._read("SELECT next_seq FROM runs WHERE run_id = ?", (validate_run_id(run_id),))
@@ -325,16 +369,37 @@ class SQLiteCheckpointer(BaseCheckpointer):
         return (rows[0][0], rows[0][1]) if rows else None
 
     def _deltas(self, run_id: str, after: int, upto: int | None) -> list[tuple[int, str]]:
-        return [(r[0], r[1]) for r in self._read(
-            "SELECT version, body FROM deltas WHERE run_id = ? AND version > ? AND version <= ? "
-            "ORDER BY version",
-            (run_id, after, upto if upto is not None else 2**62),
-        )]
+        # Replay starts at the snapshot's place in the journal: a seek, not a scan of the
+        # run's history. Rows are in version order, so reading stops past ``upto``.
+        start = 0
+        if after:
+            rows = self._read("SELECT last_seq FROM snapshots WHERE run_id = ? AND version = ?",
+                              (run_id, after))
+            start = rows[0][0] if rows else 0
+        out: list[tuple[int, str]] = []
+        limit = upto if upto is not None else 2**62
+        with self._lock:
+            try:
+                cursor = self._db.execute(
+                    "SELECT version, delta FROM journal WHERE run_id = ? AND last_seq >= ? "
+                    "AND version > ? AND delta IS NOT NULL ORDER BY last_seq, version",
+                    (run_id, start, after),
+                )
+                while rows := cursor.fetchmany(_BATCH):
+                    for version, text in rows:
+                        if version > limit:
+                            cursor.close()
+                            return out
+                        out.append((version, text))
+            except sqlite3.Error as exc:
+                raise _store_error(exc, self.path) from exc
+        return out
 
     def _node_version(self, run_id: str, step: int) -> int | None:
         rows = self._read(
-            "SELECT min(version) FROM deltas WHERE run_id = ? AND step = ? "
-            "AND (node IS NOT NULL OR ? = 0)", (run_id, int(step), int(step)),
+            "SELECT min(version) FROM journal WHERE run_id = ? AND step = ? "
+            "AND delta IS NOT NULL AND (node IS NOT NULL OR ? = 0)",
+            (run_id, int(step), int(step)),
         )
         return rows[0][0] if rows else None
 
