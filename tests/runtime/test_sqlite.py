@@ -234,3 +234,35 @@ def test_the_wal_stays_bounded_over_a_long_run_with_a_reader(db_path):
     assert largest < 6 * 1024 * 1024, f"WAL grew to {largest / 2**20:.1f} MiB"
     cp.checkpoint_wal()
     assert wal.stat().st_size == 0
+
+
+def test_list_events_since_any_seq_over_interleaved_runs(db_path):
+    """The journal finds a run's first row after ``since_seq`` by bisection: check every
+    ``since`` over commits of 0-3 events, with and without deltas, of two runs at once."""
+    cp = SQLiteCheckpointer(db_path)
+    states = {r: RunState(run_id=r, status=RunStatus.RUNNING, data={"n": 0}) for r in "ab"}
+    expected: dict[str, list[int]] = {"a": [], "b": []}
+    for n in range(40):
+        for run_id, state in states.items():
+            events = [create_event(run_id, PROGRESS, n=n, k=k) for k in range(n % 4)]
+            with_delta = n % 3 != 1 or not events
+            if with_delta:
+                state.current_step = n + 1
+            done = cp.commit(run_id, Commit(
+                events=events, state=state if with_delta else None,
+                delta=Delta({"n": ["set", n]}, node="a") if with_delta else None,
+                snapshot=with_delta and n % 7 == 0))
+            expected[run_id] += [e.seq for e in done.events]
+    for run_id, seqs in expected.items():
+        assert seqs == list(range(1, len(seqs) + 1))
+        for since in range(-1, len(seqs) + 2):
+            assert [e.seq for e in cp.list_events(run_id, since)] == seqs[max(since, 0):]
+            assert [e.seq for e in cp.list_events(run_id, since, limit=2)] == \
+                seqs[max(since, 0):][:2]
+        assert cp.load_latest(run_id).data == {"n": 39}
+        assert cp.load_at(run_id, 10).data == {"n": 9}
+    assert cp.delete_run("a")
+    assert cp.list_events("a") == [] and cp.load_latest("a") is None
+    assert [e.seq for e in cp.list_events("b")] == expected["b"]
+    cp.save_event(create_event("a", PROGRESS, n=0))  # a new run of the same id
+    assert [e.seq for e in cp.list_events("a")] == [1]

@@ -42,7 +42,8 @@ _META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT N
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
+    num INTEGER PRIMARY KEY,  -- the run's place in the journal's ids (see below)
+    run_id TEXT NOT NULL UNIQUE,
     status TEXT NOT NULL,
     updated_at REAL NOT NULL,
     header TEXT NOT NULL,
@@ -62,28 +63,29 @@ CREATE TABLE IF NOT EXISTS runs (
 -- a JSON array of the commit's events, seqs first_seq..last_seq (NULL when it has none),
 -- ``delta`` is the state delta of version ``version`` (NULL when the commit has none).
 --
--- A rowid table, appended at its end: SQLite splits a full last page of a rowid table by
--- starting a new one, while a WITHOUT ROWID table keyed by run rebalances three pages of
--- ~1 KB rows and rewrites its interior pages, which hold whole rows as dividers
--- (measured, per node commit: ~6 WAL frames that way, ~4 this way, ~7 with events and
--- deltas in tables of their own). There a row over ~1 KB also spills onto an overflow
--- page. The index finds a run's rows: its key (last_seq, version) grows with every row
--- (a row has events, so last_seq grows, or a delta, so version grows), so it orders them
--- as committed, and list_events(since_seq) seeks straight to the first row it needs.
+-- A rowid table with no index: a row's id is (runs.num << 32) + last_seq + version, and
+-- last_seq + version grows with every row of a run (a row has events, so last_seq grows,
+-- or a delta, so version grows), so a run's rows sit together in commit order and a
+-- commit appends one row at the end of its run's range, on one page. Measured per node
+-- commit: ~7 WAL frames with events and deltas in tables of their own, ~6 with a WITHOUT
+-- ROWID journal keyed by run (it rebalances three pages of ~1 KB rows on a split and
+-- rewrites interior pages holding whole rows), ~4 with a rowid journal plus an index by
+-- run, ~3 this way.
 CREATE TABLE IF NOT EXISTS journal (
-    id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, last_seq INTEGER NOT NULL,
-    version INTEGER NOT NULL, first_seq INTEGER NOT NULL, step INTEGER NOT NULL, node TEXT,
-    events TEXT, delta TEXT);
-CREATE UNIQUE INDEX IF NOT EXISTS journal_by_run ON journal (run_id, last_seq, version);
--- last_seq: the run's last event seq when the snapshot was taken, where replay starts.
+    id INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, version INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL, step INTEGER NOT NULL, node TEXT, events TEXT, delta TEXT);
+-- pos: last_seq + version of the journal row written with the snapshot, where replay
+-- continues.
 CREATE TABLE IF NOT EXISTS snapshots (
-    run_id TEXT NOT NULL, version INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+    run_id TEXT NOT NULL, version INTEGER NOT NULL, pos INTEGER NOT NULL,
     body TEXT NOT NULL, PRIMARY KEY (run_id, version)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL, key TEXT NOT NULL, step INTEGER NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (run_id, key)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS steps_by_step ON steps (run_id, step);
 """
+
+_POS_BITS = 32  # a run's rows have ids (num << 32) + 1 .. (num << 32) + 2**32 - 1
 
 # Rows read and decoded per batch when a read may stop early (list_events with a limit).
 _BATCH = 256
@@ -183,20 +185,20 @@ class SQLiteCheckpointer(BaseCheckpointer):
     def _write(self, run_id: str, p: PreparedCommit) -> CommitResult:
         with self._tx() as db:
             row = db.execute(
-                "SELECT next_seq, version, fence, owner, lease_expires_at, cancel_requested "
-                "FROM runs WHERE run_id = ?", (run_id,)
+                "SELECT next_seq, version, fence, owner, lease_expires_at, cancel_requested, "
+                "num FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
             if row is not None and p.create:
                 raise refuse_existing(run_id)
             if row is None:
                 header = p.header or minimal_header(run_id)
-                db.execute(
+                num = db.execute(
                     "INSERT INTO runs (run_id, status, updated_at, header) VALUES (?, ?, ?, ?)",
                     (run_id, header["status"], header["updated_at"], jsonutil.dumps(header)),
-                )
+                ).lastrowid
                 next_seq, version, fence, owner, expires, cancel = 1, 0, 0, None, None, 0
             else:
-                next_seq, version, fence, owner, expires, cancel = row
+                next_seq, version, fence, owner, expires, cancel, num = row
             if p.fence is not None and p.fence != fence:
                 raise LeaseError(
                     f"run {run_id!r} was taken over by another owner (lease {fence}, this "
@@ -209,14 +211,18 @@ class SQLiteCheckpointer(BaseCheckpointer):
             if p.delta_json is not None:
                 version += 1
                 if p.snapshot_json is not None:
-                    db.execute("INSERT INTO snapshots (run_id, version, last_seq, body) "
+                    db.execute("INSERT INTO snapshots (run_id, version, pos, body) "
                                "VALUES (?, ?, ?, ?)",
-                               (run_id, version, next_seq - 1, p.snapshot_json))
+                               (run_id, version, next_seq - 1 + version, p.snapshot_json))
             if events or p.delta_json is not None:
+                pos = next_seq - 1 + version
+                if pos >= 1 << _POS_BITS:
+                    raise StoreError(f"run {run_id!r} has outgrown the SQLite store's journal "
+                                     f"({next_seq - 1} events, {version} versions)")
                 db.execute(
-                    "INSERT INTO journal (run_id, last_seq, version, first_seq, step, node, "
+                    "INSERT INTO journal (id, last_seq, version, first_seq, step, node, "
                     "events, delta) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, next_seq - 1, version, first_seq,
+                    ((num << _POS_BITS) + pos, next_seq - 1, version, first_seq,
                      p.step if p.delta_json is not None else 0,
                      p.node if p.delta_json is not None else None,
                      f"[{','.join(p.event_texts(events))}]" if events else None,
@@ -259,8 +265,11 @@ class SQLiteCheckpointer(BaseCheckpointer):
         """Delete the run and everything journaled for it. True if it existed."""
         validate_run_id(run_id)
         with self._tx() as db:
+            row = db.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is not None:
+                db.execute("DELETE FROM journal WHERE id > ? AND id < ?", _span(row[0]))
             found = db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount > 0
-            for table in ("journal", "snapshots", "steps"):
+            for table in ("snapshots", "steps"):
                 db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         return found
 
@@ -313,9 +322,16 @@ class SQLiteCheckpointer(BaseCheckpointer):
         out: list[PAEvent] = []
         with self._lock:
             try:
+                run = self._db.execute("SELECT num, version FROM runs WHERE run_id = ?",
+                                       (run_id,)).fetchone()
+                if run is None:
+                    return out
+                low, high = _span(run[0])
+                if since > 0:
+                    low = self._first_after(low, high, since, run[1])
                 cursor = self._db.execute(
-                    "SELECT first_seq, events FROM journal WHERE run_id = ? AND last_seq > ? "
-                    "AND events IS NOT NULL ORDER BY last_seq, version", (run_id, since),
+                    "SELECT first_seq, events FROM journal WHERE id > ? AND id < ? "
+                    "AND last_seq > ? AND events IS NOT NULL ORDER BY id", (low, high, since),
                 )
                 while rows := cursor.fetchmany(_BATCH):
                     for (first, _text), batch in zip(
@@ -330,6 +346,25 @@ class SQLiteCheckpointer(BaseCheckpointer):
             except sqlite3.Error as exc:
                 raise _store_error(exc, self.path) from exc
         return out
+
+    def _first_after(self, low: int, high: int, since: int, version: int) -> int:
+        """An id just below the run's first journal row with ``last_seq > since``.
+
+        A row's position is last_seq + version: rows before ``low + since + 1`` have
+        last_seq <= since, and the first row wanted is at most ``version`` (the run's
+        version when read) further. Bisect that window with one seek per probe (the
+        caller holds the lock). A bound that is not tight costs only a longer scan."""
+        lo, hi = low + since, min(high - 1, low + since + version + 1)
+        while lo < hi:  # invariant: every row with id <= lo has last_seq <= since
+            mid = (lo + hi + 1) // 2
+            row = self._db.execute(
+                "SELECT last_seq FROM journal WHERE id >= ? AND id < ? ORDER BY id LIMIT 1",
+                (mid, high)).fetchone()
+            if row is None or row[0] > since:
+                hi = mid - 1
+            else:
+                lo = mid
+        return lo
 
     def next_seq(self, run_id: str) -> int:
         rows = self._read("SELECT next_seq FROM runs WHERE run_id = ?", (validate_run_id(run_id),))
@@ -369,21 +404,26 @@ class SQLiteCheckpointer(BaseCheckpointer):
         return (rows[0][0], rows[0][1]) if rows else None
 
     def _deltas(self, run_id: str, after: int, upto: int | None) -> list[tuple[int, str]]:
-        # Replay starts at the snapshot's place in the journal: a seek, not a scan of the
-        # run's history. Rows are in version order, so reading stops past ``upto``.
-        start = 0
-        if after:
-            rows = self._read("SELECT last_seq FROM snapshots WHERE run_id = ? AND version = ?",
-                              (run_id, after))
-            start = rows[0][0] if rows else 0
+        # Replay continues from the snapshot's place in the journal: a seek, not a scan of
+        # the run's history. Rows are in version order, so reading stops past ``upto``.
         out: list[tuple[int, str]] = []
         limit = upto if upto is not None else 2**62
         with self._lock:
             try:
+                run = self._db.execute("SELECT num FROM runs WHERE run_id = ?",
+                                       (run_id,)).fetchone()
+                if run is None:
+                    return out
+                low, high = _span(run[0])
+                if after:
+                    snap = self._db.execute(
+                        "SELECT pos FROM snapshots WHERE run_id = ? AND version = ?",
+                        (run_id, after)).fetchone()
+                    if snap is not None:
+                        low += snap[0]
                 cursor = self._db.execute(
-                    "SELECT version, delta FROM journal WHERE run_id = ? AND last_seq >= ? "
-                    "AND version > ? AND delta IS NOT NULL ORDER BY last_seq, version",
-                    (run_id, start, after),
+                    "SELECT version, delta FROM journal WHERE id > ? AND id < ? "
+                    "AND version > ? AND delta IS NOT NULL ORDER BY id", (low, high, after),
                 )
                 while rows := cursor.fetchmany(_BATCH):
                     for version, text in rows:
@@ -397,11 +437,15 @@ class SQLiteCheckpointer(BaseCheckpointer):
 
     def _node_version(self, run_id: str, step: int) -> int | None:
         rows = self._read(
-            "SELECT min(version) FROM journal WHERE run_id = ? AND step = ? "
+            "SELECT min(version) FROM journal WHERE id > ? AND id < ? AND step = ? "
             "AND delta IS NOT NULL AND (node IS NOT NULL OR ? = 0)",
-            (run_id, int(step), int(step)),
+            (*self._span_of(run_id), int(step), int(step)),
         )
         return rows[0][0] if rows else None
+
+    def _span_of(self, run_id: str) -> tuple[int, int]:
+        rows = self._read("SELECT num FROM runs WHERE run_id = ?", (run_id,))
+        return _span(rows[0][0]) if rows else (0, 0)
 
     def _history(self, run_id: str) -> list[tuple[int, str]]:
         return self._deltas(run_id, 0, None)
@@ -436,6 +480,11 @@ def _enable_wal(db: sqlite3.Connection, busy_timeout: float) -> None:
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+def _span(num: int) -> tuple[int, int]:
+    """The journal ids of run ``num`` lie strictly between these two."""
+    return num << _POS_BITS, (num + 1) << _POS_BITS
 
 
 def _info(row: tuple[Any, ...]) -> RunInfo:
