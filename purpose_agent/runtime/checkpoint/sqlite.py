@@ -174,6 +174,22 @@ class SQLiteCheckpointer(BaseCheckpointer):
                     raise _store_error(exc, self.path) from exc
                 raise
 
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction: several statements see the same committed state (a run
+        deleted meanwhile cannot hand its ``num`` to another run mid-read)."""
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN")
+                try:
+                    yield db
+                finally:
+                    if db.in_transaction:
+                        db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise _store_error(exc, self.path) from exc
+
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
@@ -320,31 +336,28 @@ class SQLiteCheckpointer(BaseCheckpointer):
             if limit < 0:  # as SQL's LIMIT -1, which the earlier schema's query used
                 limit = None
         out: list[PAEvent] = []
-        with self._lock:
-            try:
-                run = self._db.execute("SELECT num, version FROM runs WHERE run_id = ?",
-                                       (run_id,)).fetchone()
-                if run is None:
-                    return out
-                low, high = _span(run[0])
-                if since > 0:
-                    low = self._first_after(low, high, since, run[1])
-                cursor = self._db.execute(
-                    "SELECT first_seq, events FROM journal WHERE id > ? AND id < ? "
-                    "AND last_seq > ? AND events IS NOT NULL ORDER BY id", (low, high, since),
-                )
-                while rows := cursor.fetchmany(_BATCH):
-                    for (first, _text), batch in zip(
-                            rows, jsonutil.loads_many(r[1] for r in rows), strict=True):
-                        for seq, data in enumerate(batch, start=first):
-                            if seq <= since or (wanted and data["kind"] not in wanted):
-                                continue
-                            out.append(PAEvent.from_dict(data))
-                            if limit is not None and len(out) >= limit:
-                                cursor.close()
-                                return out
-            except sqlite3.Error as exc:
-                raise _store_error(exc, self.path) from exc
+        with self._reading() as db:
+            run = db.execute("SELECT num, version FROM runs WHERE run_id = ?",
+                             (run_id,)).fetchone()
+            if run is None:
+                return out
+            low, high = _span(run[0])
+            if since > 0:
+                low = self._first_after(low, high, since, run[1])
+            cursor = db.execute(
+                "SELECT first_seq, events FROM journal WHERE id > ? AND id < ? "
+                "AND last_seq > ? AND events IS NOT NULL ORDER BY id", (low, high, since),
+            )
+            while rows := cursor.fetchmany(_BATCH):
+                for (first, _text), batch in zip(
+                        rows, jsonutil.loads_many(r[1] for r in rows), strict=True):
+                    for seq, data in enumerate(batch, start=first):
+                        if seq <= since or (wanted and data["kind"] not in wanted):
+                            continue
+                        out.append(PAEvent.from_dict(data))
+                        if limit is not None and len(out) >= limit:
+                            cursor.close()
+                            return out
         return out
 
     def _first_after(self, low: int, high: int, since: int, version: int) -> int:
@@ -353,7 +366,7 @@ class SQLiteCheckpointer(BaseCheckpointer):
         A row's position is last_seq + version: rows before ``low + since + 1`` have
         last_seq <= since, and the first row wanted is at most ``version`` (the run's
         version when read) further. Bisect that window with one seek per probe (the
-        caller holds the lock). A bound that is not tight costs only a longer scan."""
+        caller is in a read transaction). A bound that is not tight costs only a longer scan."""
         lo, hi = low + since, min(high - 1, low + since + version + 1)
         while lo < hi:  # invariant: every row with id <= lo has last_seq <= since
             mid = (lo + hi + 1) // 2
@@ -408,44 +421,38 @@ class SQLiteCheckpointer(BaseCheckpointer):
         # the run's history. Rows are in version order, so reading stops past ``upto``.
         out: list[tuple[int, str]] = []
         limit = upto if upto is not None else 2**62
-        with self._lock:
-            try:
-                run = self._db.execute("SELECT num FROM runs WHERE run_id = ?",
-                                       (run_id,)).fetchone()
-                if run is None:
-                    return out
-                low, high = _span(run[0])
-                if after:
-                    snap = self._db.execute(
-                        "SELECT pos FROM snapshots WHERE run_id = ? AND version = ?",
-                        (run_id, after)).fetchone()
-                    if snap is not None:
-                        low += snap[0]
-                cursor = self._db.execute(
-                    "SELECT version, delta FROM journal WHERE id > ? AND id < ? "
-                    "AND version > ? AND delta IS NOT NULL ORDER BY id", (low, high, after),
-                )
-                while rows := cursor.fetchmany(_BATCH):
-                    for version, text in rows:
-                        if version > limit:
-                            cursor.close()
-                            return out
-                        out.append((version, text))
-            except sqlite3.Error as exc:
-                raise _store_error(exc, self.path) from exc
+        with self._reading() as db:
+            run = db.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if run is None:
+                return out
+            low, high = _span(run[0])
+            if after:
+                snap = db.execute("SELECT pos FROM snapshots WHERE run_id = ? AND version = ?",
+                                  (run_id, after)).fetchone()
+                if snap is not None:
+                    low += snap[0]
+            cursor = db.execute(
+                "SELECT version, delta FROM journal WHERE id > ? AND id < ? "
+                "AND version > ? AND delta IS NOT NULL ORDER BY id", (low, high, after),
+            )
+            while rows := cursor.fetchmany(_BATCH):
+                for version, text in rows:
+                    if version > limit:
+                        cursor.close()
+                        return out
+                    out.append((version, text))
         return out
 
     def _node_version(self, run_id: str, step: int) -> int | None:
-        rows = self._read(
-            "SELECT min(version) FROM journal WHERE id > ? AND id < ? AND step = ? "
-            "AND delta IS NOT NULL AND (node IS NOT NULL OR ? = 0)",
-            (*self._span_of(run_id), int(step), int(step)),
-        )
-        return rows[0][0] if rows else None
-
-    def _span_of(self, run_id: str) -> tuple[int, int]:
-        rows = self._read("SELECT num FROM runs WHERE run_id = ?", (run_id,))
-        return _span(rows[0][0]) if rows else (0, 0)
+        with self._reading() as db:
+            run = db.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if run is None:
+                return None
+            return db.execute(
+                "SELECT min(version) FROM journal WHERE id > ? AND id < ? AND step = ? "
+                "AND delta IS NOT NULL AND (node IS NOT NULL OR ? = 0)",
+                (*_span(run[0]), int(step), int(step)),
+            ).fetchone()[0]
 
     def _history(self, run_id: str) -> list[tuple[int, str]]:
         return self._deltas(run_id, 0, None)
