@@ -111,6 +111,50 @@ def test_a_file_from_a_newer_schema_is_refused_untouched(db_path):
     assert raw.execute("SELECT value FROM meta").fetchall() == [(str(SCHEMA_VERSION + 1),)]
 
 
+_SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '1');
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, status TEXT NOT NULL, updated_at REAL NOT NULL,
+    header TEXT NOT NULL, next_seq INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE events (run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
+    body TEXT NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
+"""
+
+
+def test_a_file_from_the_earlier_schema_is_refused_untouched(db_path):
+    raw = sqlite3.connect(db_path, isolation_level=None)
+    raw.executescript(_SCHEMA_1)
+    raw.close()
+    with pytest.raises(SchemaVersionError, match=r"earlier purpose-agent.*start a new store file"):
+        SQLiteCheckpointer(db_path)
+    raw = sqlite3.connect(db_path)
+    assert raw.execute("SELECT value FROM meta").fetchall() == [("1",)]
+    tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"meta", "runs", "events"}, "nothing was added to the file"
+    raw.close()
+
+
+def test_a_commit_is_one_journal_row(db_path):
+    cp = SQLiteCheckpointer(db_path)
+    state = RunState(run_id="r1", status=RunStatus.RUNNING, data={"n": 0})
+    cp.save_snapshot("r1", state)
+    for n in range(1, 4):
+        state.current_step = n
+        cp.commit("r1", Commit(events=[create_event("r1", PROGRESS, n=n, k=k) for k in range(3)],
+                               state=state, delta=Delta({"n": ["set", n]}, node="a")))
+    cp.commit("r1", Commit(steps=[StepRecord(key="k", step=3, node="a", index=0, name="s",
+                                             status="done")]))
+    rows = cp._db.execute("SELECT first_seq, last_seq, version FROM journal "
+                          "ORDER BY last_seq, version").fetchall()
+    assert rows == [(1, 0, 1), (1, 3, 2), (4, 6, 3), (7, 9, 4)], "steps-only: no journal row"
+    # since_seq inside a commit's events, kinds and limit over several rows
+    assert [e.seq for e in cp.list_events("r1", 5)] == [6, 7, 8, 9]
+    assert [e.seq for e in cp.list_events("r1", 2, limit=4)] == [3, 4, 5, 6]
+    assert [e.seq for e in cp.list_events("r1", 9)] == []
+    assert [e.seq for e in cp.list_events("r1", limit=-1)] == list(range(1, 10))
+    assert cp.load_at("r1", 2).data == {"n": 2}
+
+
 def test_the_schema_version_is_recorded(db_path):
     SQLiteCheckpointer(db_path).close()
     raw = sqlite3.connect(db_path)
@@ -180,13 +224,45 @@ def test_the_wal_stays_bounded_over_a_long_run_with_a_reader(db_path):
         if batch % 10 == 0:
             # a reader that keeps a snapshot open across a few commits
             reader.execute("BEGIN")
-            reader.execute("SELECT count(*) FROM events").fetchone()
+            reader.execute("SELECT count(*) FROM journal").fetchone()
         elif batch % 10 == 3:
             reader.execute("COMMIT")
         largest = max(largest, wal.stat().st_size)
-    assert reader.execute("SELECT count(*) FROM events").fetchone()[0] == 20_000
-    written = reader.execute("SELECT sum(length(body)) FROM events").fetchone()[0]
+    assert len(cp.list_events("r1")) == 20_000
+    written = reader.execute("SELECT sum(length(events)) FROM journal").fetchone()[0]
     assert written > 12 * 1024 * 1024, "enough is written to grow an unchecked WAL far past"
     assert largest < 6 * 1024 * 1024, f"WAL grew to {largest / 2**20:.1f} MiB"
     cp.checkpoint_wal()
     assert wal.stat().st_size == 0
+
+
+def test_list_events_since_any_seq_over_interleaved_runs(db_path):
+    """The journal finds a run's first row after ``since_seq`` by bisection: check every
+    ``since`` over commits of 0-3 events, with and without deltas, of two runs at once."""
+    cp = SQLiteCheckpointer(db_path)
+    states = {r: RunState(run_id=r, status=RunStatus.RUNNING, data={"n": 0}) for r in "ab"}
+    expected: dict[str, list[int]] = {"a": [], "b": []}
+    for n in range(40):
+        for run_id, state in states.items():
+            events = [create_event(run_id, PROGRESS, n=n, k=k) for k in range(n % 4)]
+            with_delta = n % 3 != 1 or not events
+            if with_delta:
+                state.current_step = n + 1
+            done = cp.commit(run_id, Commit(
+                events=events, state=state if with_delta else None,
+                delta=Delta({"n": ["set", n]}, node="a") if with_delta else None,
+                snapshot=with_delta and n % 7 == 0))
+            expected[run_id] += [e.seq for e in done.events]
+    for run_id, seqs in expected.items():
+        assert seqs == list(range(1, len(seqs) + 1))
+        for since in range(-1, len(seqs) + 2):
+            assert [e.seq for e in cp.list_events(run_id, since)] == seqs[max(since, 0):]
+            assert [e.seq for e in cp.list_events(run_id, since, limit=2)] == \
+                seqs[max(since, 0):][:2]
+        assert cp.load_latest(run_id).data == {"n": 39}
+        assert cp.load_at(run_id, 10).data == {"n": 9}
+    assert cp.delete_run("a")
+    assert cp.list_events("a") == [] and cp.load_latest("a") is None
+    assert [e.seq for e in cp.list_events("b")] == expected["b"]
+    cp.save_event(create_event("a", PROGRESS, n=0))  # a new run of the same id
+    assert [e.seq for e in cp.list_events("a")] == [1]
