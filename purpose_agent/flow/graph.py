@@ -66,6 +66,7 @@ class Flow:
         self.purpose = purpose
         self._max_steps = max_steps
         self.reducers = check_reducers(reducers)
+        self.has_callable_reducers = any(callable(r) for r in self.reducers.values())
         self.lease_ttl = float(lease_ttl)
         self._nodes: dict[str, NodeSpec] = {}
         self._edges: dict[str, str] = {}

@@ -6,6 +6,8 @@ of a run is a pure function of its events (see :mod:`purpose_agent.runtime.trans
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -13,6 +15,17 @@ from enum import StrEnum
 from typing import Any
 
 from purpose_agent.runtime import jsonutil
+
+_ID_PREFIX = [uuid.uuid4().hex[:16], os.getpid()]
+_id_counter = itertools.count()
+
+
+def new_event_id() -> str:
+    """A unique event id: a random per-process prefix and a counter (uuid4 per event
+    cost ~8 µs, a visible share of a node's commit)."""
+    if _ID_PREFIX[1] != os.getpid():  # a forked child must not repeat the parent's ids
+        _ID_PREFIX[:] = [uuid.uuid4().hex[:16], os.getpid()]
+    return f"{_ID_PREFIX[0]}{next(_id_counter):016x}"
 
 
 class EventKind(StrEnum):
@@ -57,7 +70,7 @@ class PAEvent:
     payload: dict[str, Any] = field(default_factory=dict)
     visibility: Visibility = Visibility.PUBLIC
     ts: float = field(default_factory=time.time)
-    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    event_id: str = field(default_factory=lambda: new_event_id())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,7 +94,7 @@ class PAEvent:
             payload=dict(data.get("payload") or {}),
             visibility=Visibility(data.get("visibility", "public")),
             ts=float(data.get("ts", 0.0)),
-            event_id=data.get("event_id") or uuid.uuid4().hex,
+            event_id=data.get("event_id") or new_event_id(),
         )
 
     def to_json(self) -> str:

@@ -420,3 +420,17 @@ def test_the_callers_data_is_never_mutated_by_in_place_reducers(cp) -> None:
     assert cp.load_latest("r").data == state.data
     with pytest.raises(TypeError, match="data is a dict"):
         flow.run([1, 2], checkpointer=cp)  # type: ignore[arg-type]
+
+
+def test_a_callable_reducer_returning_non_json_fails_the_run_cleanly(cp) -> None:
+    flow = Flow("bad-reducer", reducers={"tags": lambda old, new: {*(old or []), new}})
+
+    @flow.node
+    def tag(ctx):
+        return {"tags": "x"}
+
+    flow.edge("tag", END)
+    state = flow.run({"tags": ["a"]}, checkpointer=cp, run_id="r")
+    assert state.status == "failed" and state.error["type"] == "SerializationError"
+    assert "$.update[tag].tags" in state.error["message"]
+    assert cp.load_latest("r").data == {"tags": ["a"]}
