@@ -22,8 +22,12 @@ from purpose_agent.errors import (
     StoreError,
 )
 from purpose_agent.runtime import jsonutil
-from purpose_agent.runtime.checkpoint import default_url, open_checkpointer
-from purpose_agent.runtime.checkpoint._base import BaseCheckpointer, validate_run_id
+from purpose_agent.runtime.checkpoint import (
+    BaseCheckpointer,
+    default_url,
+    open_checkpointer,
+    validate_run_id,
+)
 
 from .render import clean
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
+from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import RunInfo, owner_is_dead
 from purpose_agent.runtime.redact import summarize

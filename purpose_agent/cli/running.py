@@ -21,7 +21,7 @@ from rich.prompt import Confirm
 from purpose_agent.errors import FlowImportError, RunStateError
 from purpose_agent.flow import NodeContext
 from purpose_agent.flow.engine import MISSING
-from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
+from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.state import RunState, RunStatus
 

@@ -33,7 +33,7 @@ from purpose_agent.errors import (
 from purpose_agent.flow.context import Abandoned, InDoubt, NodeContext, Pause, _current
 from purpose_agent.flow.reducers import to_ops
 from purpose_agent.runtime import jsonutil
-from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
+from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import Commit, Delta, Lease, StepRecord, apply_ops
 from purpose_agent.runtime.redact import summarize

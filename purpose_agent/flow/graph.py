@@ -26,8 +26,12 @@ from purpose_agent.flow import engine
 from purpose_agent.flow.engine import END, MISSING, LeaseLost, is_async_callable
 from purpose_agent.flow.reducers import Reducer, check_reducers
 from purpose_agent.runtime import jsonutil
-from purpose_agent.runtime.checkpoint import default_url, open_checkpointer, validate_run_id
-from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
+from purpose_agent.runtime.checkpoint import (
+    BaseCheckpointer,
+    default_url,
+    open_checkpointer,
+    validate_run_id,
+)
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import Commit, owner_id
 from purpose_agent.runtime.state import RunState, RunStatus

@@ -73,6 +73,7 @@ def _path_of(netloc: str, path: str, text: str) -> str:
 
 
 __all__ = [
+    "BaseCheckpointer",
     "Checkpointer", "InMemoryCheckpointer", "JSONLCheckpointer", "SQLiteCheckpointer",
     "default_url", "open_checkpointer", "validate_run_id",
 ]
