@@ -68,7 +68,6 @@ class Runner:
         self.delta_bytes = 0
         self.snapshot_bytes = snapshot_bytes
         self.reload_steps = reload_steps  # steps may be journaled for the next node
-        self._heartbeat: _Heartbeat | None = None
 
     # ── events and commits ───────────────────────────────────────────────────────
     def event(self, kind: EventKind, node: str | None = None, /, **payload: Any) -> None:
@@ -288,8 +287,7 @@ class Runner:
             _current.reset(token)
 
     def _heartbeat_running(self) -> _Heartbeat:
-        self._heartbeat = _Heartbeat(self, self.flow.lease_ttl)
-        return self._heartbeat
+        return _Heartbeat(self, self.flow.lease_ttl)
 
 
 class _TimeUp(ControlSignal):

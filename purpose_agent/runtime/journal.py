@@ -266,12 +266,6 @@ def check_lease_free(run_id: str, owner: str | None, expires_at: float | None,
     )
 
 
-def fresh_state(header: dict[str, Any]) -> RunState:
-    state = RunState(run_id=header["run_id"])
-    state.apply_header(header)
-    return state
-
-
 __all__ = [
     "Commit", "CommitResult", "Delta", "Lease", "RunInfo", "StepRecord", "apply_delta", "apply_ops",
     "check_lease_free", "owner_id", "sort_infos",
