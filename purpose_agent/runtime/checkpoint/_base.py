@@ -53,7 +53,7 @@ class PreparedCommit:
     events: list[PAEvent]
     header: dict[str, Any] | None
     header_json: str | None
-    delta_json: str | None
+    delta_json: str | None  # the delta with the header spliced in, as replay reads it
     snapshot_json: str | None
     step: int
     node: str | None
@@ -63,6 +63,7 @@ class PreparedCommit:
     create: bool = False
     acquire: tuple[str, float] | None = None
     event_json: list[str] = field(default_factory=list)  # one text per event, as given
+    ops_json: str | None = None  # the delta without the header (stores keeping it apart)
 
     def event_texts(self, numbered: list[PAEvent]) -> list[str]:
         """The JSON of ``numbered`` (``events`` after numbering), encoding again only
@@ -90,7 +91,7 @@ def prepare(run_id: str, commit: Commit) -> PreparedCommit:
         if event.run_id != run_id:
             raise ValueError(f"event for run {event.run_id!r} committed to run {run_id!r}")
         event_json.append(jsonutil.dumps(event.to_dict(), f"$.events[{event.seq}]"))
-    header = header_json = delta_json = snapshot_json = None
+    header = header_json = delta_json = snapshot_json = ops_json = None
     step, node = 0, None
     state = commit.state
     if state is not None:
@@ -103,7 +104,8 @@ def prepare(run_id: str, commit: Commit) -> PreparedCommit:
         step, node = state.current_step, delta.node
         # The header is already encoded: splice it in rather than check and encode it
         # twice (the body reads {"ops":..,"node":..,"node_state":..,"header":..}).
-        delta_json = f'{jsonutil.dumps(delta.to_dict(), "$.update")[:-1]},"header":{header_json}}}'
+        ops_json = jsonutil.dumps(delta.to_dict(), "$.update")
+        delta_json = splice_header(ops_json, header_json)
         if commit.snapshot:
             snapshot_json = jsonutil.dumps(state.to_dict(), "$.state")
     steps = [(rec, jsonutil.dumps(rec.to_dict(), f"$.steps.{rec.name}")) for rec in commit.steps]
@@ -111,8 +113,14 @@ def prepare(run_id: str, commit: Commit) -> PreparedCommit:
         events=list(commit.events), header=header, header_json=header_json,
         delta_json=delta_json, snapshot_json=snapshot_json, step=step, node=node,
         steps=steps, fence=commit.fence, release=commit.release, create=commit.create,
-        acquire=commit.acquire, event_json=event_json,
+        acquire=commit.acquire, event_json=event_json, ops_json=ops_json,
     )
+
+
+def splice_header(ops_json: str, header_json: str) -> str:
+    """The journaled body of a state commit: its delta object with the header added."""
+    return f'{ops_json[:-1]},"header":{header_json}}}'
+
 
 
 def minimal_header(run_id: str) -> dict[str, Any]:

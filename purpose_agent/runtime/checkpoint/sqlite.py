@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from purpose_agent.errors import LeaseError, RunNotFound, SchemaVersionError, StoreError
+from purpose_agent.errors import LeaseError, RunNotFound, StoreError
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint._base import (
     BaseCheckpointer,
@@ -25,7 +25,16 @@ from purpose_agent.runtime.checkpoint._base import (
     minimal_header,
     number_events,
     refuse_existing,
+    splice_header,
     validate_run_id,
+)
+from purpose_agent.runtime.checkpoint._sqlite_schema import (
+    POS_BITS,
+    SCHEMA_VERSION,
+    create_schema,
+    enable_wal,
+    span,
+    store_error,
 )
 from purpose_agent.runtime.events import PAEvent
 from purpose_agent.runtime.journal import (
@@ -34,58 +43,19 @@ from purpose_agent.runtime.journal import (
     RunInfo,
     StepRecord,
     check_lease_free,
+    sort_infos,
 )
 
-SCHEMA_VERSION = 2
+__all__ = ["SCHEMA_VERSION", "SQLiteCheckpointer"]
 
-_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    num INTEGER PRIMARY KEY,  -- the run's place in the journal's ids (see below)
-    run_id TEXT NOT NULL UNIQUE,
-    status TEXT NOT NULL,
-    updated_at REAL NOT NULL,
-    header TEXT NOT NULL,
-    next_seq INTEGER NOT NULL DEFAULT 1,
-    version INTEGER NOT NULL DEFAULT 0,
-    owner TEXT,
-    lease_expires_at REAL,
-    fence INTEGER NOT NULL DEFAULT 0,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
-);
--- No index on updated_at: every commit changes it, so the index cost one more page
--- written and fsynced per node (~15% of a node's cost, measured), while listing the 20
--- newest of 10,000 runs takes ~10 ms without it.
---
--- The journal: one row per commit that has events or a state delta, so a node's commit
--- appends one row (plus the runs update) instead of rows to three tables. ``events`` is
--- a JSON array of the commit's events, seqs first_seq..last_seq (NULL when it has none),
--- ``delta`` is the state delta of version ``version`` (NULL when the commit has none).
---
--- A rowid table with no index: a row's id is (runs.num << 32) + last_seq + version, and
--- last_seq + version grows with every row of a run (a row has events, so last_seq grows,
--- or a delta, so version grows), so a run's rows sit together in commit order and a
--- commit appends one row at the end of its run's range, on one page. Measured per node
--- commit: ~7 WAL frames with events and deltas in tables of their own, ~6 with a WITHOUT
--- ROWID journal keyed by run (it rebalances three pages of ~1 KB rows on a split and
--- rewrites interior pages holding whole rows), ~4 with a rowid journal plus an index by
--- run, ~3 this way.
-CREATE TABLE IF NOT EXISTS journal (
-    id INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, version INTEGER NOT NULL,
-    first_seq INTEGER NOT NULL, step INTEGER NOT NULL, node TEXT, events TEXT, delta TEXT);
--- pos: last_seq + version of the journal row written with the snapshot, where replay
--- continues.
-CREATE TABLE IF NOT EXISTS snapshots (
-    run_id TEXT NOT NULL, version INTEGER NOT NULL, pos INTEGER NOT NULL,
-    body TEXT NOT NULL, PRIMARY KEY (run_id, version)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS steps (
-    run_id TEXT NOT NULL, key TEXT NOT NULL, step INTEGER NOT NULL, body TEXT NOT NULL,
-    PRIMARY KEY (run_id, key)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS steps_by_step ON steps (run_id, step);
-"""
-
-_POS_BITS = 32  # a run's rows have ids (num << 32) + 1 .. (num << 32) + 2**32 - 1
+# The run's row and its last journal row (the tip: next seq and version), in one seek.
+_TIP = (
+    "SELECT r.num, r.status, r.fence, r.owner, r.lease_expires_at, r.cancel_requested, "
+    "j.last_seq, j.version FROM runs r LEFT JOIN journal j ON j.id = ("
+    "SELECT id FROM journal WHERE id > (r.num << 32) AND id < ((r.num + 1) << 32) "
+    "ORDER BY id DESC LIMIT 1) WHERE r.run_id = ?"
+)
+_RUNNING = "running"
 
 # Rows read and decoded per batch when a read may stop early (list_events with a limit).
 _BATCH = 256
@@ -120,41 +90,18 @@ class SQLiteCheckpointer(BaseCheckpointer):
             )
             db = self._db
             db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            _enable_wal(db, busy_timeout)
+            enable_wal(db, busy_timeout)
             db.execute(f"PRAGMA synchronous = {self.synchronous}")
             # Keep the WAL bounded: checkpoint every N pages, truncate it back to 4 MiB.
             db.execute(f"PRAGMA wal_autocheckpoint = {int(wal_autocheckpoint)}")
             db.execute("PRAGMA journal_size_limit = 4194304")
-            self._create_schema()
+            with self._tx() as db:
+                create_schema(db, self.path)
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"cannot open SQLite store {str(path)!r}: {exc}; is it a purpose-agent "
                 "database, and is the directory writable?"
             ) from exc
-
-    def _create_schema(self) -> None:
-        with self._tx() as db:
-            db.execute(_META)
-            # The version is checked before anything else is created: a refused file is
-            # left exactly as it was (the transaction rolls back).
-            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is not None and int(row[0]) > SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"{self.path} was written by a newer purpose-agent (schema {row[0]}, this "
-                    f"version reads up to {SCHEMA_VERSION}); upgrade purpose-agent to open it"
-                )
-            if row is not None and int(row[0]) < SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"{self.path} was written by an earlier purpose-agent (schema {row[0]}); "
-                    f"this version stores runs in schema {SCHEMA_VERSION} and does not read "
-                    "it: start a new store file (or open this one with the purpose-agent "
-                    "that wrote it)"
-                )
-            for statement in _SCHEMA.split(";"):  # so no ';' in its comments
-                if statement.strip():
-                    db.execute(statement)
-            if row is None:
-                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -163,7 +110,7 @@ class SQLiteCheckpointer(BaseCheckpointer):
             try:
                 db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
-                raise _store_error(exc, self.path) from exc
+                raise store_error(exc, self.path) from exc
             try:
                 yield db
                 db.execute("COMMIT")
@@ -171,7 +118,7 @@ class SQLiteCheckpointer(BaseCheckpointer):
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
-                    raise _store_error(exc, self.path) from exc
+                    raise store_error(exc, self.path) from exc
                 raise
 
     @contextmanager
@@ -188,42 +135,40 @@ class SQLiteCheckpointer(BaseCheckpointer):
                     if db.in_transaction:
                         db.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise _store_error(exc, self.path) from exc
+                raise store_error(exc, self.path) from exc
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
                 return self._db.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise _store_error(exc, self.path) from exc
+                raise store_error(exc, self.path) from exc
 
     # ── writes ──────────────────────────────────────────────────────────────────
     def _write(self, run_id: str, p: PreparedCommit) -> CommitResult:
         with self._tx() as db:
-            row = db.execute(
-                "SELECT next_seq, version, fence, owner, lease_expires_at, cancel_requested, "
-                "num FROM runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
-            if row is not None and p.create:
+            tip = db.execute(_TIP, (run_id,)).fetchone()
+            if tip is not None and p.create:
                 raise refuse_existing(run_id)
-            if row is None:
+            if tip is None:
                 header = p.header or minimal_header(run_id)
                 num = db.execute(
                     "INSERT INTO runs (run_id, status, updated_at, header) VALUES (?, ?, ?, ?)",
-                    (run_id, header["status"], header["updated_at"], jsonutil.dumps(header)),
+                    (run_id, header["status"], header["updated_at"],
+                     p.header_json if p.header is not None else jsonutil.dumps(header)),
                 ).lastrowid
-                next_seq, version, fence, owner, expires, cancel = 1, 0, 0, None, None, 0
+                status, fence, owner, expires, cancel = header["status"], 0, None, None, 0
+                last_seq = version = 0
             else:
-                next_seq, version, fence, owner, expires, cancel, num = row
+                num, status, fence, owner, expires, cancel, last_seq, version = tip
+                last_seq, version = last_seq or 0, version or 0
             if p.fence is not None and p.fence != fence:
                 raise LeaseError(
                     f"run {run_id!r} was taken over by another owner (lease {fence}, this "
                     f"writer holds {p.fence}); this process must stop advancing it"
                 )
-            events = number_events(run_id, p.events, next_seq)
-            first_seq = next_seq
-            if events:
-                next_seq = events[-1].seq + 1
+            events = number_events(run_id, p.events, last_seq + 1)
+            next_seq = last_seq + 1 + len(events)
             if p.delta_json is not None:
                 version += 1
                 if p.snapshot_json is not None:
@@ -231,19 +176,7 @@ class SQLiteCheckpointer(BaseCheckpointer):
                                "VALUES (?, ?, ?, ?)",
                                (run_id, version, next_seq - 1 + version, p.snapshot_json))
             if events or p.delta_json is not None:
-                pos = next_seq - 1 + version
-                if pos >= 1 << _POS_BITS:
-                    raise StoreError(f"run {run_id!r} has outgrown the SQLite store's journal "
-                                     f"({next_seq - 1} events, {version} versions)")
-                db.execute(
-                    "INSERT INTO journal (id, last_seq, version, first_seq, step, node, "
-                    "events, delta) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    ((num << _POS_BITS) + pos, next_seq - 1, version, first_seq,
-                     p.step if p.delta_json is not None else 0,
-                     p.node if p.delta_json is not None else None,
-                     f"[{','.join(p.event_texts(events))}]" if events else None,
-                     p.delta_json),
-                )
+                self._append(db, run_id, num, next_seq, version, events, p)
             if p.steps:
                 db.executemany(
                     "INSERT OR REPLACE INTO steps (run_id, key, step, body) VALUES (?, ?, ?, ?)",
@@ -257,18 +190,38 @@ class SQLiteCheckpointer(BaseCheckpointer):
                 lease = Lease(run_id, owner, fence, expires, next_seq)
             if p.release:
                 owner = expires = None
-            if p.header is not None:
+            # A running run's node commits leave its runs row alone (see the schema).
+            state_changes_row = p.header is not None and tip is not None and not (
+                status == _RUNNING and p.header["status"] == _RUNNING)
+            if state_changes_row:
                 db.execute(
-                    "UPDATE runs SET status = ?, updated_at = ?, header = ?, next_seq = ?, "
-                    "version = ?, owner = ?, lease_expires_at = ?, fence = ? WHERE run_id = ?",
-                    (p.header["status"], p.header["updated_at"], p.header_json, next_seq,
-                     version, owner, expires, fence, run_id),
+                    "UPDATE runs SET status = ?, updated_at = ?, header = ?, owner = ?, "
+                    "lease_expires_at = ?, fence = ? WHERE num = ?",
+                    (p.header["status"], p.header["updated_at"], p.header_json, owner,
+                     expires, fence, num),
                 )
-            else:
-                db.execute(
-                    "UPDATE runs SET next_seq = ?, owner = ?, lease_expires_at = ?, fence = ? "
-                    "WHERE run_id = ?", (next_seq, owner, expires, fence, run_id))
+            elif p.acquire is not None or p.release:
+                db.execute("UPDATE runs SET owner = ?, lease_expires_at = ?, fence = ? "
+                           "WHERE num = ?", (owner, expires, fence, num))
         return p.result(events, lease, bool(cancel))
+
+    @staticmethod
+    def _append(db: sqlite3.Connection, run_id: str, num: int, next_seq: int, version: int,
+                events: list[PAEvent], p: PreparedCommit) -> None:
+        """The commit's journal row; ``next_seq`` and ``version`` are the run's after it."""
+        pos = next_seq - 1 + version
+        if pos >= 1 << POS_BITS:
+            raise StoreError(f"run {run_id!r} has outgrown the SQLite store's journal "
+                             f"({next_seq - 1} events, {version} versions)")
+        state = p.delta_json is not None
+        db.execute(
+            "INSERT INTO journal (id, last_seq, version, first_seq, step, node, events, "
+            "delta, header) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ((num << POS_BITS) + pos, next_seq - 1, version, next_seq - len(events),
+             p.step if state else 0, p.node if state else None,
+             f"[{','.join(p.event_texts(events))}]" if events else None,
+             p.ops_json if state else None, p.header_json if state else None),
+        )
 
     def request_cancel(self, run_id: str) -> None:
         """Ask the run's live owner to stop at its next node boundary."""
@@ -283,7 +236,7 @@ class SQLiteCheckpointer(BaseCheckpointer):
         with self._tx() as db:
             row = db.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is not None:
-                db.execute("DELETE FROM journal WHERE id > ? AND id < ?", _span(row[0]))
+                db.execute("DELETE FROM journal WHERE id > ? AND id < ?", span(row[0]))
             found = db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount > 0
             for table in ("snapshots", "steps"):
                 db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
@@ -294,20 +247,18 @@ class SQLiteCheckpointer(BaseCheckpointer):
         """Take the run's lease for ``owner`` or raise RunBusyError (nothing written)."""
         validate_run_id(run_id)
         with self._tx() as db:
-            row = db.execute(
-                "SELECT owner, lease_expires_at, fence, next_seq FROM runs WHERE run_id = ?",
-                (run_id,),
-            ).fetchone()
-            if row is None:
+            tip = db.execute(_TIP, (run_id,)).fetchone()
+            if tip is None:
                 raise RunNotFound(f"no run {run_id!r} in {self.path}")
+            num, _status, fence, held_by, expires, _cancel, last_seq, _version = tip
             now = time.time()
-            check_lease_free(run_id, row[0], row[1], now, owner)
-            fence, expires = row[2] + 1, now + ttl
+            check_lease_free(run_id, held_by, expires, now, owner)
+            fence, expires = fence + 1, now + ttl
             db.execute(
-                "UPDATE runs SET owner = ?, lease_expires_at = ?, fence = ? WHERE run_id = ?",
-                (owner, expires, fence, run_id),
+                "UPDATE runs SET owner = ?, lease_expires_at = ?, fence = ? WHERE num = ?",
+                (owner, expires, fence, num),
             )
-        return Lease(run_id, owner, fence, expires, row[3])
+        return Lease(run_id, owner, fence, expires, (last_seq or 0) + 1)
 
     def renew_lease(self, lease: Lease, ttl: float) -> Lease:
         """Extend a held lease; LeaseError if another owner has taken the run since."""
@@ -337,13 +288,12 @@ class SQLiteCheckpointer(BaseCheckpointer):
                 limit = None
         out: list[PAEvent] = []
         with self._reading() as db:
-            run = db.execute("SELECT num, version FROM runs WHERE run_id = ?",
-                             (run_id,)).fetchone()
-            if run is None:
+            tip = db.execute(_TIP, (run_id,)).fetchone()
+            if tip is None:
                 return out
-            low, high = _span(run[0])
+            low, high = span(tip[0])
             if since > 0:
-                low = self._first_after(low, high, since, run[1])
+                low = self._first_after(low, high, since, tip[7] or 0)
             cursor = db.execute(
                 "SELECT first_seq, events FROM journal WHERE id > ? AND id < ? "
                 "AND last_seq > ? AND events IS NOT NULL ORDER BY id", (low, high, since),
@@ -380,26 +330,45 @@ class SQLiteCheckpointer(BaseCheckpointer):
         return lo
 
     def next_seq(self, run_id: str) -> int:
-        rows = self._read("SELECT next_seq FROM runs WHERE run_id = ?", (validate_run_id(run_id),))
-        return rows[0][0] if rows else 1
+        with self._reading() as db:
+            tip = db.execute(_TIP, (validate_run_id(run_id),)).fetchone()
+        return (tip[6] or 0) + 1 if tip is not None else 1
 
     def run_info(self, run_id: str) -> RunInfo | None:
-        rows = self._read("SELECT header, owner, lease_expires_at, cancel_requested FROM runs "
-                          "WHERE run_id = ?",
-                          (validate_run_id(run_id),))
-        return _info(rows[0]) if rows else None
+        with self._reading() as db:
+            rows = db.execute(f"{_INFO} WHERE run_id = ?", (validate_run_id(run_id),)).fetchall()
+            return self._info(db, rows[0]) if rows else None
 
     def list_run_infos(self, *, status: Any = None, limit: int | None = None) -> list[RunInfo]:
-        sql = "SELECT header, owner, lease_expires_at, cancel_requested FROM runs"
+        """Newest first. A run that is not running was last updated with its runs row, so
+        SQL orders and limits those; the few running runs are read from their journal."""
+        wanted = str(status) if status is not None else None
+        settled = f"{_INFO} WHERE status != '{_RUNNING}'"
         params: list[Any] = []
-        if status is not None:
-            sql += " WHERE status = ?"
-            params.append(str(status))
-        sql += " ORDER BY updated_at DESC, run_id DESC"
+        if wanted is not None:
+            settled += " AND status = ?"
+            params.append(wanted)
+        settled += " ORDER BY updated_at DESC, run_id DESC"
         if limit is not None:
-            sql += " LIMIT ?"
+            settled += " LIMIT ?"
             params.append(int(limit))
-        return [_info(r) for r in self._read(sql, tuple(params))]
+        with self._reading() as db:
+            rows = db.execute(settled, params).fetchall() if wanted != _RUNNING else []
+            if wanted in (None, _RUNNING):
+                rows += db.execute(f"{_INFO} WHERE status = '{_RUNNING}'").fetchall()
+            infos = [self._info(db, row) for row in rows]
+        return sort_infos(infos, None, limit)
+
+    def _info(self, db: sqlite3.Connection, row: tuple[Any, ...]) -> RunInfo:
+        header = row[0]
+        if row[4] == _RUNNING:  # its runs row holds the header it started with
+            live = db.execute(
+                "SELECT header FROM journal WHERE id > ? AND id < ? AND header IS NOT NULL "
+                "ORDER BY id DESC LIMIT 1", span(row[5])).fetchone()
+            if live is not None:
+                header = live[0]
+        return RunInfo.from_header(jsonutil.loads(header), owner=row[1],
+                                   lease_expires_at=row[2], cancel_requested=row[3])
 
     def load_steps(self, run_id: str, step: int) -> list[StepRecord]:
         """Journaled steps of node execution ``step``, in the order they were called."""
@@ -425,22 +394,23 @@ class SQLiteCheckpointer(BaseCheckpointer):
             run = db.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if run is None:
                 return out
-            low, high = _span(run[0])
+            low, high = span(run[0])
             if after:
                 snap = db.execute("SELECT pos FROM snapshots WHERE run_id = ? AND version = ?",
                                   (run_id, after)).fetchone()
                 if snap is not None:
                     low += snap[0]
             cursor = db.execute(
-                "SELECT version, delta FROM journal WHERE id > ? AND id < ? "
+                "SELECT version, delta, header FROM journal WHERE id > ? AND id < ? "
                 "AND version > ? AND delta IS NOT NULL ORDER BY id", (low, high, after),
             )
             while rows := cursor.fetchmany(_BATCH):
-                for version, text in rows:
+                for version, text, header in rows:
                     if version > limit:
                         cursor.close()
                         return out
-                    out.append((version, text))
+                    # A schema-2 row has its header in the delta already.
+                    out.append((version, text if header is None else splice_header(text, header)))
         return out
 
     def _node_version(self, run_id: str, step: int) -> int | None:
@@ -451,7 +421,7 @@ class SQLiteCheckpointer(BaseCheckpointer):
             return db.execute(
                 "SELECT min(version) FROM journal WHERE id > ? AND id < ? AND step = ? "
                 "AND delta IS NOT NULL AND (node IS NOT NULL OR ? = 0)",
-                (*_span(run[0]), int(step), int(step)),
+                (*span(run[0]), int(step), int(step)),
             ).fetchone()[0]
 
     def _history(self, run_id: str) -> list[tuple[int, str]]:
@@ -469,44 +439,4 @@ class SQLiteCheckpointer(BaseCheckpointer):
         return f"SQLiteCheckpointer({str(self.path)!r}, synchronous={self.synchronous!r})"
 
 
-def _enable_wal(db: sqlite3.Connection, busy_timeout: float) -> None:
-    """Switch the file to WAL, waiting up to ``busy_timeout`` for other openers.
-
-    Switching a new file to WAL upgrades a shared lock to an exclusive one, and SQLite
-    answers "database is locked" at once there, without calling the busy handler (that
-    would risk a deadlock), when several processes open the same new file together.
-    """
-    deadline = time.monotonic() + busy_timeout
-    delay = 0.001
-    while True:
-        try:
-            db.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
-def _span(num: int) -> tuple[int, int]:
-    """The journal ids of run ``num`` lie strictly between these two."""
-    return num << _POS_BITS, (num + 1) << _POS_BITS
-
-
-def _info(row: tuple[Any, ...]) -> RunInfo:
-    return RunInfo.from_header(jsonutil.loads(row[0]), owner=row[1], lease_expires_at=row[2],
-                               cancel_requested=row[3])
-
-
-def _store_error(exc: sqlite3.Error, path: Path) -> StoreError:
-    text = str(exc)
-    if "full" in text:
-        hint = "the disk (or the database's size limit) is full; free space and retry"
-    elif "locked" in text or "busy" in text:
-        hint = "another process held the database too long; retry"
-    elif "readonly" in text:
-        hint = "the database file or its directory is read-only"
-    else:
-        hint = "earlier commits are intact"
-    return StoreError(f"SQLite store {str(path)!r}: {text} ({hint})")
+_INFO = "SELECT header, owner, lease_expires_at, cancel_requested, status, num FROM runs"
