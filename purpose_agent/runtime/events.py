@@ -16,16 +16,23 @@ from typing import Any
 
 from purpose_agent.runtime import jsonutil
 
-_ID_PREFIX = [uuid.uuid4().hex[:16], os.getpid()]
+_id_prefix = uuid.uuid4().hex[:16]
 _id_counter = itertools.count()
+
+
+def _new_id_prefix() -> None:
+    """A forked child must not repeat its parent's ids: it draws a prefix of its own."""
+    global _id_prefix, _id_counter
+    _id_prefix, _id_counter = uuid.uuid4().hex[:16], itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_id_prefix)
 
 
 def new_event_id() -> str:
     """A unique event id: a random per-process prefix and a counter (uuid4 per event
     cost ~8 µs, a visible share of a node's commit)."""
-    if _ID_PREFIX[1] != os.getpid():  # a forked child must not repeat the parent's ids
-        _ID_PREFIX[:] = [uuid.uuid4().hex[:16], os.getpid()]
-    return f"{_ID_PREFIX[0]}{next(_id_counter):016x}"
+    return f"{_id_prefix}{next(_id_counter):016x}"
 
 
 class EventKind(StrEnum):
@@ -70,7 +77,7 @@ class PAEvent:
     payload: dict[str, Any] = field(default_factory=dict)
     visibility: Visibility = Visibility.PUBLIC
     ts: float = field(default_factory=time.time)
-    event_id: str = field(default_factory=lambda: new_event_id())
+    event_id: str = field(default_factory=new_event_id)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,7 +105,19 @@ class PAEvent:
         )
 
     def to_json(self) -> str:
-        return jsonutil.dumps(self.to_dict())
+        """The event as stored: strict JSON, the keys of :meth:`to_dict`."""
+        # Every event is encoded once on its way to a store, a few per node: this builds
+        # the common case's text directly (measured 2.7 vs 4.4 µs per event), and leaves
+        # anything unusual to the full check, which names what is wrong.
+        node, ts = jsonutil.text(self.node), self.ts
+        payload = jsonutil.dumps_simple(self.payload) if type(self.payload) is dict else None
+        ids = (jsonutil.text(self.event_id), jsonutil.text(self.run_id),
+               jsonutil.text(self.kind), jsonutil.text(self.visibility))
+        if (node is None or payload is None or None in ids or type(ts) is not float
+                or ts - ts != 0.0 or type(self.seq) is not int):
+            return jsonutil.dumps(self.to_dict())
+        return (f'{{"event_id":{ids[0]},"run_id":{ids[1]},"kind":{ids[2]},"seq":{self.seq},'
+                f'"ts":{ts!r},"node":{node},"visibility":{ids[3]},"payload":{payload}}}')
 
 
 def _kind(value: str) -> EventKind:

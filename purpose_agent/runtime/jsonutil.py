@@ -151,6 +151,27 @@ def dumps(value: Any, path: str = "$") -> str:
     return "".join(_c_encode(value, 0))
 
 
+def dumps_simple(value: Any) -> str | None:
+    """``dumps(value)`` when the cheap check passes (the common case), else None: the
+    caller then encodes through :func:`dumps`, which names what is wrong."""
+    try:
+        if _c_encode is None or not _simple(value):
+            return None
+    except RecursionError:
+        return None
+    return "".join(_c_encode(value, 0))
+
+
+def text(value: str | None) -> str | None:
+    """The JSON of an ASCII string (or None), as :func:`dumps` writes it; None when
+    ``value`` needs the full check (non-ASCII text may hold a split surrogate pair)."""
+    if value is None:
+        return "null"
+    if isinstance(value, str) and value.isascii():  # str enums (event kinds) too
+        return encode_basestring_ascii(value)
+    return None
+
+
 def loads(text: str | bytes) -> Any:
     """Decode JSON text into plain dicts, lists and scalars; nothing is imported or called."""
     if isinstance(text, bytes):

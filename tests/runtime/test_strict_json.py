@@ -259,3 +259,38 @@ def test_circular_and_absurdly_deep_values_are_refused_not_looped_on() -> None:
         deep = [deep]
     with pytest.raises(SerializationError, match="levels deep"):
         jsonutil.dumps(deep)
+
+
+_texts = st.one_of(st.none(), st.text(max_size=8), st.sampled_from(SURROGATES))
+
+
+@settings(max_examples=200)
+@given(node=_texts, kind=st.one_of(st.sampled_from(list(EventKind)), st.text(max_size=8)),
+       payload=st.dictionaries(st.text(max_size=4), json_values, max_size=3),
+       ts=st.one_of(st.floats(), st.integers()), seq=st.integers(0, 2**40))
+def test_an_event_encodes_as_its_dict_would(node, kind, payload, ts, seq):
+    """PAEvent.to_json builds the common case's text itself: it must write exactly what
+    dumps(to_dict()) writes, and refuse exactly what it refuses."""
+    event = PAEvent("r1", kind, seq=seq, node=node, payload=payload, ts=ts)
+    try:
+        expected = jsonutil.dumps(event.to_dict())
+    except SerializationError:
+        with pytest.raises(SerializationError):
+            event.to_json()
+        return
+    assert event.to_json() == expected
+
+
+def test_a_forked_child_draws_event_ids_of_its_own():
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report one id and leave at once
+        os.write(write, PAEvent("r1", EventKind.AGENT_PROGRESS).event_id.encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    mine = PAEvent("r1", EventKind.AGENT_PROGRESS).event_id
+    assert len(child) == len(mine) == 32
+    assert child[:16] != mine[:16], "the child must not reuse the parent's id prefix"

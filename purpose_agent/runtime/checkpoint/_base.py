@@ -13,7 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from purpose_agent.errors import InvalidRunId, RunStateError, SeqConflictError
+from purpose_agent.errors import (
+    InvalidRunId,
+    RunStateError,
+    SeqConflictError,
+    SerializationError,
+)
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import (
@@ -90,7 +95,11 @@ def prepare(run_id: str, commit: Commit) -> PreparedCommit:
     for event in commit.events:
         if event.run_id != run_id:
             raise ValueError(f"event for run {event.run_id!r} committed to run {run_id!r}")
-        event_json.append(jsonutil.dumps(event.to_dict(), f"$.events[{event.seq}]"))
+        try:
+            event_json.append(event.to_json())
+        except SerializationError:  # again, to name the event in the error
+            jsonutil.dumps(event.to_dict(), f"$.events[{event.seq}]")
+            raise
     header = header_json = delta_json = snapshot_json = ops_json = None
     step, node = 0, None
     state = commit.state
