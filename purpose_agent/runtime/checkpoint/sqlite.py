@@ -147,17 +147,11 @@ class SQLiteCheckpointer(BaseCheckpointer):
     # ── writes ──────────────────────────────────────────────────────────────────
     def _write(self, run_id: str, p: PreparedCommit) -> CommitResult:
         with self._tx() as db:
-            tip = db.execute(_TIP, (run_id,)).fetchone()
-            if tip is not None and p.create:
-                raise refuse_existing(run_id)
+            # A run to create is looked up by its INSERT alone (run_id is UNIQUE).
+            tip = None if p.create else db.execute(_TIP, (run_id,)).fetchone()
             if tip is None:
                 header = p.header or minimal_header(run_id)
-                num = db.execute(
-                    "INSERT INTO runs (run_id, status, updated_at, header) VALUES (?, ?, ?, ?)",
-                    (run_id, header["status"], header["updated_at"],
-                     p.header_json if p.header is not None else jsonutil.dumps(header)),
-                ).lastrowid
-                status, fence, owner, expires, cancel = header["status"], 0, None, None, 0
+                num, status, fence, owner, expires, cancel = None, header["status"], 0, None, None, 0
                 last_seq = version = 0
             else:
                 num, status, fence, owner, expires, cancel, last_seq, version = tip
@@ -167,6 +161,23 @@ class SQLiteCheckpointer(BaseCheckpointer):
                     f"run {run_id!r} was taken over by another owner (lease {fence}, this "
                     f"writer holds {p.fence}); this process must stop advancing it"
                 )
+            if p.acquire is not None:
+                now = time.time()
+                check_lease_free(run_id, owner, expires, now, p.acquire[0])
+                fence, owner, expires = fence + 1, p.acquire[0], now + p.acquire[1]
+            if p.release:
+                owner = expires = None
+            if num is None:  # a new run: its row, lease included, in one statement
+                try:
+                    num = db.execute(
+                        "INSERT INTO runs (run_id, status, updated_at, header, owner, "
+                        "lease_expires_at, fence) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (run_id, header["status"], header["updated_at"],
+                         p.header_json if p.header is not None else jsonutil.dumps(header),
+                         owner, expires, fence),
+                    ).lastrowid
+                except sqlite3.IntegrityError:  # p.create, and the run exists
+                    raise refuse_existing(run_id) from None
             events = number_events(run_id, p.events, last_seq + 1)
             next_seq = last_seq + 1 + len(events)
             if p.delta_json is not None:
@@ -182,28 +193,26 @@ class SQLiteCheckpointer(BaseCheckpointer):
                     "INSERT OR REPLACE INTO steps (run_id, key, step, body) VALUES (?, ?, ?, ?)",
                     [(run_id, rec.key, rec.step, text) for rec, text in p.steps],
                 )
-            lease = None
-            if p.acquire is not None:
-                now = time.time()
-                check_lease_free(run_id, owner, expires, now, p.acquire[0])
-                fence, owner, expires = fence + 1, p.acquire[0], now + p.acquire[1]
-                lease = Lease(run_id, owner, fence, expires, next_seq)
-            if p.release:
-                owner = expires = None
-            # A running run's node commits leave its runs row alone (see the schema).
-            state_changes_row = p.header is not None and tip is not None and not (
-                status == _RUNNING and p.header["status"] == _RUNNING)
-            if state_changes_row:
-                db.execute(
-                    "UPDATE runs SET status = ?, updated_at = ?, header = ?, owner = ?, "
-                    "lease_expires_at = ?, fence = ? WHERE num = ?",
-                    (p.header["status"], p.header["updated_at"], p.header_json, owner,
-                     expires, fence, num),
-                )
-            elif p.acquire is not None or p.release:
-                db.execute("UPDATE runs SET owner = ?, lease_expires_at = ?, fence = ? "
-                           "WHERE num = ?", (owner, expires, fence, num))
+            if tip is not None:
+                self._update_row(db, num, status, owner, expires, fence, p)
+        lease = None if p.acquire is None else Lease(run_id, owner, fence, expires, next_seq)
         return p.result(events, lease, bool(cancel))
+
+    @staticmethod
+    def _update_row(db: sqlite3.Connection, num: int, status: str, owner: str | None,
+                    expires: float | None, fence: int, p: PreparedCommit) -> None:
+        """Bring the runs row up to date, unless nothing it holds changed: a running run's
+        node commits leave it alone (see the schema)."""
+        if p.header is not None and not (status == _RUNNING == p.header["status"]):
+            db.execute(
+                "UPDATE runs SET status = ?, updated_at = ?, header = ?, owner = ?, "
+                "lease_expires_at = ?, fence = ? WHERE num = ?",
+                (p.header["status"], p.header["updated_at"], p.header_json, owner, expires,
+                 fence, num),
+            )
+        elif p.acquire is not None or p.release:
+            db.execute("UPDATE runs SET owner = ?, lease_expires_at = ?, fence = ? "
+                       "WHERE num = ?", (owner, expires, fence, num))
 
     @staticmethod
     def _append(db: sqlite3.Connection, run_id: str, num: int, next_seq: int, version: int,
