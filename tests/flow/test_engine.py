@@ -72,6 +72,32 @@ def test_long_runs_load_from_snapshot_plus_deltas(cp) -> None:
     assert at_40.data["count"] == 40 and len(at_40.data["items"]) == 40
 
 
+@pytest.mark.parametrize("size", [10, 10_000])
+def test_the_initial_data_is_journaled_whatever_its_size(cp, size) -> None:
+    """Small initial data rides in the first delta, large data starts a snapshot: both
+    load back at step 0, after a crash before the first node, and after the run."""
+    flow = Flow("start", reducers={"items": "append"})
+
+    @flow.node
+    def first(ctx):
+        if ctx.data.get("stop"):
+            raise KeyboardInterrupt  # as a crash before the first commit of a node
+        return {"items": "next"}
+
+    flow.edge("first", END)
+    initial = {"items": ["a"], "text": "t" * size, "nested": {"k": [1, 2.5, None]}}
+    state = flow.run(initial, checkpointer=cp, run_id="r")
+    assert state.data == {**initial, "items": ["a", "next"]}
+    assert cp.load_at("r", 0).data == initial
+    assert cp.load_latest("r").data == state.data
+    with pytest.raises(KeyboardInterrupt):
+        flow.run({**initial, "stop": True}, checkpointer=cp, run_id="crashed")
+    assert cp.load_latest("crashed").data == {**initial, "stop": True}
+    if isinstance(cp, SQLiteCheckpointer):
+        snapshots = cp._db.execute("SELECT count(*) FROM snapshots").fetchone()[0]
+        assert snapshots == (0 if size < 4096 else 2)
+
+
 def test_failing_node_retries_and_replays_its_completed_steps(cp) -> None:
     calls = {"fetch": 0, "node": 0}
     flow = Flow("retry")
