@@ -144,9 +144,11 @@ def test_a_commit_is_one_journal_row(db_path):
                                state=state, delta=Delta({"n": ["set", n]}, node="a")))
     cp.commit("r1", Commit(steps=[StepRecord(key="k", step=3, node="a", index=0, name="s",
                                              status="done")]))
-    rows = cp._db.execute("SELECT first_seq, last_seq, version FROM journal "
-                          "ORDER BY last_seq, version").fetchall()
-    assert rows == [(1, 0, 1), (1, 3, 2), (4, 6, 3), (7, 9, 4)], "steps-only: no journal row"
+    rows = cp._db.execute("SELECT id & 0xffffffff, first_seq, last_seq, version, "
+                          "steps IS NOT NULL FROM journal ORDER BY id").fetchall()
+    assert rows == [(1, 1, 0, 1, 0), (2, 1, 3, 2, 0), (3, 4, 6, 3, 0), (4, 7, 9, 4, 0),
+                    (5, 10, 9, 4, 1)], "the run's rows in commit order, a steps-only one too"
+    assert [r.key for r in cp.load_steps("r1", 3)] == ["k"]
     # since_seq inside a commit's events, kinds and limit over several rows
     assert [e.seq for e in cp.list_events("r1", 5)] == [6, 7, 8, 9]
     assert [e.seq for e in cp.list_events("r1", 2, limit=4)] == [3, 4, 5, 6]

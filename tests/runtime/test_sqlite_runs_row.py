@@ -12,7 +12,7 @@ import pytest
 from purpose_agent.runtime.checkpoint import SQLiteCheckpointer
 from purpose_agent.runtime.checkpoint.sqlite import SCHEMA_VERSION
 from purpose_agent.runtime.events import EventKind, create_event
-from purpose_agent.runtime.journal import Commit, Delta
+from purpose_agent.runtime.journal import Commit, Delta, StepRecord
 from purpose_agent.runtime.state import RunState, RunStatus
 
 PROGRESS = EventKind.AGENT_PROGRESS
@@ -137,6 +137,10 @@ def _schema_2_file(path: Path) -> None:
                 (header["updated_at"], json.dumps(header)))
     raw.execute("INSERT INTO journal VALUES (?, 2, 1, 1, 1, 'a', ?, ?)",
                 ((1 << 32) + 3, json.dumps(events), json.dumps(delta)))
+    waiting = StepRecord(key="2/b/interrupt/0", step=2, node="b", index=0, name="interrupt",
+                         kind="interrupt", status="waiting", result={"ask": "ok?"})
+    raw.execute("INSERT INTO steps VALUES ('old', ?, 2, ?)",
+                (waiting.key, json.dumps(waiting.to_dict())))
     raw.close()
 
 
@@ -150,11 +154,16 @@ def test_a_schema_2_file_is_upgraded_in_place_and_its_runs_read_and_resume(db_pa
     assert [e.seq for e in cp.list_events("old")] == [1, 2]
     assert cp.next_seq("old") == 3
     assert cp.run_info("old").current_node == "b"
+    assert [(r.key, r.status) for r in cp.load_steps("old", 2)] == [("2/b/interrupt/0", "waiting")]
     # resumed under schema 3: its journal rows now carry the header
     lease = cp.acquire_lease("old", "me:1", 30)
     assert lease.next_seq == 3
     state.status = RunStatus.RUNNING
-    cp.commit("old", Commit(state=state, fence=lease.fence))
+    answer = StepRecord(key="2/b/interrupt/0", step=2, node="b", index=0, name="interrupt",
+                        kind="interrupt", status="done", result="yes")
+    cp.commit("old", Commit(state=state, fence=lease.fence, steps=[answer]))
+    assert [(r.status, r.result) for r in cp.load_steps("old", 2)] == [("done", "yes")], \
+        "the journal's record of a key wins over the old table's"
     state.current_step, state.current_node = 2, "c"
     cp.commit("old", Commit(events=[create_event("old", PROGRESS)], state=state,
                             delta=Delta({"x": ["set", 2]}, "b"), fence=lease.fence))
@@ -166,3 +175,21 @@ def test_a_schema_2_file_is_upgraded_in_place_and_its_runs_read_and_resume(db_pa
     assert [e.seq for e in cp.list_events("old", 1)] == [2, 3]
     cp.close()
     assert SQLiteCheckpointer(db_path).load_latest("old").data == {"x": 2}, "upgrade is once"
+
+
+def test_a_durable_step_commit_writes_about_one_page(db_path):
+    """A step's record rides in its commit's journal row: no table of its own (and its
+    index) to update somewhere else in the file."""
+    cp = SQLiteCheckpointer(db_path, wal_autocheckpoint=0)
+    state, fence = _start(cp, "r1")
+    cp.checkpoint_wal()
+    for i in range(200):
+        rec = StepRecord(key=f"1/a/tool/{i:016x}/0", step=1, node="a", index=i, name="tool",
+                         result={"i": i})
+        cp.commit("r1", Commit(events=[create_event("r1", EventKind.TOOL_RESULT, i=i)],
+                               steps=[rec], fence=fence))
+    frames = cp._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+    assert frames / 200 < 1.5, f"{frames / 200:.2f} WAL frames per step commit"
+    assert [r.index for r in cp.load_steps("r1", 1)] == list(range(200))
+    _node(cp, state, fence, 1)
+    assert cp.load_steps("r1", 2) == [], "execution 2's records come after node 1's commit"

@@ -33,27 +33,29 @@ CREATE TABLE IF NOT EXISTS runs (
 --
 -- No index on updated_at: listing the 20 newest of 10,000 runs takes ~10 ms without it.
 --
--- The journal: one row per commit that has events or a state delta. ``events`` is a JSON
--- array of the commit's events, seqs first_seq..last_seq (NULL when it has none),
--- ``delta`` is the state delta of version ``version`` and ``header`` the run's header
--- after it (both NULL when the commit has no state).
+-- The journal: one row per commit that has events, a state delta or step records.
+-- ``events`` is a JSON array of the commit's events, seqs first_seq..last_seq (NULL when
+-- it has none), ``delta`` is the state delta of version ``version`` and ``header`` the
+-- run's header after it (both NULL when the commit has no state), ``steps`` a JSON array
+-- of the commit's step records (durable step results, human answers).
 --
--- A rowid table with no index: a row's id is (runs.num << 32) + last_seq + version, and
--- last_seq + version grows with every row of a run (a row has events, so last_seq grows,
--- or a delta, so version grows), so a run's rows sit together in commit order, a commit
--- appends one row at the end of its run's range, on one page, and the run's last row is
--- one seek. Measured per node commit: ~7 WAL frames with events and deltas in tables of
--- their own, ~6 with a WITHOUT ROWID journal keyed by run, ~4 with a rowid journal plus
--- an index by run, ~3 this way with the runs row updated too, ~1.5 without.
+-- A rowid table with no index: a row's id is (runs.num << 32) + pos, pos counting the
+-- run's rows 1, 2, 3 ..., so a run's rows sit together in commit order, a commit appends
+-- one row at the end of its run's range, on one page, and the run's last row is one
+-- seek. Measured per node commit: ~7 WAL frames with events and deltas in tables of their
+-- own, ~6 with a WITHOUT ROWID journal keyed by run, ~4 with a rowid journal plus an index
+-- by run, ~3 this way with the runs row updated too, ~1.9 without. A durable step's
+-- commit wrote ~3 pages more when its record went to a steps table keyed by step.
 CREATE TABLE IF NOT EXISTS journal (
     id INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, version INTEGER NOT NULL,
     first_seq INTEGER NOT NULL, step INTEGER NOT NULL, node TEXT, events TEXT, delta TEXT,
-    header TEXT);
--- pos: last_seq + version of the journal row written with the snapshot, where replay
--- continues.
+    header TEXT, steps TEXT);
+-- pos: that of the journal row written with the snapshot, where replay continues.
 CREATE TABLE IF NOT EXISTS snapshots (
     run_id TEXT NOT NULL, version INTEGER NOT NULL, pos INTEGER NOT NULL,
     body TEXT NOT NULL, PRIMARY KEY (run_id, version)) WITHOUT ROWID;
+-- Schema 2's step records (schema 3 journals them in their commit's row): read, never
+-- written.
 CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL, key TEXT NOT NULL, step INTEGER NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (run_id, key)) WITHOUT ROWID;
@@ -61,11 +63,13 @@ CREATE INDEX IF NOT EXISTS steps_by_step ON steps (run_id, step);
 """
 
 # Schema 2 kept every run's next seq, version and header in its runs row, updated by
-# every commit, and spliced the header into the delta. Its rows read as they are under
-# schema 3 (a NULL header column means "in the delta"; the runs row of a schema-2 run is
-# current until the run commits under schema 3, which writes headers to the journal);
-# its runs.next_seq and runs.version columns are left in place, unused.
-UPGRADES = {2: ["ALTER TABLE journal ADD COLUMN header TEXT"]}
+# every commit, spliced the header into the delta, placed a row at last_seq + version
+# (which grows too) and kept step records in the steps table. Its rows read as they are
+# under schema 3 (a NULL header column means "in the delta"; the runs row of a schema-2
+# run is current until the run commits under schema 3, which writes headers to the
+# journal); its runs.next_seq and runs.version columns are left in place, unused.
+UPGRADES = {2: ["ALTER TABLE journal ADD COLUMN header TEXT",
+                "ALTER TABLE journal ADD COLUMN steps TEXT"]}
 
 POS_BITS = 32  # a run's rows have ids (num << 32) + 1 .. (num << 32) + 2**32 - 1
 

@@ -48,10 +48,11 @@ from purpose_agent.runtime.journal import (
 
 __all__ = ["SCHEMA_VERSION", "SQLiteCheckpointer"]
 
-# The run's row and its last journal row (the tip: next seq and version), in one seek.
+# The run's row and its last journal row (the tip: its place, next seq and version), in
+# one seek.
 _TIP = (
     "SELECT r.num, r.status, r.fence, r.owner, r.lease_expires_at, r.cancel_requested, "
-    "j.last_seq, j.version FROM runs r LEFT JOIN journal j ON j.id = ("
+    "j.last_seq, j.version, j.id FROM runs r LEFT JOIN journal j ON j.id = ("
     "SELECT id FROM journal WHERE id > (r.num << 32) AND id < ((r.num + 1) << 32) "
     "ORDER BY id DESC LIMIT 1) WHERE r.run_id = ?"
 )
@@ -152,10 +153,11 @@ class SQLiteCheckpointer(BaseCheckpointer):
             if tip is None:
                 header = p.header or minimal_header(run_id)
                 num, status, fence, owner, expires, cancel = None, header["status"], 0, None, None, 0
-                last_seq = version = 0
+                last_seq = version = pos = 0
             else:
-                num, status, fence, owner, expires, cancel, last_seq, version = tip
+                num, status, fence, owner, expires, cancel, last_seq, version, pos = tip
                 last_seq, version = last_seq or 0, version or 0
+                pos = pos - (num << POS_BITS) if pos is not None else 0
             if p.fence is not None and p.fence != fence:
                 raise LeaseError(
                     f"run {run_id!r} was taken over by another owner (lease {fence}, this "
@@ -180,19 +182,14 @@ class SQLiteCheckpointer(BaseCheckpointer):
                     raise refuse_existing(run_id) from None
             events = number_events(run_id, p.events, last_seq + 1)
             next_seq = last_seq + 1 + len(events)
-            if p.delta_json is not None:
-                version += 1
-                if p.snapshot_json is not None:
-                    db.execute("INSERT INTO snapshots (run_id, version, pos, body) "
-                               "VALUES (?, ?, ?, ?)",
-                               (run_id, version, next_seq - 1 + version, p.snapshot_json))
-            if events or p.delta_json is not None:
-                self._append(db, run_id, num, next_seq, version, events, p)
-            if p.steps:
-                db.executemany(
-                    "INSERT OR REPLACE INTO steps (run_id, key, step, body) VALUES (?, ?, ?, ?)",
-                    [(run_id, rec.key, rec.step, text) for rec, text in p.steps],
-                )
+            if events or p.delta_json is not None or p.steps:
+                pos += 1
+                if p.delta_json is not None:
+                    version += 1
+                    if p.snapshot_json is not None:
+                        db.execute("INSERT INTO snapshots (run_id, version, pos, body) "
+                                   "VALUES (?, ?, ?, ?)", (run_id, version, pos, p.snapshot_json))
+                self._append(db, run_id, num, pos, next_seq, version, events, p)
             if tip is not None:
                 self._update_row(db, num, status, owner, expires, fence, p)
         lease = None if p.acquire is None else Lease(run_id, owner, fence, expires, next_seq)
@@ -215,21 +212,22 @@ class SQLiteCheckpointer(BaseCheckpointer):
                        "WHERE num = ?", (owner, expires, fence, num))
 
     @staticmethod
-    def _append(db: sqlite3.Connection, run_id: str, num: int, next_seq: int, version: int,
-                events: list[PAEvent], p: PreparedCommit) -> None:
-        """The commit's journal row; ``next_seq`` and ``version`` are the run's after it."""
-        pos = next_seq - 1 + version
+    def _append(db: sqlite3.Connection, run_id: str, num: int, pos: int, next_seq: int,
+                version: int, events: list[PAEvent], p: PreparedCommit) -> None:
+        """The commit's journal row, the run's ``pos``-th; ``next_seq`` and ``version``
+        are the run's after it."""
         if pos >= 1 << POS_BITS:
             raise StoreError(f"run {run_id!r} has outgrown the SQLite store's journal "
-                             f"({next_seq - 1} events, {version} versions)")
+                             f"({pos - 1} commits)")
         state = p.delta_json is not None
         db.execute(
             "INSERT INTO journal (id, last_seq, version, first_seq, step, node, events, "
-            "delta, header) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "delta, header, steps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ((num << POS_BITS) + pos, next_seq - 1, version, next_seq - len(events),
              p.step if state else 0, p.node if state else None,
              f"[{','.join(p.event_texts(events))}]" if events else None,
-             p.ops_json if state else None, p.header_json if state else None),
+             p.ops_json if state else None, p.header_json if state else None,
+             f"[{','.join(text for _rec, text in p.steps)}]" if p.steps else None),
         )
 
     def request_cancel(self, run_id: str) -> None:
@@ -259,7 +257,7 @@ class SQLiteCheckpointer(BaseCheckpointer):
             tip = db.execute(_TIP, (run_id,)).fetchone()
             if tip is None:
                 raise RunNotFound(f"no run {run_id!r} in {self.path}")
-            num, _status, fence, held_by, expires, _cancel, last_seq, _version = tip
+            num, _status, fence, held_by, expires, _cancel, last_seq, _version, _pos = tip
             now = time.time()
             check_lease_free(run_id, held_by, expires, now, owner)
             fence, expires = fence + 1, now + ttl
@@ -301,8 +299,8 @@ class SQLiteCheckpointer(BaseCheckpointer):
             if tip is None:
                 return out
             low, high = span(tip[0])
-            if since > 0:
-                low = self._first_after(low, high, since, tip[7] or 0)
+            if since > 0 and tip[8] is not None:
+                low = self._first_after(low, tip[8], since)
             cursor = db.execute(
                 "SELECT first_seq, events FROM journal WHERE id > ? AND id < ? "
                 "AND last_seq > ? AND events IS NOT NULL ORDER BY id", (low, high, since),
@@ -319,19 +317,16 @@ class SQLiteCheckpointer(BaseCheckpointer):
                             return out
         return out
 
-    def _first_after(self, low: int, high: int, since: int, version: int) -> int:
-        """An id just below the run's first journal row with ``last_seq > since``.
-
-        A row's position is last_seq + version: rows before ``low + since + 1`` have
-        last_seq <= since, and the first row wanted is at most ``version`` (the run's
-        version when read) further. Bisect that window with one seek per probe (the
-        caller is in a read transaction). A bound that is not tight costs only a longer scan."""
-        lo, hi = low + since, min(high - 1, low + since + version + 1)
+    def _first_after(self, low: int, last: int, since: int) -> int:
+        """An id just below the run's first journal row with ``last_seq > since``: the
+        run's rows are ``low`` < id <= ``last``, their last_seq never decreasing, so a
+        bisection finds it with one seek per probe (the caller is in a read transaction)."""
+        lo, hi = low, last
         while lo < hi:  # invariant: every row with id <= lo has last_seq <= since
             mid = (lo + hi + 1) // 2
             row = self._db.execute(
-                "SELECT last_seq FROM journal WHERE id >= ? AND id < ? ORDER BY id LIMIT 1",
-                (mid, high)).fetchone()
+                "SELECT last_seq FROM journal WHERE id >= ? AND id <= ? ORDER BY id LIMIT 1",
+                (mid, last)).fetchone()
             if row is None or row[0] > since:
                 hi = mid - 1
             else:
@@ -380,11 +375,35 @@ class SQLiteCheckpointer(BaseCheckpointer):
                                    lease_expires_at=row[2], cancel_requested=row[3])
 
     def load_steps(self, run_id: str, step: int) -> list[StepRecord]:
-        """Journaled steps of node execution ``step``, in the order they were called."""
-        rows = self._read("SELECT body FROM steps WHERE run_id = ? AND step = ?",
-                          (validate_run_id(run_id), int(step)))
-        recs = [StepRecord.from_dict(jsonutil.loads(r[0])) for r in rows]
-        return sorted(recs, key=lambda r: r.index)
+        """Journaled steps of node execution ``step``, in the order they were called.
+
+        A step's records ride in its commit's journal row. Execution ``step`` began after
+        node execution ``step - 1`` committed, so only the run's rows after that one are
+        read: found from the end, they are the current node's few. The latest record of a
+        key wins (a started at-most-once step, then its result)."""
+        validate_run_id(run_id)
+        step = int(step)
+        with self._reading() as db:
+            run = db.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if run is None:
+                return []
+            low, high = span(run[0])
+            after = db.execute(
+                "SELECT id FROM journal WHERE id > ? AND id < ? AND step = ? AND node IS NOT "
+                "NULL AND delta IS NOT NULL ORDER BY id DESC LIMIT 1",
+                (low, high, step - 1)).fetchone() if step > 1 else None
+            texts = [r[0] for r in db.execute(
+                "SELECT steps FROM journal WHERE id > ? AND id < ? AND steps IS NOT NULL "
+                "ORDER BY id", (after[0] if after else low, high))]
+            # Schema 2 kept step records in a table of their own.
+            legacy = db.execute("SELECT body FROM steps WHERE run_id = ? AND step = ?",
+                                (run_id, step)).fetchall()
+        found: dict[str, StepRecord] = {}
+        for data in [jsonutil.loads(r[0]) for r in legacy] + [
+                rec for batch in jsonutil.loads_many(texts) for rec in batch]:
+            if data["step"] == step:
+                found[data["key"]] = StepRecord.from_dict(data)
+        return sorted(found.values(), key=lambda r: r.index)
 
     def _latest_snapshot(self, run_id: str, max_version: int | None) -> tuple[int, str] | None:
         rows = self._read(
