@@ -165,9 +165,16 @@ class RunState:
     # ── serialisation ──────────────────────────────────────────────────────────
     def header(self) -> dict[str, Any]:
         """The small, fixed-size part of the state (no data, history or cache)."""
-        out = {name: getattr(self, name) for name in HEADER_FIELDS}
-        out["status"] = str(self.status)
-        return out
+        # Spelled out (HEADER_FIELDS, in order): built on every commit, and a loop of
+        # getattr costs twice as much.
+        return {
+            "run_id": self.run_id, "session_id": self.session_id, "status": str(self.status),
+            "purpose": self.purpose, "flow": self.flow, "flow_ref": self.flow_ref,
+            "current_node": self.current_node, "current_step": self.current_step,
+            "max_steps": self.max_steps, "pending": self.pending, "error": self.error,
+            "parent": self.parent, "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         out = self.header()
