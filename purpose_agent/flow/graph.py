@@ -80,6 +80,7 @@ class Flow:
         self._module = caller.get("__name__", "__main__")
         self._file = caller.get("__file__")
         self._ref: str | None = None
+        self._ref_scanned = -1  # size of the module's namespace when last searched in vain
 
     # ── definition ───────────────────────────────────────────────────────────────
     @overload
@@ -209,9 +210,13 @@ class Flow:
     @property
     def ref(self) -> str | None:
         """Where another process finds this flow: ``module:attr`` or ``path.py:attr``."""
-        if self._ref is None:
-            module = sys.modules.get(self._module)
-            for attr, value in vars(module).items() if module else ():
+        module = sys.modules.get(self._module)
+        names = vars(module) if module else {}
+        # A flow built in a function is in no module namespace: search again only once
+        # the namespace has changed, not on every run started.
+        if self._ref is None and len(names) != self._ref_scanned:
+            self._ref_scanned = len(names)
+            for attr, value in names.items():
                 if value is self:
                     if self._module == "__main__" and self._file:
                         self._ref = f"{Path(self._file).resolve()}:{attr}"

@@ -460,3 +460,27 @@ def test_a_callable_reducer_returning_non_json_fails_the_run_cleanly(cp) -> None
     assert state.status == "failed" and state.error["type"] == "SerializationError"
     assert "$.update[tag].tags" in state.error["message"]
     assert cp.load_latest("r").data == {"tags": ["a"]}
+
+
+def test_a_flow_is_found_by_reference_once_its_module_holds_it(cp) -> None:
+    """A run records where another process finds its flow (``module:attr``); a flow built
+    in a function has no such place until a module names it."""
+    import sys
+    import types
+
+    module = types.ModuleType("flows_for_ref_test")
+    sys.modules[module.__name__] = module
+    try:
+        exec("from purpose_agent import Flow, END\n"
+             "def build():\n"
+             "    flow = Flow('built')\n"
+             "    flow.add(lambda ctx: {'x': 1}, name='a')\n"
+             "    flow.edge('a', END)\n"
+             "    return flow\n", module.__dict__)
+        flow = module.build()
+        assert flow.run({}, checkpointer=cp, run_id="r1").flow_ref is None
+        assert flow.ref is None, "searched again, still nowhere"
+        module.named = flow
+        assert flow.run({}, checkpointer=cp, run_id="r2").flow_ref == "flows_for_ref_test:named"
+    finally:
+        del sys.modules[module.__name__]
