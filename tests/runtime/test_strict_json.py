@@ -294,3 +294,33 @@ def test_a_forked_child_draws_event_ids_of_its_own():
     mine = PAEvent("r1", EventKind.AGENT_PROGRESS).event_id
     assert len(child) == len(mine) == 32
     assert child[:16] != mine[:16], "the child must not reuse the parent's id prefix"
+
+
+def _canonical_reference(value):
+    """canonical() as first written: step keys of journaled runs hash this text."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":"),
+                      default=lambda obj: f"<{type(obj).__module__}.{type(obj).__qualname__}>")
+
+
+_anything = st.recursive(
+    st.one_of(json_values, st.floats(), st.sampled_from(SURROGATES), st.binary(max_size=3),
+              st.builds(object), st.sets(st.integers(), max_size=2)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.tuples(inner, inner),
+                            st.dictionaries(st.text(max_size=3), inner, max_size=3),
+                            st.dictionaries(st.integers(), inner, max_size=3)),
+    max_leaves=12)
+
+
+@settings(max_examples=300)
+@given(value=_anything)
+def test_canonical_text_never_changes(value):
+    assert jsonutil.canonical(value) == _canonical_reference(value)
+
+
+def test_canonical_refuses_what_json_dumps_refuses():
+    circular: list = []
+    circular.append(circular)
+    with pytest.raises(ValueError, match="Circular"):
+        jsonutil.canonical(circular)
+    with pytest.raises(TypeError):
+        jsonutil.canonical({1: "a", "b": 2})  # keys that cannot be sorted together
