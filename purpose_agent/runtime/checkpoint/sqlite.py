@@ -438,7 +438,23 @@ class SQLiteCheckpointer(BaseCheckpointer):
             ).fetchone()[0]
 
     def _history(self, run_id: str) -> list[tuple[int, str]]:
-        return self._deltas(run_id, 0, None)
+        """Each state commit's node and header, without its delta (which may be large)."""
+        out: list[tuple[int, str]] = []
+        with self._reading() as db:
+            run = db.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if run is None:
+                return out
+            cursor = db.execute(
+                "SELECT version, node, header, delta FROM journal WHERE id > ? AND id < ? "
+                "AND delta IS NOT NULL ORDER BY id", span(run[0]))
+            while rows := cursor.fetchmany(_BATCH):
+                for version, node, header, delta in rows:
+                    if header is None:  # a schema-2 row: the header is in the delta
+                        out.append((version, delta))
+                    else:
+                        out.append((version, f'{{"node":{jsonutil.dumps(node)},'
+                                             f'"header":{header}}}'))
+        return out
 
     def checkpoint_wal(self) -> None:
         """Fold the WAL back into the database file now and truncate it."""
