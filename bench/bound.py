@@ -29,7 +29,7 @@ from typing import Any
 
 from compare import Floor, PurposeAgent  # bench/ is the script's directory: same floor, flow
 
-from purpose_agent.runtime.checkpoint._sqlite_schema import META, SCHEMA
+from purpose_agent.runtime.checkpoint._sqlite_db import META, SCHEMA
 
 
 class Timed:

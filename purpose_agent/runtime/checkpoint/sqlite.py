@@ -28,9 +28,10 @@ from purpose_agent.runtime.checkpoint._base import (
     splice_header,
     validate_run_id,
 )
-from purpose_agent.runtime.checkpoint._sqlite_schema import (
+from purpose_agent.runtime.checkpoint._sqlite_db import (
     POS_BITS,
     SCHEMA_VERSION,
+    Transaction,
     create_schema,
     enable_wal,
     span,
@@ -104,8 +105,8 @@ class SQLiteCheckpointer(BaseCheckpointer):
                 "database, and is the directory writable?"
             ) from exc
 
-    def _tx(self) -> _Transaction:
-        return _Transaction(self)
+    def _tx(self) -> Transaction:
+        return Transaction(self._db, self._lock, self.path)
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
@@ -466,49 +467,6 @@ class SQLiteCheckpointer(BaseCheckpointer):
 
     def __repr__(self) -> str:
         return f"SQLiteCheckpointer({str(self.path)!r}, synchronous={self.synchronous!r})"
-
-
-class _Transaction:
-    """``with store._tx() as db``: one ``BEGIN IMMEDIATE`` … ``COMMIT`` under the store's
-    lock, rolled back on any exception; SQLite errors become StoreError. (A class, not a
-    generator: it wraps every commit, and costs a third as much.)"""
-
-    __slots__ = ("store",)
-
-    def __init__(self, store: SQLiteCheckpointer) -> None:
-        self.store = store
-
-    def __enter__(self) -> sqlite3.Connection:
-        store = self.store
-        store._lock.acquire()
-        try:
-            store._db.execute("BEGIN IMMEDIATE")
-        except BaseException as exc:
-            store._lock.release()
-            if isinstance(exc, sqlite3.Error):
-                raise store_error(exc, store.path) from exc
-            raise
-        return store._db
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 _tb: Any) -> None:
-        store = self.store
-        db = store._db
-        try:
-            if kind is None:
-                try:
-                    db.execute("COMMIT")
-                    return
-                except BaseException as error:
-                    exc = error
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise store_error(exc, store.path) from exc
-        finally:
-            store._lock.release()
-        if exc is not None and kind is None:
-            raise exc
 
 
 _INFO = "SELECT header, owner, lease_expires_at, cancel_requested, status, num FROM runs"

@@ -1,10 +1,12 @@
-"""The SQLite store's schema, its upgrades, and the helpers its connection needs."""
+"""The SQLite store's schema, its upgrades, its transactions and its errors."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from purpose_agent.errors import SchemaVersionError, StoreError
 
@@ -103,6 +105,47 @@ def create_schema(db: sqlite3.Connection, path: Path) -> None:
             db.execute(statement)
     if found is None:
         db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+
+class Transaction:
+    """``with Transaction(db, lock, path) as db``: one ``BEGIN IMMEDIATE`` … ``COMMIT``
+    under ``lock``, rolled back on any exception; SQLite errors become StoreError. (A
+    class, not a generator: it wraps every commit, and costs a third as much.)"""
+
+    __slots__ = ("db", "lock", "path")
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock, path: Path) -> None:
+        self.db, self.lock, self.path = db, lock, path
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.lock.acquire()
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            self.lock.release()
+            if isinstance(exc, sqlite3.Error):
+                raise store_error(exc, self.path) from exc
+            raise
+        return self.db
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 _tb: Any) -> None:
+        db = self.db
+        try:
+            if kind is None:
+                try:
+                    db.execute("COMMIT")
+                    return
+                except BaseException as error:
+                    exc = error
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise store_error(exc, self.path) from exc
+        finally:
+            self.lock.release()
+        if exc is not None and kind is None:
+            raise exc
 
 
 def enable_wal(db: sqlite3.Connection, busy_timeout: float) -> None:
