@@ -47,9 +47,33 @@ def redact_text(text: str, *secrets: str | None) -> str:
     return _SECRET_TEXT.sub(REDACTED, text)
 
 
+# How much more than what is shown summarize() reads of each string: a token that starts
+# in the shown part has at least this many of its characters in the part redacted (the
+# patterns match from 8-12), so it is recognised and masked whole.
+_MARGIN = 256
+
+
 def summarize(value: Any, limit: int = 200) -> str:
-    """A short, redacted, JSON-ish text form of ``value`` for events and displays."""
-    text = value if isinstance(value, str) else jsonutil.canonical(redact(value))
+    """A short, redacted, JSON-ish text form of ``value`` for events and displays.
+
+    Only the start of the text is shown, so only the start of each string (and of each
+    list) is redacted and encoded: a 4 KB model reply costs its first few hundred
+    characters, not a regex over all of it (~160 µs per durable step, measured)."""
+    cap = limit + _MARGIN
     if isinstance(value, str):
-        text = redact_text(text)
+        text = redact_text(value[:cap])
+    else:
+        text = jsonutil.canonical(redact(_clip(value, cap)))
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _clip(value: Any, cap: int) -> Any:
+    """``value`` with strings and lists cut to ``cap``: its canonical text reads the same
+    for at least ``cap`` characters (each element or character writes at least one)."""
+    if isinstance(value, str):
+        return value[:cap]
+    if isinstance(value, dict):
+        return {k: _clip(v, cap) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clip(v, cap) for v in value[:cap]]
+    return value
