@@ -227,6 +227,7 @@ class NodeContext:
     def _finish(self, rec: StepRecord, result: Any, opts: StepOptions) -> Any:
         text = jsonutil.dumps(result, f"$.steps.{rec.name}")
         rec.status, rec.result, rec.ts = "done", jsonutil.loads(text), time.time()
+        rec.result_json = text
         if opts.events:
             self._runner.event(EventKind.TOOL_RESULT, self.node, step=rec.name,
                                result=summarize(rec.result))

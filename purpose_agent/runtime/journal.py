@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from purpose_agent.errors import RunBusyError
+from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.events import PAEvent
 from purpose_agent.runtime.state import NodeState, RunState, RunStatus
 
@@ -103,6 +104,9 @@ class StepRecord:
     at_most_once: bool = False
     attempt: int = 1
     ts: float = field(default_factory=time.time)
+    # ``result`` as strict JSON, when whoever set it has encoded it already (a step's
+    # result is encoded once to check and copy it): not part of the record's value.
+    result_json: str | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,9 +116,19 @@ class StepRecord:
             "attempt": self.attempt, "ts": self.ts,
         }
 
+    def to_json(self) -> str:
+        """The record as stored; a result already encoded is not encoded again (a model's
+        reply can be kilobytes, and every model call is a step)."""
+        if self.result_json is None:
+            return jsonutil.dumps(self.to_dict(), f"$.steps.{self.name}")
+        rest = self.to_dict()
+        del rest["result"]
+        return f'{jsonutil.dumps(rest, f"$.steps.{self.name}")[:-1]},"result":{self.result_json}}}'
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StepRecord:
-        return cls(**{k: data[k] for k in data if k in cls.__slots__})  # type: ignore[attr-defined]
+        return cls(**{k: data[k] for k in data  # type: ignore[attr-defined]
+                      if k in cls.__slots__ and k != "result_json"})
 
 
 # ── commits ───────────────────────────────────────────────────────────────────────

@@ -117,7 +117,7 @@ def prepare(run_id: str, commit: Commit) -> PreparedCommit:
         delta_json = splice_header(ops_json, header_json)
         if commit.snapshot:
             snapshot_json = jsonutil.dumps(state.to_dict(), "$.state")
-    steps = [(rec, jsonutil.dumps(rec.to_dict(), f"$.steps.{rec.name}")) for rec in commit.steps]
+    steps = [(rec, rec.to_json()) for rec in commit.steps]
     return PreparedCommit(
         events=list(commit.events), header=header, header_json=header_json,
         delta_json=delta_json, snapshot_json=snapshot_json, step=step, node=node,
