@@ -131,7 +131,6 @@ def splice_header(ops_json: str, header_json: str) -> str:
     return f'{ops_json[:-1]},"header":{header_json}}}'
 
 
-
 def minimal_header(run_id: str) -> dict[str, Any]:
     """The header of a run known only through ``save_event``."""
     now = time.time()

@@ -46,6 +46,7 @@ from purpose_agent.runtime.journal import (
     check_lease_free,
     sort_infos,
 )
+from purpose_agent.runtime.state import RunStatus
 
 __all__ = ["SCHEMA_VERSION", "SQLiteCheckpointer"]
 
@@ -54,10 +55,10 @@ __all__ = ["SCHEMA_VERSION", "SQLiteCheckpointer"]
 _TIP = (
     "SELECT r.num, r.status, r.fence, r.owner, r.lease_expires_at, r.cancel_requested, "
     "j.last_seq, j.version, j.id FROM runs r LEFT JOIN journal j ON j.id = ("
-    "SELECT id FROM journal WHERE id > (r.num << 32) AND id < ((r.num + 1) << 32) "
-    "ORDER BY id DESC LIMIT 1) WHERE r.run_id = ?"
+    f"SELECT id FROM journal WHERE id > (r.num << {POS_BITS}) AND id < ((r.num + 1) << "
+    f"{POS_BITS}) ORDER BY id DESC LIMIT 1) WHERE r.run_id = ?"
 )
-_RUNNING = "running"
+_RUNNING = str(RunStatus.RUNNING)
 
 # Rows read and decoded per batch when a read may stop early (list_events with a limit).
 _BATCH = 256
@@ -227,9 +228,9 @@ class SQLiteCheckpointer(BaseCheckpointer):
         """Delete the run and everything journaled for it. True if it existed."""
         validate_run_id(run_id)
         with self._tx() as db:
-            row = db.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            if row is not None:
-                db.execute("DELETE FROM journal WHERE id > ? AND id < ?", span(row[0]))
+            ids = _run_span(db, run_id)
+            if ids is not None:
+                db.execute("DELETE FROM journal WHERE id > ? AND id < ?", ids)
             found = db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount > 0
             for table in ("snapshots", "steps"):
                 db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
@@ -333,8 +334,8 @@ class SQLiteCheckpointer(BaseCheckpointer):
         """Newest first. A run that is not running was last updated with its runs row, so
         SQL orders and limits those; the few running runs are read from their journal."""
         wanted = str(status) if status is not None else None
-        settled = f"{_INFO} WHERE status != '{_RUNNING}'"
-        params: list[Any] = []
+        settled = f"{_INFO} WHERE status != ?"
+        params: list[Any] = [_RUNNING]
         if wanted is not None:
             settled += " AND status = ?"
             params.append(wanted)
@@ -345,7 +346,7 @@ class SQLiteCheckpointer(BaseCheckpointer):
         with self._reading() as db:
             rows = db.execute(settled, params).fetchall() if wanted != _RUNNING else []
             if wanted in (None, _RUNNING):
-                rows += db.execute(f"{_INFO} WHERE status = '{_RUNNING}'").fetchall()
+                rows += db.execute(f"{_INFO} WHERE status = ?", (_RUNNING,)).fetchall()
             infos = [self._info(db, row) for row in rows]
         return sort_infos(infos, None, limit)
 
@@ -370,10 +371,10 @@ class SQLiteCheckpointer(BaseCheckpointer):
         validate_run_id(run_id)
         step = int(step)
         with self._reading() as db:
-            run = db.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            if run is None:
+            ids = _run_span(db, run_id)
+            if ids is None:
                 return []
-            low, high = span(run[0])
+            low, high = ids
             after = db.execute(
                 "SELECT id FROM journal WHERE id > ? AND id < ? AND step = ? AND node IS NOT "
                 "NULL AND delta IS NOT NULL ORDER BY id DESC LIMIT 1",
@@ -405,10 +406,10 @@ class SQLiteCheckpointer(BaseCheckpointer):
         out: list[tuple[int, str]] = []
         limit = upto if upto is not None else 2**62
         with self._reading() as db:
-            run = db.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            if run is None:
+            ids = _run_span(db, run_id)
+            if ids is None:
                 return out
-            low, high = span(run[0])
+            low, high = ids
             if after:
                 snap = db.execute("SELECT pos FROM snapshots WHERE run_id = ? AND version = ?",
                                   (run_id, after)).fetchone()
@@ -429,25 +430,25 @@ class SQLiteCheckpointer(BaseCheckpointer):
 
     def _node_version(self, run_id: str, step: int) -> int | None:
         with self._reading() as db:
-            run = db.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            if run is None:
+            ids = _run_span(db, run_id)
+            if ids is None:
                 return None
             return db.execute(
                 "SELECT min(version) FROM journal WHERE id > ? AND id < ? AND step = ? "
                 "AND delta IS NOT NULL AND (node IS NOT NULL OR ? = 0)",
-                (*span(run[0]), int(step), int(step)),
+                (*ids, int(step), int(step)),
             ).fetchone()[0]
 
     def _history(self, run_id: str) -> list[tuple[int, str]]:
         """Each state commit's node and header, without its delta (which may be large)."""
         out: list[tuple[int, str]] = []
         with self._reading() as db:
-            run = db.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            if run is None:
+            ids = _run_span(db, run_id)
+            if ids is None:
                 return out
             cursor = db.execute(
                 "SELECT version, node, header, delta FROM journal WHERE id > ? AND id < ? "
-                "AND delta IS NOT NULL ORDER BY id", span(run[0]))
+                "AND delta IS NOT NULL ORDER BY id", ids)
             while rows := cursor.fetchmany(_BATCH):
                 for version, node, header, delta in rows:
                     if header is None:  # a schema-2 row: the header is in the delta
@@ -467,6 +468,12 @@ class SQLiteCheckpointer(BaseCheckpointer):
 
     def __repr__(self) -> str:
         return f"SQLiteCheckpointer({str(self.path)!r}, synchronous={self.synchronous!r})"
+
+
+def _run_span(db: sqlite3.Connection, run_id: str) -> tuple[int, int] | None:
+    """The journal ids of run ``run_id`` lie strictly between these two (None: no run)."""
+    row = db.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    return None if row is None else span(row[0])
 
 
 _INFO = "SELECT header, owner, lease_expires_at, cancel_requested, status, num FROM runs"
