@@ -34,7 +34,6 @@ from .common import (
     require_run,
     resolve_url,
     stdout_json,
-    store_exists,
 )
 from .render import (
     EventTail,
@@ -106,8 +105,7 @@ def runs(
 ) -> None:
     """List runs, newest first: id, flow, status, current node, steps, last update."""
     url = resolve_url(db)
-    infos = open_store(url).list_run_infos(status=status, limit=limit) if store_exists(url) \
-        else []
+    infos = open_store(url, read_only=True).list_run_infos(status=status, limit=limit)
     if as_json:
         stdout_json([run_row(info) for info in infos])
     elif not infos:
@@ -125,7 +123,7 @@ def runs(
 def show(run_id: RunArg, as_json: JsonOption = False, db: DbOption = None) -> None:
     """Show a run: status, data, completed nodes, what it waits for, lease, error."""
     url = resolve_url(db)
-    cp = require_run(url, run_id)
+    cp = require_run(url, run_id, read_only=True)
     info = cp.run_info(run_id)
     state = cp.load_latest(run_id)
     if state is None:
@@ -152,7 +150,7 @@ def events(
 ) -> None:
     """Print a run's event log (a JSON array with --json)."""
     url = resolve_url(db)
-    cp = require_run(url, run_id)
+    cp = require_run(url, run_id, read_only=True)
     if not follow:
         found = cp.list_events(run_id, since_seq=since, kinds=kind or None)
         if as_json:
@@ -190,7 +188,7 @@ def events(
 def transcript(run_id: RunArg, db: DbOption = None) -> None:
     """Print a run's readable transcript, rebuilt from its events alone."""
     url = resolve_url(db)
-    cp = require_run(url, run_id)
+    cp = require_run(url, run_id, read_only=True)
     _console().print(literal(render_transcript(cp.list_events(run_id)), end=""))
 
 

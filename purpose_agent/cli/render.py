@@ -179,6 +179,9 @@ def print_state(console: Console, state: RunState, info: RunInfo | None) -> None
         err = state.error
         field("error", literal(f"{err.get('type')}: {err.get('message')} (node "
                                f"{err.get('node')}, attempt {err.get('attempt')})", style="red"))
+        if err.get("traceback"):
+            field("traceback", literal("of the last attempt:", style="dim"))
+            console.print(literal(str(err["traceback"]).rstrip(), style="dim"))
     console.print(literal("data", style="bold"))
     console.print(literal(pretty_json(state.data)))
 
