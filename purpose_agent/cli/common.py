@@ -137,16 +137,23 @@ def not_found(run_id: str, url: str) -> RunNotFound:
     return RunNotFound(f"no run {run_id!r} in {url}; `purpose-agent runs --db {url}` lists them")
 
 
-def parse_json(option: str, text: str) -> Any:
-    """Strict JSON from a command-line option, or a usage error that says how to quote."""
+def parse_json(option: str, text: str, *, set_key: str | None = None) -> Any:
+    """Strict JSON from a command-line option, or a usage error that says how to quote.
+
+    The examples in the error are commands that work as typed: ``--answer '"yes"'``, or
+    for ``--set`` (``set_key``) ``--set 'draft="yes"'``, key and value in one argument.
+    """
     try:
         value = jsonutil.loads(text)
         jsonutil.check(value, option)
     except (ValueError, PurposeAgentError) as exc:
+        samples = ('"yes"', "true", '{"k": 1}')
+        examples = ", ".join(
+            shlex.join(["--set", f"{set_key}={sample}"] if set_key is not None
+                       else [option, sample]) for sample in samples)
         raise CliError(
             f"{option} is not valid JSON ({one_line(str(exc))}): {text!r}; strings need "
-            f"quotes, e.g. {option} '\"yes\"', {option} true, {option} '{{\"k\": 1}}'",
-            EXIT_USAGE) from None
+            f"quotes, e.g. {examples}", EXIT_USAGE) from None
     return value
 
 
@@ -160,7 +167,7 @@ def parse_sets(items: list[str] | None) -> dict[str, Any] | None:
         if not sep or not key:
             raise CliError(f"--set expects key=JSON, got {item!r}; e.g. --set "
                            "'draft=\"new text\"' or --set retries=3", EXIT_USAGE)
-        out[key] = parse_json(f"--set {key}", text)
+        out[key] = parse_json(f"--set {key}", text, set_key=key)
     return out
 
 
