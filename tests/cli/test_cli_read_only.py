@@ -29,7 +29,8 @@ def _readers(run_id: str = "r1") -> list[list[str]]:
 
 
 def _listing(path: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
+            if p.is_file()}
 
 
 def test_a_missing_store_is_reported_and_not_created(cli) -> None:
@@ -136,9 +137,15 @@ def _finished_run(cli) -> None:
 
 
 @needs_read_only
+@pytest.mark.parametrize("store", ["sqlite", "jsonl"])
 @pytest.mark.parametrize("which", ["directory", "file"])
-def test_a_store_in_a_read_only_place_can_be_listed_and_inspected(cli, which) -> None:
-    _finished_run(cli)
+def test_a_store_in_a_read_only_place_can_be_listed_and_inspected(cli, which, store) -> None:
+    if store == "jsonl":
+        cli.db = cli.cwd / "journals" / "r1.jsonl"  # the run's journal is the file
+        cli.env["PURPOSE_AGENT_DB"] = f"jsonl:///{cli.db.parent}"
+        cli.ok("demo", "--yes", "--run-id", "r1")
+    else:
+        _finished_run(cli)
     target = cli.db.parent if which == "directory" else cli.db
     before = _listing(cli.db.parent)
     listed = _run_read_only(cli, target, "runs", "--json")
@@ -152,7 +159,7 @@ def test_a_store_in_a_read_only_place_can_be_listed_and_inspected(cli, which) ->
     if which == "directory":
         assert _listing(cli.db.parent) == before
     else:
-        assert cli.db.read_bytes() == before["runs.db"]
+        assert cli.db.read_bytes() == before[cli.db.name]
 
 
 @needs_read_only
