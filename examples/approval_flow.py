@@ -3,6 +3,8 @@
     python examples/approval_flow.py start          # runs until it asks for approval
     CRASH=1 python examples/approval_flow.py approve  # approves, then dies mid-refund
     python examples/approval_flow.py resume         # finishes: nothing is repeated
+
+The run is journaled in $PURPOSE_AGENT_DB, else .purpose_agent/refunds.db.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import signal
 import sys
 
-from purpose_agent import END, Flow, open_checkpointer, step
+from purpose_agent import END, Flow, RunNotFound, RunStateError, open_checkpointer, step
 
 flow = Flow("refund", purpose="Refund an order once a person approves it")
 
@@ -51,12 +53,17 @@ flow.route("approve", lambda data: "refund" if data["approved"] else END)
 flow.edge("refund", END)
 
 if __name__ == "__main__":
-    store = open_checkpointer(os.environ.get("PURPOSE_AGENT_DB", "refunds.db"))
+    # $PURPOSE_AGENT_DB, else a file under .purpose_agent/ (which git ignores)
+    store = open_checkpointer(os.environ.get("PURPOSE_AGENT_DB", ".purpose_agent/refunds.db"))
     command = sys.argv[1] if len(sys.argv) > 1 else "start"
-    if command == "start":
-        state = flow.run({"order_id": "A-17"}, checkpointer=store, run_id="refund-A-17")
-    elif command == "approve":
-        state = flow.resume("refund-A-17", checkpointer=store, answer=True)
-    else:
-        state = flow.resume("refund-A-17", checkpointer=store)
+    try:
+        if command == "start":
+            state = flow.run({"order_id": "A-17"}, checkpointer=store, run_id="refund-A-17")
+        elif command == "approve":
+            state = flow.resume("refund-A-17", checkpointer=store, answer=True)
+        else:
+            state = flow.resume("refund-A-17", checkpointer=store)
+    except (RunStateError, RunNotFound) as exc:  # e.g. started twice, or resumed when done
+        sys.exit(f"{command}: {exc}")
+    state.raise_for_status()  # a FAILED run raises RunFailed, with the node's traceback
     print(state.status, state.pending or state.data)

@@ -12,7 +12,7 @@ Without a server, a scripted local one (purpose_agent.agents.testing) plays the 
 The key, if the server needs one, comes from OPENAI_API_KEY and is never journaled.
 When the model proposes a refund the run pauses and asks on stdin: ``y`` approves,
 a number approves that amount instead, anything else rejects. Every model call and tool
-call is journaled in $PURPOSE_AGENT_DB (default ./support.db).
+call is journaled in $PURPOSE_AGENT_DB (default ./.purpose_agent/support.db).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def main(argv: list[str]) -> int:
             print(f"{exc}; or run with --offline", file=sys.stderr)
             return 2
         flow = build_flow(model)
-        store = open_checkpointer(os.environ.get("PURPOSE_AGENT_DB", "support.db"))
+        store = open_checkpointer(os.environ.get("PURPOSE_AGENT_DB", ".purpose_agent/support.db"))
         run_id = f"support-{uuid.uuid4().hex[:8]}"
         state = flow.run({"ticket": ticket}, checkpointer=store, run_id=run_id)
         while state.status is RunStatus.PAUSED and state.pending is not None:

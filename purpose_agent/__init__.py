@@ -13,6 +13,7 @@ from purpose_agent.errors import (
     NodeTimeout,
     PurposeAgentError,
     RunBusyError,
+    RunFailed,
     RunNotFound,
     RunStateError,
     SchemaVersionError,
@@ -20,6 +21,7 @@ from purpose_agent.errors import (
     SerializationError,
     StepInDoubt,
     StoreError,
+    StoreNotFound,
 )
 from purpose_agent.flow import END, Flow, NodeContext, step
 from purpose_agent.runtime.checkpoint import (
@@ -50,6 +52,7 @@ __all__ = [
     "PAEvent",
     "PurposeAgentError",
     "RunBusyError",
+    "RunFailed",
     "RunNotFound",
     "RunState",
     "RunStateError",
@@ -60,6 +63,7 @@ __all__ = [
     "SerializationError",
     "StepInDoubt",
     "StoreError",
+    "StoreNotFound",
     "__version__",
     "open_checkpointer",
     "step",

@@ -4,6 +4,7 @@ Every error the library raises on purpose derives from :class:`PurposeAgentError
 
     PurposeAgentError
     ├── StoreError                  a store cannot be opened, read or written
+    │   ├── StoreNotFound           no store at the path a reader was given
     │   ├── SchemaVersionError      the store was written by a newer purpose-agent
     │   ├── SeqConflictError        an event seq would leave a gap or a duplicate
     │   └── LeaseError              a write without the current lease
@@ -12,6 +13,7 @@ Every error the library raises on purpose derives from :class:`PurposeAgentError
     ├── RunNotFound                 no run with that id in the store
     ├── RunBusyError                the run is being advanced by another live process
     ├── RunStateError               the run is not in a state that allows the operation
+    │   ├── RunFailed               raised by ``RunState.raise_for_status()`` for a failed run
     │   └── StepInDoubt             an at-most-once step may or may not have happened
     ├── FlowDefinitionError         the flow graph is invalid (unknown node, no way out …)
     ├── FlowChangedError            the flow's code no longer matches what the run journaled
@@ -27,6 +29,8 @@ catches them.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PurposeAgentError(Exception):
     """Root of every error purpose-agent raises on purpose."""
@@ -34,6 +38,10 @@ class PurposeAgentError(Exception):
 
 class StoreError(PurposeAgentError):
     """A store could not be opened, read or written. Earlier commits stay intact."""
+
+
+class StoreNotFound(StoreError):
+    """A store opened read-only does not exist (readers never create one)."""
 
 
 class SchemaVersionError(StoreError):
@@ -100,6 +108,37 @@ class StepInDoubt(RunStateError):
     """
 
 
+class RunFailed(RunStateError):
+    """The run is FAILED: raised by :meth:`RunState.raise_for_status`.
+
+    ``run_id`` and ``node`` say where; ``error_type``, ``error_message`` and
+    ``error_traceback`` are those of the exception that failed the node's last attempt
+    (the traceback as text, redacted and shortened; ``None`` for runs journaled before
+    tracebacks were kept). ``error`` is the run's whole ``state.error``.
+    """
+
+    def __init__(self, run_id: str, error: dict[str, Any] | None) -> None:
+        err = dict(error or {})
+        self.run_id = run_id
+        self.error = err
+        self.node: str | None = err.get("node")
+        self.error_type: str | None = err.get("type")
+        self.error_message: str | None = err.get("message")
+        self.error_traceback: str | None = err.get("traceback")
+        super().__init__(f"run {run_id!r} failed in node {self.node}"
+                         f" (attempt {err.get('attempt')}): {self.error_type}: "
+                         f"{self.error_message}")
+
+    def __str__(self) -> str:
+        text = str(self.args[0])
+        if self.error_traceback:
+            text += "\n\nthe node's traceback (last attempt):\n" + self.error_traceback.rstrip()
+        return text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.run_id, self.error))
+
+
 class ControlSignal(BaseException):
     """Base of the engine's control-flow signals; never raised to user code's handlers."""
 
@@ -115,6 +154,7 @@ __all__ = [
     "NodeTimeout",
     "PurposeAgentError",
     "RunBusyError",
+    "RunFailed",
     "RunNotFound",
     "RunStateError",
     "SchemaVersionError",
@@ -122,4 +162,5 @@ __all__ = [
     "SerializationError",
     "StepInDoubt",
     "StoreError",
+    "StoreNotFound",
 ]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
 
 from purpose_agent.errors import PurposeAgentError, RunBusyError
 
@@ -29,9 +30,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     usage_error = _base_named(typer.BadParameter, "UsageError")
     click_error = _base_named(typer.BadParameter, "ClickException")
     command = typer.main.get_command(app)
+    stdout = sys.stdout
+    sys.stdout = _GuardedStdout(stdout)
     try:
         result = command.main(args=list(argv) if argv is not None else None,
                               prog_name="purpose-agent", standalone_mode=False)
+    except (StdoutClosed, BrokenPipeError):
+        return _stdout_closed(stdout)
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except click_error as exc:
@@ -60,7 +65,58 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(f"unexpected {type(exc).__name__}: {exc} (a bug; run again with "
              "PURPOSE_AGENT_DEBUG=1 to see the traceback, and please report it)")
         return EXIT_ERROR
+    finally:
+        if isinstance(sys.stdout, _GuardedStdout):
+            sys.stdout = stdout
     return result if isinstance(result, int) else 0
+
+
+class StdoutClosed(Exception):
+    """Whoever read this process's stdout went away. Deliberately not an OSError:
+    click turns an EPIPE OSError into exit 1 wherever it happens."""
+
+
+class _GuardedStdout:
+    """``sys.stdout`` whose writes raise StdoutClosed when the pipe's reader is gone, for
+    every writer (print, rich, click's help)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise StdoutClosed from None
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise StdoutClosed from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _stdout_closed(stdout: TextIO) -> int:
+    """The reader of our stdout went away (``purpose-agent events -f | head -1``): end
+    quietly with 0, as other command-line tools do."""
+    # Python flushes stdout again at exit, which would fail the same way and print
+    # "Exception ignored ... BrokenPipeError": point it at /dev/null first (the recipe in
+    # the signal module's documentation).
+    try:
+        fd = stdout.fileno()
+    except (OSError, ValueError):  # not a real file (a test's capture): nothing to flush
+        return 0
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+    return 0
 
 
 def _base_named(cls: type, name: str) -> type[Exception]:

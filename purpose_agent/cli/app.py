@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import sys
 import time
@@ -11,10 +12,11 @@ import typer
 from rich.console import Console
 from rich.prompt import Confirm
 
+import purpose_agent
 from purpose_agent.errors import RunStateError
 from purpose_agent.flow.engine import MISSING
 from purpose_agent.flow.graph import cancel_run, fork_run
-from purpose_agent.runtime.events import PAEvent
+from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.state import RunStatus
 from purpose_agent.runtime.transcript import render_transcript
 
@@ -34,11 +36,9 @@ from .common import (
     require_run,
     resolve_url,
     stdout_json,
-    store_exists,
 )
 from .render import (
     EventTail,
-    event_line,
     events_table,
     literal,
     print_state,
@@ -59,6 +59,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+EVENT_KINDS = tuple(str(kind) for kind in EventKind)
+
 RunArg = Annotated[str, typer.Argument(metavar="RUN", help="The run id.", show_default=False)]
 SetOption = Annotated[list[str] | None, typer.Option(
     "--set", metavar="KEY=JSON", help="Replace a data key first (repeatable), e.g. "
@@ -70,6 +72,28 @@ def _console() -> Console:
     # $COLUMNS says otherwise; --json is the format meant for programs.
     width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
     return Console(highlight=False, emoji=False, soft_wrap=True, width=width)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("purpose-agent")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return purpose_agent.__version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"purpose-agent {_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", "-V", help="Print the version of purpose-agent and exit.",
+        callback=_print_version, is_eager=True)] = False,
+) -> None:
+    """Durable AI agent runs."""
 
 
 @app.command()
@@ -106,8 +130,7 @@ def runs(
 ) -> None:
     """List runs, newest first: id, flow, status, current node, steps, last update."""
     url = resolve_url(db)
-    infos = open_store(url).list_run_infos(status=status, limit=limit) if store_exists(url) \
-        else []
+    infos = open_store(url, read_only=True).list_run_infos(status=status, limit=limit)
     if as_json:
         stdout_json([run_row(info) for info in infos])
     elif not infos:
@@ -125,7 +148,7 @@ def runs(
 def show(run_id: RunArg, as_json: JsonOption = False, db: DbOption = None) -> None:
     """Show a run: status, data, completed nodes, what it waits for, lease, error."""
     url = resolve_url(db)
-    cp = require_run(url, run_id)
+    cp = require_run(url, run_id, read_only=True)
     info = cp.run_info(run_id)
     state = cp.load_latest(run_id)
     if state is None:
@@ -142,34 +165,42 @@ def events(
     since: Annotated[int, typer.Option("--since", metavar="SEQ", min=0,
                                        help="Only events after this seq.")] = 0,
     kind: Annotated[list[str] | None, typer.Option(
-        "--kind", "-k", metavar="KIND", help="Only events of this kind, e.g. tool.call "
-        "(repeatable).", show_default=False)] = None,
+        "--kind", "-k", metavar="KIND", help="Only events of this kind (repeatable): "
+        + ", ".join(EVENT_KINDS) + ".", show_default=False)] = None,
     follow: Annotated[bool, typer.Option(
         "--follow", "-f", help="Keep printing new events until the run is no longer "
         "running (with --json: one JSON object per line).")] = False,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """Print a run's event log (a JSON array with --json)."""
+    """Print a run's event log: a table (streamed with --follow), or with --json a JSON
+    array (with --follow: one JSON object per line)."""
+    unknown = sorted(set(kind or ()) - set(EVENT_KINDS))
+    if unknown:
+        raise CliError(f"unknown event kind(s) {', '.join(unknown)}; the kinds are "
+                       + ", ".join(EVENT_KINDS), EXIT_USAGE)
     url = resolve_url(db)
-    cp = require_run(url, run_id)
+    cp = require_run(url, run_id, read_only=True)
+    console = _console()
     if not follow:
         found = cp.list_events(run_id, since_seq=since, kinds=kind or None)
         if as_json:
             stdout_json([e.to_dict() for e in found])
         else:
-            _console().print(events_table(found))
+            console.print(events_table(found, console.width))
         return
-    console = _console()
     wanted = set(kind or ())
+    if not as_json:
+        console.print(events_table([], console.width))  # the header, then rows as they come
 
     def emit(event: PAEvent) -> None:
         if wanted and str(event.kind) not in wanted:
             return
         if as_json:
             print(event.to_json(), flush=True)
-        elif (line := event_line(event)) is not None:
-            console.print(line)
+        else:
+            console.print(events_table([event], console.width, header=False))
+            sys.stdout.flush()
 
     tail = EventTail(cp, run_id, emit, since=since)
     while True:
@@ -190,7 +221,7 @@ def events(
 def transcript(run_id: RunArg, db: DbOption = None) -> None:
     """Print a run's readable transcript, rebuilt from its events alone."""
     url = resolve_url(db)
-    cp = require_run(url, run_id)
+    cp = require_run(url, run_id, read_only=True)
     _console().print(literal(render_transcript(cp.list_events(run_id)), end=""))
 
 

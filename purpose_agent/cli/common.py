@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 import typer
 
@@ -20,12 +18,14 @@ from purpose_agent.errors import (
     RunBusyError,
     RunNotFound,
     StoreError,
+    StoreNotFound,
 )
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import (
     BaseCheckpointer,
     default_url,
     open_checkpointer,
+    parse_store_url,
     validate_run_id,
 )
 
@@ -47,14 +47,17 @@ EXIT_CODES_HELP = """Exit codes:
   2  bad usage: unknown option, bad JSON in --answer / --set, invalid run id
   3  no such run
   4  the run is busy: another live process is advancing it
-  5  the store cannot be opened, read or written (not a database, newer schema)
+  5  the store cannot be opened, read or written: no store at that path, not a
+     purpose-agent store, unreadable, or from a newer version
   6  the flow cannot be imported, or no longer matches the run
 """
 
 DbOption = Annotated[str | None, typer.Option(
     "--db", metavar="URL",
-    help="The run store: sqlite:///path.db, path.db, jsonl:///dir or memory://. "
-         "Default: $PURPOSE_AGENT_DB, else ./.purpose_agent/runs.db.",
+    help="The run store: path.db or sqlite:///path.db (relative to the working "
+         "directory), sqlite:////abs/path.db (absolute), sqlite:///:memory:, jsonl:///dir "
+         "(jsonl:////abs/dir), or memory://. Default: $PURPOSE_AGENT_DB, else "
+         "./.purpose_agent/runs.db.",
     show_default=False)]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 
@@ -96,44 +99,35 @@ def resolve_url(db: str | None) -> str:
     return db or default_url()
 
 
-def _sqlite_path(url: str) -> Path | None:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme in ("sqlite", "sqlite3"):
-        return Path(parts.netloc + parts.path)
-    if not scheme and Path(url).suffix.lower() in (".db", ".sqlite", ".sqlite3"):
-        return Path(url)
-    return None
-
-
 def store_exists(url: str) -> bool:
     """False when ``url`` names a SQLite file or JSONL directory that does not exist yet."""
-    path = _sqlite_path(url)
-    if path is not None:
-        return path.exists()
-    parts = urlsplit(url)
-    if parts.scheme.lower() == "jsonl":
-        return Path(parts.netloc + parts.path).exists()
-    return True
+    parsed = parse_store_url(url)
+    return parsed.path is None or parsed.path.exists()
 
 
-def open_store(url: str) -> BaseCheckpointer:
-    """Open the store (``open_checkpointer``); StoreError names what was wrong."""
-    return open_checkpointer(url)
+def open_store(url: str, *, read_only: bool = False) -> BaseCheckpointer:
+    """Open the store (``open_checkpointer``); StoreError names what was wrong.
+
+    Commands that only read (runs, show, events, transcript) pass ``read_only=True``: they
+    never create, upgrade or change a store, and a missing one is StoreNotFound.
+    """
+    return open_checkpointer(url, read_only=read_only)
 
 
-def require_store(url: str, run_id: str) -> BaseCheckpointer:
-    """Open the store for a command about one run; RunNotFound if there is no store yet
+def require_store(url: str, run_id: str, *, read_only: bool = False) -> BaseCheckpointer:
+    """Open the store for a command about one run; StoreNotFound if there is no store
     (rather than creating an empty database just to say the run is not there)."""
     validate_run_id(run_id)
-    if not store_exists(url):
-        raise RunNotFound(f"no run {run_id!r} in {url} (there is no store there yet)")
-    return open_store(url)
+    parsed = parse_store_url(url)
+    if parsed.path is not None and not parsed.path.exists():
+        raise StoreNotFound(f"no store at {parsed.path} (so no run {run_id!r}); "
+                            "check --db / $PURPOSE_AGENT_DB")
+    return open_store(url, read_only=read_only)
 
 
-def require_run(url: str, run_id: str) -> BaseCheckpointer:
+def require_run(url: str, run_id: str, *, read_only: bool = False) -> BaseCheckpointer:
     """Open the store and check that it has ``run_id`` (RunNotFound otherwise)."""
-    cp = require_store(url, run_id)
+    cp = require_store(url, run_id, read_only=read_only)
     if cp.run_info(run_id) is None:
         raise not_found(run_id, url)
     return cp
@@ -143,16 +137,23 @@ def not_found(run_id: str, url: str) -> RunNotFound:
     return RunNotFound(f"no run {run_id!r} in {url}; `purpose-agent runs --db {url}` lists them")
 
 
-def parse_json(option: str, text: str) -> Any:
-    """Strict JSON from a command-line option, or a usage error that says how to quote."""
+def parse_json(option: str, text: str, *, set_key: str | None = None) -> Any:
+    """Strict JSON from a command-line option, or a usage error that says how to quote.
+
+    The examples in the error are commands that work as typed: ``--answer '"yes"'``, or
+    for ``--set`` (``set_key``) ``--set 'draft="yes"'``, key and value in one argument.
+    """
     try:
         value = jsonutil.loads(text)
         jsonutil.check(value, option)
     except (ValueError, PurposeAgentError) as exc:
+        samples = ('"yes"', "true", '{"k": 1}')
+        examples = ", ".join(
+            shlex.join(["--set", f"{set_key}={sample}"] if set_key is not None
+                       else [option, sample]) for sample in samples)
         raise CliError(
             f"{option} is not valid JSON ({one_line(str(exc))}): {text!r}; strings need "
-            f"quotes, e.g. {option} '\"yes\"', {option} true, {option} '{{\"k\": 1}}'",
-            EXIT_USAGE) from None
+            f"quotes, e.g. {examples}", EXIT_USAGE) from None
     return value
 
 
@@ -166,7 +167,7 @@ def parse_sets(items: list[str] | None) -> dict[str, Any] | None:
         if not sep or not key:
             raise CliError(f"--set expects key=JSON, got {item!r}; e.g. --set "
                            "'draft=\"new text\"' or --set retries=3", EXIT_USAGE)
-        out[key] = parse_json(f"--set {key}", text)
+        out[key] = parse_json(f"--set {key}", text, set_key=key)
     return out
 
 

@@ -179,6 +179,9 @@ def print_state(console: Console, state: RunState, info: RunInfo | None) -> None
         err = state.error
         field("error", literal(f"{err.get('type')}: {err.get('message')} (node "
                                f"{err.get('node')}, attempt {err.get('attempt')})", style="red"))
+        if err.get("traceback"):
+            field("traceback", literal("of the last attempt:", style="dim"))
+            console.print(literal(str(err["traceback"]).rstrip(), style="dim"))
     console.print(literal("data", style="bold"))
     console.print(literal(pretty_json(state.data)))
 
@@ -193,14 +196,20 @@ def state_json(state: RunState, info: RunInfo | None) -> dict[str, Any]:
     return out
 
 
-def events_table(events: list[PAEvent]) -> Table:
-    """The table of ``purpose-agent events``."""
-    table = Table(show_edge=False, pad_edge=False, header_style="bold")
-    table.add_column("seq", justify="right", no_wrap=True)
-    table.add_column("time", no_wrap=True, min_width=8)
-    table.add_column("kind", no_wrap=True, min_width=14)
-    table.add_column("node", no_wrap=True, overflow="ellipsis", max_width=20)
-    table.add_column("payload", overflow="fold", ratio=1)
+# Fixed widths (not fitted to the rows), so rows printed one by one as they are
+# committed (``events --follow``) line up with the header and read as one table.
+_EVENT_COLUMNS = (("seq", 5, "right"), ("time", 8, "left"), ("kind", 14, "left"),
+                  ("node", 16, "left"))
+
+
+def events_table(events: list[PAEvent], width: int = 120, *, header: bool = True) -> Table:
+    """The table of ``purpose-agent events`` (``header=False``: rows only, to stream)."""
+    table = Table(show_edge=False, pad_edge=False, header_style="bold", show_header=header)
+    for name, size, justify in _EVENT_COLUMNS:
+        table.add_column(name, width=size, no_wrap=True, overflow="ellipsis",
+                         justify=justify)  # type: ignore[arg-type]
+    rest = width - sum(size for _n, size, _j in _EVENT_COLUMNS) - 3 * len(_EVENT_COLUMNS)
+    table.add_column("payload", width=max(rest, 20), overflow="fold")
     for event in events:
         table.add_row(str(event.seq), time.strftime("%H:%M:%S", time.localtime(event.ts)),
                       literal(str(event.kind), style=_KIND_STYLE.get(event.kind, "")),

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.markup import escape
@@ -21,7 +20,7 @@ from rich.prompt import Confirm
 from purpose_agent.errors import FlowImportError, RunStateError
 from purpose_agent.flow import NodeContext
 from purpose_agent.flow.engine import MISSING
-from purpose_agent.runtime.checkpoint import BaseCheckpointer
+from purpose_agent.runtime.checkpoint import BaseCheckpointer, parse_store_url
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.state import RunState, RunStatus
 
@@ -176,16 +175,13 @@ def answer_run(console: Console, url: str, run_id: str, answer: Any, *, verb: st
 # ── the demo ──────────────────────────────────────────────────────────────────────────
 def effects_log_path(url: str) -> Path:
     """Where the demo appends its side effects: next to the store."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme in ("sqlite", "sqlite3"):
-        base = Path(parts.netloc + parts.path).parent
-    elif scheme == "jsonl":
-        base = Path(parts.netloc + parts.path)
-    elif not scheme:
-        base = Path(url).parent
-    else:
+    parsed = parse_store_url(url)
+    if parsed.path is None:  # in memory, or a database server
         base = Path(".purpose_agent")
+    elif parsed.kind == "jsonl":
+        base = parsed.path
+    else:
+        base = parsed.path.parent
     return (base / "demo-effects.log").resolve()
 
 
@@ -196,7 +192,7 @@ def run_demo(console: Console, url: str, *, crash_at: str | None, yes: bool,
     if crash_at is not None and crash_at not in flow.nodes:
         raise CliError(f"--crash-at {crash_at!r} is not a node of the demo "
                        f"(nodes: {', '.join(flow.nodes)})", EXIT_USAGE)
-    if crash_at is not None and urlsplit(url).scheme.lower() == "memory":
+    if crash_at is not None and parse_store_url(url).in_memory:
         raise CliError("--crash-at needs a store that outlives the process; "
                        "use --db path.db or jsonl:///dir", EXIT_USAGE)
     cp = open_store(url)

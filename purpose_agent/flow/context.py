@@ -130,7 +130,28 @@ def call_text(args: tuple[Any, ...], kwargs: dict[str, Any], limit: int = 200) -
 
 
 class NodeContext:
-    """The handle a node gets: run data, durable steps, interrupts, progress events."""
+    """The handle a node gets: run data, durable steps, interrupts, progress events.
+
+    Attributes (read them, do not assign them):
+
+    ``data``
+        The run data as this node execution sees it, a read-only mapping. A node changes
+        the data only by returning a dict (merged by the flow's reducers).
+    ``run_id``
+        The id of the run this node executes in.
+    ``node``
+        The name of this node.
+    ``attempt``
+        1 for the first attempt of this node execution, 2, 3 … for its retries
+        (``@flow.node(retries=...)``); a resume after a failure starts again at 1.
+    ``replayed``
+        How many durable steps of this attempt so far were answered from the journal
+        (recorded by an earlier attempt, a crashed process or before a pause) instead of
+        running.
+
+    Methods: :meth:`step` (a durable step), :meth:`interrupt` (ask a person, pausing the
+    run), :meth:`emit` (a progress event).
+    """
 
     def __init__(self, runner: Runner, node: str, attempt: int, exec_step: int,
                  records: list[StepRecord]) -> None:

@@ -12,6 +12,8 @@ import asyncio
 import concurrent.futures
 import contextvars
 import inspect
+import logging
+import os
 import signal
 import threading
 import time
@@ -36,13 +38,18 @@ from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import Commit, Delta, Lease, StepRecord, apply_ops
-from purpose_agent.runtime.redact import summarize
+from purpose_agent.runtime.redact import summarize, traceback_text
 from purpose_agent.runtime.state import RunState, RunStatus
 
 if TYPE_CHECKING:
     from purpose_agent.flow.graph import Flow, NodeSpec
 
 END = "__end__"
+# Failures are logged here; like any library, nothing is printed unless the application
+# configures logging (the logging HOWTO's advice: a NullHandler on the top logger).
+logger = logging.getLogger("purpose_agent")
+logger.addHandler(logging.NullHandler())
+_FLOW_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep  # the engine's own frames
 MIN_SNAPSHOT_BYTES = 4096
 # A snapshot is written once the deltas since the last one outweigh it SNAPSHOT_RATIO
 # times. For a state that grows every node (a message list) the snapshots then add up to
@@ -173,6 +180,9 @@ class Runner:
                        error=type(exc).__name__, message=summarize(str(exc), 1000),
                        retry_in=spec.backoff * 2 ** (attempt - 1))
             self.commit(state=False)
+            logger.warning("run %s: node %s failed (attempt %d of %d), retrying: %s: %s",
+                           self.state.run_id, spec.name, attempt, spec.retries + 1,
+                           type(exc).__name__, summarize(str(exc), 1000))
             return spec.backoff * 2 ** (attempt - 1)
         self.fail(spec.name, attempt, exc)
         return None
@@ -180,11 +190,16 @@ class Runner:
     def fail(self, node: str, attempt: int, exc: BaseException) -> None:
         state = self.state
         error = {"type": type(exc).__name__, "message": summarize(str(exc), 2000),
-                 "node": node, "attempt": attempt}
+                 "node": node, "attempt": attempt,
+                 "traceback": traceback_text(exc, skip_leading=_FLOW_DIR)}
         state.status, state.error = RunStatus.FAILED, error
         state.mark_node_failed(node, error["message"])
         self.event(EventKind.RUN_ERROR, node, **error)
         self.commit(release=True)
+        # Once per failed run, after the failure is journaled; exc_info hands the
+        # exception itself to the application's handlers.
+        logger.error("run %s failed in node %s (attempt %d): %s: %s", state.run_id, node,
+                     attempt, error["type"], error["message"], exc_info=exc)
 
     def pause(self, signal_: Pause | InDoubt) -> None:
         state, rec = self.state, signal_.record

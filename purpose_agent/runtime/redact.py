@@ -8,6 +8,7 @@ bearer tokens / API-key-shaped strings inside text are masked.
 from __future__ import annotations
 
 import re
+import traceback
 from typing import Any
 
 from purpose_agent.runtime import jsonutil
@@ -77,3 +78,25 @@ def _clip(value: Any, cap: int) -> Any:
     if isinstance(value, (list, tuple)):
         return [_clip(v, cap) for v in value[:cap]]
     return value
+
+
+TRACEBACK_LIMIT = 8000
+
+
+def traceback_text(exc: BaseException, limit: int = TRACEBACK_LIMIT, *,
+                   skip_leading: str = "") -> str:
+    """The traceback of ``exc`` as text (with its causes), redacted, at most ``limit``
+    characters: a longer one keeps its first quarter and its end (the innermost frames
+    and the error itself), the cut marked with how much was left out. Leading frames of
+    files under ``skip_leading`` (the engine that called the failing code) are left out."""
+    tb = exc.__traceback__
+    while (skip_leading and tb is not None and tb.tb_next is not None
+           and tb.tb_frame.f_code.co_filename.startswith(skip_leading)):
+        tb = tb.tb_next
+    text = redact_text("".join(traceback.format_exception(type(exc), exc, tb)))
+    if len(text) <= limit:
+        return text
+    head = limit // 4
+    marker = f"\n  … ({len(text) - limit} characters cut) …\n"
+    tail = limit - head - len(marker)
+    return text[:head] + marker + text[-tail:]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from purpose_agent.errors import RunFailed
 from purpose_agent.runtime import jsonutil
 
 
@@ -88,7 +89,10 @@ class RunState:
     ``data`` is the run data nodes read and update; ``completed_nodes`` lists node
     executions in order (a node visited twice in a loop appears twice);
     ``pending`` holds what a paused run waits for (a human interrupt's payload, or an
-    in-doubt step); ``tool_cache`` maps idempotency keys to recorded results.
+    in-doubt step); ``error`` says why a FAILED run failed (``type``, ``message``,
+    ``node``, ``attempt`` and ``traceback``: the text of the last attempt's traceback,
+    redacted and at most a few KB); ``tool_cache`` maps idempotency keys to recorded
+    results (seed API). :meth:`raise_for_status` turns a FAILED state into an exception.
     """
 
     run_id: str
@@ -114,9 +118,25 @@ class RunState:
         if not isinstance(self.status, RunStatus):
             self.status = RunStatus(self.status)
 
-    # ── node bookkeeping ────────────────────────────────────────────────────────
+    def raise_for_status(self) -> RunState:
+        """Raise :class:`~purpose_agent.errors.RunFailed` if the run is FAILED; return this
+        state otherwise, so ``flow.run(...).raise_for_status()`` chains.
+
+        The error carries the run id, the failed node and the original exception's type,
+        message and (redacted, shortened) traceback text. A paused, cancelled or still
+        running run is not an error: check ``status`` for those.
+        """
+        if self.status is RunStatus.FAILED:
+            raise RunFailed(self.run_id, self.error)
+        return self
+
+    # ── node bookkeeping (low-level: the engine's, and the seed contract's) ───────
+    # The methods below are part of the seed API the original contract exercises. Flows
+    # never need them: the engine calls them inside its commits. Calling them on a state
+    # you then save yourself bypasses the engine's journal.
     def mark_node_started(self, name: str) -> NodeState:
-        """Make ``name`` the current node and count an attempt of it."""
+        """Low-level (the engine's): make ``name`` the current node and count an attempt
+        of it."""
         node = self.node_states.get(name) or NodeState(name)
         node.status = NodeStatus.RUNNING
         node.attempts += 1
@@ -128,7 +148,8 @@ class RunState:
         return node
 
     def mark_node_completed(self, name: str, output: Any = None) -> NodeState:
-        """Record that ``name`` finished, with its output (strict JSON)."""
+        """Low-level (the engine's): record that ``name`` finished, with its output
+        (strict JSON)."""
         node = self.node_states.get(name) or NodeState(name)
         node.status = NodeStatus.COMPLETED
         node.finished_at = time.time()
@@ -138,6 +159,8 @@ class RunState:
         return node
 
     def mark_node_failed(self, name: str, error: str) -> NodeState:
+        """Low-level (the engine's): record that ``name`` failed with ``error`` (a message).
+        A run's failure itself is ``status``/``error``; see :meth:`raise_for_status`."""
         node = self.node_states.get(name) or NodeState(name)
         node.status = NodeStatus.FAILED
         node.finished_at = time.time()
@@ -146,25 +169,31 @@ class RunState:
         return node
 
     # ── idempotency cache (the seed API; the engine journals steps in the store) ──
+    # Kept for the seed contract and code written against it. Durable steps
+    # (``ctx.step`` / ``@step``) are journaled by the engine and do not use this cache.
     def get_idempotency_key(self, tool: str, *args: Any, **kwargs: Any) -> str:
-        """A key that is the same for the same run, step, tool and arguments."""
+        """Seed API: a key that is the same for the same run, step, tool and arguments."""
         material = jsonutil.canonical([self.run_id, self.current_step, tool, args, kwargs])
         digest = hashlib.sha256(material.encode()).hexdigest()[:32]
         return f"{tool}:{digest}"
 
     def cache_result(self, key: str, result: Any) -> None:
+        """Seed API: record ``result`` (strict JSON, checked now) under ``key``."""
         jsonutil.check(result, f"$.tool_cache.{key}")
         self.tool_cache[key] = result
 
     def has_cached_result(self, key: str) -> bool:
+        """Seed API: True if :meth:`cache_result` recorded ``key``."""
         return key in self.tool_cache
 
     def get_cached_result(self, key: str, default: Any = None) -> Any:
+        """Seed API: the result recorded under ``key``, else ``default``."""
         return self.tool_cache.get(key, default)
 
     # ── serialisation ──────────────────────────────────────────────────────────
     def header(self) -> dict[str, Any]:
-        """The small, fixed-size part of the state (no data, history or cache)."""
+        """Low-level (the stores'): the small, fixed-size part of the state (no data,
+        history or cache), journaled with every commit."""
         # Spelled out (HEADER_FIELDS, in order): built on every commit, and a loop of
         # getattr costs twice as much.
         return {
@@ -177,6 +206,7 @@ class RunState:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        """The whole state as strict-JSON-ready plain data (``from_dict`` reads it back)."""
         out = self.header()
         out["data"] = self.data
         out["completed_nodes"] = self.completed_nodes
@@ -197,6 +227,7 @@ class RunState:
         return state
 
     def apply_header(self, header: dict[str, Any]) -> None:
+        """Low-level (the stores'): set the fields of a :meth:`header` on this state."""
         for name in HEADER_FIELDS:
             if name in header:
                 setattr(self, name, header[name])

@@ -70,7 +70,8 @@ def _line(event: PAEvent) -> str | None:
 
 
 def transcript_lines(events: Iterable[PAEvent], *, timestamps: bool = False) -> list[str]:
-    """One line per event worth reading, in seq order, prefixed ``#seq``."""
+    """One line per event worth reading, in seq order, prefixed ``#seq`` (a failed run's
+    ``run.error`` is followed by its node's traceback, indented)."""
     out = []
     for event in sorted(events, key=lambda e: e.seq):
         text = _line(event)
@@ -78,6 +79,10 @@ def transcript_lines(events: Iterable[PAEvent], *, timestamps: bool = False) -> 
             continue
         stamp = time.strftime("%H:%M:%S ", time.localtime(event.ts)) if timestamps else ""
         out.append(f"{stamp}#{event.seq:<4} {text}")
+        tb = event.payload.get("traceback") if event.kind == EventKind.RUN_ERROR else None
+        if isinstance(tb, str) and tb:
+            # The failed node's traceback, under its line (indented past "#seq ").
+            out.extend(f"{' ' * (len(stamp) + 6)}{line}" for line in tb.rstrip().splitlines())
     return out
 
 

@@ -11,7 +11,7 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "support_agent.py"
 
 
 def test_support_agent_example_offline_with_an_edited_refund(tmp_path: Path) -> None:
-    env = {**os.environ, "PURPOSE_AGENT_DB": str(tmp_path / "support.db")}
+    env = {k: v for k, v in os.environ.items() if k != "PURPOSE_AGENT_DB"}
     proc = subprocess.run([sys.executable, str(EXAMPLE), "--offline", "A-17 arrived broken"],
                           input="25\n", env=env, cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)
@@ -20,3 +20,6 @@ def test_support_agent_example_offline_with_an_edited_refund(tmp_path: Path) -> 
     assert "refunding 25.0 on A-17" in proc.stdout
     assert "I have handled your refund request for A-17." in proc.stdout
     assert "3 model calls, 45 tokens]" in proc.stdout
+    # its store is under .purpose_agent/ (git-ignored), nothing else lands in the directory
+    assert [p.name for p in tmp_path.iterdir()] == [".purpose_agent"]
+    assert (tmp_path / ".purpose_agent" / "support.db").is_file()

@@ -35,9 +35,9 @@ def test_an_unknown_run_id(cli) -> None:
 
 
 def test_an_unknown_run_id_without_any_store_creates_none(cli) -> None:
-    cli.assert_error(cli("show", "nope"), NOT_FOUND, "no run 'nope'")
-    assert json.loads(cli.ok("runs", "--json").stdout) == []
-    assert not cli.db.exists()
+    for args in (["show", "nope"], ["runs", "--json"], ["resume", "nope"], ["cancel", "nope"]):
+        cli.assert_error(cli(*args), STORE, f"no store at {cli.db}")
+    assert not cli.db.parent.exists()
 
 
 def test_an_invalid_run_id_and_bad_options_are_usage_errors(cli) -> None:

@@ -10,7 +10,7 @@ from crash_harness import Child
 
 @pytest.fixture(params=["sqlite", "jsonl"])
 def child(request: pytest.FixtureRequest, tmp_path: Path) -> Child:
-    url = f"sqlite:///{tmp_path}/runs.db" if request.param == "sqlite" else f"jsonl://{tmp_path}/runs"
+    url = f"sqlite:///{tmp_path}/runs.db" if request.param == "sqlite" else f"jsonl:///{tmp_path}/runs"
     return Child(url, tmp_path / "effects.log")
 
 

@@ -69,7 +69,7 @@ def test_crash_fuzz(tmp_path, seed: int) -> None:
     """Random sequences of kill points, each resume possibly killed again."""
     rng = random.Random(seed)
     backend = rng.choice(["sqlite", "jsonl"])
-    url = f"sqlite:///{tmp_path}/runs.db" if backend == "sqlite" else f"jsonl://{tmp_path}/runs"
+    url = f"sqlite:///{tmp_path}/runs.db" if backend == "sqlite" else f"jsonl:///{tmp_path}/runs"
     child = Child(url, tmp_path / "effects.log")
     kills = rng.randint(1, 3)
     plan = sorted(rng.sample([(n, p) for n in range(len(NODES)) for p in range(len(POINTS))],

@@ -135,6 +135,7 @@ def test_exhausted_retries_fail_the_run_and_resume_retries_the_node(cp) -> None:
     flow.edge("breaks", END)
     state = flow.run({}, checkpointer=cp, run_id="r")
     assert state.status == "failed"
+    assert state.error.pop("traceback").rstrip().endswith("ValueError: bad input 42")
     assert state.error == {"type": "ValueError", "message": "bad input 42", "node": "breaks",
                            "attempt": 2}
     error = cp.list_events("r", kinds=EventKind.RUN_ERROR)[-1]
@@ -425,7 +426,7 @@ def test_default_store_is_sqlite_under_the_working_directory(tmp_path, monkeypat
     assert (tmp_path / ".purpose_agent" / "runs.db").exists()
     assert SQLiteCheckpointer(tmp_path / ".purpose_agent" / "runs.db").load_latest("r").data == {
         "ok": True}
-    monkeypatch.setenv("PURPOSE_AGENT_DB", f"jsonl://{tmp_path}/elsewhere")
+    monkeypatch.setenv("PURPOSE_AGENT_DB", f"jsonl:///{tmp_path}/elsewhere")
     flow.run({}, run_id="r2")
     assert JSONLCheckpointer(tmp_path / "elsewhere").load_latest("r2").status == "completed"
 

@@ -41,9 +41,9 @@ class Backend:
 BACKENDS = {
     "memory": Backend("memory", lambda tmp: InMemoryCheckpointer()),
     "jsonl": Backend("jsonl", lambda tmp: JSONLCheckpointer(tmp / "store"),
-                     lambda tmp: f"jsonl://{tmp / 'store'}"),
+                     lambda tmp: f"jsonl:///{tmp / 'store'}"),
     "sqlite": Backend("sqlite", lambda tmp: SQLiteCheckpointer(tmp / "runs.db"),
-                      lambda tmp: f"sqlite://{tmp / 'runs.db'}"),
+                      lambda tmp: f"sqlite:///{tmp / 'runs.db'}"),
 }
 SHARED = [name for name, backend in BACKENDS.items() if backend.url is not None]
 

@@ -35,7 +35,7 @@ def test_memory_url():
 
 def test_jsonl_url_creates_the_directory(tmp_path):
     target = tmp_path / "not" / "yet" / "there"
-    cp = open_checkpointer(f"jsonl://{target}")
+    cp = open_checkpointer(f"jsonl:///{target}")
     assert isinstance(cp, JSONLCheckpointer)
     assert target.is_dir()
     _stores_a_run(cp)
@@ -48,14 +48,14 @@ def test_jsonl_constructor_creates_the_directory_too(tmp_path):
 
 
 def test_sqlite_url_is_full_by_default_and_normal_on_request(tmp_path):
-    full = open_checkpointer(f"sqlite://{tmp_path / 'full.db'}")
+    full = open_checkpointer(f"sqlite:///{tmp_path / 'full.db'}")
     assert isinstance(full, SQLiteCheckpointer)
     assert full.path == tmp_path / "full.db" and _sync_level(full) == 2
     _stores_a_run(full)
-    normal = open_checkpointer(f"sqlite://{tmp_path / 'sub' / 'normal.db'}?synchronous=NORMAL")
+    normal = open_checkpointer(f"sqlite:///{tmp_path / 'sub' / 'normal.db'}?synchronous=NORMAL")
     assert _sync_level(normal) == 1 and normal.synchronous == "NORMAL"
     assert (tmp_path / "sub" / "normal.db").is_file()
-    lower = open_checkpointer(f"sqlite://{tmp_path / 'n2.db'}?synchronous=normal")
+    lower = open_checkpointer(f"sqlite:///{tmp_path / 'n2.db'}?synchronous=normal")
     assert _sync_level(lower) == 1
 
 
@@ -73,8 +73,8 @@ def test_a_plain_database_path_opens_sqlite(tmp_path, monkeypatch, name):
 
 def test_the_environment_variable_names_the_default_store(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PURPOSE_AGENT_DB", f"jsonl://{tmp_path / 'from-env'}")
-    assert default_url() == f"jsonl://{tmp_path / 'from-env'}"
+    monkeypatch.setenv("PURPOSE_AGENT_DB", f"jsonl:///{tmp_path / 'from-env'}")
+    assert default_url() == f"jsonl:///{tmp_path / 'from-env'}"
     cp = open_checkpointer()
     assert isinstance(cp, JSONLCheckpointer) and cp.dir == tmp_path / "from-env"
     monkeypatch.setenv("PURPOSE_AGENT_DB", "memory://")
@@ -106,7 +106,7 @@ def test_an_unknown_form_is_a_clear_store_error(tmp_path, monkeypatch, url):
 
 def test_a_bad_synchronous_level_is_refused(tmp_path):
     with pytest.raises(StoreError, match=r"synchronous='SOMETIMES'.*use FULL"):
-        open_checkpointer(f"sqlite://{tmp_path / 'x.db'}?synchronous=SOMETIMES")
+        open_checkpointer(f"sqlite:///{tmp_path / 'x.db'}?synchronous=SOMETIMES")
     with pytest.raises(ValueError, match="synchronous"):
         SQLiteCheckpointer(tmp_path / "x.db", synchronous="fast")  # type: ignore[arg-type]
     assert not (tmp_path / "x.db").exists()

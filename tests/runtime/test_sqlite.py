@@ -43,7 +43,7 @@ def test_defaults_are_wal_full_busy_timeout_and_no_implicit_transactions(db_path
 
 def test_synchronous_normal_on_request(db_path, tmp_path):
     assert _pragma(SQLiteCheckpointer(db_path, synchronous="NORMAL"), "synchronous") == 1
-    via_url = open_checkpointer(f"sqlite://{tmp_path / 'u.db'}?synchronous=NORMAL")
+    via_url = open_checkpointer(f"sqlite:///{tmp_path / 'u.db'}?synchronous=NORMAL")
     assert _pragma(via_url, "synchronous") == 1
     assert _pragma(SQLiteCheckpointer(tmp_path / "t.db", busy_timeout=2.5), "busy_timeout") == 2500
 

@@ -1,22 +1,26 @@
 """Stores for runs. Pick one with :func:`open_checkpointer` or construct a backend.
 
-=========================  ===========================================================
-``memory://``              :class:`InMemoryCheckpointer` — tests, throwaway runs
-``jsonl:///dir``           :class:`JSONLCheckpointer` — plain files, one journal per run
-``sqlite:///path.db``      :class:`SQLiteCheckpointer` — the embedded default
-``path.db`` / ``.sqlite``  SQLite too
-=========================  ===========================================================
+===============================  ========================================================
+``sqlite:///runs.db``            :class:`SQLiteCheckpointer` at ``./runs.db`` (relative)
+``sqlite:////var/runs.db``       SQLite at ``/var/runs.db`` (absolute: four slashes)
+``runs.db``, ``/abs/x.sqlite``   SQLite too (a path ending in .db, .sqlite, .sqlite3)
+``sqlite:///:memory:``           SQLite in memory
+``jsonl:///dir``                 :class:`JSONLCheckpointer` — plain files, one journal per
+                                 run (``jsonl:////abs/dir`` absolute)
+``memory://``                    :class:`InMemoryCheckpointer` — tests, throwaway runs
+===============================  ========================================================
+
+:func:`parse_store_url` is the one parser of these forms (see ``_url``).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 from purpose_agent.errors import StoreError
 from purpose_agent.runtime.checkpoint._base import BaseCheckpointer, validate_run_id
 from purpose_agent.runtime.checkpoint._protocol import Checkpointer
+from purpose_agent.runtime.checkpoint._url import StoreURL, parse_store_url
 from purpose_agent.runtime.checkpoint.jsonl import JSONLCheckpointer
 from purpose_agent.runtime.checkpoint.memory import InMemoryCheckpointer
 from purpose_agent.runtime.checkpoint.sqlite import SQLiteCheckpointer
@@ -30,50 +34,37 @@ def default_url() -> str:
     return os.environ.get(ENV_VAR) or DEFAULT_DB
 
 
-def open_checkpointer(url: str | os.PathLike[str] | None = None) -> BaseCheckpointer:
+def open_checkpointer(url: str | os.PathLike[str] | None = None, *,
+                      read_only: bool = False) -> BaseCheckpointer:
     """Open the store a URL names (``None``: :func:`default_url`).
 
-    Accepts ``memory://``, ``jsonl:///dir``, ``sqlite:///path`` (with an optional
-    ``?synchronous=NORMAL``) or a plain path ending in ``.db`` / ``.sqlite`` / ``.sqlite3``.
+    Accepts ``memory://``, ``sqlite:///relative.db`` / ``sqlite:////absolute.db`` (with an
+    optional ``?synchronous=NORMAL``), ``sqlite:///:memory:``, ``jsonl:///dir`` (relative)
+    / ``jsonl:////dir`` (absolute) or a plain path ending in ``.db`` / ``.sqlite`` /
+    ``.sqlite3``. Relative paths are relative to the working directory.
+
+    A writable store (the default) is created, or upgraded, if needed. ``read_only=True``
+    opens an existing store for reading only and never creates or changes a file:
+    StoreNotFound when there is none, StoreError when the file is not a purpose-agent
+    store; stores in read-only directories and files can be read.
     """
-    text = os.fspath(url) if url is not None else default_url()
-    parts = urlsplit(text)
-    scheme = parts.scheme.lower()
-    if scheme == "memory":
-        return InMemoryCheckpointer()
-    if scheme == "jsonl":
-        return JSONLCheckpointer(_path_of(parts.netloc, parts.path, text))
-    if scheme in ("sqlite", "sqlite3"):
-        options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        sync = options.pop("synchronous", "FULL").upper()
-        if sync not in ("FULL", "NORMAL", "EXTRA", "OFF"):
-            raise StoreError(f"synchronous={sync!r} in {text!r}: use FULL (survives a power "
-                             "cut, the default) or NORMAL (survives a process crash)")
-        if options:
-            raise StoreError(f"unknown option(s) {sorted(options)} in {text!r}; "
-                             "the SQLite store accepts ?synchronous=FULL|NORMAL")
-        return SQLiteCheckpointer(_path_of(parts.netloc, parts.path, text),
-                                  synchronous=sync)  # type: ignore[arg-type]
-    if scheme in ("postgresql", "postgres"):
+    parsed = parse_store_url(url if url is not None else default_url())
+    if parsed.kind == "postgresql":
         raise StoreError("PostgreSQL stores are not available in this version; "
                          "use sqlite:///path.db")
-    if not scheme and Path(text).suffix.lower() in (".db", ".sqlite", ".sqlite3"):
-        return SQLiteCheckpointer(text)
-    raise StoreError(
-        f"cannot tell which store {text!r} names; use memory://, jsonl:///dir, "
-        "sqlite:///path.db or a path ending in .db"
-    )
-
-
-def _path_of(netloc: str, path: str, text: str) -> str:
-    # Like file:// URLs: sqlite:///abs/x.db is /abs/x.db; sqlite://rel/x.db is rel/x.db.
-    if not netloc + path:
-        raise StoreError(f"{text!r} names no path")
-    return netloc + path
+    if parsed.kind == "memory" or (parsed.kind == "jsonl" and parsed.path is None):
+        return InMemoryCheckpointer()
+    if parsed.kind == "jsonl":
+        assert parsed.path is not None
+        return JSONLCheckpointer(parsed.path, read_only=read_only)
+    sync = parsed.options.get("synchronous", "FULL")
+    return SQLiteCheckpointer(parsed.path if parsed.path is not None else ":memory:",
+                              synchronous=sync,  # type: ignore[arg-type]
+                              read_only=read_only and parsed.path is not None)
 
 
 __all__ = [
     "BaseCheckpointer",
     "Checkpointer", "InMemoryCheckpointer", "JSONLCheckpointer", "SQLiteCheckpointer",
-    "default_url", "open_checkpointer", "validate_run_id",
+    "StoreURL", "default_url", "open_checkpointer", "parse_store_url", "validate_run_id",
 ]

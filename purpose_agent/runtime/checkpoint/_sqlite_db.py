@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from purpose_agent.errors import SchemaVersionError, StoreError
+from purpose_agent.errors import SchemaVersionError, StoreError, StoreNotFound
 
 SCHEMA_VERSION = 3
 
@@ -83,17 +83,7 @@ def create_schema(db: sqlite3.Connection, path: Path) -> None:
     # exactly as it was (the transaction rolls back).
     row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     found = int(row[0]) if row is not None else None
-    if found is not None and found > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"{path} was written by a newer purpose-agent (schema {found}, this version "
-            f"reads up to {SCHEMA_VERSION}); upgrade purpose-agent to open it"
-        )
-    if found is not None and found < SCHEMA_VERSION and found not in UPGRADES:
-        raise SchemaVersionError(
-            f"{path} was written by an earlier purpose-agent (schema {found}); this "
-            f"version stores runs in schema {SCHEMA_VERSION} and does not read it: start "
-            "a new store file (or open this one with the purpose-agent that wrote it)"
-        )
+    _check_version(found, path)
     if found is not None and found < SCHEMA_VERSION:
         for version in range(found, SCHEMA_VERSION):
             for statement in UPGRADES[version]:
@@ -105,6 +95,98 @@ def create_schema(db: sqlite3.Connection, path: Path) -> None:
             db.execute(statement)
     if found is None:
         db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+
+def _check_version(found: int | None, path: Path) -> None:
+    if found is not None and found > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path} was written by a newer purpose-agent (schema {found}, this version "
+            f"reads up to {SCHEMA_VERSION}); upgrade purpose-agent to open it"
+        )
+    if found is not None and found < SCHEMA_VERSION and found not in UPGRADES:
+        raise SchemaVersionError(
+            f"{path} was written by an earlier purpose-agent (schema {found}); this "
+            f"version stores runs in schema {SCHEMA_VERSION} and does not read it: start "
+            "a new store file (or open this one with the purpose-agent that wrote it)"
+        )
+
+
+def open_read_only(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """A connection that cannot write to the store at ``path``, which must exist.
+
+    Nothing is created or changed: a missing file is StoreNotFound, an empty file or
+    another application's database is "not a purpose-agent store" (StoreError), left
+    byte for byte as it was. A store in a read-only directory or file still opens (SQLite
+    needs its ``-shm`` file for WAL reads: when it can neither find nor create one, the
+    file is opened ``immutable``, which is exact as long as no -wal holds commits).
+    A store of the previous schema is read as it is, without the upgrade a writer makes.
+    """
+    if not path.exists():
+        raise StoreNotFound(f"no store at {path} (readers never create one; a command "
+                            "that runs a flow, such as `purpose-agent demo`, does)")
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory, not a purpose-agent store (a SQLite file)")
+    if path.stat().st_size == 0:
+        raise StoreError(f"{path} is not a purpose-agent store (it is an empty file)")
+    uri = path.resolve().as_uri() + "?mode=ro"
+    wal = Path(f"{path}-wal")
+    if not wal.exists():
+        # Everything committed is in the main file: look without locks, so a file that
+        # turns out not to be a store does not get -shm/-wal files created beside it.
+        probe = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
+        try:
+            _schema_of(probe, path)
+        finally:
+            probe.close()
+    try:
+        db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
+                             timeout=busy_timeout)
+        found = _schema_of(db, path)
+    except sqlite3.OperationalError as exc:
+        if "unable to open" not in str(exc):
+            raise
+        if wal.exists() and wal.stat().st_size > 0:
+            raise StoreError(
+                f"cannot read {path}: its directory is read-only and {wal.name} holds "
+                "commits not yet copied into it (a writer died); open it once where it "
+                "can be written, or copy the three files somewhere writable") from exc
+        db = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None,
+                             check_same_thread=False, timeout=busy_timeout)
+        found = _schema_of(db, path)
+    db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    if found < SCHEMA_VERSION:
+        # Schema 2's journal lacks the columns schema 3 added; its rows read as NULLs
+        # there (see UPGRADES). A temporary view shadows the table for this connection
+        # only: nothing is written to the file.
+        for statement in UPGRADES_READ.get(found, ()):
+            db.execute(statement)
+    db.execute("PRAGMA query_only = 1")
+    return db
+
+
+UPGRADES_READ = {2: [
+    "CREATE TEMP VIEW journal AS SELECT id, last_seq, version, first_seq, step, node, "
+    "events, delta, NULL AS header, NULL AS steps FROM main.journal"]}
+
+
+def _schema_of(db: sqlite3.Connection, path: Path) -> int:
+    """The schema version of a purpose-agent store (refusing what this version cannot
+    read); StoreError if the file is not one."""
+    try:
+        tables = {name for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        row = (db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+               if "meta" in tables else None)
+    except sqlite3.DatabaseError as exc:
+        if "unable to open" in str(exc):
+            raise
+        raise StoreError(f"{path} is not a purpose-agent store ({exc})") from exc
+    if row is None or not {"runs", "journal"} <= tables:
+        raise StoreError(f"{path} is not a purpose-agent store (a SQLite database without "
+                         "its tables); pass the store's path with --db / $PURPOSE_AGENT_DB")
+    found = int(row[0])
+    _check_version(found, path)
+    return found
 
 
 class Transaction:

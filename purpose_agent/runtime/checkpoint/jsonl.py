@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from purpose_agent.errors import LeaseError, RunNotFound, StoreError
+from purpose_agent.errors import LeaseError, RunNotFound, StoreError, StoreNotFound
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint._base import (
     BaseCheckpointer,
@@ -52,14 +52,30 @@ class _Tail:
 
 
 class JSONLCheckpointer(BaseCheckpointer):
-    """A run store in a directory of JSONL journals (created if missing)."""
+    """A run store in a directory of JSONL journals (created if missing).
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    ``read_only=True`` opens an existing directory for reading only: nothing is created
+    (StoreNotFound if it is missing), every write is refused, and journals in a
+    read-only directory or read-only files can still be read.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, read_only: bool = False) -> None:
         self.dir = Path(directory)
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create JSONL store directory {str(self.dir)!r}: {exc}") from exc
+        self.read_only = read_only
+        if read_only:
+            if not self.dir.exists():
+                raise StoreNotFound(f"no store at {self.dir} (readers never create one; a "
+                                    "command that runs a flow, such as `purpose-agent demo`, "
+                                    "does)")
+            if not self.dir.is_dir():
+                raise StoreError(f"{self.dir} is not a purpose-agent JSONL store (not a "
+                                 "directory)")
+        else:
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create JSONL store directory {str(self.dir)!r}: "
+                                 f"{exc}") from exc
         self._tails: dict[str, _Tail] = {}
 
     # ── files ────────────────────────────────────────────────────────────────────
@@ -75,7 +91,12 @@ class JSONLCheckpointer(BaseCheckpointer):
     @contextmanager
     def _locked(self, run_id: str, exclusive: bool, create: bool) -> Iterator[int | None]:
         path = self._journal(run_id)
-        flags = os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0)
+        if exclusive and self.read_only:
+            raise StoreError(f"JSONL store {str(self.dir)!r} was opened read_only=True; "
+                             "open it without read_only to write")
+        # Readers open read-only, so a read-only file or directory can still be read.
+        flags = (os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0)) if exclusive \
+            else os.O_RDONLY
         try:
             fd = os.open(path, flags, 0o644)
         except FileNotFoundError:

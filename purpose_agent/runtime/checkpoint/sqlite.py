@@ -34,6 +34,7 @@ from purpose_agent.runtime.checkpoint._sqlite_db import (
     Transaction,
     create_schema,
     enable_wal,
+    open_read_only,
     span,
     store_error,
 )
@@ -71,15 +72,28 @@ class SQLiteCheckpointer(BaseCheckpointer):
 
     ``synchronous="FULL"`` (default) makes every commit survive a power cut;
     ``"NORMAL"`` survives any process crash and is much cheaper per commit.
+    ``read_only=True`` opens an existing store for reading only: nothing is created,
+    upgraded or written (StoreNotFound if there is no file, StoreError if the file is
+    not a purpose-agent store; any write is refused), and a store in a read-only
+    directory or file can still be read.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: Synchronous = "FULL",
-                 busy_timeout: float = 30.0, wal_autocheckpoint: int = 1000) -> None:
+                 busy_timeout: float = 30.0, wal_autocheckpoint: int = 1000,
+                 read_only: bool = False) -> None:
         if str(synchronous).upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
             raise ValueError(f"synchronous must be FULL, NORMAL, EXTRA or OFF, got {synchronous!r}")
         self.path = Path(path)
         self.synchronous = str(synchronous).upper()
+        self.read_only = read_only
         self._lock = threading.RLock()
+        if read_only:
+            # Readers (listings, inspection) never create, upgrade or change a file.
+            try:
+                self._db = open_read_only(self.path, busy_timeout)
+            except sqlite3.Error as exc:
+                raise store_error(exc, self.path) from exc
+            return
         if str(path) != ":memory:":
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +121,9 @@ class SQLiteCheckpointer(BaseCheckpointer):
             ) from exc
 
     def _tx(self) -> Transaction:
+        if self.read_only:
+            raise StoreError(f"SQLite store {str(self.path)!r} was opened read_only=True; "
+                             "open it without read_only to write")
         return Transaction(self._db, self._lock, self.path)
 
     @contextmanager
