@@ -60,6 +60,12 @@ app = typer.Typer(
 )
 
 RunArg = Annotated[str, typer.Argument(metavar="RUN", help="The run id.", show_default=False)]
+FlowOption = Annotated[str | None, typer.Option(
+    "--flow", metavar="REF", help="The flow to continue the run with, as package.module:attr "
+    "or path/to/file.py:attr. Without it: the flow the run recorded, only if it is allowed "
+    "here ([tool.purpose-agent] flows in ./pyproject.toml, $PURPOSE_AGENT_FLOWS "
+    "(comma-separated), or the demo's); a store never chooses the code that runs.",
+    show_default=False)]
 SetOption = Annotated[list[str] | None, typer.Option(
     "--set", metavar="KEY=JSON", help="Replace a data key first (repeatable), e.g. "
     "--set 'draft=\"new text\"'.", show_default=False)]
@@ -197,9 +203,7 @@ def transcript(run_id: RunArg, db: DbOption = None) -> None:
 @app.command()
 def resume(
     run_id: RunArg,
-    flow: Annotated[str | None, typer.Option(
-        "--flow", metavar="REF", help="The flow, as package.module:attr or path/to/file.py:attr "
-        "(default: the one the run recorded).", show_default=False)] = None,
+    flow: FlowOption = None,
     answer: Annotated[str | None, typer.Option(
         "--answer", metavar="JSON", help="Answer the run's question, or give the result of "
         "an in-doubt step, e.g. --answer true or --answer '\"yes\"'.", show_default=False)]
@@ -226,19 +230,20 @@ def approve(
     run_id: RunArg,
     answer: Annotated[str, typer.Option("--answer", metavar="JSON",
                                         help="The answer to give.")] = "true",
+    flow: FlowOption = None,
     db: DbOption = None,
 ) -> None:
     """Answer a paused run's question with true (or --answer JSON) and continue it."""
     value = parse_json("--answer", answer)
     raise typer.Exit(running.answer_run(_console(), resolve_url(db), run_id, value,
-                                        verb="approve"))
+                                        verb="approve", flow_ref=flow))
 
 
 @app.command()
-def reject(run_id: RunArg, db: DbOption = None) -> None:
+def reject(run_id: RunArg, flow: FlowOption = None, db: DbOption = None) -> None:
     """Answer a paused run's question with false and continue it."""
     raise typer.Exit(running.answer_run(_console(), resolve_url(db), run_id, False,
-                                        verb="reject"))
+                                        verb="reject", flow_ref=flow))
 
 
 @app.command()
