@@ -215,9 +215,11 @@ def _missing(module: ModuleType, ref: FlowRef, recorded: RecordedFlow | None) ->
     file = getattr(module, "__file__", None)
     if file is None and ref.module is not None:
         places = ", ".join(str(p) for p in getattr(module, "__path__", []) or [])
+        by_file = (f"{recorded.file}:{ref.attr}" if recorded is not None and recorded.file
+                   else f"path/to/{name.replace('.', '/')}.py:{ref.attr}")
         return (f"{name} here is the directory {places} (a namespace package), which "
                 f"shadows the module {name}{started}; run from the directory that has the "
-                f"module, or give the module's file (path/to/{name}.py:{ref.attr})")
+                f"module, or give the module's file instead ({by_file})")
     if (ref.module is not None and recorded is not None and recorded.file
             and _real(file or "") != _real(recorded.file)):
         return (f"{name} here is {file}, which has no attribute {ref.attr!r}: it shadows "
