@@ -277,7 +277,7 @@ def fork(
     console.print(literal(f"forked run {run_id} after step {at} into {state.run_id} "
                           f"({state.status}, next node {state.current_node or '-'})"))
     if state.status is RunStatus.PENDING:
-        console.print(literal("advance it: " + command_for("resume", state.run_id, url=url)))
+        console.print(literal("advance it: " + running.resume_command(state, url=url)))
 
 
 @app.command()

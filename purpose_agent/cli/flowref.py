@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from purpose_agent.errors import FlowNotAllowed
+from purpose_agent.errors import FlowImportError, FlowNotAllowed
 from purpose_agent.flow import Flow
 from purpose_agent.flow.registry import (
     ENV_VAR,
@@ -50,6 +50,18 @@ def flow_arg_for(recorded: RecordedFlow, given: str | None) -> str | None:
     return given
 
 
+def needed_flow_arg(recorded: RecordedFlow) -> str | None:
+    """For hints about a run this command loaded no flow for (e.g. a fork): the ``--flow``
+    a later command needs (the recorded reference, which the person must trust), or None
+    when the allowed flows select the run. Imports nothing."""
+    try:
+        if allowed_flows().find(recorded) is not None:
+            return None
+    except FlowImportError:
+        pass  # a malformed declaration: the command that needs it will say so
+    return recorded.suggestion() or "REF"
+
+
 def choose_flow(run_id: str, recorded: RecordedFlow, *, given: str | None,
                 verb: str, url: str) -> FlowChoice:
     """The flow to advance ``run_id`` with: ``given`` (``--flow``) if there is one, else
@@ -83,4 +95,4 @@ def how_to_allow(recorded: RecordedFlow, run_id: str, *, verb: str, url: str) ->
 
 
 __all__ = ["DEMO_REF", "FlowChoice", "allowed_flows", "choose_flow", "flow_arg_for",
-           "how_to_allow"]
+           "how_to_allow", "needed_flow_arg"]

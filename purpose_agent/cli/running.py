@@ -38,7 +38,7 @@ from .common import (
     open_store,
     require_store,
 )
-from .flowref import choose_flow, flow_arg_for
+from .flowref import choose_flow, flow_arg_for, needed_flow_arg
 from .render import EventTail, clean, event_line, literal, pretty_json
 
 
@@ -56,6 +56,13 @@ def continue_command(verb: str, run_id: str, *words: str, url: str,
     """The command line that continues ``run_id`` (with ``--flow`` when it needs one)."""
     flow = ("--flow", flow_arg) if flow_arg else ()
     return command_for(verb, run_id, *words, *flow, url=url)
+
+
+def resume_command(state: RunState, *, url: str) -> str:
+    """``purpose-agent resume RUN`` for a run this command loaded no flow for (a fork),
+    with the ``--flow`` it needs when its flow is not allowed here."""
+    return continue_command("resume", state.run_id, url=url,
+                            flow_arg=needed_flow_arg(RecordedFlow.of(state)))
 
 
 def outlives_process(url: str) -> bool:
@@ -292,4 +299,4 @@ def _ask(console: Console, payload: Any, *, yes: bool) -> bool | None:
 
 
 __all__ = ["advance", "answer_run", "continue_command", "effects_log_path", "outlives_process",
-           "report", "resume_run", "run_demo"]
+           "report", "resume_command", "resume_run", "run_demo"]

@@ -301,3 +301,15 @@ def test_a_demo_in_memory_says_its_run_is_gone_instead_of_printing_hints(cli) ->
     assert "purpose-agent reject" not in paused.stdout
     assert ("this run lives in memory://, which ends with this process: no later command "
             "can approve, reject or resume it") in paused.stdout
+
+
+def test_a_fork_prints_the_resume_command_that_works_here(cli, project, tmp_path) -> None:
+    start(cli, project.root, "r")
+    elsewhere = at(cli, tmp_path / "elsewhere")
+    forked = elsewhere.ok("fork", "r", "--at", "0", "--id", "copy")
+    hint = forked.stdout.split("advance it: ", 1)[1].strip()
+    assert hint == f"purpose-agent resume copy --flow {project.flow_file}:flow --db {cli.db}"
+    assert "⏸ run copy is paused: node ask" in elsewhere.ok(*shlex.split(hint)[1:]).stdout
+    declared = at(cli, project.root, PURPOSE_AGENT_FLOWS="okflow:flow")
+    again = declared.ok("fork", "r", "--at", "0", "--id", "copy2").stdout
+    assert f"advance it: purpose-agent resume copy2 --db {cli.db}" in again
