@@ -321,8 +321,9 @@ class FlowRegistry:
             f"if you trust that code, give it to this process (e.g. {suggestion})"
             if suggestion else "give this process the flow the run was started with")
         return FlowNotAllowed(
-            f"{what}, which is not among the flows allowed here ({listing}); nothing was "
-            f"imported or run. {how}", run_id=run_id, recorded=recorded, allowed=allowed)
+            f"{what}, which is not one of the flows allowed here, so nothing was imported "
+            f"or run. Allowed: {listing}. {how}", run_id=run_id, recorded=recorded,
+            allowed=allowed)
 
 
 def declared_refs(cwd: Path | None = None,

@@ -141,7 +141,7 @@ def test_a_tampered_store_cannot_choose_the_code_that_runs(cli, project, tmp_pat
         for command in (["approve", "s1"], ["reject", "s1"], ["resume", "s1", "--answer", "1"]):
             refused = runner(*command, "--db", str(cli.db))
             cli.assert_error(refused, FLOW, f"run 's1' records flow {evil}:flow",
-                             "not among the flows allowed here", "trust",
+                             "not one of the flows allowed here", "trust",
                              f"--flow {evil}:flow", "[tool.purpose-agent] flows",
                              "$PURPOSE_AGENT_FLOWS")
             assert refused.stdout == ""
@@ -167,7 +167,7 @@ def test_a_recorded_file_is_only_compared_never_put_on_the_import_path(cli, proj
     cli.assert_error(by_module("approve", "s1"), FLOW, "cannot import flow 'okflow:flow'",
                      "ModuleNotFoundError")
     by_file = at(cli, tmp_path / "elsewhere", PURPOSE_AGENT_FLOWS=f"{project.flow_file}:flow")
-    cli.assert_error(by_file("approve", "s1"), FLOW, "not among the flows allowed here",
+    cli.assert_error(by_file("approve", "s1"), FLOW, "not one of the flows allowed here",
                      f"{project.flow_file}:flow ($PURPOSE_AGENT_FLOWS)")
     assert not marker.exists()
     assert state_of(cli, "s1")["status"] == "paused"

@@ -61,7 +61,7 @@ def test_matching_a_run_to_the_given_flows_runs_no_code(package, tmp_path) -> No
         registry.resolve(RecordedFlow("pkgflow", "/tmp/evil.py:flow"), run_id="r")
     assert refused.value.run_id == "r" and refused.value.allowed == (f"{name}.flows:flow (test)",)
     assert "run 'r' records flow /tmp/evil.py:flow (named 'pkgflow')" in str(refused.value)
-    assert "nothing was imported or run" in str(refused.value)
+    assert "so nothing was imported or run" in str(refused.value)
     assert not marker.exists() and sys.path == path_before
 
     flow = registry.resolve(RecordedFlow("pkgflow", f"{name}.flows:flow"), run_id="r")
