@@ -33,6 +33,7 @@ class FlowChoice:
     about the run need (None when the declared flows select it without one)."""
 
     flow: Flow
+    ref: str  # the reference it was loaded from
     flow_arg: str | None
 
 
@@ -72,22 +73,25 @@ def choose_flow(run_id: str, recorded: RecordedFlow, *, given: str | None,
         ref = FlowRef.parse(given, source="--flow", base=Path.cwd())
         flow = check_flow_name(ref.load(recorded=recorded), recorded, run_id=run_id,
                                ref=given)
-        return FlowChoice(flow, flow_arg_for(recorded, given))
+        return FlowChoice(flow, given, flow_arg_for(recorded, given))
     registry = allowed_flows()
+    found = registry.find(recorded)
     try:
-        return FlowChoice(registry.resolve(recorded, run_id=run_id), None)
+        flow = registry.resolve(recorded, run_id=run_id)
     except FlowNotAllowed:
         raise registry.refusal(recorded, run_id=run_id,
                                how_to_allow=how_to_allow(recorded, run_id, verb=verb,
                                                          url=url)) from None
+    return FlowChoice(flow, found.text if isinstance(found, FlowRef) else flow.name, None)
 
 
 def how_to_allow(recorded: RecordedFlow, run_id: str, *, verb: str, url: str) -> str:
     """What a person can do about a run whose flow is not allowed here."""
     suggestion = recorded.suggestion()
     if suggestion is None:
-        return ("It was defined where another process cannot import it: pass --flow "
-                "package.module:attr or path/to/file.py:attr")
+        return ("Pass the flow it was started with: " + shlex.join(
+            ["purpose-agent", verb, run_id, "--flow", "package.module:attr", "--db", url])
+            + " (or path/to/file.py:attr)")
     command = shlex.join(["purpose-agent", verb, run_id, "--flow", suggestion, "--db", url])
     return (f"If you trust that code, allow it: {command}, or declare it in "
             f"./pyproject.toml ([tool.purpose-agent] flows = [{json.dumps(suggestion)}]) or in "

@@ -196,8 +196,7 @@ def resume_run(console: Console, url: str, run_id: str, *, flow_ref: str | None 
             f"{continue_command('reject', run_id, url=url, flow_arg=flow_arg)}, or resume "
             "with --answer JSON")
     choice = choose_flow(run_id, recorded, given=flow_ref, verb=verb, url=url)
-    source = flow_ref or state.flow_ref
-    console.print(literal(f"resuming run {run_id} ({state.status}) with flow {source}",
+    console.print(literal(f"resuming run {run_id} ({state.status}) with flow {choice.ref}",
                           style="bold"))
     flow = choice.flow
     state, seen = advance(console, cp, run_id, lambda: flow.resume(

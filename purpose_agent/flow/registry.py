@@ -312,18 +312,20 @@ class FlowRegistry:
     def refusal(self, recorded: RecordedFlow, *, run_id: str,
                 how_to_allow: str | None = None) -> FlowNotAllowed:
         """The error for a run whose recorded flow is none of the given ones."""
-        what = (f"run {run_id!r} records flow {recorded.describe()}"
-                + (f" (named {recorded.name!r})" if recorded.name else ""))
+        named = f" (named {recorded.name!r})" if recorded.name else ""
+        what = (f"run {run_id!r} records flow {recorded.describe()}{named}, which is not one "
+                "of the flows allowed here" if recorded.ref else
+                f"run {run_id!r}{named} records no reference to its flow (it was defined "
+                "where another process cannot import it)")
         allowed = self.allowed()
         listing = "; ".join(allowed) if allowed else "none"
         suggestion = recorded.suggestion()
         how = how_to_allow or (
-            f"if you trust that code, give it to this process (e.g. {suggestion})"
-            if suggestion else "give this process the flow the run was started with")
+            f"If you trust that code, give it to this process (e.g. {suggestion})"
+            if suggestion else "Give this process the flow the run was started with")
         return FlowNotAllowed(
-            f"{what}, which is not one of the flows allowed here, so nothing was imported "
-            f"or run. Allowed: {listing}. {how}", run_id=run_id, recorded=recorded,
-            allowed=allowed)
+            f"{what}, so nothing was imported or run. Allowed: {listing}. {how}",
+            run_id=run_id, recorded=recorded,             allowed=allowed)
 
 
 def declared_refs(cwd: Path | None = None,

@@ -313,3 +313,24 @@ def test_a_fork_prints_the_resume_command_that_works_here(cli, project, tmp_path
     declared = at(cli, project.root, PURPOSE_AGENT_FLOWS="okflow:flow")
     again = declared.ok("fork", "r", "--at", "0", "--id", "copy2").stdout
     assert f"advance it: purpose-agent resume copy2 --db {cli.db}" in again
+
+
+def test_a_run_whose_flow_has_no_reference_needs_the_flow_option(cli, project) -> None:
+    (project.root / "built.py").write_text(textwrap.dedent('''
+        from purpose_agent import END, Flow
+
+        def build():
+            flow = Flow("built")
+            flow.add(lambda ctx: {"answer": ctx.interrupt("ok?")}, name="ask")
+            flow.edge("ask", END)
+            return flow
+        '''), encoding="utf-8")
+    start(cli, project.root, "b", "from built import build; flow = build()")
+    assert state_of(cli, "b")["flow_ref"] is None
+    runner = at(cli, project.root)
+    cli.assert_error(runner("approve", "b"), FLOW,
+                     "run 'b' (named 'built') records no reference to its flow",
+                     f"purpose-agent approve b --flow package.module:attr --db {cli.db}")
+    (project.root / "named.py").write_text("from built import build\nflow = build()\n",
+                                           encoding="utf-8")
+    assert "✓ run b completed" in runner.ok("approve", "b", "--flow", "named:flow").stdout
