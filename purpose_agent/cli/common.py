@@ -48,8 +48,8 @@ EXIT_CODES_HELP = """Exit codes:
   3  no such run
   4  the run is busy: another live process is advancing it
   5  the store cannot be opened, read or written (not a database, newer schema)
-  6  the run's flow is not allowed here (give it with --flow), cannot be imported,
-     or no longer matches the run
+  6  the flow cannot be imported, is not allowed here (give it with --flow), or
+     no longer matches the run
 """
 
 DbOption = Annotated[str | None, typer.Option(
