@@ -43,24 +43,32 @@ def allowed_flows(cwd: Path | None = None) -> FlowRegistry:
     return FlowRegistry([*declared_refs(cwd), demo])
 
 
+TRUST_NOTE = " (if you trust that code: it is the flow the run recorded, not one allowed here)"
+
+
+def _selected_without_flow(recorded: RecordedFlow) -> bool:
+    try:
+        return allowed_flows().find(recorded) is not None
+    except FlowImportError:
+        return False  # a malformed declaration: the command that reads it says so
+
+
 def flow_arg_for(recorded: RecordedFlow, given: str | None) -> str | None:
-    """The ``--flow`` a command about this run needs: ``given`` unless the declared flows
-    select the run by themselves. Imports nothing."""
-    if given is None or allowed_flows().find(recorded) is not None:
+    """The ``--flow`` a command about this run needs, for a person who gave ``given``:
+    None when the allowed flows select the run by themselves. Imports nothing."""
+    if given is None or _selected_without_flow(recorded):
         return None
     return given
 
 
 def needed_flow_arg(recorded: RecordedFlow) -> str | None:
-    """For hints about a run this command loaded no flow for (e.g. a fork): the ``--flow``
-    a later command needs (the recorded reference, which the person must trust), or None
-    when the allowed flows select the run. Imports nothing."""
-    try:
-        if allowed_flows().find(recorded) is not None:
-            return None
-    except FlowImportError:
-        pass  # a malformed declaration: the command that needs it will say so
-    return recorded.suggestion() or "REF"
+    """For hints about a run this command loaded no flow for (a fork, a refused command):
+    the ``--flow`` a later command needs, which is then the recorded reference (print it
+    with :data:`TRUST_NOTE`), or None when the allowed flows select the run. Imports
+    nothing."""
+    if _selected_without_flow(recorded):
+        return None
+    return recorded.suggestion() or "package.module:attr"
 
 
 def choose_flow(run_id: str, recorded: RecordedFlow, *, given: str | None,
@@ -98,5 +106,5 @@ def how_to_allow(recorded: RecordedFlow, run_id: str, *, verb: str, url: str) ->
             f"${ENV_VAR} (comma-separated references)")
 
 
-__all__ = ["DEMO_REF", "FlowChoice", "allowed_flows", "choose_flow", "flow_arg_for",
+__all__ = ["DEMO_REF", "TRUST_NOTE", "FlowChoice", "allowed_flows", "choose_flow", "flow_arg_for",
            "how_to_allow", "needed_flow_arg"]

@@ -38,7 +38,7 @@ from .common import (
     open_store,
     require_store,
 )
-from .flowref import choose_flow, flow_arg_for, needed_flow_arg
+from .flowref import TRUST_NOTE, choose_flow, flow_arg_for, needed_flow_arg
 from .render import EventTail, clean, event_line, literal, pretty_json
 
 
@@ -60,9 +60,11 @@ def continue_command(verb: str, run_id: str, *words: str, url: str,
 
 def resume_command(state: RunState, *, url: str) -> str:
     """``purpose-agent resume RUN`` for a run this command loaded no flow for (a fork),
-    with the ``--flow`` it needs when its flow is not allowed here."""
-    return continue_command("resume", state.run_id, url=url,
-                            flow_arg=needed_flow_arg(RecordedFlow.of(state)))
+    with the ``--flow`` it needs when its flow is not allowed here (and a word of caution,
+    since that reference comes from the store)."""
+    flow_arg = needed_flow_arg(RecordedFlow.of(state))
+    return (continue_command("resume", state.run_id, url=url, flow_arg=flow_arg)
+            + (TRUST_NOTE if flow_arg else ""))
 
 
 def outlives_process(url: str) -> bool:
@@ -189,12 +191,14 @@ def resume_run(console: Console, url: str, run_id: str, *, flow_ref: str | None 
     pending = state.pending or {}
     if (state.status is RunStatus.PAUSED and pending.get("kind") == "interrupt"
             and answer is MISSING):
-        flow_arg = flow_arg_for(recorded, flow_ref)
+        flow_arg = (flow_arg_for(recorded, flow_ref) if flow_ref is not None
+                    else needed_flow_arg(recorded))
+        note = TRUST_NOTE if flow_ref is None and flow_arg else ""
         raise RunStateError(
             f"run {run_id!r} waits for a person's answer in node {pending.get('node')}: "
             f"{continue_command('approve', run_id, url=url, flow_arg=flow_arg)}, "
             f"{continue_command('reject', run_id, url=url, flow_arg=flow_arg)}, or resume "
-            "with --answer JSON")
+            f"with --answer JSON{note}")
     choice = choose_flow(run_id, recorded, given=flow_ref, verb=verb, url=url)
     console.print(literal(f"resuming run {run_id} ({state.status}) with flow {choice.ref}",
                           style="bold"))

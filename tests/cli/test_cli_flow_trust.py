@@ -212,6 +212,9 @@ def test_flow_on_the_command_line_and_hints_that_carry_it(cli, project, tmp_path
     # From another directory the module name means nothing: the file is what works.
     cli.assert_error(refused, FLOW, f"run 'r' records flow okflow:flow in {project.flow_file}",
                      f"purpose-agent approve r --flow {project.flow_file}:flow --db {cli.db}")
+    cli.assert_error(elsewhere("resume", "r", "--flow", f"{project.flow_file}:flow"), 1,
+                     "waits for a person's answer", f"purpose-agent approve r --flow "
+                     f"{project.flow_file}:flow --db {cli.db}")
     first = elsewhere.ok("approve", "r", "--flow", f"{project.flow_file}:flow")
     assert f"resuming run r (paused) with flow {project.flow_file}:flow" in first.stdout
     hints = {line.split(":", 1)[0]: line.split(":", 1)[1].strip()
@@ -283,6 +286,10 @@ def test_a_malformed_allow_list_is_an_error_that_names_it(cli, project) -> None:
     cli.assert_error(at(cli, project.root, PURPOSE_AGENT_FLOWS="okflow")("approve", "r"), FLOW,
                      "flow reference 'okflow' (from $PURPOSE_AGENT_FLOWS) must look like")
     assert state_of(cli, "r")["status"] == "paused"
+    # A flow given on the command line does not depend on the declarations.
+    given = at(cli, project.root, PURPOSE_AGENT_FLOWS="okflow").ok(
+        "approve", "r", "--flow", "okflow.py:flow")
+    assert "approve:  purpose-agent approve r --flow okflow.py:flow" in given.stdout
 
 
 def test_runs_record_the_file_of_their_flow(cli, project) -> None:
@@ -307,8 +314,9 @@ def test_a_fork_prints_the_resume_command_that_works_here(cli, project, tmp_path
     start(cli, project.root, "r")
     elsewhere = at(cli, tmp_path / "elsewhere")
     forked = elsewhere.ok("fork", "r", "--at", "0", "--id", "copy")
-    hint = forked.stdout.split("advance it: ", 1)[1].strip()
+    hint, note = forked.stdout.split("advance it: ", 1)[1].strip().split(" (", 1)
     assert hint == f"purpose-agent resume copy --flow {project.flow_file}:flow --db {cli.db}"
+    assert note.startswith("if you trust that code")
     assert "⏸ run copy is paused: node ask" in elsewhere.ok(*shlex.split(hint)[1:]).stdout
     declared = at(cli, project.root, PURPOSE_AGENT_FLOWS="okflow:flow")
     again = declared.ok("fork", "r", "--at", "0", "--id", "copy2").stdout
