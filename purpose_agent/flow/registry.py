@@ -57,9 +57,12 @@ class RecordedFlow:
 
     @classmethod
     def of(cls, state: Any) -> RecordedFlow:
-        """From a :class:`RunState` (or anything with ``flow``, ``flow_ref``, ``flow_file``)."""
-        return cls(getattr(state, "flow", None), getattr(state, "flow_ref", None),
-                   getattr(state, "flow_file", None))
+        """From a :class:`RunState` (or anything with ``flow``, ``flow_ref``, ``flow_file``);
+        a field that is not a string (a damaged or forged record) counts as absent."""
+        def text(name: str) -> str | None:
+            value = getattr(state, name, None)
+            return value if isinstance(value, str) and value else None
+        return cls(text("flow"), text("flow_ref"), text("flow_file"))
 
     def describe(self) -> str:
         """``ref`` (with its file, when the reference is a module), for messages."""
@@ -77,13 +80,15 @@ class RecordedFlow:
         if not sep or not target or not attr.isidentifier():
             return set()
         keys = set()
-        if _is_file_target(target):
-            if os.path.isabs(target):
-                keys.add(f"{_real(target)}:{attr}")
-        else:
+        is_file = _is_file_target(target)
+        if not is_file:
             keys.add(f"{target}:{attr}")
-            if self.file and os.path.isabs(self.file):
-                keys.add(f"{_real(self.file)}:{attr}")
+        file = target if is_file else self.file
+        if file and os.path.isabs(file):
+            try:
+                keys.add(f"{_real(file)}:{attr}")
+            except (OSError, ValueError, RuntimeError):
+                pass  # no such path can be given (NUL byte, symlink loop): matches nothing
         return keys
 
     def suggestion(self) -> str | None:

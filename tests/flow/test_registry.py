@@ -111,3 +111,20 @@ def test_the_declared_flows_come_from_the_working_directory_and_the_environment(
     assert declared_refs(project / "sub", {}) == []
     with pytest.raises(FlowImportError, match="must look like"):
         declared_refs(project / "sub", {ENV_VAR: "a-b:flow"})
+
+
+def test_a_forged_record_matches_nothing_and_breaks_nothing(tmp_path) -> None:
+    class Forged:
+        flow, flow_ref, flow_file = ["x"], 42, {"a": 1}
+
+    assert RecordedFlow.of(Forged()) == RecordedFlow(None, None, None)
+    registry = FlowRegistry([FlowRef.parse("json:loads", source="test")])
+    for ref, file in (("/tmp/a\x00b.py:flow", None), ("mod:flow", "/tmp/a\x00b.py"),
+                      ("mod:not an attr", None), (":flow", None), ("nothing", None)):
+        recorded = RecordedFlow("x", ref, file)
+        assert registry.find(recorded) is None
+        with pytest.raises(FlowNotAllowed):
+            registry.resolve(recorded, run_id="r")
+    loop = tmp_path / "loop.py"
+    loop.symlink_to(loop)
+    assert registry.find(RecordedFlow("x", f"{loop}:flow")) is None
