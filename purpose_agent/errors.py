@@ -18,6 +18,7 @@ Every error the library raises on purpose derives from :class:`PurposeAgentError
     ├── FlowDefinitionError         the flow graph is invalid (unknown node, no way out …)
     ├── FlowChangedError            the flow's code no longer matches what the run journaled
     ├── FlowImportError             the flow recorded in a run cannot be imported
+    │   └── FlowNotAllowed          the run's flow is not one this process was given
     ├── MaxStepsExceeded            a run went past its ``max_steps`` bound
     └── NodeTimeout                 a node ran longer than its ``timeout``
 
@@ -92,6 +93,22 @@ class FlowImportError(PurposeAgentError, ImportError):
     """The flow recorded in a run (``module:attr``) cannot be imported."""
 
 
+class FlowNotAllowed(FlowImportError):
+    """A run's recorded flow is not among the flows this process was given (``--flow``,
+    the project's declared list, ``Worker(flows=...)``); nothing was imported.
+
+    ``run_id``, ``recorded`` (the run's own account of its flow: a hint, never trusted)
+    and ``allowed`` (the references that were) say what to allow.
+    """
+
+    def __init__(self, message: str, *, run_id: str | None = None, recorded: object = None,
+                 allowed: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.recorded = recorded
+        self.allowed = allowed
+
+
 class MaxStepsExceeded(PurposeAgentError):
     """The run executed more nodes than its ``max_steps`` allows."""
 
@@ -148,6 +165,7 @@ __all__ = [
     "FlowChangedError",
     "FlowDefinitionError",
     "FlowImportError",
+    "FlowNotAllowed",
     "InvalidRunId",
     "LeaseError",
     "MaxStepsExceeded",

@@ -62,6 +62,12 @@ app = typer.Typer(
 EVENT_KINDS = tuple(str(kind) for kind in EventKind)
 
 RunArg = Annotated[str, typer.Argument(metavar="RUN", help="The run id.", show_default=False)]
+FlowOption = Annotated[str | None, typer.Option(
+    "--flow", metavar="REF", help="The flow to continue the run with, as package.module:attr "
+    "or path/to/file.py:attr. Without it: the flow the run recorded, only if it is allowed "
+    "here ([tool.purpose-agent] flows in ./pyproject.toml, $PURPOSE_AGENT_FLOWS "
+    "(comma-separated), or the demo's); a store never chooses the code that runs.",
+    show_default=False)]
 SetOption = Annotated[list[str] | None, typer.Option(
     "--set", metavar="KEY=JSON", help="Replace a data key first (repeatable), e.g. "
     "--set 'draft=\"new text\"'.", show_default=False)]
@@ -228,9 +234,7 @@ def transcript(run_id: RunArg, db: DbOption = None) -> None:
 @app.command()
 def resume(
     run_id: RunArg,
-    flow: Annotated[str | None, typer.Option(
-        "--flow", metavar="REF", help="The flow, as package.module:attr or path/to/file.py:attr "
-        "(default: the one the run recorded).", show_default=False)] = None,
+    flow: FlowOption = None,
     answer: Annotated[str | None, typer.Option(
         "--answer", metavar="JSON", help="Answer the run's question, or give the result of "
         "an in-doubt step, e.g. --answer true or --answer '\"yes\"'.", show_default=False)]
@@ -257,19 +261,20 @@ def approve(
     run_id: RunArg,
     answer: Annotated[str, typer.Option("--answer", metavar="JSON",
                                         help="The answer to give.")] = "true",
+    flow: FlowOption = None,
     db: DbOption = None,
 ) -> None:
     """Answer a paused run's question with true (or --answer JSON) and continue it."""
     value = parse_json("--answer", answer)
     raise typer.Exit(running.answer_run(_console(), resolve_url(db), run_id, value,
-                                        verb="approve"))
+                                        verb="approve", flow_ref=flow))
 
 
 @app.command()
-def reject(run_id: RunArg, db: DbOption = None) -> None:
+def reject(run_id: RunArg, flow: FlowOption = None, db: DbOption = None) -> None:
     """Answer a paused run's question with false and continue it."""
     raise typer.Exit(running.answer_run(_console(), resolve_url(db), run_id, False,
-                                        verb="reject"))
+                                        verb="reject", flow_ref=flow))
 
 
 @app.command()
@@ -303,7 +308,7 @@ def fork(
     console.print(literal(f"forked run {run_id} after step {at} into {state.run_id} "
                           f"({state.status}, next node {state.current_node or '-'})"))
     if state.status is RunStatus.PENDING:
-        console.print(literal("advance it: " + command_for("resume", state.run_id, url=url)))
+        console.print(literal("advance it: " + running.resume_command(state, url=url)))
 
 
 @app.command()

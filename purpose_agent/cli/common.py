@@ -49,7 +49,8 @@ EXIT_CODES_HELP = """Exit codes:
   4  the run is busy: another live process is advancing it
   5  the store cannot be opened, read or written: no store at that path, not a
      purpose-agent store, unreadable, or from a newer version
-  6  the flow cannot be imported, or no longer matches the run
+  6  the flow cannot be imported, is not allowed here (give it with --flow), or
+     no longer matches the run
 """
 
 DbOption = Annotated[str | None, typer.Option(

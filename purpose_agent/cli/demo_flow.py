@@ -2,8 +2,9 @@
 
 Offline and deterministic (no network, no API key). Each durable step appends one line
 to an effects log (``effects_log`` in the run data), so after a crash and a resume you
-can see that no side effect happened twice. ``purpose-agent resume`` finds this flow
-through the run's recorded ``flow_ref``: ``purpose_agent.cli.demo_flow:flow``.
+can see that no side effect happened twice. This flow is always allowed, so
+``purpose-agent resume`` needs no ``--flow`` for a demo run: its recorded ``flow_ref``,
+``purpose_agent.cli.demo_flow:flow``, selects it.
 """
 
 from __future__ import annotations

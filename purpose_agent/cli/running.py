@@ -17,9 +17,10 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.prompt import Confirm
 
-from purpose_agent.errors import FlowImportError, RunStateError
+from purpose_agent.errors import RunStateError
 from purpose_agent.flow import NodeContext
 from purpose_agent.flow.engine import MISSING
+from purpose_agent.flow.registry import RecordedFlow
 from purpose_agent.runtime.checkpoint import BaseCheckpointer, parse_store_url
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.state import RunState, RunStatus
@@ -36,7 +37,7 @@ from .common import (
     open_store,
     require_store,
 )
-from .flowref import load_flow
+from .flowref import TRUST_NOTE, choose_flow, flow_arg_for, needed_flow_arg
 from .render import EventTail, clean, event_line, literal, pretty_json
 
 
@@ -49,9 +50,31 @@ def _printer(console: Console) -> Callable[[PAEvent], None]:
     return emit
 
 
+def continue_command(verb: str, run_id: str, *words: str, url: str,
+                     flow_arg: str | None = None) -> str:
+    """The command line that continues ``run_id`` (with ``--flow`` when it needs one)."""
+    flow = ("--flow", flow_arg) if flow_arg else ()
+    return command_for(verb, run_id, *words, *flow, url=url)
+
+
+def resume_command(state: RunState, *, url: str) -> str:
+    """``purpose-agent resume RUN`` for a run this command loaded no flow for (a fork),
+    with the ``--flow`` it needs when its flow is not allowed here (and a word of caution,
+    since that reference comes from the store)."""
+    flow_arg = needed_flow_arg(RecordedFlow.of(state))
+    return (continue_command("resume", state.run_id, url=url, flow_arg=flow_arg)
+            + (TRUST_NOTE if flow_arg else ""))
+
+
+def outlives_process(url: str) -> bool:
+    """False for a store that ends with this process (``memory://``, ``:memory:``)."""
+    return not parse_store_url(url).in_memory
+
+
 def advance(console: Console, cp: BaseCheckpointer, run_id: str,
             action: Callable[[], RunState], *, url: str, since: int = 0,
-            tail: EventTail | None = None) -> tuple[RunState, list[PAEvent]]:
+            tail: EventTail | None = None,
+            flow_arg: str | None = None) -> tuple[RunState, list[PAEvent]]:
     """Run ``action`` (a blocking run / resume) while printing the run's new events."""
     tail = tail or EventTail(cp, run_id, _printer(console), since=since)
     try:
@@ -59,8 +82,10 @@ def advance(console: Console, cp: BaseCheckpointer, run_id: str,
             state = action()
     except KeyboardInterrupt:
         # The lease dies with this process, so the run can be resumed at once.
-        console.print(literal("interrupted; continue the run with: "
-                              + command_for("resume", run_id, url=url), style="yellow"))
+        if outlives_process(url):
+            console.print(literal("interrupted; continue the run with: "
+                                  + continue_command("resume", run_id, url=url,
+                                                     flow_arg=flow_arg), style="yellow"))
         raise
     return state, tail.seen
 
@@ -72,9 +97,16 @@ def replayed_steps(events: list[PAEvent]) -> int:
                if e.kind == EventKind.AGENT_FINISHED)
 
 
-def report(console: Console, state: RunState, seen: list[PAEvent], url: str) -> int:
-    """Say how the run ended up and what to do next. Returns the exit code."""
+def report(console: Console, state: RunState, seen: list[PAEvent], url: str, *,
+           flow_arg: str | None = None) -> int:
+    """Say how the run ended up and what to do next: the commands that continue it, with
+    ``--flow flow_arg`` when it needs one. Returns the exit code."""
     run_id = state.run_id
+
+    def command(verb: str, *words: str) -> str:
+        return continue_command(verb, run_id, *words, url=url, flow_arg=flow_arg)
+
+    gone = not outlives_process(url) and not state.status.is_terminal
     replayed = replayed_steps(seen)
     if replayed:
         console.print(literal(f"↺ {replayed} step(s) replayed from the journal, not run again",
@@ -88,29 +120,44 @@ def report(console: Console, state: RunState, seen: list[PAEvent], url: str) -> 
         console.print(literal(f"⏸ run {run_id} is paused: node {pending.get('node')} waits for "
                               "a person's answer", style="bold yellow"))
         console.print(literal(pretty_json(pending.get("payload"))))
-        console.print(literal("approve:  ") + literal(command_for("approve", run_id, url=url)))
-        console.print(literal("reject:   ") + literal(command_for("reject", run_id, url=url)))
-        console.print(literal("or reply: ")
-                      + literal(command_for("resume", run_id, "--answer", "JSON", url=url)))
+        if gone:
+            _say_gone(console, url)
+        else:
+            console.print(literal("approve:  ") + literal(command("approve")))
+            console.print(literal("reject:   ") + literal(command("reject")))
+            console.print(literal("or reply: ") + literal(command("resume", "--answer", "JSON")))
     elif status is RunStatus.PAUSED:
         pending = state.pending or {}
         console.print(literal(
             f"⏸ run {run_id} is paused: step {pending.get('name')} in node "
             f"{pending.get('node')} is in doubt (it started, its result was never journaled, "
-            "so it may or may not have happened). Check, then either:", style="bold yellow"))
-        console.print(literal(command_for("resume", run_id, "--answer",
-                                          "<its result as JSON>", url=url)))
-        console.print(literal(command_for("resume", run_id, "--retry-in-doubt", url=url)))
+            "so it may or may not have happened)." + ("" if gone else " Check, then either:"),
+            style="bold yellow"))
+        if gone:
+            _say_gone(console, url)
+        else:
+            console.print(literal(command("resume", "--answer", "<its result as JSON>")))
+            console.print(literal(command("resume", "--retry-in-doubt")))
     elif status is RunStatus.FAILED:
         err = state.error or {}
         console.print(literal(f"✗ run {run_id} failed in node {err.get('node')}: "
                               f"{err.get('type')}: {err.get('message')}", style="bold red"))
-        console.print(literal("retry it: ") + literal(command_for("resume", run_id, url=url)))
+        if gone:
+            _say_gone(console, url)
+        else:
+            console.print(literal("retry it: ") + literal(command("resume")))
         return EXIT_ERROR
     elif status is RunStatus.CANCELLED:
         console.print(literal(f"run {run_id} was cancelled", style="dim"))
     _report_effects(console, state)
     return EXIT_OK
+
+
+def _say_gone(console: Console, url: str) -> None:
+    console.print(literal(
+        f"this run lives in {url}, which ends with this process: no later command can "
+        "approve, reject or resume it. Keep runs in a file (--db runs.db), or answer now "
+        "(the demo: --yes)", style="yellow"))
 
 
 def _report_effects(console: Console, state: RunState) -> None:
@@ -127,8 +174,10 @@ def _report_effects(console: Console, state: RunState) -> None:
 # ── resume, approve, reject ────────────────────────────────────────────────────────────
 def resume_run(console: Console, url: str, run_id: str, *, flow_ref: str | None = None,
                answer: Any = MISSING, update: dict[str, Any] | None = None,
-               retry_in_doubt: bool = False) -> int:
-    """Continue a run in this process (``purpose-agent resume``)."""
+               retry_in_doubt: bool = False, verb: str = "resume") -> int:
+    """Continue a run in this process (``purpose-agent resume``) with ``flow_ref``
+    (``--flow``) or the allowed flow its record selects; the record alone never chooses
+    the code (see :mod:`.flowref`)."""
     cp = require_store(url, run_id)
     state = cp.load_latest(run_id)
     if state is None:
@@ -137,27 +186,30 @@ def resume_run(console: Console, url: str, run_id: str, *, flow_ref: str | None 
         raise RunStateError(
             f"run {run_id!r} is {state.status}; nothing to resume. To run part of it again: "
             + command_for("fork", run_id, "--at", "STEP", url=url))
-    ref = flow_ref or state.flow_ref
-    if not ref:
-        raise FlowImportError(
-            f"run {run_id!r} recorded no importable flow (it was defined where another "
-            "process cannot import it); pass --flow package.module:attr or path/to/file.py:attr")
-    flow = load_flow(ref)
+    recorded = RecordedFlow.of(state)
     pending = state.pending or {}
     if (state.status is RunStatus.PAUSED and pending.get("kind") == "interrupt"
             and answer is MISSING):
+        flow_arg = (flow_arg_for(recorded, flow_ref) if flow_ref is not None
+                    else needed_flow_arg(recorded))
+        note = TRUST_NOTE if flow_ref is None and flow_arg else ""
         raise RunStateError(
             f"run {run_id!r} waits for a person's answer in node {pending.get('node')}: "
-            f"{command_for('approve', run_id, url=url)}, "
-            f"{command_for('reject', run_id, url=url)}, or resume with --answer JSON")
-    console.print(literal(f"resuming run {run_id} ({state.status}) with flow {ref}", style="bold"))
+            f"{continue_command('approve', run_id, url=url, flow_arg=flow_arg)}, "
+            f"{continue_command('reject', run_id, url=url, flow_arg=flow_arg)}, or resume "
+            f"with --answer JSON{note}")
+    choice = choose_flow(run_id, recorded, given=flow_ref, verb=verb, url=url)
+    console.print(literal(f"resuming run {run_id} ({state.status}) with flow {choice.ref}",
+                          style="bold"))
+    flow = choice.flow
     state, seen = advance(console, cp, run_id, lambda: flow.resume(
         run_id, checkpointer=cp, answer=answer, update=update, retry_in_doubt=retry_in_doubt),
-        url=url, since=cp.next_seq(run_id) - 1)
-    return report(console, state, seen, url)
+        url=url, since=cp.next_seq(run_id) - 1, flow_arg=choice.flow_arg)
+    return report(console, state, seen, url, flow_arg=choice.flow_arg)
 
 
-def answer_run(console: Console, url: str, run_id: str, answer: Any, *, verb: str) -> int:
+def answer_run(console: Console, url: str, run_id: str, answer: Any, *, verb: str,
+               flow_ref: str | None = None) -> int:
     """Answer the question a paused run asks, then continue it (``approve`` / ``reject``)."""
     cp = require_store(url, run_id)
     info = cp.run_info(run_id)
@@ -169,7 +221,7 @@ def answer_run(console: Console, url: str, run_id: str, answer: Any, *, verb: st
                "or --retry-in-doubt") if pending.get("kind") == "in_doubt" else (
                f"is {info.status}, not waiting for a person's answer")
         raise RunStateError(f"cannot {verb} run {run_id!r}: it {why}")
-    return resume_run(console, url, run_id, answer=answer)
+    return resume_run(console, url, run_id, answer=answer, flow_ref=flow_ref, verb=verb)
 
 
 # ── the demo ──────────────────────────────────────────────────────────────────────────
@@ -245,4 +297,5 @@ def _ask(console: Console, payload: Any, *, yes: bool) -> bool | None:
         return None
 
 
-__all__ = ["advance", "answer_run", "effects_log_path", "report", "resume_run", "run_demo"]
+__all__ = ["advance", "answer_run", "continue_command", "effects_log_path", "outlives_process",
+           "report", "resume_command", "resume_run", "run_demo"]

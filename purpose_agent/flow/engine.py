@@ -360,6 +360,7 @@ def start(flow: Flow, data: dict[str, Any] | None, cp: BaseCheckpointer, run_id:
     data = jsonutil.loads(text)
     state = RunState(run_id=run_id, session_id=session_id, status=RunStatus.RUNNING,
                      purpose=flow.purpose, flow=flow.name, flow_ref=flow.ref,
+                     flow_file=flow.ref_file,
                      current_node=flow.entry_node, max_steps=flow.max_steps, data=data)
     first = PAEvent(run_id, EventKind.RUN_STARTED, seq=1, payload={
         "flow": flow.name, "purpose": flow.purpose, "entry": flow.entry_node,

@@ -80,6 +80,7 @@ class Flow:
         self._module = caller.get("__name__", "__main__")
         self._file = caller.get("__file__")
         self._ref: str | None = None
+        self._ref_file: str | None = None
         self._ref_scanned = -1  # size of the module's namespace when last searched in vain
 
     # ── definition ───────────────────────────────────────────────────────────────
@@ -209,7 +210,11 @@ class Flow:
 
     @property
     def ref(self) -> str | None:
-        """Where another process finds this flow: ``module:attr`` or ``path.py:attr``."""
+        """Where another process finds this flow: ``module:attr`` or ``path.py:attr``.
+
+        Recorded in each run as a hint: a later process loads a flow only from a
+        reference it was given, and uses the recorded one to select among those.
+        """
         module = sys.modules.get(self._module)
         names = vars(module) if module else {}
         # A flow built in a function is in no module namespace: search again only once
@@ -222,8 +227,19 @@ class Flow:
                         self._ref = f"{Path(self._file).resolve()}:{attr}"
                     else:
                         self._ref = f"{self._module}:{attr}"
+                        # `module:attr` names a file only relative to the sys.path of
+                        # the process that started the run: keep the file as well, so
+                        # it can be matched from another working directory.
+                        if self._file:
+                            self._ref_file = str(Path(self._file).resolve())
                     break
         return self._ref
+
+    @property
+    def ref_file(self) -> str | None:
+        """The file of the module :attr:`ref` names (None when ``ref`` is a file already,
+        or the module has no file)."""
+        return self._ref_file if self.ref is not None else None
 
     # ── running ──────────────────────────────────────────────────────────────────
     def run(self, data: dict[str, Any] | None = None, *,

@@ -77,8 +77,9 @@ class NodeState:
 # The small fields of a run, rewritten on every commit; everything else (data, the list
 # of completed nodes, node states, cached results) travels as deltas and snapshots.
 HEADER_FIELDS = (
-    "run_id", "session_id", "status", "purpose", "flow", "flow_ref", "current_node",
-    "current_step", "max_steps", "pending", "error", "parent", "created_at", "updated_at",
+    "run_id", "session_id", "status", "purpose", "flow", "flow_ref", "flow_file",
+    "current_node", "current_step", "max_steps", "pending", "error", "parent", "created_at",
+    "updated_at",
 )
 
 
@@ -101,6 +102,7 @@ class RunState:
     purpose: str = ""
     flow: str | None = None
     flow_ref: str | None = None
+    flow_file: str | None = None  # the file of flow_ref's module (None when it is a file)
     current_node: str | None = None
     current_step: int = 0
     max_steps: int | None = None
@@ -199,7 +201,8 @@ class RunState:
         return {
             "run_id": self.run_id, "session_id": self.session_id, "status": str(self.status),
             "purpose": self.purpose, "flow": self.flow, "flow_ref": self.flow_ref,
-            "current_node": self.current_node, "current_step": self.current_step,
+            "flow_file": self.flow_file, "current_node": self.current_node,
+            "current_step": self.current_step,
             "max_steps": self.max_steps, "pending": self.pending, "error": self.error,
             "parent": self.parent, "created_at": self.created_at,
             "updated_at": self.updated_at,

@@ -11,7 +11,7 @@ BUSY = 4
 def test_resume_of_a_run_live_elsewhere_is_refused_and_writes_nothing(cli, live_run) -> None:
     child = live_run("live")
     before = json.loads(cli.ok("events", "live", "--json").stdout)
-    busy = cli("resume", "live")
+    busy = cli("resume", "live", "--flow", "blocking_flow.py:flow")
     cli.assert_error(busy, BUSY, "run busy", "run 'live' is being advanced by")
     cli.assert_error(cli("delete", "live", "--yes"), 1, "is being advanced by")
     assert json.loads(cli.ok("events", "live", "--json").stdout) == before

@@ -69,16 +69,20 @@ def test_an_in_doubt_step_is_settled_by_a_person(cli) -> None:
         died = subprocess.run([sys.executable, str(script), run_id], cwd=cli.cwd,
                               env={**cli.env, "DIE_INSIDE_CHARGE": "1"}, timeout=30)
         assert died.returncode == -9
-        paused = cli.ok("resume", run_id)
+        # The flow ran as a script: a later command is given it (the store never chooses
+        # the code), and the commands printed say so.
+        paused = cli.ok("resume", run_id, "--flow", "payments.py:flow")
         assert "step charge in node pay is in doubt" in paused.stdout
-        assert f"purpose-agent resume {run_id} --retry-in-doubt --db {cli.db}" in paused.stdout
+        assert (f"purpose-agent resume {run_id} --retry-in-doubt --flow payments.py:flow "
+                f"--db {cli.db}") in paused.stdout
         assert "paused (in doubt)" in cli.ok("runs").stdout
         cli.assert_error(cli("approve", run_id), 1, "in-doubt step")
 
-    cli.ok("resume", "settle", "--answer", '{"charged": 42, "checked": "by hand"}')
+    cli.ok("resume", "settle", "--answer", '{"charged": 42, "checked": "by hand"}',
+           "--flow", "payments.py:flow")
     settled = json.loads(cli.ok("show", "settle", "--json").stdout)
     assert settled["data"]["receipt"] == {"charged": 42, "checked": "by hand"}
-    cli.ok("resume", "retry", "--retry-in-doubt")
+    cli.ok("resume", "retry", "--retry-in-doubt", "--flow", "payments.py:flow")
     assert json.loads(cli.ok("show", "retry", "--json").stdout)["data"]["receipt"] == {
         "charged": 42}
 
