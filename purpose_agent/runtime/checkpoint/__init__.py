@@ -5,6 +5,8 @@
 ``jsonl:///dir``           :class:`JSONLCheckpointer` — plain files, one journal per run
 ``sqlite:///path.db``      :class:`SQLiteCheckpointer` — the embedded default
 ``path.db`` / ``.sqlite``  SQLite too
+``postgresql://…``         :class:`~purpose_agent.runtime.checkpoint.postgres.PostgresCheckpointer`
+                           — many processes and hosts (``pip install 'purpose-agent[postgres]'``)
 =========================  ===========================================================
 """
 
@@ -34,7 +36,8 @@ def open_checkpointer(url: str | os.PathLike[str] | None = None) -> BaseCheckpoi
     """Open the store a URL names (``None``: :func:`default_url`).
 
     Accepts ``memory://``, ``jsonl:///dir``, ``sqlite:///path`` (with an optional
-    ``?synchronous=NORMAL``) or a plain path ending in ``.db`` / ``.sqlite`` / ``.sqlite3``.
+    ``?synchronous=NORMAL``), a plain path ending in ``.db`` / ``.sqlite`` / ``.sqlite3``,
+    or ``postgresql://`` / ``postgres://`` (the ``postgres`` extra).
     """
     text = os.fspath(url) if url is not None else default_url()
     parts = urlsplit(text)
@@ -55,8 +58,10 @@ def open_checkpointer(url: str | os.PathLike[str] | None = None) -> BaseCheckpoi
         return SQLiteCheckpointer(_path_of(parts.netloc, parts.path, text),
                                   synchronous=sync)  # type: ignore[arg-type]
     if scheme in ("postgresql", "postgres"):
-        raise StoreError("PostgreSQL stores are not available in this version; "
-                         "use sqlite:///path.db")
+        # Imported here: psycopg is an extra, and the core must import without it.
+        from purpose_agent.runtime.checkpoint.postgres import PostgresCheckpointer
+
+        return PostgresCheckpointer(text)
     if not scheme and Path(text).suffix.lower() in (".db", ".sqlite", ".sqlite3"):
         return SQLiteCheckpointer(text)
     raise StoreError(
