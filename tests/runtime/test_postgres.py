@@ -98,7 +98,9 @@ def test_a_wrong_password_is_a_one_line_store_error(pg_server):
         assert cp.list_runs() == []
 
 
-def test_a_store_written_by_a_newer_version_is_refused_and_left_untouched(pg_server, pg_url):
+def test_a_store_written_by_a_newer_version_is_refused_and_left_untouched(pg_server,
+                                                                           pg_new_url):
+    pg_url = pg_new_url
     with open_checkpointer(pg_url) as cp:
         cp.save_snapshot("r1", RunState(run_id="r1", data={"x": 1}))
     schema = _schema_of(pg_url)
@@ -110,7 +112,8 @@ def test_a_store_written_by_a_newer_version_is_refused_and_left_untouched(pg_ser
     assert _admin(pg_server, f'SELECT run_id, header FROM "{schema}".runs') == before
 
 
-def test_processes_opening_a_new_store_at_once_all_succeed(pg_url):
+def test_processes_opening_a_new_store_at_once_all_succeed(pg_new_url):
+    pg_url = pg_new_url
     errors: list[BaseException] = []
     start = threading.Barrier(6)
 
