@@ -92,7 +92,9 @@ def start_cluster(bindir: Path) -> Server:
         shutil.chown(directory, SERVICE_USER)
     try:
         _run([str(bindir / "initdb"), "-D", str(data), "-U", SERVICE_USER,
-              "--auth=trust", "--no-instructions", "-E", "UTF8", "--locale=C.UTF-8"])
+              "--auth=trust", "--no-instructions", "-E", "UTF8", "--locale=C.UTF-8",
+              # initdb's own fsync of the new files; the server keeps fsync on.
+              "--no-sync"])
         # Passwords are checked for every user but the cluster's owner, so the tests can
         # see a wrong password refused.
         (data / "pg_hba.conf").write_text(

@@ -53,7 +53,8 @@ EXIT_CODES_HELP = """Exit codes:
 
 DbOption = Annotated[str | None, typer.Option(
     "--db", metavar="URL",
-    help="The run store: sqlite:///path.db, path.db, jsonl:///dir or memory://. "
+    help="The run store: sqlite:///path.db, path.db, jsonl:///dir, memory:// or "
+         "postgresql://user@host/db. "
          "Default: $PURPOSE_AGENT_DB, else ./.purpose_agent/runs.db.",
     show_default=False)]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]

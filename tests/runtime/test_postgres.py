@@ -6,12 +6,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import psycopg
 import pytest
 
-from purpose_agent.errors import SchemaVersionError, StoreError
+from purpose_agent.errors import RunBusyError, SchemaVersionError, StoreError
 from purpose_agent.runtime.checkpoint import open_checkpointer
 from purpose_agent.runtime.checkpoint.postgres import PostgresCheckpointer
 from purpose_agent.runtime.events import EventKind, create_event
@@ -166,3 +167,23 @@ def test_list_runs_by_status_is_injection_safe(pg_url):
         assert cp.list_runs(status=injection) == []
         assert cp.list_events("r1", kinds=[injection]) == []
         assert [e.seq for e in cp.list_events("r1", kinds=["agent.progress", injection])] == [1]
+
+
+def test_leases_are_judged_and_set_on_the_database_clock(pg_url, monkeypatch):
+    """This process's clock is an hour fast: a store using it would take a live owner's
+    run (its lease looks expired) and grant leases an hour too long."""
+    with open_checkpointer(pg_url) as cp:
+        cp.save_snapshot("r1", RunState(run_id="r1", status=RunStatus.RUNNING))
+        held = cp.acquire_lease("r1", "other-host.example:4242", 60)
+        with cp._pool.connection() as conn:
+            db_now = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8"
+                                  ).fetchone()[0]
+        assert db_now <= held.expires_at - 60 + 5
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() + 3600)
+        with pytest.raises(RunBusyError):
+            cp.acquire_lease("r1", "me:1", 30)
+        renewed = cp.renew_lease(held, 60)
+        assert renewed.expires_at < real() + 120
+        result = cp.commit("r1", Commit(acquire=("other-host.example:4242", 30)))
+        assert result.lease is not None and result.lease.expires_at < real() + 120
