@@ -9,15 +9,16 @@ import threading
 import time
 import uuid
 
-import psycopg
 import pytest
 
 from purpose_agent.errors import RunBusyError, SchemaVersionError, StoreError
 from purpose_agent.runtime.checkpoint import open_checkpointer
-from purpose_agent.runtime.checkpoint.postgres import PostgresCheckpointer
 from purpose_agent.runtime.events import EventKind, create_event
 from purpose_agent.runtime.journal import Commit, Delta
 from purpose_agent.runtime.state import RunState, RunStatus
+
+# psycopg and the PostgreSQL store are imported inside the tests: without them, every
+# test here is skipped (or fails in CI) through the pg_server fixture, not at import.
 
 
 def _schema_of(url: str) -> str:
@@ -25,12 +26,16 @@ def _schema_of(url: str) -> str:
 
 
 def _admin(pg_server, sql: str, params: tuple = ()) -> list[tuple]:
+    import psycopg
+
     with psycopg.connect(pg_server.base_url, autocommit=True) as conn:
         cur = conn.execute(sql, params)
         return cur.fetchall() if cur.description else []
 
 
 def test_both_url_schemes_open_the_postgres_store(pg_url):
+    from purpose_agent.runtime.checkpoint.postgres import PostgresCheckpointer
+
     for url in (pg_url, pg_url.replace("postgresql://", "postgres://", 1)):
         with open_checkpointer(url) as cp:
             assert isinstance(cp, PostgresCheckpointer)
@@ -50,7 +55,9 @@ def test_the_store_lives_in_its_own_schema_and_a_second_schema_is_another_store(
     assert [t for (t,) in tables] == ["events", "meta", "runs", "snapshots", "states", "steps"]
 
 
-def test_a_bad_schema_name_is_refused_before_connecting():
+def test_a_bad_schema_name_is_refused_before_connecting(pg_server):
+    from purpose_agent.runtime.checkpoint.postgres import PostgresCheckpointer
+
     with pytest.raises(StoreError, match="schema name"):
         PostgresCheckpointer("postgresql://nobody@127.0.0.1:1/x?schema=a;drop")
 
@@ -70,7 +77,7 @@ def _one_line(err: pytest.ExceptionInfo[StoreError]) -> str:
     return text
 
 
-def test_an_unreachable_server_is_a_one_line_store_error(tmp_path):
+def test_an_unreachable_server_is_a_one_line_store_error(pg_server, tmp_path):
     with pytest.raises(StoreError) as err:
         open_checkpointer(f"postgresql:///db?host={tmp_path}")  # no server on that socket
     assert "is the server running" in _one_line(err)
@@ -187,3 +194,19 @@ def test_leases_are_judged_and_set_on_the_database_clock(pg_url, monkeypatch):
         assert renewed.expires_at < real() + 120
         result = cp.commit("r1", Commit(acquire=("other-host.example:4242", 30)))
         assert result.lease is not None and result.lease.expires_at < real() + 120
+
+
+def test_without_psycopg_a_postgres_url_says_which_extra_to_install():
+    code = (
+        "import sys\n"
+        "sys.modules['psycopg'] = None  # as if it were not installed\n"
+        "from purpose_agent.errors import StoreError\n"
+        "from purpose_agent.runtime.checkpoint import open_checkpointer\n"
+        "try:\n"
+        "    open_checkpointer('postgresql://someone@db.example/agents')\n"
+        "except StoreError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert "pip install 'purpose-agent[postgres]'" in out

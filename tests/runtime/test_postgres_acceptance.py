@@ -10,14 +10,13 @@ import sys
 import textwrap
 
 from purpose_agent.runtime.checkpoint import open_checkpointer
-from purpose_agent.runtime.checkpoint.postgres import PostgresCheckpointer
 from purpose_agent.runtime.events import EventKind, create_event
 from purpose_agent.runtime.state import RunState, RunStatus
 
 
 def test_t2_1_interrupted_after_node_2_resumes_at_node_3(pg_url):
     with open_checkpointer(pg_url) as cp:
-        assert isinstance(cp, PostgresCheckpointer)
+        assert type(cp).__name__ == "PostgresCheckpointer"
         state = RunState(run_id="flow1", purpose="5 node flow", max_steps=5)
         for i in (1, 2):
             state.mark_node_started(f"node_{i}")

@@ -141,12 +141,12 @@ class PostgresCheckpointer(BaseCheckpointer):
         try:
             conn = psycopg.connect(conninfo, **kwargs)
         except psycopg.Error as exc:
-            raise connect_error(exc, where) from None
+            raise connect_error(exc, where) from exc
         with conn:
             try:
                 create_schema(conn, self.schema, where)
             except psycopg.Error as exc:
-                raise store_error(exc, where) from None
+                raise store_error(exc, where) from exc
         self._pool: psycopg_pool.ConnectionPool[Connection] = psycopg_pool.ConnectionPool(
             conninfo, kwargs=kwargs, min_size=min_size, max_size=max_size, open=True,
             timeout=pool_timeout, num_workers=1, name=f"purpose-agent:{self.schema}")
@@ -167,7 +167,7 @@ class PostgresCheckpointer(BaseCheckpointer):
         except psycopg_pool.PoolClosed:
             raise StoreError(f"the PostgreSQL store {self._where()} is closed") from None
         except psycopg.Error as exc:
-            raise store_error(exc, self._where()) from None
+            raise store_error(exc, self._where()) from exc
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Cursor[tuple[Any, ...]]]:
