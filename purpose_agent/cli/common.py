@@ -57,7 +57,7 @@ DbOption = Annotated[str | None, typer.Option(
     "--db", metavar="URL",
     help="The run store: path.db or sqlite:///path.db (relative to the working "
          "directory), sqlite:////abs/path.db (absolute), sqlite:///:memory:, jsonl:///dir "
-         "(jsonl:////abs/dir), or memory://. Default: $PURPOSE_AGENT_DB, else "
+         "(jsonl:////abs/dir), memory://, or postgresql://user@host/db. Default: $PURPOSE_AGENT_DB, else "
          "./.purpose_agent/runs.db.",
     show_default=False)]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]

@@ -26,8 +26,9 @@ class Cli:
     """Runs ``purpose-agent`` in ``cwd`` with the store at ``db``."""
 
     cwd: Path
-    db: Path
+    db: Path | str  # a SQLite file, or a PostgreSQL URL
     env: dict[str, str]
+    effects_log: Path  # where the demo appends its side effects (next to a SQLite file)
     started: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def __call__(self, *args: str, stdin: str | None = None,
@@ -72,17 +73,25 @@ class Cli:
 
     def effects(self, run_id: str) -> list[str]:
         """The demo's effects log lines of one run."""
-        log = self.db.parent / "demo-effects.log"
+        log = self.effects_log
         lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
         return [line.split(" ", 1)[1] for line in lines if line.startswith(f"{run_id} ")]
 
 
-@pytest.fixture
-def cli(tmp_path: Path) -> Iterator[Cli]:
+@pytest.fixture(params=["sqlite"])
+def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cli]:
+    """The command line on a SQLite store; a test runs on PostgreSQL too with
+    ``@pytest.mark.parametrize("cli", ["sqlite", "postgres"], indirect=True)``."""
     env = {k: v for k, v in os.environ.items() if k not in ("PURPOSE_AGENT_DEBUG", "COLUMNS")}
-    db = tmp_path / "store" / "runs.db"
+    db: Path | str
+    if request.param == "postgres":  # the session's PostgreSQL server (tests/conftest.py)
+        db = request.getfixturevalue("pg_url")
+        effects_log = tmp_path / ".purpose_agent" / "demo-effects.log"
+    else:
+        db = tmp_path / "store" / "runs.db"
+        effects_log = db.parent / "demo-effects.log"
     env["PURPOSE_AGENT_DB"] = str(db)
-    runner = Cli(cwd=tmp_path, db=db, env=env)
+    runner = Cli(cwd=tmp_path, db=db, env=env, effects_log=effects_log)
     yield runner
     for process in runner.started:
         if process.poll() is None:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 import textwrap
+
+import pytest
+
+# Run on SQLite and on PostgreSQL (the session's server, tests/conftest.py).
+ON_BOTH_STORES = pytest.mark.parametrize("cli", ["sqlite", "postgres"], indirect=True)
 
 IN_DOUBT_FLOW = '''
 import os
@@ -36,19 +42,21 @@ if __name__ == "__main__":
 '''
 
 
+@ON_BOTH_STORES
 def test_fork_a_run_and_resume_the_copy_with_an_edit(cli) -> None:
     cli.ok("demo", "--yes", "--run-id", "orig")
     forked = cli.ok("fork", "orig", "--at", "3", "--id", "copy", "--set",
                     'draft="Fixed, sorry."')
     assert "forked run orig after step 3 into copy (pending, next node approve)" in forked.stdout
-    assert f"purpose-agent resume copy --db {cli.db}" in forked.stdout
+    assert shlex.join(["purpose-agent", "resume", "copy", "--db", str(cli.db)]) in forked.stdout
     paused = cli.ok("resume", "copy")
     assert "⏸ run copy is paused" in paused.stdout and '"draft": "Fixed, sorry."' in paused.stdout
     cli.ok("approve", "copy")
-    state = json.loads(cli.ok("show", "copy", "--json").stdout)
-    assert state["status"] == "completed" and state["parent"] == {"run_id": "orig", "step": 3}
     assert cli.effects("copy") == ["send: emailed ACME Corp (13 chars)"]
     assert cli("fork", "orig", "--at", "99").returncode == 1
+    del cli.env["PURPOSE_AGENT_DB"]  # the store named by --db alone
+    state = json.loads(cli.ok("show", "copy", "--json", "--db", str(cli.db)).stdout)
+    assert state["status"] == "completed" and state["parent"] == {"run_id": "orig", "step": 3}
 
 
 def test_cancel_then_delete_a_paused_run(cli) -> None:

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from crash_harness import Child
 
 
-@pytest.fixture(params=["sqlite", "jsonl"])
-def child(request: pytest.FixtureRequest, tmp_path: Path) -> Child:
-    url = f"sqlite:///{tmp_path}/runs.db" if request.param == "sqlite" else f"jsonl:///{tmp_path}/runs"
-    return Child(url, tmp_path / "effects.log")
+@pytest.fixture(params=["sqlite", "jsonl", "postgres"])
+def child(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Child]:
+    if request.param == "postgres":  # the session's PostgreSQL server (tests/conftest.py)
+        url = request.getfixturevalue("pg_url")
+    elif request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/runs.db"
+    else:
+        url = f"jsonl:///{tmp_path}/runs"
+    runner = Child(url, tmp_path / "effects.log")
+    yield runner
+    runner.close()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ class Child:
 
     url: str
     effects: Path
+    _store: Any = field(default=None, repr=False, compare=False)
 
     def env(self, crash: str | None) -> dict[str, str]:
         env = {**os.environ, "EFFECTS_FILE": str(self.effects)}
@@ -52,7 +53,15 @@ class Child:
         return self.effects.read_text().splitlines() if self.effects.exists() else []
 
     def store(self):
-        return open_checkpointer(self.url)
+        """This process's view of the store (opened once, closed by close())."""
+        if self._store is None:
+            self._store = open_checkpointer(self.url)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
 
 def result_of(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:

@@ -17,18 +17,24 @@ from purpose_agent import (
     JSONLCheckpointer,
     RunStateError,
     SQLiteCheckpointer,
+    open_checkpointer,
     step,
 )
 from purpose_agent.runtime.events import EventKind
 
 
-@pytest.fixture(params=["memory", "sqlite", "jsonl"])
+@pytest.fixture(params=["memory", "sqlite", "jsonl", "postgres"])
 def cp(request, tmp_path):
     if request.param == "memory":
-        return InMemoryCheckpointer()
-    if request.param == "sqlite":
-        return SQLiteCheckpointer(tmp_path / "runs.db")
-    return JSONLCheckpointer(tmp_path / "runs")
+        store = InMemoryCheckpointer()
+    elif request.param == "sqlite":
+        store = SQLiteCheckpointer(tmp_path / "runs.db")
+    elif request.param == "jsonl":
+        store = JSONLCheckpointer(tmp_path / "runs")
+    else:  # on the session's PostgreSQL server (tests/conftest.py)
+        store = open_checkpointer(request.getfixturevalue("pg_url"))
+    yield store
+    store.close()
 
 
 def seqs_are_contiguous(cp, run_id: str) -> bool:

@@ -2,7 +2,8 @@
 
 ``store`` is one behaviour suite's view of a backend: every test that takes it runs
 against each backend in ``BACKENDS``. A new backend (PostgreSQL) plugs in by adding a
-``Backend`` entry here; the tests do not change.
+``Backend`` entry here; the tests do not change. The PostgreSQL backend runs on the
+session's throwaway server (tests/conftest.py), one fresh schema per test.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -21,6 +23,7 @@ from purpose_agent.runtime.checkpoint import (
     InMemoryCheckpointer,
     JSONLCheckpointer,
     SQLiteCheckpointer,
+    open_checkpointer,
 )
 from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
 
@@ -31,11 +34,13 @@ settings.load_profile("runtime")
 
 @dataclass(frozen=True)
 class Backend:
-    """How to open one kind of store at a location under ``tmp_path``."""
+    """How to open one kind of store at a place: a directory under ``tmp_path``, or for
+    a server's store (``server=True``) the URL of an empty one of the test's own."""
 
     name: str
-    open: Callable[[Path], BaseCheckpointer]
-    url: Callable[[Path], str] | None = None  # for other processes; None: process-local
+    open: Callable[[Any], BaseCheckpointer]
+    url: Callable[[Any], str] | None = None  # for other processes; None: process-local
+    server: bool = False
 
 
 BACKENDS = {
@@ -44,14 +49,21 @@ BACKENDS = {
                      lambda tmp: f"jsonl:///{tmp / 'store'}"),
     "sqlite": Backend("sqlite", lambda tmp: SQLiteCheckpointer(tmp / "runs.db"),
                       lambda tmp: f"sqlite:///{tmp / 'runs.db'}"),
+    "postgres": Backend("postgres", lambda url: open_checkpointer(url), lambda url: url,
+                        server=True),
 }
 SHARED = [name for name, backend in BACKENDS.items() if backend.url is not None]
+
+
+def _place(backend: Backend, request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    return request.getfixturevalue("pg_url") if backend.server else tmp_path
 
 
 @pytest.fixture(params=list(BACKENDS))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseCheckpointer]:
     """A fresh, empty store of each backend."""
-    cp = BACKENDS[request.param].open(tmp_path)
+    backend = BACKENDS[request.param]
+    cp = backend.open(_place(backend, request, tmp_path))
     yield cp
     cp.close()
 
@@ -68,12 +80,20 @@ class SharedStore:
 
 @pytest.fixture(params=SHARED)
 def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SharedStore]:
-    """A store of each backend that lives in files, shareable across processes."""
+    """A store of each backend that lives outside this process, shareable across processes."""
     backend = BACKENDS[request.param]
-    cp = backend.open(tmp_path)
+    place = _place(backend, request, tmp_path)
+    cp = backend.open(place)
     assert backend.url is not None
-    yield SharedStore(request.param, backend.url(tmp_path), cp, lambda: backend.open(tmp_path))
-    cp.close()
+    opened = [cp]
+
+    def reopen() -> BaseCheckpointer:
+        opened.append(backend.open(place))
+        return opened[-1]
+
+    yield SharedStore(request.param, backend.url(place), cp, reopen)
+    for each in opened:
+        each.close()
 
 
 class Child:

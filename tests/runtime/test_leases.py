@@ -13,7 +13,7 @@ import pytest
 
 from purpose_agent.errors import LeaseError, RunBusyError, RunNotFound, RunStateError
 from purpose_agent.runtime.events import EventKind, create_event
-from purpose_agent.runtime.journal import Commit, Delta, owner_id
+from purpose_agent.runtime.journal import Commit, Delta, StepRecord, owner_id
 from purpose_agent.runtime.state import RunState, RunStatus
 
 HOST = owner_id().rpartition(":")[0]
@@ -88,6 +88,25 @@ def test_an_expired_lease_can_be_taken_and_the_old_owner_is_fenced_off(store):
         store.renew_lease(old, 30)
     store.commit("r1", Commit(events=[create_event("r1", EventKind.AGENT_FINISHED)],
                               fence=new.fence))
+
+
+@pytest.mark.parametrize("outcome", [RunStatus.COMPLETED, RunStatus.PAUSED, RunStatus.FAILED])
+def test_a_stale_owner_can_neither_finish_pause_nor_fail_the_run(store, outcome):
+    """Completion, a pause and a failure are commits like any other: fenced, and a stale
+    one writes nothing (its events, state, step records and lease release all refused)."""
+    state = _new_run(store)
+    old = store.acquire_lease("r1", ELSEWHERE, 0)
+    store.acquire_lease("r1", "me:1", 30)
+    seen = _seen(store)
+    state.status, state.current_step = outcome, 1
+    final = Commit(events=[create_event("r1", EventKind.RUN_FINISHED)], state=state,
+                   delta=Delta({"n": ["set", 9]}, node="a"), fence=old.fence, release=True,
+                   steps=[StepRecord("k", 1, "a", 0, "s", result=1)])
+    with pytest.raises(LeaseError):
+        store.commit("r1", final)
+    assert _seen(store) == seen
+    assert store.run_info("r1").status == RunStatus.RUNNING
+    assert store.load_steps("r1", 1) == []
 
 
 def test_renew_extends_the_lease(store):

@@ -94,7 +94,6 @@ def test_without_the_variable_the_default_is_sqlite_in_the_working_directory(tmp
 @pytest.mark.parametrize("url", [
     "redis://localhost/0", "runs.txt", "runs", "", "http://example.com/x.db",
     "sqlite:///x.db?mode=ro", "sqlite://", "jsonl://",
-    "postgresql://user@localhost/db",
 ])
 def test_an_unknown_form_is_a_clear_store_error(tmp_path, monkeypatch, url):
     monkeypatch.chdir(tmp_path)

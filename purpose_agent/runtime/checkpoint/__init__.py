@@ -1,23 +1,11 @@
 """Stores for runs. Pick one with :func:`open_checkpointer` or construct a backend.
 
-===============================  ========================================================
-``sqlite:///runs.db``            :class:`SQLiteCheckpointer` at ``./runs.db`` (relative)
-``sqlite:////var/runs.db``       SQLite at ``/var/runs.db`` (absolute: four slashes)
-``runs.db``, ``/abs/x.sqlite``   SQLite too (a path ending in .db, .sqlite, .sqlite3)
-``sqlite:///:memory:``           SQLite in memory
-``jsonl:///dir``                 :class:`JSONLCheckpointer` — plain files, one journal per
-                                 run (``jsonl:////abs/dir`` absolute)
-``memory://``                    :class:`InMemoryCheckpointer` — tests, throwaway runs
-===============================  ========================================================
-
-:func:`parse_store_url` is the one parser of these forms (see ``_url``).
-"""
+===============================  ================================================="""
 
 from __future__ import annotations
 
 import os
 
-from purpose_agent.errors import StoreError
 from purpose_agent.runtime.checkpoint._base import BaseCheckpointer, validate_run_id
 from purpose_agent.runtime.checkpoint._protocol import Checkpointer
 from purpose_agent.runtime.checkpoint._url import StoreURL, parse_store_url
@@ -41,7 +29,8 @@ def open_checkpointer(url: str | os.PathLike[str] | None = None, *,
     Accepts ``memory://``, ``sqlite:///relative.db`` / ``sqlite:////absolute.db`` (with an
     optional ``?synchronous=NORMAL``), ``sqlite:///:memory:``, ``jsonl:///dir`` (relative)
     / ``jsonl:////dir`` (absolute) or a plain path ending in ``.db`` / ``.sqlite`` /
-    ``.sqlite3``. Relative paths are relative to the working directory.
+    ``.sqlite3``, or ``postgresql://`` / ``postgres://`` (the ``postgres`` extra).
+    Relative paths are relative to the working directory.
 
     A writable store (the default) is created, or upgraded, if needed. ``read_only=True``
     opens an existing store for reading only and never creates or changes a file:
@@ -50,8 +39,10 @@ def open_checkpointer(url: str | os.PathLike[str] | None = None, *,
     """
     parsed = parse_store_url(url if url is not None else default_url())
     if parsed.kind == "postgresql":
-        raise StoreError("PostgreSQL stores are not available in this version; "
-                         "use sqlite:///path.db")
+        # Imported here: psycopg is an extra, and the core must import without it.
+        from purpose_agent.runtime.checkpoint.postgres import PostgresCheckpointer
+
+        return PostgresCheckpointer(parsed.url)
     if parsed.kind == "memory" or (parsed.kind == "jsonl" and parsed.path is None):
         return InMemoryCheckpointer()
     if parsed.kind == "jsonl":

@@ -1,4 +1,4 @@
-"""The store contract every backend implements (memory, JSONL, SQLite, later PostgreSQL)."""
+"""The store contract every backend implements (memory, JSONL, SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 

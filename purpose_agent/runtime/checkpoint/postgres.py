@@ -1,0 +1,356 @@
+"""PostgreSQL store: many processes on many machines share one database.
+
+``pip install 'purpose-agent[postgres]'`` (psycopg 3 and psycopg_pool). Open it with
+``open_checkpointer("postgresql://user@host/db")`` or construct
+:class:`PostgresCheckpointer`.
+
+- Every commit is one transaction that first locks the run's row (``SELECT … FOR
+  UPDATE``): writers of one run, in any process, take turns, so seqs stay contiguous.
+- Every write of a run is fenced: a commit whose lease fence is stale raises LeaseError
+  and writes nothing — node commits, step records, pauses, completion and failure alike.
+- Lease expiry is judged and set on the database's clock (``clock_timestamp()``), never
+  the caller's.
+- Works behind PgBouncer in transaction mode: no server-side prepared statements
+  (``prepare_threshold=None``) and nothing kept in the session between transactions.
+- Every value and filter is a bound parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from purpose_agent.errors import LeaseError, RunNotFound, StoreError
+
+try:
+    import psycopg
+    import psycopg_pool
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise StoreError("PostgreSQL stores need psycopg: pip install 'purpose-agent[postgres]'"
+                     ) from exc
+
+from purpose_agent.runtime import jsonutil
+from purpose_agent.runtime.checkpoint._base import (
+    BaseCheckpointer,
+    PreparedCommit,
+    kinds_filter,
+    minimal_header,
+    number_events,
+    refuse_existing,
+    splice_header,
+    validate_run_id,
+)
+from purpose_agent.runtime.checkpoint._postgres_db import (
+    DEFAULT_SCHEMA,
+    SCHEMA_VERSION,
+    check_schema_name,
+    connect_error,
+    create_schema,
+    redact_url,
+    split_url,
+    store_error,
+)
+from purpose_agent.runtime.events import PAEvent
+from purpose_agent.runtime.journal import (
+    CommitResult,
+    Lease,
+    RunInfo,
+    StepRecord,
+    check_lease_free,
+    sort_infos,
+)
+
+__all__ = ["SCHEMA_VERSION", "PostgresCheckpointer"]
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+# The database's clock, as the epoch seconds Lease and RunInfo carry.
+_NOW = "extract(epoch FROM clock_timestamp())::float8"
+_ROW = f"status, fence, owner, lease_expires_at, cancel_requested, next_seq, version, {_NOW}"
+_INFO = "SELECT header, owner, lease_expires_at, cancel_requested FROM {s}.runs"
+
+_STATEMENTS = {
+    "lock": f"SELECT {_ROW} FROM {{s}}.runs WHERE run_id = %s FOR UPDATE",
+    "create": ("INSERT INTO {s}.runs (run_id, status, updated_at, header, next_seq, version) "
+               "VALUES (%s, %s, %s, %s, 1, 0) ON CONFLICT (run_id) DO NOTHING "
+               f"RETURNING {_ROW}"),
+    "update": ("UPDATE {s}.runs SET status = coalesce(%s, status), "
+               "updated_at = coalesce(%s, updated_at), header = coalesce(%s, header), "
+               "next_seq = %s, version = %s, owner = %s, lease_expires_at = %s, fence = %s "
+               "WHERE run_id = %s"),
+    "event": "INSERT INTO {s}.events (run_id, seq, kind, body) VALUES (%s, %s, %s, %s)",
+    "state": ("INSERT INTO {s}.states (run_id, version, step, node, ops, header) "
+              "VALUES (%s, %s, %s, %s, %s, %s)"),
+    "snapshot": "INSERT INTO {s}.snapshots (run_id, version, body) VALUES (%s, %s, %s)",
+    "step": ("INSERT INTO {s}.steps (run_id, key, step, body) VALUES (%s, %s, %s, %s) "
+             "ON CONFLICT (run_id, key) DO UPDATE SET step = EXCLUDED.step, "
+             "body = EXCLUDED.body"),
+    "lease": "UPDATE {s}.runs SET owner = %s, lease_expires_at = %s, fence = %s WHERE run_id = %s",
+    "renew": (f"UPDATE {{s}}.runs SET lease_expires_at = {_NOW} + %s WHERE run_id = %s "
+              "AND fence = %s AND owner = %s RETURNING lease_expires_at"),
+    "cancel": "UPDATE {s}.runs SET cancel_requested = true WHERE run_id = %s",
+    "lock_timeout": "SELECT set_config('lock_timeout', %s, true)",
+    "events": "SELECT body FROM {s}.events WHERE run_id = %s AND seq > %s",
+    "next_seq": "SELECT next_seq FROM {s}.runs WHERE run_id = %s",
+    "info": _INFO + " WHERE run_id = %s",
+    "steps_of": "SELECT body FROM {s}.steps WHERE run_id = %s AND step = %s",
+    "snapshot_at": ("SELECT version, body FROM {s}.snapshots WHERE run_id = %s "
+                    "AND version <= %s ORDER BY version DESC LIMIT 1"),
+    "deltas": ("SELECT version, ops, header FROM {s}.states WHERE run_id = %s "
+               "AND version > %s AND version <= %s ORDER BY version"),
+    "node_version": ("SELECT min(version) FROM {s}.states WHERE run_id = %s AND step = %s "
+                     "AND (node IS NOT NULL OR %s = 0)"),
+    "history": "SELECT version, node, header FROM {s}.states WHERE run_id = %s ORDER BY version",
+}
+_TABLES = ("runs", "events", "states", "snapshots", "steps")
+_NO_LIMIT = 2**62
+
+
+class PostgresCheckpointer(BaseCheckpointer):
+    """A run store in a PostgreSQL database, safe to share between processes and hosts.
+
+    ``url`` is a libpq URL (``postgresql://user:password@host:5432/db``, options such as
+    ``?sslmode=require`` or ``?host=/run/postgresql`` pass through to libpq); its
+    ``?schema=name`` option (or ``schema=``) names the PostgreSQL schema the store's
+    tables live in (default ``purpose_agent``), created with the tables on first use.
+    Each commit is durable when it returns, as far as the server's ``fsync`` and
+    ``synchronous_commit`` settings make it.
+    """
+
+    def __init__(self, url: str, *, schema: str | None = None, min_size: int = 1,
+                 max_size: int = 8, connect_timeout: float = 10.0,
+                 lock_timeout: float = 30.0, pool_timeout: float = 30.0) -> None:
+        conninfo, options = split_url(url)
+        self.url = redact_url(conninfo)
+        self.schema = check_schema_name(schema or options.get("schema") or DEFAULT_SCHEMA)
+        self._lock_timeout = f"{int(lock_timeout * 1000)}ms"
+        self._pool_timeout = pool_timeout
+        quoted = f'"{self.schema}"'
+        self._sql = {name: text.format(s=quoted) for name, text in _STATEMENTS.items()}
+        self._info_sql = _INFO.format(s=quoted)
+        self._tables = [f"{quoted}.{table}" for table in _TABLES]
+        # No server-side prepared statements and no session state: a transaction-mode
+        # PgBouncer may hand each transaction to a different server connection.
+        kwargs: dict[str, Any] = {"prepare_threshold": None, "autocommit": True}
+        if "connect_timeout" not in conninfo:
+            kwargs["connect_timeout"] = max(1, round(connect_timeout))
+        where = self._where()
+        # One connection first, to report a bad URL, password or database at once (a
+        # pool would retry in the background until its timeout) and to set up the schema.
+        try:
+            conn = psycopg.connect(conninfo, **kwargs)
+        except psycopg.Error as exc:
+            raise connect_error(exc, where) from exc
+        with conn:
+            try:
+                create_schema(conn, self.schema, where)
+            except psycopg.Error as exc:
+                raise store_error(exc, where) from exc
+        self._pool: psycopg_pool.ConnectionPool[Connection] = psycopg_pool.ConnectionPool(
+            conninfo, kwargs=kwargs, min_size=min_size, max_size=max_size, open=True,
+            timeout=pool_timeout, num_workers=1, name=f"purpose-agent:{self.schema}")
+
+    def _where(self) -> str:
+        return f"{self.url} (schema {self.schema!r})"
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """A pooled connection (autocommit); database errors become StoreError."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except psycopg_pool.PoolTimeout:
+            raise StoreError(
+                f"no connection to the PostgreSQL store {self._where()} within "
+                f"{self._pool_timeout:.0f}s: is the server up and reachable?") from None
+        except psycopg_pool.PoolClosed:
+            raise StoreError(f"the PostgreSQL store {self._where()} is closed") from None
+        except psycopg.Error as exc:
+            raise store_error(exc, self._where()) from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Cursor[tuple[Any, ...]]]:
+        """One write transaction, its statements sent together (pipeline mode) until a
+        result is needed; rolled back on any exception."""
+        with self._connection() as conn, conn.pipeline(), conn.transaction():
+            cur = conn.cursor()
+            # Transaction-scoped, so nothing outlives it: a writer stuck holding the run
+            # (a stopped process mid-transaction) makes others fail, not wait forever.
+            cur.execute(self._sql["lock_timeout"], (self._lock_timeout,))
+            yield cur
+
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with self._connection() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    # ── writes ──────────────────────────────────────────────────────────────────
+    def _write(self, run_id: str, p: PreparedCommit) -> CommitResult:
+        sql = self._sql
+        with self._transaction() as cur:
+            row = None if p.create else cur.execute(sql["lock"], (run_id,)).fetchone()
+            if row is None:
+                header = p.header or minimal_header(run_id)
+                row = cur.execute(sql["create"], (
+                    run_id, header["status"], header["updated_at"],
+                    p.header_json if p.header is not None else jsonutil.dumps(header),
+                )).fetchone()
+                if row is None:  # it exists: created by someone else meanwhile
+                    if p.create:
+                        raise refuse_existing(run_id)
+                    row = cur.execute(sql["lock"], (run_id,)).fetchone()
+                    assert row is not None  # the lock keeps it from being deleted since
+            _status, fence, owner, expires, cancel, next_seq, version, now = row
+            if p.fence is not None and p.fence != fence:
+                raise LeaseError(
+                    f"run {run_id!r} was taken over by another owner (lease {fence}, this "
+                    f"writer holds {p.fence}); this process must stop advancing it"
+                )
+            if p.acquire is not None:
+                check_lease_free(run_id, owner, expires, now, p.acquire[0])
+                fence, owner, expires = fence + 1, p.acquire[0], now + p.acquire[1]
+            if p.release:
+                owner = expires = None
+            events = number_events(run_id, p.events, next_seq)
+            if events:
+                cur.executemany(sql["event"], [
+                    (run_id, event.seq, str(event.kind), text)
+                    for event, text in zip(events, p.event_texts(events), strict=True)])
+                next_seq = events[-1].seq + 1
+            if p.delta_json is not None:
+                assert p.ops_json is not None and p.header_json is not None
+                version += 1
+                cur.execute(sql["state"], (run_id, version, p.step, p.node, p.ops_json,
+                                           p.header_json))
+                if p.snapshot_json is not None:
+                    cur.execute(sql["snapshot"], (run_id, version, p.snapshot_json))
+            if p.steps:
+                cur.executemany(sql["step"], [(run_id, rec.key, rec.step, text)
+                                              for rec, text in p.steps])
+            new = p.header  # None: the header stays as it is
+            cur.execute(sql["update"], (
+                new["status"] if new else None, new["updated_at"] if new else None,
+                p.header_json if new else None, next_seq, version, owner, expires, fence,
+                run_id))
+        lease = None if p.acquire is None else Lease(run_id, owner, fence, expires, next_seq)
+        return p.result(events, lease, bool(cancel))
+
+    def request_cancel(self, run_id: str) -> None:
+        """Ask the run's live owner to stop at its next node boundary."""
+        with self._connection() as conn:
+            found = conn.execute(self._sql["cancel"], (validate_run_id(run_id),)).rowcount
+        if not found:
+            raise RunNotFound(f"no run {run_id!r} in {self._where()}")
+
+    def delete_run(self, run_id: str) -> bool:
+        """Delete the run and everything journaled for it. True if it existed."""
+        validate_run_id(run_id)
+        with self._transaction() as cur:
+            # The runs row first: its lock waits for a commit under way to finish.
+            found = cur.execute(f"DELETE FROM {self._tables[0]} WHERE run_id = %s "
+                                "RETURNING 1", (run_id,)).fetchone() is not None
+            for table in self._tables[1:]:
+                cur.execute(f"DELETE FROM {table} WHERE run_id = %s", (run_id,))
+        return found
+
+    # ── leases ──────────────────────────────────────────────────────────────────
+    def acquire_lease(self, run_id: str, owner: str, ttl: float) -> Lease:
+        """Take the run's lease for ``owner`` or raise RunBusyError (nothing written)."""
+        validate_run_id(run_id)
+        with self._transaction() as cur:
+            row = cur.execute(self._sql["lock"], (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFound(f"no run {run_id!r} in {self._where()}")
+            _status, fence, held_by, expires, _cancel, next_seq, _version, now = row
+            check_lease_free(run_id, held_by, expires, now, owner)
+            fence, expires = fence + 1, now + float(ttl)
+            cur.execute(self._sql["lease"], (owner, expires, fence, run_id))
+        return Lease(run_id, owner, fence, expires, next_seq)
+
+    def renew_lease(self, lease: Lease, ttl: float) -> Lease:
+        """Extend a held lease; LeaseError if another owner has taken the run since."""
+        validate_run_id(lease.run_id)
+        rows = self._rows(self._sql["renew"], (float(ttl), lease.run_id, lease.fence,
+                                               lease.owner))
+        if not rows:
+            raise LeaseError(f"lease on run {lease.run_id!r} was lost to another owner")
+        return Lease(lease.run_id, lease.owner, lease.fence, rows[0][0], lease.next_seq)
+
+    # ── reads ───────────────────────────────────────────────────────────────────
+    def list_events(self, run_id: str, since_seq: int = 0, *, kinds: Any = None,
+                    limit: int | None = None) -> list[PAEvent]:
+        """Events with ``seq > since_seq`` in seq order, optionally of some kinds only."""
+        validate_run_id(run_id)
+        sql, params = self._sql["events"], [run_id, int(since_seq)]
+        wanted = kinds_filter(kinds)
+        if wanted is not None:
+            sql += " AND kind = ANY(%s::text[])"
+            params.append(sorted(wanted))
+        sql += " ORDER BY seq"
+        if limit is not None and int(limit) >= 0:  # negative: no limit, as on SQLite
+            sql += " LIMIT %s"
+            params.append(int(limit))
+        rows = self._rows(sql, tuple(params))
+        return [PAEvent.from_dict(data) for data in jsonutil.loads_many(r[0] for r in rows)]
+
+    def next_seq(self, run_id: str) -> int:
+        rows = self._rows(self._sql["next_seq"], (validate_run_id(run_id),))
+        return int(rows[0][0]) if rows else 1
+
+    def run_info(self, run_id: str) -> RunInfo | None:
+        rows = self._rows(self._sql["info"], (validate_run_id(run_id),))
+        return _info(rows[0]) if rows else None
+
+    def list_run_infos(self, *, status: Any = None, limit: int | None = None) -> list[RunInfo]:
+        """Newest first (ties by run id, descending), filtered by status when given."""
+        sql, params = self._info_sql, list[Any]()
+        if status is not None:
+            sql += " WHERE status = %s"
+            params.append(str(status))
+        # COLLATE "C": ties ordered by code point, as Python orders them (not the locale).
+        sql += ' ORDER BY updated_at DESC, run_id COLLATE "C" DESC'
+        if limit is not None:
+            sql += " LIMIT %s"
+            params.append(int(limit))
+        return sort_infos([_info(row) for row in self._rows(sql, tuple(params))], None, limit)
+
+    def _all_infos(self) -> Iterable[RunInfo]:
+        return self.list_run_infos()
+
+    def load_steps(self, run_id: str, step: int) -> list[StepRecord]:
+        """Journaled steps of node execution ``step``, in the order they were called."""
+        rows = self._rows(self._sql["steps_of"], (validate_run_id(run_id), int(step)))
+        return sorted((StepRecord.from_dict(data)
+                       for data in jsonutil.loads_many(r[0] for r in rows)),
+                      key=lambda r: r.index)
+
+    def _latest_snapshot(self, run_id: str, max_version: int | None) -> tuple[int, str] | None:
+        rows = self._rows(self._sql["snapshot_at"], (
+            run_id, max_version if max_version is not None else _NO_LIMIT))
+        return (int(rows[0][0]), rows[0][1]) if rows else None
+
+    def _deltas(self, run_id: str, after: int, upto: int | None) -> list[tuple[int, str]]:
+        rows = self._rows(self._sql["deltas"], (
+            run_id, after, upto if upto is not None else _NO_LIMIT))
+        return [(int(version), splice_header(ops, header)) for version, ops, header in rows]
+
+    def _node_version(self, run_id: str, step: int) -> int | None:
+        rows = self._rows(self._sql["node_version"], (run_id, int(step), int(step)))
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def _history(self, run_id: str) -> list[tuple[int, str]]:
+        """Each state commit's node and header, without its delta (which may be large)."""
+        return [(int(version), f'{{"node":{jsonutil.dumps(node)},"header":{header}}}')
+                for version, node, header in self._rows(self._sql["history"], (run_id,))]
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresCheckpointer({self.url!r}, schema={self.schema!r})"
+
+
+def _info(row: tuple[Any, ...]) -> RunInfo:
+    header, owner, expires, cancel = row
+    return RunInfo.from_header(jsonutil.loads(header), owner=owner, lease_expires_at=expires,
+                               cancel_requested=cancel)
