@@ -72,10 +72,13 @@ def _simple(obj: Any) -> bool:
     return True
 
 
-def check(value: Any, path: str = "$") -> None:
+def check(value: Any, path: str = "$", depth: int = 0) -> None:
     """Raise :class:`SerializationError` unless ``value`` is strict JSON.
 
-    The error names the first offending key path, e.g. ``$.items[2].tags``.
+    The error names the first offending key path, e.g. ``$.items[2].tags``. ``depth`` is
+    how deep the value will sit in what is stored (an event's payload sits one level down
+    in the event): the depth bound applies to the stored whole, so a value that passes
+    here is never refused later by the encoding of its container.
     """
     try:
         if _simple(value):
@@ -84,7 +87,7 @@ def check(value: Any, path: str = "$") -> None:
         pass
     # An explicit stack instead of recursion: deeply nested LLM output must not hit
     # the recursion limit. The depth bound also stops a circular structure.
-    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    stack: list[tuple[Any, str, int]] = [(value, path, depth)]
     while stack:
         obj, where, depth = stack.pop()
         kind = type(obj)
@@ -143,9 +146,10 @@ def _split_pair(where: str) -> SerializationError:
     )
 
 
-def dumps(value: Any, path: str = "$") -> str:
-    """Encode ``value`` as compact, ASCII-only strict JSON, or raise before writing."""
-    check(value, path)
+def dumps(value: Any, path: str = "$", depth: int = 0) -> str:
+    """Encode ``value`` as compact, ASCII-only strict JSON, or raise before writing.
+    ``depth``: as for :func:`check`."""
+    check(value, path, depth)
     if _c_encode is None:
         return _encoder.encode(value)
     return "".join(_c_encode(value, 0))
