@@ -78,10 +78,18 @@ def step(fn: Any = None, *, name: str | None = None, retries: int = 0,
 
     Inside a run, each call is journaled: its JSON result is committed before the call
     returns, and when the node re-executes (resume after a crash, an interrupt or a
-    retry) the recorded result is returned without calling the function again.
-    Outside a run it is a plain call. ``retries`` re-calls it on an exception (with
-    exponential ``backoff`` seconds); ``at_most_once=True`` never re-runs a call whose
-    start was journaled but whose result was not: the run pauses *in doubt* instead.
+    retry) the recorded result is returned without calling the function again. A call
+    is identified by its place in the node execution (name and call index), not by its
+    arguments (see :meth:`NodeContext.step`). Outside a run it is a plain call.
+    ``retries`` re-calls it on an exception (with exponential ``backoff`` seconds).
+
+    Guarantee: a plain step is *at least once*: a crash after the function's effect and
+    before its result is committed calls it again on resume; with an idempotent effect
+    (an idempotency key, for APIs that take one) that makes it exactly once.
+    ``at_most_once=True`` never calls it twice: a call whose start was journaled but
+    whose result was not pauses the run *in doubt* and a person decides (resume with
+    ``answer=<its result>``, or ``retry_in_doubt=True``). Use it for money and messages
+    sent through APIs without idempotency keys.
     """
     def wrap(func: F) -> F:
         opts = StepOptions(retries, at_most_once, backoff, name or func.__qualname__)
