@@ -40,10 +40,14 @@ _c_encode = (c_make_encoder(None, _not_json, encode_basestring_ascii, None, ":",
                             False, False, False) if c_make_encoder is not None else None)
 
 
-def _simple(obj: Any) -> bool:
+def _simple(obj: Any, depth: int = 0) -> bool:
     """True for the common case, cheaply: exact dicts, lists and tuples of ASCII strings,
-    ints, bools, None and finite floats. False means "not sure": check() then walks the
-    value with its full rules (and names the offending path)."""
+    ints, bools, None and finite floats, nested at most MAX_DEPTH deep (counted from
+    ``depth``). False means "not sure": check() then walks the value with its full rules
+    (and names the offending path). Bounding the depth here too makes check()'s verdict
+    independent of how deep the caller's own stack is."""
+    if depth > MAX_DEPTH:
+        return False
     kind = type(obj)
     if kind is dict:
         for key in obj:
@@ -65,7 +69,7 @@ def _simple(obj: Any) -> bool:
             if item - item != 0.0:  # inf and nan
                 return False
         elif kind is dict or kind is list or kind is tuple:
-            if not _simple(item):
+            if not _simple(item, depth + 1):
                 return False
         else:
             return False
@@ -81,7 +85,7 @@ def check(value: Any, path: str = "$", depth: int = 0) -> None:
     here is never refused later by the encoding of its container.
     """
     try:
-        if _simple(value):
+        if _simple(value, depth):
             return
     except RecursionError:
         pass

@@ -55,22 +55,24 @@ def three_nodes(deep_update) -> tuple[Flow, list[str]]:
     return flow, effects
 
 
-@pytest.mark.parametrize("depth", range(494, 504))
-def test_a_deep_update_completes_or_fails_at_its_own_node(cp, depth):
+@pytest.mark.parametrize(("depth", "leaf"), [*((d, "é") for d in range(494, 504)),
+                                            (497, "a"), (499, "a"), (600, "a"), (3000, "a")])
+def test_a_deep_update_completes_or_fails_at_its_own_node(cp, depth, leaf):
     """Around the depth limit, an update is either committed whole or refused before
-    anything changed; the failure always points at the node that returned it."""
+    anything changed; the failure always points at the node that returned it. (An ASCII
+    leaf takes the encoder's fast path, a non-ASCII one the full check.)"""
     attempts = []
 
     def update(ctx):
         attempts.append(ctx.attempt)
-        return {"tree": nested(depth)} if len(attempts) == 1 else {"tree": "flat"}
+        return {"tree": nested(depth, leaf)} if len(attempts) == 1 else {"tree": "flat"}
 
     flow, effects = three_nodes(update)
     state = flow.run({}, checkpointer=cp, run_id="r")
     stored = cp.load_latest("r")
     assert same_run(state, stored), "the state returned is the state stored"
     if state.status == "completed":
-        assert stored.data["tree"] == nested(depth)
+        assert stored.data["tree"] == nested(depth, leaf)
         assert stored.completed_nodes == ["first", "deep", "last"]
         return
     assert state.status == "failed"
