@@ -24,6 +24,7 @@ from purpose_agent.errors import (
     LeaseError,
     MaxStepsExceeded,
     NodeTimeout,
+    SerializationError,
     StoreError,
 )
 from purpose_agent.flow.context import Abandoned, InDoubt, NodeContext, Pause, _current
@@ -169,11 +170,16 @@ class Runner:
             raise TypeError(f"node {spec.name!r} returned a {type(update).__name__}; a node "
                             "returns a dict of updates to the run data, or None")
         path = f"$.update[{spec.name}]"
-        # Both as deep as the journal holds them ({"ops": {key: [op, value]}}): the first
-        # names the offending key, the second is the very text the commit writes.
-        jsonutil.check(update, path, depth=2)
+        if self.flow.has_callable_reducers:  # they see the update: refuse non-JSON first
+            jsonutil.check(update, path, depth=2)
         ops = to_ops(update, state.data, self.flow.reducers)
-        ops_json = jsonutil.dumps(ops, path, depth=1)
+        try:
+            # As deep as the journal holds them ({"ops": {key: [op, value]}}): the very
+            # text the commit writes, so the commit cannot refuse what passed here.
+            ops_json = jsonutil.dumps(ops, path, depth=1)
+        except SerializationError:
+            jsonutil.check(update, path, depth=2)  # to name the key as the node returned it
+            raise
         mark = self.mark()
         try:
             apply_ops(state.data, ops)
