@@ -171,8 +171,8 @@ class NodeContext:
         self._abandoned = False
         # The pause or in-doubt signal raised in this execution, if any: once raised, the
         # run pauses whatever the node's code does next (DESIGN 1c).
-        self.signal: Pause | InDoubt | None = None
-        self.signal_swallowed = False  # the node went on after the signal was raised
+        self._pause: Pause | InDoubt | None = None
+        self._pause_swallowed = False  # the node went on after the signal was raised
         self.replayed = 0  # steps answered from the journal in this attempt
 
     # ── durable steps ────────────────────────────────────────────────────────────
@@ -251,7 +251,7 @@ class NodeContext:
                 return None, recorded.result
             if recorded.status == "started" and recorded.at_most_once:
                 self._report_args(recorded, digest, "in_doubt", args, kwargs)
-                raise self._signal(InDoubt(recorded))
+                raise self._raising(InDoubt(recorded))
             self._report_args(recorded, digest, "retried", args, kwargs)
             attempt = recorded.attempt + 1
         rec = StepRecord(key=key, step=self._exec_step, node=self.node, index=index,
@@ -322,7 +322,7 @@ class NodeContext:
         if recorded is not None and recorded.status == "done":
             return recorded.result
         key = f"{self._exec_step}/{self.node}/interrupt/{index}"
-        raise self._signal(Pause(StepRecord(
+        raise self._raising(Pause(StepRecord(
             key=key, step=self._exec_step, node=self.node, index=index, name="interrupt",
             kind="interrupt", status="waiting", result=payload)))
 
@@ -344,19 +344,19 @@ class NodeContext:
         jsonutil.check(payload, f"$.event[{kind}]", depth=1)
         self._runner.event(EventKind(kind), self.node, **payload)
 
-    def _signal(self, signal: Pause | InDoubt) -> Pause | InDoubt:
-        if self.signal is None:
-            self.signal = signal
+    def _raising(self, signal: Pause | InDoubt) -> Pause | InDoubt:
+        if self._pause is None:
+            self._pause = signal
         return signal
 
     def _check_live(self) -> None:
         if self._abandoned:
             raise Abandoned(self.node)
-        if self.signal is not None:
+        if self._pause is not None:
             # The node went on after its pause: no step, interrupt or event of it may
             # happen while the run waits (a swallowed approval gate must not send).
-            self.signal_swallowed = True
-            raise self.signal
+            self._pause_swallowed = True
+            raise self._pause
 
     def __repr__(self) -> str:
         return (f"NodeContext(run_id={self.run_id!r}, node={self.node!r}, "

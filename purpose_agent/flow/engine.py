@@ -339,8 +339,8 @@ class Runner:
                       update: Any) -> float | _Outcome:
         """The node returned: commit its completion, unless it raised a pause that its
         own code caught (then its return is discarded and the run pauses)."""
-        if ctx.signal is not None:
-            return self.paused(ctx, ctx.signal, "returned normally")
+        if ctx._pause is not None:
+            return self.paused(ctx, ctx._pause, "returned normally")
         try:
             self.complete(spec, ctx, update)
         except BaseException as exc:  # refused update, routing error, store error
@@ -353,12 +353,16 @@ class Runner:
 
         Returns the delay before a retry, NEXT or STOP; re-raises what stops the driver
         (a lost lease, a store error, a BaseException that is not the engine's)."""
-        signal_ = ctx.signal or _find(exc, (Pause, InDoubt))
+        signal_ = ctx._pause or _find(exc, (Pause, InDoubt))
         if isinstance(signal_, (Pause, InDoubt)):
             # Also when the signal comes wrapped in an exception group (asyncio.TaskGroup)
             # or the node turned it into another error after catching it.
-            caught = ctx.signal_swallowed or _find(exc, type(signal_)) is not signal_
-            return self.paused(ctx, signal_, f"raised {type(exc).__name__}" if caught else None)
+            carried = _find(exc, type(signal_)) is signal_
+            caught = ctx._pause_swallowed or not carried
+            outcome = self.paused(ctx, signal_, f"raised {type(exc).__name__}" if caught else None)
+            if not carried and not isinstance(exc, Exception):
+                raise exc  # paused; a KeyboardInterrupt or a cancelled task still goes on
+            return outcome
         lost = _find(exc, LeaseLost)
         if lost is not None:
             raise lost

@@ -301,3 +301,24 @@ def test_a_foreign_base_exception_leaves_the_run_resumable_not_leased(cp, raised
     assert done.status == "completed" and effects == ["before"]
     seqs = [e.seq for e in cp.list_events("r")]
     assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_a_keyboard_interrupt_after_a_swallowed_pause_pauses_and_still_propagates(cp):
+    flow = Flow("ctrl-c")
+
+    @flow.node
+    def ask(ctx):
+        try:
+            ctx.interrupt({"q": "ok?"})
+        except BaseException:
+            pass
+        raise KeyboardInterrupt  # the operator pressed Ctrl-C meanwhile
+
+    flow.edge("ask", END)
+    with pytest.raises(KeyboardInterrupt):
+        flow.run({}, checkpointer=cp, run_id="r")
+    state = cp.load_latest("r")
+    assert state.status == "paused" and state.pending["kind"] == "interrupt"
+    assert cp.run_info("r").owner is None
+    assert cp.list_events("r", kinds=EventKind.SIGNAL_CAUGHT)[0].payload["how"] == \
+        "raised KeyboardInterrupt"
