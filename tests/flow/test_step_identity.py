@@ -13,6 +13,7 @@ from crash_harness import Child, result_of
 
 from purpose_agent import END, Flow, FlowChangedError, JSONLCheckpointer, SQLiteCheckpointer
 from purpose_agent.runtime.events import EventKind
+from purpose_agent.runtime.transcript import render_transcript
 
 
 def test_at_most_once_step_killed_inside_with_fresh_arguments_pauses_in_doubt(child: Child):
@@ -30,6 +31,8 @@ def test_at_most_once_step_killed_inside_with_fresh_arguments_pauses_in_doubt(ch
     assert [(e.node, e.payload["step"], e.payload["status"]) for e in changed] == [
         ("pay_noted", "charge_noted", "in_doubt")]
     assert changed[0].payload["recorded"] != changed[0].payload["now"]
+    assert "↺ charge_noted is in doubt, called now with other arguments (\"A-17\", \"at " in \
+        render_transcript(cp.list_events("p1"))
 
     done = result_of(child("resume", "noted", "p1", {"answer": "charged A-17 (by hand)"}))
     assert done["status"] == "completed"

@@ -19,6 +19,7 @@ import pytest
 
 from purpose_agent import END, Flow, JSONLCheckpointer, SQLiteCheckpointer, step
 from purpose_agent.runtime.events import EventKind
+from purpose_agent.runtime.transcript import render_transcript
 
 
 @pytest.fixture(params=["sqlite", "jsonl"])
@@ -132,6 +133,8 @@ def assert_paused_by_caught_signal(cp, run_id: str, reason: str) -> None:
     caught = cp.list_events(run_id, kinds=EventKind.SIGNAL_CAUGHT)
     assert len(caught) == 1 and caught[0].node == "ask"
     assert caught[0].payload["signal"] == reason
+    shown = render_transcript(cp.list_events(run_id))
+    assert f"ask's code caught its {reason.replace('_', '-')} pause" in shown
 
 
 SWALLOWING = [name for name in SYNC_FORMS if name != "direct"]
