@@ -216,14 +216,15 @@ class Runner:
         if stored is None:
             return
         unwritten = self.buffer[0].seq if self.buffer else self.next_seq
-        if durable_next > unwritten:  # it landed: the buffered events are journaled
+        landed = durable_next > unwritten  # the buffered events are journaled
+        if landed:
             self.buffer, self.next_seq = [], durable_next
         elif mark is not None:
             del self.buffer[mark[0]:]
             self.next_seq = mark[1]
         before = self.state.node_states.get(node) if node is not None else None
         self.state = stored
-        if node is not None and before is not None:
+        if not landed and node is not None and before is not None:
             # The attempt happened, and is journaled with the run's next commit.
             again = stored.mark_node_started(node)
             again.attempts, again.started_at = before.attempts, before.started_at
