@@ -63,8 +63,9 @@ def _line(event: PAEvent) -> str | None:
         tokens = f" [{usage.get('total_tokens')} tokens]" if usage.get("total_tokens") else ""
         return f"  model {p.get('model')} → {p.get('summary', '')}{tokens}"
     if kind == EventKind.STEP_ARGS_CHANGED:
+        status = str(p.get("status"))
         what = {"replayed": "replayed its recorded result", "in_doubt": "is in doubt",
-                "retried": "runs again"}.get(p.get("status"), p.get("status"))
+                "retried": "runs again"}.get(status, status)
         return f"  ↺ {p.get('step')} {what}, called now with other arguments ({p.get('args')})"
     if kind == EventKind.SIGNAL_CAUGHT:
         signal = str(p.get("signal")).replace("_", "-")
