@@ -78,10 +78,18 @@ def step(fn: Any = None, *, name: str | None = None, retries: int = 0,
 
     Inside a run, each call is journaled: its JSON result is committed before the call
     returns, and when the node re-executes (resume after a crash, an interrupt or a
-    retry) the recorded result is returned without calling the function again.
-    Outside a run it is a plain call. ``retries`` re-calls it on an exception (with
-    exponential ``backoff`` seconds); ``at_most_once=True`` never re-runs a call whose
-    start was journaled but whose result was not: the run pauses *in doubt* instead.
+    retry) the recorded result is returned without calling the function again. A call
+    is identified by its place in the node execution (name and call index), not by its
+    arguments (see :meth:`NodeContext.step`). Outside a run it is a plain call.
+    ``retries`` re-calls it on an exception (with exponential ``backoff`` seconds).
+
+    Guarantee: a plain step is *at least once*: a crash after the function's effect and
+    before its result is committed calls it again on resume; with an idempotent effect
+    (an idempotency key, for APIs that take one) that makes it exactly once.
+    ``at_most_once=True`` never calls it twice: a call whose start was journaled but
+    whose result was not pauses the run *in doubt* and a person decides (resume with
+    ``answer=<its result>``, or ``retry_in_doubt=True``). Use it for money and messages
+    sent through APIs without idempotency keys.
     """
     def wrap(func: F) -> F:
         opts = StepOptions(retries, at_most_once, backoff, name or func.__qualname__)
@@ -129,6 +137,23 @@ def call_text(args: tuple[Any, ...], kwargs: dict[str, Any], limit: int = 200) -
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def args_digest(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """A digest of a step call's arguments (the previous release keyed steps by it)."""
+    return hashlib.sha256(jsonutil.canonical([args, kwargs]).encode()).hexdigest()[:16]
+
+
+def recorded_digest(rec: StepRecord) -> str | None:
+    """The arguments' digest of a journaled step: recorded with it, or part of the key
+    the previous release gave it (``{exec}/{node}/{name}/{digest}/{occurrence}``)."""
+    if rec.args_digest is not None:
+        return rec.args_digest
+    parts = rec.key.rsplit("/", 2)
+    if (len(parts) == 3 and parts[2].isdigit() and len(parts[1]) == 16
+            and all(c in "0123456789abcdef" for c in parts[1])):
+        return parts[1]
+    return None
+
+
 class NodeContext:
     """The handle a node gets: run data, durable steps, interrupts, progress events.
 
@@ -161,21 +186,36 @@ class NodeContext:
         self.run_id = runner.state.run_id
         self.data: Mapping[str, Any] = MappingProxyType(runner.state.data)
         self._exec_step = exec_step
+        # A step is its place in the node execution, never its arguments (DESIGN 1b).
         self._by_index = {rec.index: rec for rec in records}
-        self._by_key = {rec.key: rec for rec in records}
         self._index = 0
-        self._occurrences: dict[str, int] = {}
         self._abandoned = False
+        # The pause or in-doubt signal raised in this execution, if any: once raised, the
+        # run pauses whatever the node's code does next (DESIGN 1c).
+        self._pause: Pause | InDoubt | None = None
+        self._pause_swallowed = False  # the node went on after the signal was raised
         self.replayed = 0  # steps answered from the journal in this attempt
 
     # ── durable steps ────────────────────────────────────────────────────────────
     def step(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run ``fn(*args, **kwargs)`` once per run, as a durable step named ``name``.
+        """Run ``fn(*args, **kwargs)`` as a durable step named ``name``.
 
         The result (strict JSON) is committed before this returns; when the node
-        re-executes, the recorded result is returned and ``fn`` is not called. Two calls
-        with the same name and arguments in one node are two steps. If ``fn`` is async,
-        this returns an awaitable.
+        re-executes, the recorded result is returned and ``fn`` is not called. If ``fn``
+        is async, this returns an awaitable.
+
+        A step is identified by its place in the node execution (its name and call
+        index), never by its arguments: a re-executed node gets the recorded result even
+        if it now passes other arguments (a timestamp, a fresh uuid); the change is
+        reported as a ``step.args_changed`` event. Two calls with the same name and
+        arguments in one node are two steps. Another step name at a recorded place
+        raises :class:`~purpose_agent.errors.FlowChangedError`.
+
+        Guarantee: a plain step is *at least once*: a crash after ``fn``'s effect and
+        before its result is committed runs it again on resume. Make its effect
+        idempotent (an idempotency key, for APIs that take one) and it is exactly once.
+        A function marked ``@step(at_most_once=True)`` never runs twice: if the crash
+        came mid-call, the run pauses *in doubt* and a person decides.
         """
         return self._run_step(name, fn, args, kwargs, _options(fn))
 
@@ -219,23 +259,25 @@ class NodeContext:
                opts: StepOptions) -> tuple[StepRecord | None, Any]:
         """Replay the step from the journal, or journal its start. (record, cached)."""
         self._check_live()
-        index = self._next_index(name, "step")
-        digest = hashlib.sha256(jsonutil.canonical([args, kwargs]).encode()).hexdigest()[:16]
-        occurrence = self._occurrences.get(name + digest, 0)
-        self._occurrences[name + digest] = occurrence + 1
-        key = f"{self._exec_step}/{self.node}/{name}/{digest}/{occurrence}"
-        recorded = self._by_key.get(key)
+        index = self._next_index(name, "step")  # the name at this place was checked
+        digest = args_digest(args, kwargs)
+        recorded = self._by_index.get(index)
+        key = f"{self._exec_step}/{self.node}/{name}/#{index}"
         attempt = 1
         if recorded is not None:
+            key = recorded.key  # records of the previous release have keys of their own
             if recorded.status == "done":
+                self._report_args(recorded, digest, "replayed", args, kwargs)
                 self.replayed += 1
                 return None, recorded.result
             if recorded.status == "started" and recorded.at_most_once:
-                raise InDoubt(recorded)
+                self._report_args(recorded, digest, "in_doubt", args, kwargs)
+                raise self._raising(InDoubt(recorded))
+            self._report_args(recorded, digest, "retried", args, kwargs)
             attempt = recorded.attempt + 1
         rec = StepRecord(key=key, step=self._exec_step, node=self.node, index=index,
                          name=name, status="started", at_most_once=opts.at_most_once,
-                         attempt=attempt)
+                         attempt=attempt, args_digest=digest)
         if opts.events:
             self._runner.event(EventKind.TOOL_CALL, self.node, step=name, attempt=attempt,
                                args=call_text(args, kwargs))
@@ -254,6 +296,17 @@ class NodeContext:
                                result=summarize(rec.result))
         self._runner.commit_steps([rec])
         return rec.result
+
+    def _report_args(self, recorded: StepRecord, digest: str, status: str,
+                     args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Report a recorded step now called with other arguments. It is still the same
+        step (its place decides): whether the change matters is for a person to judge."""
+        before = recorded_digest(recorded)
+        if before is None or before == digest:
+            return
+        self._runner.event(EventKind.STEP_ARGS_CHANGED, self.node, step=recorded.name,
+                           index=recorded.index, status=status, recorded=before, now=digest,
+                           args=call_text(args, kwargs))
 
     def _failed(self, rec: StepRecord, exc: Exception, opts: StepOptions) -> None:
         if opts.events:
@@ -282,19 +335,21 @@ class NodeContext:
         node are matched by order.
         """
         self._check_live()
-        jsonutil.check(payload, "$.interrupt")
+        # As deep as the journal holds it (in the pending request of the run's header,
+        # spliced into a commit's delta), so the pause's commit cannot refuse it later.
+        jsonutil.check(payload, "$.interrupt", depth=3)
         index = self._next_index("interrupt", "interrupt")
         recorded = self._by_index.get(index)
         if recorded is not None and recorded.status == "done":
             return recorded.result
         key = f"{self._exec_step}/{self.node}/interrupt/{index}"
-        raise Pause(StepRecord(key=key, step=self._exec_step, node=self.node, index=index,
-                               name="interrupt", kind="interrupt", status="waiting",
-                               result=payload))
+        raise self._raising(Pause(StepRecord(
+            key=key, step=self._exec_step, node=self.node, index=index, name="interrupt",
+            kind="interrupt", status="waiting", result=payload)))
 
     def emit(self, message: str, **payload: Any) -> None:
         """Record a progress event (committed with the node's next commit)."""
-        jsonutil.check(payload, "$.emit")
+        jsonutil.check(payload, "$.emit", depth=1)  # as deep as the event holds it
         self._runner.event(EventKind.AGENT_PROGRESS, self.node, message=message, **payload)
 
     def record_event(self, kind: EventKind | str, **payload: Any) -> None:
@@ -307,12 +362,22 @@ class NodeContext:
         stored as given: redact secrets before calling.
         """
         self._check_live()
-        jsonutil.check(payload, f"$.event[{kind}]")
+        jsonutil.check(payload, f"$.event[{kind}]", depth=1)
         self._runner.event(EventKind(kind), self.node, **payload)
+
+    def _raising(self, signal: Pause | InDoubt) -> Pause | InDoubt:
+        if self._pause is None:
+            self._pause = signal
+        return signal
 
     def _check_live(self) -> None:
         if self._abandoned:
             raise Abandoned(self.node)
+        if self._pause is not None:
+            # The node went on after its pause: no step, interrupt or event of it may
+            # happen while the run waits (a swallowed approval gate must not send).
+            self._pause_swallowed = True
+            raise self._pause
 
     def __repr__(self) -> str:
         return (f"NodeContext(run_id={self.run_id!r}, node={self.node!r}, "

@@ -18,17 +18,15 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from purpose_agent.errors import (
     ControlSignal,
-    FlowChangedError,
     LeaseError,
     MaxStepsExceeded,
     NodeTimeout,
-    RunNotFound,
-    RunStateError,
-    StepInDoubt,
+    SerializationError,
     StoreError,
 )
 from purpose_agent.flow.context import Abandoned, InDoubt, NodeContext, Pause, _current
@@ -43,6 +41,7 @@ from purpose_agent.runtime.state import RunState, RunStatus
 
 if TYPE_CHECKING:
     from purpose_agent.flow.graph import Flow, NodeSpec
+    from purpose_agent.runtime.checkpoint._protocol import Checkpointer
 
 END = "__end__"
 # Failures are logged here; like any library, nothing is printed unless the application
@@ -62,6 +61,30 @@ class LeaseLost(ControlSignal):
     """Another owner took the run over; this process must stop advancing it."""
 
 
+class _Outcome(Enum):
+    """What the driver does after a node attempt (besides sleeping before a retry)."""
+
+    NEXT = "next"  # the node completed: on to the next one
+    STOP = "stop"  # the run paused or failed (committed)
+
+
+NEXT, STOP = _Outcome.NEXT, _Outcome.STOP
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _find(exc: BaseException, kind: type[_E] | tuple[type[_E], ...]) -> _E | None:
+    """``exc`` if it is a ``kind``, else the first ``kind`` inside it when it is an
+    exception group (asyncio.TaskGroup wraps what its tasks raise)."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find(inner, kind)
+            if found is not None:
+                return found
+    return None
+
+
 class Runner:
     """Advances one run whose lease this process holds."""
 
@@ -72,6 +95,8 @@ class Runner:
         self.buffer: list[PAEvent] = []
         self.cancel_requested = False
         self.lease_lost = False
+        self.released = False  # the lease was given back by a commit of this driver
+        self.attempt = 0  # of the node being executed
         self.delta_bytes = 0
         self.snapshot_bytes = snapshot_bytes
         self.reload_steps = reload_steps  # steps may be journaled for the next node
@@ -99,6 +124,7 @@ class Runner:
         except LeaseError as exc:
             raise LeaseLost(str(exc)) from exc
         self.buffer = []
+        self.released = release
         self.cancel_requested = result.cancel_requested
         if result.snapshot_bytes:
             self.snapshot_bytes, self.delta_bytes = result.snapshot_bytes, 0
@@ -133,43 +159,82 @@ class Runner:
         exec_step = self.state.current_step + 1
         records = self.cp.load_steps(self.state.run_id, exec_step) if self.reload_steps else []
         self.reload_steps = False
+        self.attempt = attempt
         self.state.mark_node_started(spec.name)
         self.event(EventKind.AGENT_STARTED, spec.name, attempt=attempt, step=exec_step)
         return NodeContext(self, spec.name, attempt, exec_step, records)
 
     def complete(self, spec: NodeSpec, ctx: NodeContext, update: Any) -> None:
-        """Commit the node's completion: update, completed node, next node, events."""
+        """Commit the node's completion: update, completed node, next node, events.
+
+        The update is checked and encoded before anything changes, as the commit writes
+        it; if the commit fails all the same, the run is what its last durable commit
+        says (reloaded from the store), still at this node (DESIGN rule 1)."""
         state = self.state
         if update is None:
             update = {}
         if not isinstance(update, dict):
             raise TypeError(f"node {spec.name!r} returned a {type(update).__name__}; a node "
                             "returns a dict of updates to the run data, or None")
-        jsonutil.check(update, f"$.update[{spec.name}]")
+        path = f"$.update[{spec.name}]"
+        if self.flow.has_callable_reducers:  # they see the update: refuse non-JSON first
+            jsonutil.check(update, path, depth=2)
         ops = to_ops(update, state.data, self.flow.reducers)
-        if self.flow.has_callable_reducers:  # their results were not checked above
-            jsonutil.check(ops, f"$.update[{spec.name}]")
-        apply_ops(state.data, ops)
         try:
-            nxt = self.flow.next_after(spec.name, state.data)
-        except Exception:
-            self.reload_data()  # the ops were applied in memory only; undo them
+            # As deep as the journal holds them ({"ops": {key: [op, value]}}): the very
+            # text the commit writes, so the commit cannot refuse what passed here.
+            ops_json = jsonutil.dumps(ops, path, depth=1)
+        except SerializationError:
+            jsonutil.check(update, path, depth=2)  # to name the key as the node returned it
             raise
-        state.current_step += 1
-        node_state = state.mark_node_completed(spec.name)
-        state.current_node = None if nxt == END else nxt
-        self.event(EventKind.AGENT_FINISHED, spec.name, step=state.current_step,
-                   updated=sorted(update), next=nxt, replayed_steps=ctx.replayed)
-        done = nxt == END
-        if done:
-            state.status = RunStatus.COMPLETED
-            self.event(EventKind.RUN_FINISHED, None, steps=state.current_step)
-        self.commit(delta=Delta(ops, spec.name, node_state.to_dict()), release=done)
+        mark = self.mark()
+        try:
+            apply_ops(state.data, ops)
+            nxt = self.flow.next_after(spec.name, state.data)
+            state.current_step += 1
+            node_state = state.mark_node_completed(spec.name)
+            state.current_node = None if nxt == END else nxt
+            self.event(EventKind.AGENT_FINISHED, spec.name, step=state.current_step,
+                       updated=sorted(update), next=nxt, replayed_steps=ctx.replayed)
+            done = nxt == END
+            if done:
+                state.status = RunStatus.COMPLETED
+                self.event(EventKind.RUN_FINISHED, None, steps=state.current_step)
+            self.commit(delta=Delta(ops, spec.name, node_state.to_dict(), ops_json=ops_json),
+                        release=done)
+        except BaseException:
+            self.rewind(mark, spec.name)
+            raise
 
-    def reload_data(self) -> None:
-        stored = self.cp.load_latest(self.state.run_id)
-        if stored is not None:
-            self.state.data = stored.data
+    def mark(self) -> tuple[int, int]:
+        """Where the buffer stands before an operation that may fail (see rewind)."""
+        return len(self.buffer), self.next_seq
+
+    def rewind(self, mark: tuple[int, int] | None = None, node: str | None = None) -> None:
+        """After a failed operation: take the run's state from its last durable commit,
+        not from memory, and drop the events buffered since ``mark`` (they describe what
+        did not happen). If the failed commit landed after all, nothing is dropped: the
+        store says what happened."""
+        if self.lease_lost:
+            return  # another owner's run now; it is not ours to read back
+        run_id = self.state.run_id
+        durable_next = cast("Checkpointer", self.cp).next_seq(run_id)  # every store has it
+        stored = self.cp.load_latest(run_id)
+        if stored is None:
+            return
+        unwritten = self.buffer[0].seq if self.buffer else self.next_seq
+        landed = durable_next > unwritten  # the buffered events are journaled
+        if landed:
+            self.buffer, self.next_seq = [], durable_next
+        elif mark is not None:
+            del self.buffer[mark[0]:]
+            self.next_seq = mark[1]
+        before = self.state.node_states.get(node) if node is not None else None
+        self.state = stored
+        if not landed and node is not None and before is not None:
+            # The attempt happened, and is journaled with the run's next commit.
+            again = stored.mark_node_started(node)
+            again.attempts, again.started_at = before.attempts, before.started_at
 
     def attempt_failed(self, spec: NodeSpec, attempt: int, exc: BaseException) -> float | None:
         """Journal a failed attempt. Returns the backoff before a retry, or None if the
@@ -188,34 +253,42 @@ class Runner:
         return None
 
     def fail(self, node: str, attempt: int, exc: BaseException) -> None:
-        state = self.state
+        state, mark = self.state, self.mark()
         error = {"type": type(exc).__name__, "message": summarize(str(exc), 2000),
                  "node": node, "attempt": attempt,
                  "traceback": traceback_text(exc, skip_leading=_FLOW_DIR)}
         state.status, state.error = RunStatus.FAILED, error
         state.mark_node_failed(node, error["message"])
         self.event(EventKind.RUN_ERROR, node, **error)
-        self.commit(release=True)
+        self.settle(mark, node, release=True)
         # Once per failed run, after the failure is journaled; exc_info hands the
         # exception itself to the application's handlers.
         logger.error("run %s failed in node %s (attempt %d): %s: %s", state.run_id, node,
                      attempt, error["type"], error["message"], exc_info=exc)
 
     def pause(self, signal_: Pause | InDoubt) -> None:
-        state, rec = self.state, signal_.record
+        state, rec, mark = self.state, signal_.record, self.mark()
         state.status = RunStatus.PAUSED
         if isinstance(signal_, Pause):
             state.pending = {"kind": "interrupt", "node": rec.node, "key": rec.key,
                              "index": rec.index, "step": rec.step, "payload": rec.result}
             self.event(EventKind.HITL_REQUEST, rec.node, payload=rec.result)
             self.event(EventKind.RUN_PAUSED, rec.node, reason="interrupt")
-            self.commit(steps=[rec], release=True)
+            self.settle(mark, rec.node, steps=[rec], release=True)
         else:
             state.pending = {"kind": "in_doubt", "node": rec.node, "key": rec.key,
                              "index": rec.index, "step": rec.step, "name": rec.name,
-                             "attempt": rec.attempt}
+                             "attempt": rec.attempt, "args_digest": rec.args_digest}
             self.event(EventKind.RUN_PAUSED, rec.node, reason="in_doubt", step_name=rec.name)
-            self.commit(release=True)
+            self.settle(mark, rec.node, release=True)
+
+    def settle(self, mark: tuple[int, int], node: str, **commit: Any) -> None:
+        """Commit; if the commit fails, the run is what the store says (see rewind)."""
+        try:
+            self.commit(**commit)
+        except BaseException:
+            self.rewind(mark, node)
+            raise
 
     def finish_completed(self) -> None:
         self.state.status = RunStatus.COMPLETED
@@ -231,50 +304,116 @@ class Runner:
     def drive(self) -> RunState:
         """Advance the run until it completes, pauses, fails or is cancelled."""
         with self._heartbeat_running():
-            while (spec := self.next_node()) is not None:
-                attempt = 1
-                while True:
-                    ctx = self.begin(spec, attempt)
-                    try:
-                        update = self._call_sync(spec, ctx)
-                        self.complete(spec, ctx, update)
-                        break
-                    except (Pause, InDoubt) as sig:
-                        self.pause(sig)
-                        return self.state
-                    except (LeaseLost, StoreError):
-                        raise
-                    except Exception as exc:
-                        delay = self.attempt_failed(spec, attempt, exc)
-                        if delay is None:
+            try:
+                while (spec := self.next_node()) is not None:
+                    attempt = 1
+                    while True:
+                        ctx = self.begin(spec, attempt)
+                        try:
+                            update = self._call_sync(spec, ctx)
+                        except BaseException as exc:
+                            outcome = self.node_raised(spec, ctx, attempt, exc)
+                        else:
+                            outcome = self.node_returned(spec, ctx, attempt, update)
+                        if outcome is _Outcome.NEXT:
+                            break
+                        if outcome is _Outcome.STOP:
                             return self.state
-                        time.sleep(delay)
+                        time.sleep(outcome)
                         attempt += 1
+            except BaseException as exc:
+                self.let_go(exc)
+                raise
         return self.state
 
     async def adrive(self) -> RunState:
         """The async driver: the same decisions, nodes awaited."""
         with self._heartbeat_running():
-            while (spec := self.next_node()) is not None:
-                attempt = 1
-                while True:
-                    ctx = self.begin(spec, attempt)
-                    try:
-                        update = await self._call_async(spec, ctx)
-                        self.complete(spec, ctx, update)
-                        break
-                    except (Pause, InDoubt) as sig:
-                        self.pause(sig)
-                        return self.state
-                    except (LeaseLost, StoreError):
-                        raise
-                    except Exception as exc:
-                        delay = self.attempt_failed(spec, attempt, exc)
-                        if delay is None:
+            try:
+                while (spec := self.next_node()) is not None:
+                    attempt = 1
+                    while True:
+                        ctx = self.begin(spec, attempt)
+                        try:
+                            update = await self._call_async(spec, ctx)
+                        except BaseException as exc:
+                            outcome = self.node_raised(spec, ctx, attempt, exc)
+                        else:
+                            outcome = self.node_returned(spec, ctx, attempt, update)
+                        if outcome is _Outcome.NEXT:
+                            break
+                        if outcome is _Outcome.STOP:
                             return self.state
-                        await asyncio.sleep(delay)
+                        await asyncio.sleep(outcome)
                         attempt += 1
+            except BaseException as exc:
+                self.let_go(exc)
+                raise
         return self.state
+
+    def node_returned(self, spec: NodeSpec, ctx: NodeContext, attempt: int,
+                      update: Any) -> float | _Outcome:
+        """The node returned: commit its completion, unless it raised a pause that its
+        own code caught (then its return is discarded and the run pauses)."""
+        if ctx._pause is not None:
+            return self.paused(ctx, ctx._pause, "returned normally")
+        try:
+            self.complete(spec, ctx, update)
+        except BaseException as exc:  # refused update, routing error, store error
+            return self.node_raised(spec, ctx, attempt, exc)
+        return NEXT
+
+    def node_raised(self, spec: NodeSpec, ctx: NodeContext, attempt: int,
+                    exc: BaseException) -> float | _Outcome:
+        """The node (or its completion) raised: pause, retry, fail, or stop the driver.
+
+        Returns the delay before a retry, NEXT or STOP; re-raises what stops the driver
+        (a lost lease, a store error, a BaseException that is not the engine's)."""
+        signal_ = ctx._pause or _find(exc, (Pause, InDoubt))
+        if isinstance(signal_, (Pause, InDoubt)):
+            # Also when the signal comes wrapped in an exception group (asyncio.TaskGroup)
+            # or the node turned it into another error after catching it.
+            carried = _find(exc, type(signal_)) is signal_
+            caught = ctx._pause_swallowed or not carried
+            outcome = self.paused(ctx, signal_, f"raised {type(exc).__name__}" if caught else None)
+            if not carried and not isinstance(exc, Exception):
+                raise exc  # paused; a KeyboardInterrupt or a cancelled task still goes on
+            return outcome
+        lost = _find(exc, LeaseLost)
+        if lost is not None:
+            raise lost
+        if isinstance(exc, StoreError) or not isinstance(exc, Exception):
+            raise exc  # drive() gives the lease back on its way out
+        delay = self.attempt_failed(spec, attempt, exc)
+        return STOP if delay is None else delay
+
+    def paused(self, ctx: NodeContext, signal_: Pause | InDoubt, caught: str | None) -> _Outcome:
+        if caught is not None:
+            rec = signal_.record
+            self.event(EventKind.SIGNAL_CAUGHT, ctx.node, how=caught, step=rec.name,
+                       signal="interrupt" if isinstance(signal_, Pause) else "in_doubt",
+                       message="the node's own code caught the signal; the run pauses "
+                               "anyway and what the node did after it is discarded")
+        self.pause(signal_)
+        return STOP
+
+    def let_go(self, exc: BaseException) -> None:
+        """The driver stops on an exception that is no decision of the run's (a store
+        that refuses writes, KeyboardInterrupt, a cancelled task): leave the run as a
+        crash would, at its last durable commit, RUNNING, but with its lease given back
+        so that it can be resumed at once, and an ``agent.error`` event saying why."""
+        if self.released or self.lease_lost or _find(exc, LeaseLost) is not None:
+            return
+        try:
+            self.rewind()
+            self.event(EventKind.AGENT_ERROR, self.state.current_node, attempt=self.attempt,
+                       error=type(exc).__name__, message=summarize(str(exc), 1000),
+                       stopped=True)
+            self.commit(state=False, release=True)
+        except BaseException as second:  # the first exception goes on
+            exc.add_note(f"purpose-agent: run {self.state.run_id!r} keeps its lease until "
+                         f"it expires; giving it back failed too: {type(second).__name__}: "
+                         f"{second}")
 
     def _call_sync(self, spec: NodeSpec, ctx: NodeContext) -> Any:
         if spec.is_async:
@@ -347,108 +486,8 @@ def _with_timeout(fn: Callable[[NodeContext], Any], ctx: NodeContext,
         _current.reset(token)
 
 
-# ── starting, resuming, forking, cancelling ─────────────────────────────────────────
-MISSING: Any = object()
-
-
-def start(flow: Flow, data: dict[str, Any] | None, cp: BaseCheckpointer, run_id: str,
-          session_id: str | None, owner: str) -> Runner:
-    if data is not None and not isinstance(data, dict):
-        raise TypeError(f"a run's data is a dict, got {type(data).__name__}")
-    # A copy: the run's lists grow in place, and must not be the caller's own.
-    text = jsonutil.dumps(data or {}, "$.data")
-    data = jsonutil.loads(text)
-    state = RunState(run_id=run_id, session_id=session_id, status=RunStatus.RUNNING,
-                     purpose=flow.purpose, flow=flow.name, flow_ref=flow.ref,
-                     flow_file=flow.ref_file,
-                     current_node=flow.entry_node, max_steps=flow.max_steps, data=data)
-    first = PAEvent(run_id, EventKind.RUN_STARTED, seq=1, payload={
-        "flow": flow.name, "purpose": flow.purpose, "entry": flow.entry_node,
-        "data": summarize(data, 500)})
-    # Small initial data goes in the first delta; large data starts a snapshot at once
-    # (else the first snapshot would repeat it). A snapshot costs the start commit a page
-    # of the snapshots table, somewhere in its B-tree.
-    snapshot = len(text) >= MIN_SNAPSHOT_BYTES
-    ops = {} if snapshot else {key: ["set", value] for key, value in data.items()}
-    result = cp.commit(run_id, Commit(events=[first], state=state, delta=Delta(ops),
-                                      snapshot=snapshot, create=True,
-                                      acquire=(owner, flow.lease_ttl)))
-    assert result.lease is not None
-    return Runner(flow, cp, state, result.lease, snapshot_bytes=result.snapshot_bytes,
-                  reload_steps=False)
-
-
-def resume(flow: Flow, cp: BaseCheckpointer, run_id: str, owner: str, *, answer: Any,
-           update: dict[str, Any] | None, retry_in_doubt: bool) -> Runner:
-    info = cp.run_info(run_id)
-    if info is None:
-        raise RunNotFound(f"no run {run_id!r} in {cp!r}")
-    _check_resumable(flow, run_id, info.status, info.flow)
-    if update is not None:
-        jsonutil.check(update, "$.update")
-    if answer is not MISSING:
-        jsonutil.check(answer, "$.answer")
-    lease = cp.acquire_lease(run_id, owner, flow.lease_ttl)
-    try:
-        state = cp.load_latest(run_id)
-        assert state is not None
-        _check_resumable(flow, run_id, state.status, state.flow)
-        runner = Runner(flow, cp, state, lease)
-        steps = _answer_pending(state, answer, retry_in_doubt)
-        update = jsonutil.loads(jsonutil.dumps(update or {}, "$.update"))  # a copy, as above
-        ops = {key: ["set", value] for key, value in update.items()}
-        apply_ops(state.data, ops)
-        if state.status is RunStatus.FAILED and state.current_node:
-            state.node_states.pop(state.current_node, None)
-        previous = state.status
-        state.status, state.pending, state.error = RunStatus.RUNNING, None, None
-        runner.event(EventKind.RUN_RESUMED, state.current_node, previous=str(previous),
-                     updated=sorted(update or {}))
-        if steps and steps[0].kind == "interrupt":
-            runner.event(EventKind.HITL_RESPONSE, steps[0].node, answer=summarize(answer, 500))
-        runner.commit(delta=Delta(ops), steps=steps)
-        return runner
-    except BaseException:
-        # Refused before anything was journaled: hand the lease back at once.
-        cp.commit(run_id, Commit(fence=lease.fence, release=True))
-        raise
-
-
-def _check_resumable(flow: Flow, run_id: str, status: RunStatus, flow_name: str | None) -> None:
-    if status in (RunStatus.COMPLETED, RunStatus.CANCELLED):
-        raise RunStateError(f"run {run_id!r} is {status}; nothing to resume (fork it to "
-                            "run part of it again)")
-    if flow_name is not None and flow_name != flow.name:
-        raise FlowChangedError(f"run {run_id!r} was started by flow {flow_name!r}, not "
-                               f"{flow.name!r}; resume it with that flow")
-
-
-def _answer_pending(state: RunState, answer: Any, retry_in_doubt: bool) -> list[StepRecord]:
-    pending = state.pending
-    if pending is None:
-        if answer is not MISSING:
-            raise RunStateError(f"run {state.run_id!r} is {state.status} and waits for no "
-                                "answer; resume it without one")
-        return []
-    where = f"node {pending['node']!r} of run {state.run_id!r}"
-    base = {"key": pending["key"], "step": pending["step"], "node": pending["node"],
-            "index": pending["index"]}
-    if pending["kind"] == "interrupt":
-        if answer is MISSING:
-            raise RunStateError(f"{where} waits for an answer to {summarize(pending['payload'])}; "
-                                "resume with answer=...")
-        return [StepRecord(**base, name="interrupt", kind="interrupt", status="done",
-                           result=answer)]
-    if retry_in_doubt:
-        return [StepRecord(**base, name=pending["name"], status="retry", at_most_once=True,
-                           attempt=pending["attempt"])]
-    if answer is MISSING:
-        raise StepInDoubt(
-            f"step {pending['name']!r} in {where} is in doubt: it started but its result "
-            "was never journaled, so it may or may not have happened. Check, then resume "
-            "with answer=<its result>, or with retry_in_doubt=True to run it again")
-    return [StepRecord(**base, name=pending["name"], status="done", result=answer,
-                       at_most_once=True, attempt=pending["attempt"])]
+# Starting and resuming a run (the Runner they hand over): flow/operations.py.
+MISSING: Any = object()  # no answer given (None is an answer)
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:

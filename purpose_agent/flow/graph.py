@@ -1,7 +1,8 @@
 """The flow graph: nodes (plain functions), edges, conditional routes, the entry node.
 
-A :class:`Flow` is a definition; running it is the engine's job (``flow.run``,
-``flow.resume``, ``flow.fork``, ``flow.cancel`` delegate to :mod:`.engine`).
+A :class:`Flow` is a definition; running it is the engine's job (``flow.run`` and
+``flow.resume`` start or resume a run through :mod:`.operations`, and :mod:`.engine`
+drives it).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from purpose_agent.errors import (
     RunNotFound,
     RunStateError,
 )
-from purpose_agent.flow import engine
+from purpose_agent.flow import operations
 from purpose_agent.flow.engine import END, MISSING, LeaseLost, is_async_callable
 from purpose_agent.flow.reducers import Reducer, check_reducers
 from purpose_agent.runtime import jsonutil
@@ -254,7 +255,7 @@ class Flow:
         """
         cp = _store(checkpointer)
         run_id = validate_run_id(run_id or f"{self.name}-{uuid.uuid4().hex[:12]}")
-        runner = engine.start(self, data, cp, run_id, session_id, owner_id())
+        runner = operations.start(self, data, cp, run_id, session_id, owner_id())
         return _drive(runner.drive)
 
     async def arun(self, data: dict[str, Any] | None = None, *,
@@ -263,7 +264,7 @@ class Flow:
         """Async :meth:`run`: async nodes are awaited on the running event loop."""
         cp = _store(checkpointer)
         run_id = validate_run_id(run_id or f"{self.name}-{uuid.uuid4().hex[:12]}")
-        runner = engine.start(self, data, cp, run_id, session_id, owner_id())
+        runner = operations.start(self, data, cp, run_id, session_id, owner_id())
         return await _adrive(runner.adrive)
 
     def resume(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None,
@@ -277,7 +278,7 @@ class Flow:
         in-doubt at-most-once step; ``retry_in_doubt=True`` runs that step again instead.
         Raises RunBusyError (nothing written) if another live process owns the run.
         """
-        runner = engine.resume(self, _store(checkpointer), validate_run_id(run_id), owner_id(),
+        runner = operations.resume(self, _store(checkpointer), validate_run_id(run_id), owner_id(),
                                answer=answer, update=update, retry_in_doubt=retry_in_doubt)
         return _drive(runner.drive)
 
@@ -285,7 +286,7 @@ class Flow:
                       answer: Any = MISSING, update: dict[str, Any] | None = None,
                       retry_in_doubt: bool = False) -> RunState:
         """Async :meth:`resume`."""
-        runner = engine.resume(self, _store(checkpointer), validate_run_id(run_id), owner_id(),
+        runner = operations.resume(self, _store(checkpointer), validate_run_id(run_id), owner_id(),
                                answer=answer, update=update, retry_in_doubt=retry_in_doubt)
         return await _adrive(runner.adrive)
 

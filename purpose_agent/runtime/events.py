@@ -52,6 +52,11 @@ class EventKind(StrEnum):
     TOOL_CALL = "tool.call"
     TOOL_RESULT = "tool.result"
     TOOL_ERROR = "tool.error"
+    # A journaled step replayed (or found in doubt) although the node now calls it with
+    # other arguments: reported, never decided on (a step is its name and place).
+    STEP_ARGS_CHANGED = "step.args_changed"
+    # User code caught a pause or in-doubt signal; the run paused anyway.
+    SIGNAL_CAUGHT = "agent.signal_caught"
     MODEL_REQUEST = "model.request"
     MODEL_RESPONSE = "model.response"
     HITL_REQUEST = "hitl.request"

@@ -61,9 +61,19 @@ class Delta:
     ops: dict[str, list[Any]] = field(default_factory=dict)
     node: str | None = None  # the node whose completion this commit records
     node_state: dict[str, Any] | None = None
+    # ``ops`` as strict JSON, when the engine encoded it already (to check it before
+    # changing anything): the commit writes this text, so its check is the commit's own.
+    ops_json: str | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"ops": self.ops, "node": self.node, "node_state": self.node_state}
+
+    def to_json(self, path: str = "$.update") -> str:
+        """The delta as stored; ``ops`` already encoded are not encoded again."""
+        if self.ops_json is None:
+            return jsonutil.dumps(self.to_dict(), path)
+        rest = jsonutil.dumps({"node": self.node, "node_state": self.node_state}, path)
+        return f'{{"ops":{self.ops_json},{rest[1:]}'
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Delta:
@@ -104,17 +114,23 @@ class StepRecord:
     at_most_once: bool = False
     attempt: int = 1
     ts: float = field(default_factory=time.time)
+    # A digest of the call's arguments, to report (never to decide) that a replayed
+    # step is now called with other ones; None for interrupts and older records.
+    args_digest: str | None = None
     # ``result`` as strict JSON, when whoever set it has encoded it already (a step's
     # result is encoded once to check and copy it): not part of the record's value.
     result_json: str | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "key": self.key, "step": self.step, "node": self.node, "index": self.index,
             "name": self.name, "kind": self.kind, "status": self.status,
             "result": self.result, "at_most_once": self.at_most_once,
             "attempt": self.attempt, "ts": self.ts,
         }
+        if self.args_digest is not None:
+            out["args_digest"] = self.args_digest
+        return out
 
     def to_json(self) -> str:
         """The record as stored; a result already encoded is not encoded again (a model's

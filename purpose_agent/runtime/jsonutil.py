@@ -40,10 +40,14 @@ _c_encode = (c_make_encoder(None, _not_json, encode_basestring_ascii, None, ":",
                             False, False, False) if c_make_encoder is not None else None)
 
 
-def _simple(obj: Any) -> bool:
+def _simple(obj: Any, depth: int = 0) -> bool:
     """True for the common case, cheaply: exact dicts, lists and tuples of ASCII strings,
-    ints, bools, None and finite floats. False means "not sure": check() then walks the
-    value with its full rules (and names the offending path)."""
+    ints, bools, None and finite floats, nested at most MAX_DEPTH deep (counted from
+    ``depth``). False means "not sure": check() then walks the value with its full rules
+    (and names the offending path). Bounding the depth here too makes check()'s verdict
+    independent of how deep the caller's own stack is."""
+    if depth > MAX_DEPTH:
+        return False
     kind = type(obj)
     if kind is dict:
         for key in obj:
@@ -65,26 +69,29 @@ def _simple(obj: Any) -> bool:
             if item - item != 0.0:  # inf and nan
                 return False
         elif kind is dict or kind is list or kind is tuple:
-            if not _simple(item):
+            if not _simple(item, depth + 1):
                 return False
         else:
             return False
     return True
 
 
-def check(value: Any, path: str = "$") -> None:
+def check(value: Any, path: str = "$", depth: int = 0) -> None:
     """Raise :class:`SerializationError` unless ``value`` is strict JSON.
 
-    The error names the first offending key path, e.g. ``$.items[2].tags``.
+    The error names the first offending key path, e.g. ``$.items[2].tags``. ``depth`` is
+    how deep the value will sit in what is stored (an event's payload sits one level down
+    in the event): the depth bound applies to the stored whole, so a value that passes
+    here is never refused later by the encoding of its container.
     """
     try:
-        if _simple(value):
+        if _simple(value, depth):
             return
     except RecursionError:
         pass
     # An explicit stack instead of recursion: deeply nested LLM output must not hit
     # the recursion limit. The depth bound also stops a circular structure.
-    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    stack: list[tuple[Any, str, int]] = [(value, path, depth)]
     while stack:
         obj, where, depth = stack.pop()
         kind = type(obj)
@@ -143,9 +150,10 @@ def _split_pair(where: str) -> SerializationError:
     )
 
 
-def dumps(value: Any, path: str = "$") -> str:
-    """Encode ``value`` as compact, ASCII-only strict JSON, or raise before writing."""
-    check(value, path)
+def dumps(value: Any, path: str = "$", depth: int = 0) -> str:
+    """Encode ``value`` as compact, ASCII-only strict JSON, or raise before writing.
+    ``depth``: as for :func:`check`."""
+    check(value, path, depth)
     if _c_encode is None:
         return _encoder.encode(value)
     return "".join(_c_encode(value, 0))

@@ -62,6 +62,15 @@ def _line(event: PAEvent) -> str | None:
         usage = p.get("usage") or {}
         tokens = f" [{usage.get('total_tokens')} tokens]" if usage.get("total_tokens") else ""
         return f"  model {p.get('model')} → {p.get('summary', '')}{tokens}"
+    if kind == EventKind.STEP_ARGS_CHANGED:
+        status = str(p.get("status"))
+        what = {"replayed": "replayed its recorded result", "in_doubt": "is in doubt",
+                "retried": "runs again"}.get(status, status)
+        return f"  ↺ {p.get('step')} {what}, called now with other arguments ({p.get('args')})"
+    if kind == EventKind.SIGNAL_CAUGHT:
+        signal = str(p.get("signal")).replace("_", "-")
+        return (f"  ⚠ {node}'s code caught its {signal} pause ({p.get('how')}); "
+                "the run pauses anyway")
     if kind == EventKind.HITL_REQUEST:
         return f"  ? asks a person: {summarize(p.get('payload'), 300)}"
     if kind == EventKind.HITL_RESPONSE:

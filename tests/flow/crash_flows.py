@@ -10,9 +10,13 @@ last step, before the node's commit), ``commit`` (right after the node's commit 
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import sys
+import time
+import uuid
 from itertools import pairwise
+from pathlib import Path
 
 from purpose_agent import END, Flow, step
 
@@ -84,6 +88,65 @@ def notify(ctx):
 payments.edge("pay", "notify").edge("notify", END)
 
 
+# ── steps whose arguments change on every execution (a timestamp, a uuid) ─────────
+@step(at_most_once=True)
+def charge_noted(order: str, note: str) -> str:
+    effect(f"charge.{order}")
+    crash_here("pay_noted", "amo")
+    return f"charged {order}"
+
+
+def noted_effect(label: str, note: str) -> str:
+    return effect(label)
+
+
+noted = Flow("noted", purpose="steps called with a fresh timestamp and uuid each time")
+
+
+@noted.node
+def pay_noted(ctx):
+    # The note differs on every execution: the step is still the same step.
+    receipt = charge_noted("A-17", f"at {time.time()} {uuid.uuid4()}")
+    return {"receipt": receipt}
+
+
+@noted.node
+def log_noted(ctx):
+    first = ctx.step("log", noted_effect, "log", f"{uuid.uuid4()}")
+    crash_here("log_noted", "between")
+    second = ctx.step("log2", noted_effect, "log2", f"{time.time()}")
+    return {"logged": [first, second]}
+
+
+noted.edge("pay_noted", "log_noted").edge("log_noted", END)
+
+
+# ── a store whose files cannot grow (RLIMIT_FSIZE: the kernel's "file too large") ──
+full = Flow("full-disk", purpose="a node whose completion the file system refuses")
+
+
+@full.node
+def fill(ctx):
+    ctx.step("fill", effect, "fill")
+    return {"filled": True}
+
+
+@full.node
+def big(ctx):
+    ctx.step("fetch", effect, "fetch")
+    # From here on no file of this process may grow past its size plus a little: the
+    # node's large update cannot be written (EFBIG, as SIGXFSZ is ignored, not a kill).
+    if os.environ.get("LIMIT_FILES_IN"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        largest = max(p.stat().st_size for p in Path(os.environ["LIMIT_FILES_IN"]).rglob("*")
+                      if p.is_file())
+        resource.setrlimit(resource.RLIMIT_FSIZE, (largest + 8192, resource.RLIM_INFINITY))
+    return {"tree": "x" * 300_000}
+
+
+full.edge("fill", "big").edge("big", END)
+
+
 # ── human in the loop ──────────────────────────────────────────────────────────
 review = Flow("review", purpose="a person approves a draft")
 
@@ -135,4 +198,5 @@ def second(ctx):
 
 blocking.edge("first", "second").edge("second", END)
 
-FLOWS = {"crash-five": flow, "payments": payments, "review": review, "blocking": blocking}
+FLOWS = {"crash-five": flow, "payments": payments, "review": review, "blocking": blocking,
+         "noted": noted, "full-disk": full}

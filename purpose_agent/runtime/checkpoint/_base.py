@@ -113,7 +113,7 @@ def prepare(run_id: str, commit: Commit) -> PreparedCommit:
         step, node = state.current_step, delta.node
         # The header is already encoded: splice it in rather than check and encode it
         # twice (the body reads {"ops":..,"node":..,"node_state":..,"header":..}).
-        ops_json = jsonutil.dumps(delta.to_dict(), "$.update")
+        ops_json = delta.to_json("$.update")
         delta_json = splice_header(ops_json, header_json)
         if commit.snapshot:
             snapshot_json = jsonutil.dumps(state.to_dict(), "$.state")

@@ -1,0 +1,124 @@
+"""Starting and resuming a run: the commits that hand a :class:`Runner` its lease.
+
+``start`` journals a new run and its first event; ``resume`` takes a stopped run's lease,
+answers what it waits for (an interrupt, an in-doubt step) and applies a person's edit,
+in one commit, before the Runner drives it on.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from purpose_agent.errors import FlowChangedError, RunNotFound, RunStateError, StepInDoubt
+from purpose_agent.flow.engine import MIN_SNAPSHOT_BYTES, MISSING, Runner
+from purpose_agent.runtime import jsonutil
+from purpose_agent.runtime.checkpoint import BaseCheckpointer
+from purpose_agent.runtime.events import EventKind, PAEvent
+from purpose_agent.runtime.journal import Commit, Delta, StepRecord, apply_ops
+from purpose_agent.runtime.redact import summarize
+from purpose_agent.runtime.state import RunState, RunStatus
+
+if TYPE_CHECKING:
+    from purpose_agent.flow.graph import Flow
+
+
+def start(flow: Flow, data: dict[str, Any] | None, cp: BaseCheckpointer, run_id: str,
+          session_id: str | None, owner: str) -> Runner:
+    if data is not None and not isinstance(data, dict):
+        raise TypeError(f"a run's data is a dict, got {type(data).__name__}")
+    # A copy: the run's lists grow in place, and must not be the caller's own.
+    text = jsonutil.dumps(data or {}, "$.data")
+    data = jsonutil.loads(text)
+    state = RunState(run_id=run_id, session_id=session_id, status=RunStatus.RUNNING,
+                     purpose=flow.purpose, flow=flow.name, flow_ref=flow.ref,
+                     flow_file=flow.ref_file, current_node=flow.entry_node, max_steps=flow.max_steps, data=data)
+    first = PAEvent(run_id, EventKind.RUN_STARTED, seq=1, payload={
+        "flow": flow.name, "purpose": flow.purpose, "entry": flow.entry_node,
+        "data": summarize(data, 500)})
+    # Small initial data goes in the first delta; large data starts a snapshot at once
+    # (else the first snapshot would repeat it). A snapshot costs the start commit a page
+    # of the snapshots table, somewhere in its B-tree.
+    snapshot = len(text) >= MIN_SNAPSHOT_BYTES
+    ops = {} if snapshot else {key: ["set", value] for key, value in data.items()}
+    result = cp.commit(run_id, Commit(events=[first], state=state, delta=Delta(ops),
+                                      snapshot=snapshot, create=True,
+                                      acquire=(owner, flow.lease_ttl)))
+    assert result.lease is not None
+    return Runner(flow, cp, state, result.lease, snapshot_bytes=result.snapshot_bytes,
+                  reload_steps=False)
+
+
+def resume(flow: Flow, cp: BaseCheckpointer, run_id: str, owner: str, *, answer: Any,
+           update: dict[str, Any] | None, retry_in_doubt: bool) -> Runner:
+    info = cp.run_info(run_id)
+    if info is None:
+        raise RunNotFound(f"no run {run_id!r} in {cp!r}")
+    _check_resumable(flow, run_id, info.status, info.flow)
+    # As deep as the journal holds them (a delta's ops, a step record's result): refused
+    # here, before the lease is taken, never by the commit.
+    if update is not None:
+        jsonutil.check(update, "$.update", depth=2)
+    if answer is not MISSING:
+        jsonutil.check(answer, "$.answer", depth=1)
+    lease = cp.acquire_lease(run_id, owner, flow.lease_ttl)
+    try:
+        state = cp.load_latest(run_id)
+        assert state is not None
+        _check_resumable(flow, run_id, state.status, state.flow)
+        runner = Runner(flow, cp, state, lease)
+        steps = _answer_pending(state, answer, retry_in_doubt)
+        update = jsonutil.loads(jsonutil.dumps(update or {}, "$.update"))  # a copy, as above
+        ops = {key: ["set", value] for key, value in update.items()}
+        apply_ops(state.data, ops)
+        if state.status is RunStatus.FAILED and state.current_node:
+            state.node_states.pop(state.current_node, None)
+        previous = state.status
+        state.status, state.pending, state.error = RunStatus.RUNNING, None, None
+        runner.event(EventKind.RUN_RESUMED, state.current_node, previous=str(previous),
+                     updated=sorted(update or {}))
+        if steps and steps[0].kind == "interrupt":
+            runner.event(EventKind.HITL_RESPONSE, steps[0].node, answer=summarize(answer, 500))
+        runner.commit(delta=Delta(ops), steps=steps)
+        return runner
+    except BaseException:
+        # Refused before anything was journaled: hand the lease back at once.
+        cp.commit(run_id, Commit(fence=lease.fence, release=True))
+        raise
+
+
+def _check_resumable(flow: Flow, run_id: str, status: RunStatus, flow_name: str | None) -> None:
+    if status in (RunStatus.COMPLETED, RunStatus.CANCELLED):
+        raise RunStateError(f"run {run_id!r} is {status}; nothing to resume (fork it to "
+                            "run part of it again)")
+    if flow_name is not None and flow_name != flow.name:
+        raise FlowChangedError(f"run {run_id!r} was started by flow {flow_name!r}, not "
+                               f"{flow.name!r}; resume it with that flow")
+
+
+def _answer_pending(state: RunState, answer: Any, retry_in_doubt: bool) -> list[StepRecord]:
+    pending = state.pending
+    if pending is None:
+        if answer is not MISSING:
+            raise RunStateError(f"run {state.run_id!r} is {state.status} and waits for no "
+                                "answer; resume it without one")
+        return []
+    where = f"node {pending['node']!r} of run {state.run_id!r}"
+    base = {"key": pending["key"], "step": pending["step"], "node": pending["node"],
+            "index": pending["index"]}
+    if pending["kind"] == "interrupt":
+        if answer is MISSING:
+            raise RunStateError(f"{where} waits for an answer to {summarize(pending['payload'])}; "
+                                "resume with answer=...")
+        return [StepRecord(**base, name="interrupt", kind="interrupt", status="done",
+                           result=answer)]
+    if retry_in_doubt:
+        return [StepRecord(**base, name=pending["name"], status="retry", at_most_once=True,
+                           attempt=pending["attempt"], args_digest=pending.get("args_digest"))]
+    if answer is MISSING:
+        raise StepInDoubt(
+            f"step {pending['name']!r} in {where} is in doubt: it started but its result "
+            "was never journaled, so it may or may not have happened. Check, then resume "
+            "with answer=<its result>, or with retry_in_doubt=True to run it again")
+    return [StepRecord(**base, name=pending["name"], status="done", result=answer,
+                       at_most_once=True, attempt=pending["attempt"],
+                       args_digest=pending.get("args_digest"))]
