@@ -13,7 +13,7 @@ import os
 import signal
 
 from purpose_agent import END, Flow
-from purpose_agent.agents import Agent, OpenAIModel, tool
+from purpose_agent.agents import Agent, OpenAIModel, Price, tool
 
 
 def _effect(tool_name: str, line: str) -> None:
@@ -57,8 +57,12 @@ def charge(order_id: str, amount: float) -> str:
     return f"charged {amount}"
 
 
+# Prices that make costs easy to check by hand: $1 / $0.10 / $4 per million tokens.
+PRICES = Price(input_per_mtok=1.0, output_per_mtok=4.0, cached_input_per_mtok=0.1)
+
+
 def _model() -> OpenAIModel:
-    return OpenAIModel("test-model", timeout=10.0, max_retries=1)
+    return OpenAIModel("test-model", timeout=10.0, max_retries=1, prices=PRICES)
 
 
 support = Flow("support", purpose="answer a support ticket")
