@@ -11,8 +11,8 @@ import os
 from typing import Any
 
 from purpose_agent.agents._errors import ModelError
+from purpose_agent.agents._sdk import sdk_error
 from purpose_agent.agents.model import Message, ModelResponse, Price, ToolCall, Usage
-from purpose_agent.runtime.redact import redact_text, summarize
 
 BASE_URL_ENV = ("PURPOSE_AGENT_BASE_URL", "OPENAI_BASE_URL")
 _NO_KEY = "no-key"  # local OpenAI-compatible servers usually ignore the key
@@ -87,27 +87,9 @@ class OpenAIModel:
         return _response(completion, self.name)
 
     def _error(self, exc: Exception) -> ModelError:
-        # from None above: the SDK's exception (and its response body) is not chained
-        # into tracebacks; what is kept is redacted here.
-        where = f"model {self.name!r} at {self.base_url or 'api.openai.com'}"
-        detail = summarize(redact_text(str(exc), self._api_key), 300)
-        openai = self._openai
-        retries = f"after {self.max_retries + 1} attempts"
-        if isinstance(exc, openai.APIStatusError):
-            code = exc.status_code
-            retryable = code in (408, 409, 429) or code >= 500
-            if exc.response.headers.get("x-should-retry") == "false":
-                retryable = False  # the server said so, and the SDK obeyed
-            tried = retries if retryable else "(not retryable)"
-            return ModelError(f"{where}: HTTP {code} {tried}: {detail}", status_code=code,
-                              retryable=retryable)
-        if isinstance(exc, openai.APITimeoutError):
-            return ModelError(f"{where}: timed out after {self.timeout:g}s {retries}",
-                              retryable=True)
-        if isinstance(exc, openai.APIConnectionError):
-            return ModelError(f"{where}: could not connect {retries}: {detail}",
-                              retryable=True)
-        return ModelError(f"{where}: {type(exc).__name__}: {detail}")
+        return sdk_error(self._openai, exc, api_key=self._api_key, timeout=self.timeout,
+                         max_retries=self.max_retries,
+                         where=f"model {self.name!r} at {self.base_url or 'api.openai.com'}")
 
     def __repr__(self) -> str:
         prices = f", prices={self.prices!r}" if self.prices is not None else ""

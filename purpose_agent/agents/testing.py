@@ -281,7 +281,8 @@ _ANTHROPIC_ERRORS = {400: "invalid_request_error", 401: "authentication_error",
 
 class AnthropicTestServer(_ScriptedServer):
     """A scripted server speaking Anthropic's Messages API (``POST /v1/messages``); the
-    key goes in the ``x-api-key`` header. Usage is reported the Anthropic way: a
+    key goes in the ``x-api-key`` header or as ``Authorization: Bearer <key>`` (what the
+    anthropic SDK 2.x sends). Usage is reported the Anthropic way: a
     script's ``input_tokens`` minus its cached and cache-written tokens as
     ``input_tokens``, those as ``cache_read_input_tokens`` /
     ``cache_creation_input_tokens``. See :class:`_ScriptedServer` for the rest."""
@@ -290,8 +291,9 @@ class AnthropicTestServer(_ScriptedServer):
     url_path = ""
 
     def _credential(self, handler: BaseHTTPRequestHandler) -> tuple[str | None, bool]:
-        value = handler.headers.get("x-api-key")
-        return value, value == self.api_key
+        # The API takes x-api-key; the anthropic SDK 2.x sends Authorization: Bearer.
+        key, bearer = handler.headers.get("x-api-key"), handler.headers.get("Authorization")
+        return key or bearer, self.api_key in (key, (bearer or "").removeprefix("Bearer "))
 
     def _bad_request(self, body: Any) -> str | None:
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):

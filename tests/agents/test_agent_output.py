@@ -151,7 +151,7 @@ def test_a_node_retry_replays_invalid_answers_and_retry_prompts(tmp_path: Path) 
 
 
 def test_an_output_type_without_a_schema_is_refused() -> None:
-    with pytest.raises(TypeError, match="output_type .* has no JSON schema"):
+    with pytest.raises(TypeError, match=r"output_type .* has no JSON schema"):
         Agent("bad", ScriptedModel([]), output_type=object())
     with pytest.raises(ValueError, match="output_retries"):
         Agent("bad", ScriptedModel([]), output_type=Verdict, output_retries=-1)
