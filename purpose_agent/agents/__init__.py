@@ -11,6 +11,7 @@ it instead of paying for it (or running it) again. Test doubles live in
 from purpose_agent.agents._errors import AgentError, ModelError, ToolDefinitionError, ToolError
 from purpose_agent.agents.agent import Agent
 from purpose_agent.agents.anthropic_model import AnthropicModel
+from purpose_agent.agents.budget import Budget
 from purpose_agent.agents.model import Message, Model, ModelResponse, Price, ToolCall, Usage
 from purpose_agent.agents.openai_model import OpenAIModel
 from purpose_agent.agents.tools import Tool, tool
@@ -19,6 +20,7 @@ __all__ = [
     "Agent",
     "AgentError",
     "AnthropicModel",
+    "Budget",
     "Message",
     "Model",
     "ModelError",

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from purpose_agent.agents._errors import AgentError
+from purpose_agent.agents.budget import Budget, Spent
 from purpose_agent.agents.model import Message, Model, ModelResponse, Price, ToolCall
 from purpose_agent.agents.output import OutputSpec
 from purpose_agent.agents.tools import Tool, content_for_model, tool
@@ -60,13 +61,21 @@ class Agent:
     ``OutputType.model_validate(state.data[key])`` gives the object back). An invalid
     answer goes back to the model with the validation errors, at most
     ``output_retries`` times; then the node fails with :class:`AgentError`.
+
+    ``budget`` (a :class:`Budget`) limits what one execution of the node spends: the
+    model call that would go over it is not made, the run pauses with
+    ``{"budget_reached": "3 of 3 model calls", "message": "budget reached: …; resume
+    with a higher budget or stop", "budget": {...}, "spent": {...}, "agent": name}``.
+    Resume with ``answer={"budget": {"max_model_calls": 6}}`` (the limits to change;
+    None lifts one) to go on, or ``answer={"stop": True}`` (or ``False``) to fail the
+    node with :class:`AgentError`; any other answer asks again.
     """
 
     def __init__(self, name: str, model: Model, instructions: Instructions = "", *,
                  tools: Iterable[Tool | Callable[..., Any]] = (), max_turns: int = 10,
                  output_key: str | None = None, input_key: str = "input",
                  messages_key: str = "messages", output_type: Any = None,
-                 output_retries: int = 1) -> None:
+                 output_retries: int = 1, budget: Budget | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError("an Agent needs a non-empty name (it is the node's name)")
         if not callable(getattr(model, "complete", None)):
@@ -76,6 +85,13 @@ class Agent:
             raise ValueError(f"agent {name!r}: max_turns must be at least 1")
         if output_retries < 0:
             raise ValueError(f"agent {name!r}: output_retries must be 0 or more")
+        if budget is not None and not isinstance(budget, Budget):
+            raise TypeError(f"agent {name!r}: budget must be a Budget, got {budget!r}")
+        if budget is not None and budget.max_cost_usd is not None and not isinstance(
+                getattr(model, "prices", None), Price):
+            raise ValueError(f"agent {name!r}: a budget in dollars needs a model with "
+                             "prices, e.g. OpenAIModel(..., prices=Price(...))")
+        self.budget = budget
         self.name = name
         self.model = model
         self.instructions = instructions
@@ -99,8 +115,12 @@ class Agent:
         """Run the tool-calling loop inside a flow node; returns the node's update."""
         conversation = self._conversation(ctx.data)
         invalid = 0
+        budget, spent = self.budget, Spent()
         for turn in range(1, self.max_turns + 1):
+            if budget is not None:
+                budget = self._within_budget(ctx, budget, spent)
             response = self._model_turn(ctx, conversation, turn)
+            spent.add(response)  # replayed responses too: they were paid for
             reply = response.message
             conversation.append(reply)
             if not reply.tool_calls:
@@ -123,6 +143,32 @@ class Agent:
                 conversation.append(Message("tool", content=content, tool_call_id=call.id))
         raise AgentError(f"agent {self.name!r} made {self.max_turns} model calls without a "
                          "final answer; raise max_turns or tell the model when to stop")
+
+    def _within_budget(self, ctx: NodeContext, budget: Budget, spent: Spent) -> Budget:
+        """The budget to go on with: this one if it is not reached, else the one a
+        person raised it to (the run pauses to ask). Answers are journaled, so a
+        re-executed node rebuilds the same budget at the same turn."""
+        problem = None
+        while (reached := budget.reached(spent)) is not None:
+            payload = {"budget_reached": reached, "agent": self.name,
+                       "message": f"budget reached: {reached}; resume with a higher budget "
+                                  'or stop (answer {"budget": {...}} or {"stop": true})',
+                       "budget": budget.to_dict(), "spent": spent.to_dict()}
+            if problem:
+                payload["problem"] = problem
+            answer = ctx.interrupt(payload)
+            if answer is False or answer is None or (
+                    isinstance(answer, dict) and answer.get("stop") is True):
+                raise AgentError(f"agent {self.name!r} stopped at its budget ({reached}) by "
+                                 "a person's answer")
+            try:
+                budget = budget.raised(answer.get("budget") if isinstance(answer, dict)
+                                       else None)
+                problem = None
+            except ValueError as exc:
+                problem = (f"the answer {summarize(answer, 200)} was not understood ({exc}); "
+                           'answer {"budget": {"max_model_calls": 10}} or {"stop": true}')
+        return budget
 
     def _update(self, conversation: list[Message], answer: Any) -> dict[str, Any]:
         return {self.messages_key: [m.to_dict() for m in conversation],

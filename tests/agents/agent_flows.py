@@ -14,7 +14,7 @@ import os
 import signal
 
 from purpose_agent import END, Flow
-from purpose_agent.agents import Agent, AnthropicModel, OpenAIModel, Price, tool
+from purpose_agent.agents import Agent, AnthropicModel, Budget, OpenAIModel, Price, tool
 
 
 def _effect(tool_name: str, line: str) -> None:
@@ -79,4 +79,10 @@ claude.add(Agent("support", AnthropicModel("claude-test", timeout=10.0, max_retr
                  "You are a support agent.", tools=[lookup_order, refund, charge]))
 claude.edge("support", END)
 
-FLOWS = {"support": support, "support_claude": claude}
+# The same agent allowed one model call per execution before a person raises it.
+budgeted = Flow("support_budget", purpose="answer a support ticket")
+budgeted.add(Agent("support", _model(), "You are a support agent.",
+                   tools=[lookup_order, refund, charge], budget=Budget(max_model_calls=1)))
+budgeted.edge("support", END)
+
+FLOWS = {"support": support, "support_claude": claude, "support_budget": budgeted}
