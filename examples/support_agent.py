@@ -25,6 +25,7 @@ from contextlib import ExitStack
 from purpose_agent import END, Flow, RunStatus, open_checkpointer
 from purpose_agent.agents import Agent, OpenAIModel, ToolError, tool
 from purpose_agent.agents.testing import OpenAICompatibleTestServer, tool_call
+from purpose_agent.runtime.usage import usage_text, usage_totals
 
 ORDERS = {"A-17": {"item": "espresso machine", "paid": 42.0, "status": "delivered"}}
 
@@ -113,11 +114,9 @@ def main(argv: list[str]) -> int:
     if state.status is not RunStatus.COMPLETED:
         print(f"{state.status.value}: {state.error}")
         return 1
-    usage = [e.payload["usage"] for e in store.list_events(run_id)
-             if str(e.kind) == "model.response" and "usage" in e.payload]
+    usage = usage_totals(store.list_events(run_id))  # what `purpose-agent show` prints
     print(state.data["reply"])
-    print(f"[{run_id}: {len(usage)} model calls, "
-          f"{sum(u['total_tokens'] for u in usage)} tokens]")
+    print(f"[{run_id}: {usage_text(usage) if usage else 'no model calls'}]")
     return 0
 
 

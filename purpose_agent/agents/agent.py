@@ -12,19 +12,28 @@ Guarantees, on top of the flow engine's:
 - Bad input from the model (unknown tool, arguments that are not JSON or do not
   validate) goes back to the model as a tool error; the run does not crash.
 - Events (``model.request`` / ``model.response`` for model calls, the engine's
-  ``tool.call`` / ``tool.result`` for tool calls) carry the model name, token usage, latency and short redacted
-  summaries, never credentials.
+  ``tool.call`` / ``tool.result`` for tool calls) carry the model name, token usage
+  (and cost, when the model has a :class:`~purpose_agent.agents.Price`), latency and
+  short redacted summaries, never credentials. A ``model.response`` event is committed
+  with the response it describes, so a run's usage summed from them
+  (:func:`purpose_agent.runtime.usage.usage_totals`) counts each paid call exactly once,
+  across crashes and resumes.
+- With ``output_type``, the node's answer is a value of that type (as JSON) or the node
+  fails: the model never gets more than ``output_retries`` second chances.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from purpose_agent.agents._errors import AgentError
-from purpose_agent.agents.model import Message, Model, ModelResponse, ToolCall
+from purpose_agent.agents.budget import Budget, Spent
+from purpose_agent.agents.model import Message, Model, ModelResponse, Price, ToolCall
+from purpose_agent.agents.output import OutputSpec
 from purpose_agent.agents.tools import Tool, content_for_model, tool
 from purpose_agent.flow.context import NodeContext, StepOptions
 from purpose_agent.runtime.events import EventKind
@@ -45,12 +54,28 @@ class Agent:
     each execution of the node continues the stored conversation. If there is no answer
     after ``max_turns`` model calls the node fails with :class:`AgentError`; a model call
     that failed for good fails it with :class:`ModelError`.
+
+    ``output_type`` (a pydantic model, or any type pydantic can validate) makes the
+    answer structured: the model is asked for that JSON schema, its final answer is
+    validated, and ``output_key`` holds the value as JSON (``model_dump(mode="json")``;
+    ``OutputType.model_validate(state.data[key])`` gives the object back). An invalid
+    answer goes back to the model with the validation errors, at most
+    ``output_retries`` times; then the node fails with :class:`AgentError`.
+
+    ``budget`` (a :class:`Budget`) limits what one execution of the node spends: the
+    model call that would go over it is not made, the run pauses with
+    ``{"budget_reached": "3 of 3 model calls", "message": "budget reached: …; resume
+    with a higher budget or stop", "budget": {...}, "spent": {...}, "agent": name}``.
+    Resume with ``answer={"budget": {"max_model_calls": 6}}`` (the limits to change;
+    None lifts one) to go on, or ``answer={"stop": True}`` (or ``False``) to fail the
+    node with :class:`AgentError`; any other answer asks again.
     """
 
     def __init__(self, name: str, model: Model, instructions: Instructions = "", *,
                  tools: Iterable[Tool | Callable[..., Any]] = (), max_turns: int = 10,
                  output_key: str | None = None, input_key: str = "input",
-                 messages_key: str = "messages") -> None:
+                 messages_key: str = "messages", output_type: Any = None,
+                 output_retries: int = 1, budget: Budget | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError("an Agent needs a non-empty name (it is the node's name)")
         if not callable(getattr(model, "complete", None)):
@@ -58,6 +83,15 @@ class Agent:
                             "complete(messages, tools) method)")
         if max_turns < 1:
             raise ValueError(f"agent {name!r}: max_turns must be at least 1")
+        if output_retries < 0:
+            raise ValueError(f"agent {name!r}: output_retries must be 0 or more")
+        if budget is not None and not isinstance(budget, Budget):
+            raise TypeError(f"agent {name!r}: budget must be a Budget, got {budget!r}")
+        if budget is not None and budget.max_cost_usd is not None and not isinstance(
+                getattr(model, "prices", None), Price):
+            raise ValueError(f"agent {name!r}: a budget in dollars needs a model with "
+                             "prices, e.g. OpenAIModel(..., prices=Price(...))")
+        self.budget = budget
         self.name = name
         self.model = model
         self.instructions = instructions
@@ -65,6 +99,10 @@ class Agent:
         self.output_key = output_key or name
         self.input_key = input_key
         self.messages_key = messages_key
+        self.output = OutputSpec(output_type, name) if output_type is not None else None
+        self.output_retries = int(output_retries)
+        # A model whose complete() takes output= is asked for the schema natively.
+        self._native_output = _accepts_output(model)
         self.tools: dict[str, Tool] = {}
         for item in tools:
             t = item if isinstance(item, Tool) else tool(item)
@@ -76,18 +114,65 @@ class Agent:
     def __call__(self, ctx: NodeContext) -> dict[str, Any]:
         """Run the tool-calling loop inside a flow node; returns the node's update."""
         conversation = self._conversation(ctx.data)
+        invalid = 0
+        budget, spent = self.budget, Spent()
         for turn in range(1, self.max_turns + 1):
+            if budget is not None:
+                budget = self._within_budget(ctx, budget, spent)
             response = self._model_turn(ctx, conversation, turn)
+            spent.add(response)  # replayed responses too: they were paid for
             reply = response.message
             conversation.append(reply)
             if not reply.tool_calls:
-                return {self.messages_key: [m.to_dict() for m in conversation],
-                        self.output_key: reply.content or ""}
+                if self.output is None:
+                    return self._update(conversation, reply.content or "")
+                value, problem = self.output.validate(reply.content)
+                if problem is None:
+                    return self._update(conversation, value)
+                invalid += 1
+                if invalid > self.output_retries:
+                    raise AgentError(
+                        f"agent {self.name!r}: the final answer did not validate as "
+                        f"{self.output.name} after {invalid} tries: {problem}; raise "
+                        "output_retries or make the schema easier to follow")
+                # The retry prompt is a plain message, so a replay rebuilds it exactly.
+                conversation.append(Message("user", self.output.retry_prompt(problem)))
+                continue
             for call in reply.tool_calls:
                 content = self._tool_turn(ctx, call)
                 conversation.append(Message("tool", content=content, tool_call_id=call.id))
         raise AgentError(f"agent {self.name!r} made {self.max_turns} model calls without a "
                          "final answer; raise max_turns or tell the model when to stop")
+
+    def _within_budget(self, ctx: NodeContext, budget: Budget, spent: Spent) -> Budget:
+        """The budget to go on with: this one if it is not reached, else the one a
+        person raised it to (the run pauses to ask). Answers are journaled, so a
+        re-executed node rebuilds the same budget at the same turn."""
+        problem = None
+        while (reached := budget.reached(spent)) is not None:
+            payload = {"budget_reached": reached, "agent": self.name,
+                       "message": f"budget reached: {reached}; resume with a higher budget "
+                                  'or stop (answer {"budget": {...}} or {"stop": true})',
+                       "budget": budget.to_dict(), "spent": spent.to_dict()}
+            if problem:
+                payload["problem"] = problem
+            answer = ctx.interrupt(payload)
+            if answer is False or answer is None or (
+                    isinstance(answer, dict) and answer.get("stop") is True):
+                raise AgentError(f"agent {self.name!r} stopped at its budget ({reached}) by "
+                                 "a person's answer")
+            try:
+                budget = budget.raised(answer.get("budget") if isinstance(answer, dict)
+                                       else None)
+                problem = None
+            except ValueError as exc:
+                problem = (f"the answer {summarize(answer, 200)} was not understood ({exc}); "
+                           'answer {"budget": {"max_model_calls": 10}} or {"stop": true}')
+        return budget
+
+    def _update(self, conversation: list[Message], answer: Any) -> dict[str, Any]:
+        return {self.messages_key: [m.to_dict() for m in conversation],
+                self.output_key: answer}
 
     def _conversation(self, data: Mapping[str, Any]) -> list[Message]:
         value = data.get(self.input_key)
@@ -103,6 +188,8 @@ class Agent:
 
     def _system(self, data: Mapping[str, Any]) -> list[Message]:
         text = self.instructions(data) if callable(self.instructions) else self.instructions
+        if self.output is not None and not self._native_output:
+            text = f"{text}\n\n{self.output.instruction()}" if text else self.output.instruction()
         return [Message("system", text)] if text else []
 
     # ── one model call: a durable step ───────────────────────────────────────────
@@ -111,6 +198,9 @@ class Agent:
         request = self._system(ctx.data) + conversation
         specs = [t.schema for t in self.tools.values()]
         model_name = getattr(self.model, "name", type(self.model).__name__)
+        options: dict[str, Any] = {}
+        if self.output is not None and self._native_output:
+            options["output"] = self.output.request
 
         def call_model(turn: int) -> dict[str, Any]:
             # Runs only when this turn's response is not in the journal yet; the events
@@ -121,16 +211,20 @@ class Agent:
                              last_role=last.role, last=summarize(last.content or ""))
             started = time.monotonic()
             try:
-                response = self.model.complete(request, specs)
+                response = self.model.complete(request, specs, **options)
             except Exception as exc:
                 ctx.record_event(EventKind.MODEL_RESPONSE, agent=self.name, model=model_name,
                                  turn=turn, latency_ms=_ms(started), error=type(exc).__name__,
                                  status_code=getattr(exc, "status_code", None),
                                  message=summarize(str(exc), 500))
                 raise
+            prices = getattr(self.model, "prices", None)
+            if isinstance(prices, Price):
+                response.cost_usd = round(prices.cost(response.usage), 10)
+            cost = {} if response.cost_usd is None else {"cost_usd": response.cost_usd}
             ctx.record_event(EventKind.MODEL_RESPONSE, agent=self.name,
                              model=response.model or model_name, turn=turn,
-                             latency_ms=_ms(started), usage=response.usage.to_dict(),
+                             latency_ms=_ms(started), usage=response.usage.to_dict(), **cost,
                              finish_reason=response.finish_reason,
                              tool_calls=[c.name for c in response.message.tool_calls],
                              content=summarize(response.message.content or ""))
@@ -168,8 +262,9 @@ class Agent:
         return content_for_model(outcome)
 
     def __repr__(self) -> str:
+        output = f", output_type={self.output.name}" if self.output is not None else ""
         return (f"Agent({self.name!r}, model={self.model!r}, tools={sorted(self.tools)}, "
-                f"max_turns={self.max_turns})")
+                f"max_turns={self.max_turns}{output})")
 
 
 def _decision(answer: Any, proposed: dict[str, Any]) -> tuple[bool, Any, str | None]:
@@ -187,6 +282,14 @@ def _decision(answer: Any, proposed: dict[str, Any]) -> tuple[bool, Any, str | N
         return False, proposed, None
     return False, proposed, (f"the approval answer {summarize(answer, 100)} was not understood, "
                              "so the call was not made")
+
+
+def _accepts_output(model: Model) -> bool:
+    try:
+        params = inspect.signature(model.complete).parameters
+    except (TypeError, ValueError):
+        return False
+    return "output" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def _error(message: str) -> str:

@@ -65,10 +65,18 @@ class Message:
 
 @dataclass(slots=True)
 class Usage:
-    """Tokens a model call consumed, as the server reported them."""
+    """Tokens a model call consumed, as the server reported them.
+
+    ``input_tokens`` counts the whole prompt, cached parts included (OpenAI's
+    ``prompt_tokens``; Anthropic's input, cache-read and cache-write tokens together).
+    ``cached_input_tokens`` is the part read from the provider's prompt cache (billed
+    cheaper), ``cache_write_tokens`` the part written to it (Anthropic bills it dearer).
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -76,33 +84,79 @@ class Usage:
 
     def to_dict(self) -> dict[str, Any]:
         return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                "cached_input_tokens": self.cached_input_tokens,
+                "cache_write_tokens": self.cache_write_tokens,
                 "total_tokens": self.total_tokens}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Usage:
         data = data or {}
-        return cls(int(data.get("input_tokens") or 0), int(data.get("output_tokens") or 0))
+        return cls(*(int(data.get(name) or 0) for name in _USAGE_FIELDS))
+
+
+_USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """What a model costs, in US dollars per million tokens.
+
+    ``cached_input_per_mtok`` (prompt-cache reads) and ``cache_write_per_mtok``
+    (prompt-cache writes) default to ``input_per_mtok``. Give a model one
+    (``OpenAIModel(..., prices=Price(...))``) and every call's cost is journaled with its
+    usage, summed per run, and counted by a :class:`~purpose_agent.agents.Budget`.
+    """
+
+    input_per_mtok: float
+    output_per_mtok: float
+    cached_input_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok",
+                     "cache_write_per_mtok"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or value < 0):
+                raise ValueError(f"Price.{name} must be a number >= 0 (US dollars per "
+                                 f"million tokens), got {value!r}")
+
+    def cost(self, usage: Usage) -> float:
+        """The cost of ``usage`` in US dollars."""
+        cached = self.input_per_mtok if self.cached_input_per_mtok is None \
+            else self.cached_input_per_mtok
+        write = self.input_per_mtok if self.cache_write_per_mtok is None \
+            else self.cache_write_per_mtok
+        plain = max(usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens, 0)
+        return (plain * self.input_per_mtok + usage.cached_input_tokens * cached
+                + usage.cache_write_tokens * write
+                + usage.output_tokens * self.output_per_mtok) / 1_000_000
 
 
 @dataclass(slots=True)
 class ModelResponse:
     """What one model call returned: the assistant message, token usage, the model that
-    answered and why it stopped."""
+    answered and why it stopped (``"stop"``, ``"tool_calls"``, ``"length"``, …: OpenAI's
+    words; other providers' reasons are mapped to them). ``cost_usd`` is set by the
+    :class:`~purpose_agent.agents.Agent` when the model has a :class:`Price`."""
 
     message: Message
     usage: Usage = field(default_factory=Usage)
     model: str = ""
     finish_reason: str | None = None
+    cost_usd: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"message": self.message.to_dict(), "usage": self.usage.to_dict(),
-                "model": self.model, "finish_reason": self.finish_reason}
+        out: dict[str, Any] = {"message": self.message.to_dict(), "usage": self.usage.to_dict(),
+               "model": self.model, "finish_reason": self.finish_reason}
+        if self.cost_usd is not None:
+            out["cost_usd"] = self.cost_usd
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelResponse:
         return cls(message=Message.from_dict(data["message"]),
                    usage=Usage.from_dict(data.get("usage")), model=str(data.get("model", "")),
-                   finish_reason=data.get("finish_reason"))
+                   finish_reason=data.get("finish_reason"), cost_usd=data.get("cost_usd"))
 
 
 @runtime_checkable
@@ -113,6 +167,11 @@ class Model(Protocol):
     model may call, as ``{"name", "description", "parameters"}`` JSON-schema dicts. It
     returns the model's message, or raises (e.g. :class:`ModelError`) once the call has
     failed for good; retrying transient failures is the model's own business.
+
+    Optional: a ``prices`` attribute (a :class:`Price`) makes calls' costs counted, and a
+    ``complete`` that accepts ``output=`` (``{"name", "description", "schema"}``) is asked
+    for a final answer in that JSON schema natively (else the agent asks in its system
+    message). Either way the agent validates the answer.
     """
 
     name: str
@@ -121,4 +180,4 @@ class Model(Protocol):
         ...
 
 
-__all__ = ["Message", "Model", "ModelResponse", "ToolCall", "Usage"]
+__all__ = ["Message", "Model", "ModelResponse", "Price", "ToolCall", "Usage"]

@@ -11,8 +11,8 @@ import os
 from typing import Any
 
 from purpose_agent.agents._errors import ModelError
-from purpose_agent.agents.model import Message, ModelResponse, ToolCall, Usage
-from purpose_agent.runtime.redact import redact_text, summarize
+from purpose_agent.agents._sdk import sdk_error
+from purpose_agent.agents.model import Message, ModelResponse, Price, ToolCall, Usage
 
 BASE_URL_ENV = ("PURPOSE_AGENT_BASE_URL", "OPENAI_BASE_URL")
 _NO_KEY = "no-key"  # local OpenAI-compatible servers usually ignore the key
@@ -28,12 +28,14 @@ class OpenAIModel:
     (429, 5xx, timeouts, dropped connections) are retried by the SDK up to
     ``max_retries`` times with its own backoff (honouring ``Retry-After``); after that,
     :meth:`complete` raises :class:`ModelError` naming the HTTP status.
-    ``extra`` is passed to every request (e.g. ``{"temperature": 0}``).
+    ``extra`` is passed to every request (e.g. ``{"temperature": 0}``). ``prices`` (a
+    :class:`~purpose_agent.agents.Price`) makes every call's cost journaled with its usage.
+    An agent's ``output_type`` is sent as ``response_format`` (``json_schema``).
     """
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
                  timeout: float = 60.0, max_retries: int = 2,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None, prices: Price | None = None) -> None:
         try:
             import openai
         except ImportError as exc:
@@ -53,17 +55,31 @@ class OpenAIModel:
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
         self.extra = dict(extra or {})
+        if prices is not None and not isinstance(prices, Price):
+            raise TypeError(f"OpenAIModel prices must be a Price, got {prices!r}")
+        self.prices = prices
         self._api_key = key
         self._openai = openai
         self._client = openai.OpenAI(api_key=key, base_url=self.base_url,
                                      timeout=self.timeout, max_retries=self.max_retries)
 
-    def complete(self, messages: list[Message], tools: list[dict[str, Any]]) -> ModelResponse:
-        """One chat completion. Raises :class:`ModelError` once the SDK gave up."""
+    def complete(self, messages: list[Message], tools: list[dict[str, Any]], *,
+                 output: dict[str, Any] | None = None) -> ModelResponse:
+        """One chat completion. Raises :class:`ModelError` once the SDK gave up.
+
+        ``output`` (``{"name", "description", "schema"}``) asks for a final answer in
+        that JSON schema, as ``response_format``; what comes back is not trusted (the
+        agent validates it)."""
         request: dict[str, Any] = {**self.extra, "model": self.name,
                                    "messages": [m.to_dict() for m in messages]}
         if tools:
             request["tools"] = [{"type": "function", "function": spec} for spec in tools]
+        if output is not None:
+            # Not strict: OpenAI's strict mode refuses most pydantic schemas (optional
+            # fields, defaults), and the agent validates the answer anyway.
+            request["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": output["name"], "description": output.get("description") or "",
+                "schema": output["schema"], "strict": False}}
         try:
             completion = self._client.chat.completions.create(**request)
         except self._openai.OpenAIError as exc:
@@ -71,31 +87,14 @@ class OpenAIModel:
         return _response(completion, self.name)
 
     def _error(self, exc: Exception) -> ModelError:
-        # from None above: the SDK's exception (and its response body) is not chained
-        # into tracebacks; what is kept is redacted here.
-        where = f"model {self.name!r} at {self.base_url or 'api.openai.com'}"
-        detail = summarize(redact_text(str(exc), self._api_key), 300)
-        openai = self._openai
-        retries = f"after {self.max_retries + 1} attempts"
-        if isinstance(exc, openai.APIStatusError):
-            code = exc.status_code
-            retryable = code in (408, 409, 429) or code >= 500
-            if exc.response.headers.get("x-should-retry") == "false":
-                retryable = False  # the server said so, and the SDK obeyed
-            tried = retries if retryable else "(not retryable)"
-            return ModelError(f"{where}: HTTP {code} {tried}: {detail}", status_code=code,
-                              retryable=retryable)
-        if isinstance(exc, openai.APITimeoutError):
-            return ModelError(f"{where}: timed out after {self.timeout:g}s {retries}",
-                              retryable=True)
-        if isinstance(exc, openai.APIConnectionError):
-            return ModelError(f"{where}: could not connect {retries}: {detail}",
-                              retryable=True)
-        return ModelError(f"{where}: {type(exc).__name__}: {detail}")
+        return sdk_error(self._openai, exc, api_key=self._api_key, timeout=self.timeout,
+                         max_retries=self.max_retries,
+                         where=f"model {self.name!r} at {self.base_url or 'api.openai.com'}")
 
     def __repr__(self) -> str:
+        prices = f", prices={self.prices!r}" if self.prices is not None else ""
         return (f"OpenAIModel({self.name!r}, base_url={self.base_url!r}, "
-                f"timeout={self.timeout:g}, max_retries={self.max_retries})")
+                f"timeout={self.timeout:g}, max_retries={self.max_retries}{prices})")
 
 
 def _response(completion: Any, model: str) -> ModelResponse:
@@ -108,13 +107,19 @@ def _response(completion: Any, model: str) -> ModelResponse:
                       arguments=c.function.arguments or "{}")
              for i, c in enumerate(msg.tool_calls or ()) if getattr(c, "function", None)]
     usage = completion.usage
+    details = getattr(usage, "prompt_tokens_details", None)
     return ModelResponse(
         message=Message(role="assistant", content=msg.content, tool_calls=calls),
-        usage=Usage(int(getattr(usage, "prompt_tokens", 0) or 0),
-                    int(getattr(usage, "completion_tokens", 0) or 0)),
+        usage=Usage(_count(usage, "prompt_tokens"), _count(usage, "completion_tokens"),
+                    _count(details, "cached_tokens"), _count(details, "cache_write_tokens")),
         model=str(completion.model or model),
         finish_reason=choice.finish_reason,
     )
+
+
+def _count(obj: Any, name: str) -> int:
+    """A token count from the SDK's usage objects, 0 when the server left it out."""
+    return int(getattr(obj, name, 0) or 0)
 
 
 __all__ = ["OpenAIModel"]

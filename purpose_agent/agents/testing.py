@@ -3,14 +3,18 @@
 Both take the same script format, one entry per model call::
 
     "Hello"                                          # an answer
-    {"content": "...", "usage": {"input_tokens": 12, "output_tokens": 3}}
+    {"content": "...", "usage": {"input_tokens": 12, "output_tokens": 3,
+                                 "cached_input_tokens": 8}}
+    {"content": "...", "finish_reason": "length"}   # why it stopped (OpenAI's words)
     {"tool_calls": [tool_call("lookup", order_id="A1")]}
     {"status": 429}                                  # server only: an HTTP error
     {"status": 500, "error": "overloaded", "headers": {"retry-after-ms": "5"}}
     {"delay": 2.0, "content": "late"}               # server only: answer after 2 s
 
-``OpenAICompatibleTestServer`` answers ``POST /v1/chat/completions`` on 127.0.0.1 from
-a thread, so the whole client stack (the ``openai`` SDK, its retries, HTTP) is real.
+``OpenAICompatibleTestServer`` answers ``POST /v1/chat/completions`` and
+``AnthropicTestServer`` answers ``POST /v1/messages`` (Anthropic's Messages API) on
+127.0.0.1 from a thread, so the whole client stack (the provider's SDK, its retries,
+HTTP) is real.
 """
 
 from __future__ import annotations
@@ -18,12 +22,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from purpose_agent.agents._errors import ModelError
-from purpose_agent.agents.model import Message, ModelResponse, ToolCall, Usage
+from purpose_agent.agents.model import Message, ModelResponse, Price, ToolCall, Usage
 
 
 def tool_call(name: str, arguments: dict[str, Any] | str | None = None, *,
@@ -56,27 +60,36 @@ def _response(entry: Any, number: int, model: str) -> ModelResponse:
     usage = entry.get("usage") or {}
     return ModelResponse(
         Message("assistant", content=entry.get("content"), tool_calls=calls),
-        usage=Usage(int(usage.get("input_tokens", 10)), int(usage.get("output_tokens", 5))),
-        model=model, finish_reason="tool_calls" if calls else "stop")
+        usage=Usage(int(usage.get("input_tokens", 10)), int(usage.get("output_tokens", 5)),
+                    int(usage.get("cached_input_tokens", 0)),
+                    int(usage.get("cache_write_tokens", 0))),
+        model=model,
+        finish_reason=entry.get("finish_reason") or ("tool_calls" if calls else "stop"))
 
 
 class ScriptedModel:
     """A :class:`~purpose_agent.agents.model.Model` that returns scripted responses in
-    order. ``calls`` counts the calls; ``requests`` keeps each call's messages (as dicts)
-    and ``tools`` each call's tool names. An entry that is an exception is raised.
-    Running out of script raises :class:`ModelError`."""
+    order. ``calls`` counts the calls; ``requests`` keeps each call's messages (as dicts),
+    ``tools`` each call's tool names and ``outputs`` each call's requested output schema
+    (None for none). An entry that is an exception is raised. Running out of script
+    raises :class:`ModelError`. ``prices`` prices its calls like a real model's."""
 
-    def __init__(self, responses: Iterable[Any], *, name: str = "scripted") -> None:
+    def __init__(self, responses: Iterable[Any], *, name: str = "scripted",
+                 prices: Price | None = None) -> None:
         self.name = name
         self.script = list(responses)
+        self.prices = prices
         self.calls = 0
         self.requests: list[list[dict[str, Any]]] = []
         self.tools: list[list[str]] = []
+        self.outputs: list[dict[str, Any] | None] = []
 
-    def complete(self, messages: list[Message], tools: list[dict[str, Any]]) -> ModelResponse:
+    def complete(self, messages: list[Message], tools: list[dict[str, Any]], *,
+                 output: dict[str, Any] | None = None) -> ModelResponse:
         self.calls += 1
         self.requests.append([m.to_dict() for m in messages])
         self.tools.append([t["name"] for t in tools])
+        self.outputs.append(output)
         if self.calls > len(self.script):
             raise ModelError(f"ScriptedModel {self.name!r} was called {self.calls} times but "
                              f"has {len(self.script)} scripted responses")
@@ -89,18 +102,22 @@ class ScriptedModel:
         return f"ScriptedModel({self.name!r}, calls={self.calls}/{len(self.script)})"
 
 
-class OpenAICompatibleTestServer:
-    """A real HTTP server on 127.0.0.1 (ephemeral port) speaking the chat completions API.
+class _ScriptedServer:
+    """A real HTTP server on 127.0.0.1 (ephemeral port) answering a provider's API from
+    a script; subclasses speak the provider's wire format.
 
-    Each ``POST /v1/chat/completions`` gets the next script entry; when the script is
-    used up it gets ``then`` (e.g. ``{"status": 500}`` for "500 forever"), or by default
-    a 500 marked not retryable that says the script ran out. Error answers carry
+    Each request to the API gets the next script entry; when the script is used up it
+    gets ``then`` (e.g. ``{"status": 500}`` for "500 forever"), or by default a 500
+    marked not retryable that says the script ran out. Error answers carry
     ``retry-after-ms`` (``retry_after_ms``, default 1) so SDK retries are fast.
-    ``api_key``, when set, is required as ``Authorization: Bearer <key>`` (else 401).
-    ``request_count``, ``requests`` (JSON bodies) and ``authorizations`` (the header of
+    ``api_key``, when set, is required in the provider's credential header (else 401).
+    ``request_count``, ``requests`` (JSON bodies) and ``authorizations`` (that header of
     each request, None when absent) record what clients sent. Use as a context manager,
     or call :meth:`start` / :meth:`stop`; ``url`` is the ``base_url`` for clients.
     """
+
+    routes: tuple[str, ...] = ()
+    url_path = ""
 
     def __init__(self, responses: Iterable[Any] = (), *, then: Any = None,
                  api_key: str | None = None, model: str = "test-model",
@@ -116,6 +133,22 @@ class OpenAICompatibleTestServer:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
+    # ── what a provider's subclass says ──────────────────────────────────────────
+    def _credential(self, handler: BaseHTTPRequestHandler) -> tuple[str | None, bool]:
+        """(the credential header as sent, whether it carries ``api_key``)."""
+        raise NotImplementedError
+
+    def _bad_request(self, body: Any) -> str | None:
+        """What is wrong with a request body, or None."""
+        raise NotImplementedError
+
+    def _error_body(self, status: int, message: str) -> Any:
+        raise NotImplementedError
+
+    def _success(self, response: ModelResponse, number: int, body: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    # ── the shared machinery ─────────────────────────────────────────────────────
     @property
     def request_count(self) -> int:
         with self._lock:
@@ -130,15 +163,15 @@ class OpenAICompatibleTestServer:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("the test server is not running; call start() first")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        port = self._server.server_address[1]  # the host is the 127.0.0.1 it was bound to
+        return f"http://127.0.0.1:{port}{self.url_path}"
 
-    def start(self) -> OpenAICompatibleTestServer:
+    def start(self) -> Any:
         if self._server is None:
-            self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+            self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self._answer))
             self._server.daemon_threads = True
             self._thread = threading.Thread(target=self._server.serve_forever,
-                                            name="openai-test-server", daemon=True)
+                                            name=f"{type(self).__name__}", daemon=True)
             self._thread.start()
         return self
 
@@ -150,7 +183,7 @@ class OpenAICompatibleTestServer:
             self._thread.join()
             self._server = self._thread = None
 
-    def __enter__(self) -> OpenAICompatibleTestServer:
+    def __enter__(self) -> Any:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -170,59 +203,149 @@ class OpenAICompatibleTestServer:
                                  f"{len(self.script)} scripted"}
 
     def _answer(self, handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], Any]:
-        if handler.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
-            return 404, {}, _error_body(f"no route {handler.path}", "not_found")
+        if handler.path.split("?")[0].rstrip("/") not in self.routes:
+            return 404, {}, self._error_body(404, f"no route {handler.path}")
         length = int(handler.headers.get("Content-Length") or 0)
         try:
             body = json.loads(handler.rfile.read(length) or b"null")
         except ValueError:
             body = None
-        authorization = handler.headers.get("Authorization")
+        authorization, authorized = self._credential(handler)
         number, entry = self._next(body, authorization)
-        if self.api_key is not None and authorization != f"Bearer {self.api_key}":
-            return 401, {}, _error_body("invalid API key", "invalid_api_key")
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            return 400, {}, _error_body("the body must be a JSON object with messages", "bad")
+        if self.api_key is not None and not authorized:
+            return 401, {}, self._error_body(401, "invalid API key")
+        problem = self._bad_request(body)
+        if problem is not None:
+            return 400, {}, self._error_body(400, problem)
         if isinstance(entry, dict) and entry.get("delay"):
             time.sleep(float(entry["delay"]))
         status = int(entry.get("status", 200)) if isinstance(entry, dict) else 200
         if status != 200:
             headers = {"retry-after-ms": str(self.retry_after_ms),
                        **(entry.get("headers") or {})}
-            message = entry.get("error") or f"scripted HTTP {status}"
-            return status, headers, _error_body(message, "scripted_error")
-        response = _response(entry, number, self.model)
+            return status, headers, self._error_body(
+                status, entry.get("error") or f"scripted HTTP {status}")
+        assert isinstance(body, dict)
+        return 200, {}, self._success(_response(entry, number, self.model), number, body)
+
+    def __repr__(self) -> str:
+        where = self.url if self._server is not None else "stopped"
+        return f"{type(self).__name__}({where}, requests={self.request_count})"
+
+
+class OpenAICompatibleTestServer(_ScriptedServer):
+    """A scripted server speaking the chat completions API
+    (``POST /v1/chat/completions``); the key goes in ``Authorization: Bearer <key>``.
+    See :class:`_ScriptedServer` for the script, ``then``, ``api_key`` and the records."""
+
+    routes = ("/v1/chat/completions", "/chat/completions")
+    url_path = "/v1"
+
+    def _credential(self, handler: BaseHTTPRequestHandler) -> tuple[str | None, bool]:
+        value = handler.headers.get("Authorization")
+        return value, value == f"Bearer {self.api_key}"
+
+    def _bad_request(self, body: Any) -> str | None:
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            return "the body must be a JSON object with messages"
+        return None
+
+    def _error_body(self, status: int, message: str) -> Any:
+        code = {401: "invalid_api_key", 404: "not_found", 400: "bad"}.get(status,
+                                                                          "scripted_error")
+        return {"error": {"message": message, "type": code, "code": code, "param": None}}
+
+    def _success(self, response: ModelResponse, number: int, body: dict[str, Any]) -> Any:
         message = response.message.to_dict()
         if response.message.content is None and not response.message.tool_calls:
             message["content"] = ""
         usage = response.usage
-        return 200, {}, {
+        return {
             "id": f"chatcmpl-{number}", "object": "chat.completion",
             "created": int(time.time()), "model": body.get("model") or self.model,
             "choices": [{"index": 0, "message": message, "logprobs": None,
                          "finish_reason": response.finish_reason}],
             "usage": {"prompt_tokens": usage.input_tokens,
                       "completion_tokens": usage.output_tokens,
-                      "total_tokens": usage.total_tokens},
+                      "total_tokens": usage.total_tokens,
+                      "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens}},
         }
 
-    def __repr__(self) -> str:
-        where = self.url if self._server is not None else "stopped"
-        return f"OpenAICompatibleTestServer({where}, requests={self.request_count})"
+
+# OpenAI's finish reasons (what scripts and ModelResponse speak) in Anthropic's words.
+_STOP_REASONS = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens",
+                 "content_filter": "refusal"}
+_ANTHROPIC_ERRORS = {400: "invalid_request_error", 401: "authentication_error",
+                     404: "not_found_error", 429: "rate_limit_error", 529: "overloaded_error"}
 
 
-def _error_body(message: str, code: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": code, "code": code, "param": None}}
+class AnthropicTestServer(_ScriptedServer):
+    """A scripted server speaking Anthropic's Messages API (``POST /v1/messages``); the
+    key goes in the ``x-api-key`` header or as ``Authorization: Bearer <key>`` (what the
+    anthropic SDK 2.x sends). Usage is reported the Anthropic way: a
+    script's ``input_tokens`` minus its cached and cache-written tokens as
+    ``input_tokens``, those as ``cache_read_input_tokens`` /
+    ``cache_creation_input_tokens``. See :class:`_ScriptedServer` for the rest."""
+
+    routes = ("/v1/messages",)
+    url_path = ""
+
+    def _credential(self, handler: BaseHTTPRequestHandler) -> tuple[str | None, bool]:
+        # The API takes x-api-key; the anthropic SDK 2.x sends Authorization: Bearer.
+        key, bearer = handler.headers.get("x-api-key"), handler.headers.get("Authorization")
+        return key or bearer, self.api_key in (key, (bearer or "").removeprefix("Bearer "))
+
+    def _bad_request(self, body: Any) -> str | None:
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            return "the body must be a JSON object with messages"
+        if not isinstance(body.get("max_tokens"), int):
+            return "max_tokens: Field required"
+        roles = [m.get("role") for m in body["messages"] if isinstance(m, dict)]
+        if any(role not in ("user", "assistant") for role in roles):
+            return f"messages: roles must be user or assistant, got {roles}"
+        return None
+
+    def _error_body(self, status: int, message: str) -> Any:
+        kind = _ANTHROPIC_ERRORS.get(status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": message}}
+
+    def _success(self, response: ModelResponse, number: int, body: dict[str, Any]) -> Any:
+        content: list[dict[str, Any]] = []
+        if response.message.content:
+            content.append({"type": "text", "text": response.message.content})
+        for call in response.message.tool_calls:
+            try:
+                arguments = json.loads(call.arguments)
+            except ValueError:
+                arguments = call.arguments  # a scripted broken call, sent as is
+            content.append({"type": "tool_use", "id": call.id, "name": call.name,
+                            "input": arguments})
+        usage = response.usage
+        reason = response.finish_reason or "stop"
+        return {
+            "id": f"msg_{number}", "type": "message", "role": "assistant",
+            "model": body.get("model") or self.model, "content": content,
+            "stop_reason": _STOP_REASONS.get(reason, reason), "stop_sequence": None,
+            "usage": {"input_tokens": usage.input_tokens - usage.cached_input_tokens
+                      - usage.cache_write_tokens,
+                      "output_tokens": usage.output_tokens,
+                      "cache_read_input_tokens": usage.cached_input_tokens,
+                      "cache_creation_input_tokens": usage.cache_write_tokens},
+        }
 
 
-def _handler(server: OpenAICompatibleTestServer) -> type[BaseHTTPRequestHandler]:
+Answer = Callable[[BaseHTTPRequestHandler], tuple[int, dict[str, str], Any]]
+
+
+def _handler(answer: Answer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             try:
-                status, headers, payload = server._answer(self)
+                status, headers, payload = answer(self)
             except Exception as exc:  # a bad script entry: say so instead of hanging up
                 status, headers = 500, {"x-should-retry": "false"}
-                payload = _error_body(f"test server: {type(exc).__name__}: {exc}", "script")
+                payload = {"error": {"type": "script",
+                                     "message": f"test server: {type(exc).__name__}: {exc}"}}
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -238,4 +361,4 @@ def _handler(server: OpenAICompatibleTestServer) -> type[BaseHTTPRequestHandler]
     return Handler
 
 
-__all__ = ["OpenAICompatibleTestServer", "ScriptedModel", "tool_call"]
+__all__ = ["AnthropicTestServer", "OpenAICompatibleTestServer", "ScriptedModel", "tool_call"]

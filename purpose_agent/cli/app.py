@@ -19,6 +19,7 @@ from purpose_agent.flow.graph import cancel_run, fork_run
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.state import RunStatus
 from purpose_agent.runtime.transcript import render_transcript
+from purpose_agent.runtime.usage import usage_totals
 
 from . import running
 from .common import (
@@ -159,10 +160,11 @@ def show(run_id: RunArg, as_json: JsonOption = False, db: DbOption = None) -> No
     state = cp.load_latest(run_id)
     if state is None:
         raise not_found(run_id, url)
+    usage = usage_totals(cp.list_events(run_id, kinds=[EventKind.MODEL_RESPONSE.value]))
     if as_json:
-        stdout_json(state_json(state, info))
+        stdout_json(state_json(state, info, usage))
     else:
-        print_state(_console(), state, info)
+        print_state(_console(), state, info, usage)
 
 
 @app.command()

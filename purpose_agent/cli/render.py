@@ -25,6 +25,7 @@ from purpose_agent.runtime.journal import RunInfo, owner_is_dead
 from purpose_agent.runtime.redact import summarize
 from purpose_agent.runtime.state import RunState, RunStatus
 from purpose_agent.runtime.transcript import transcript_lines
+from purpose_agent.runtime.usage import usage_text
 
 STATUS_STYLE = {
     RunStatus.PENDING: "blue", RunStatus.RUNNING: "cyan", RunStatus.PAUSED: "yellow",
@@ -146,8 +147,9 @@ def runs_table(infos: list[RunInfo], width: int) -> Table:
     return table
 
 
-def print_state(console: Console, state: RunState, info: RunInfo | None) -> None:
-    """The body of ``purpose-agent show``."""
+def print_state(console: Console, state: RunState, info: RunInfo | None,
+                usage: dict[str, Any] | None = None) -> None:
+    """The body of ``purpose-agent show``; ``usage`` is the run's model usage."""
     def field(name: str, value: str | Text) -> None:
         line = literal(f"{name:<14}", style="bold")
         line.append(value if isinstance(value, Text) else literal(value))
@@ -168,6 +170,8 @@ def print_state(console: Console, state: RunState, info: RunInfo | None) -> None
     if state.parent:
         field("forked from", f"{state.parent.get('run_id')} at step {state.parent.get('step')}")
     field("completed", " → ".join(state.completed_nodes) or "none yet")
+    if usage is not None:
+        field("model usage", usage_text(usage))
     pending = state.pending
     if pending and pending.get("kind") == "interrupt":
         field("waiting for", f"a person's answer in node {pending.get('node')}")
@@ -186,13 +190,16 @@ def print_state(console: Console, state: RunState, info: RunInfo | None) -> None
     console.print(literal(pretty_json(state.data)))
 
 
-def state_json(state: RunState, info: RunInfo | None) -> dict[str, Any]:
-    """The stable JSON form of ``purpose-agent show --json`` (the state, lease added)."""
+def state_json(state: RunState, info: RunInfo | None,
+               usage: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The stable JSON form of ``purpose-agent show --json`` (the state, lease and model
+    usage added)."""
     out = state.to_dict()
     out.pop("tool_cache", None)
     out["owner"] = info.owner if info else None
     out["lease_expires_at"] = info.lease_expires_at if info else None
     out["cancel_requested"] = info.cancel_requested if info else False
+    out["usage"] = usage
     return out
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.redact import summarize
+from purpose_agent.runtime.usage import money, usage_text, usage_totals
 
 
 def _line(event: PAEvent) -> str | None:
@@ -57,11 +58,21 @@ def _line(event: PAEvent) -> str | None:
     if kind == EventKind.TOOL_ERROR:
         return f"  ✗ {p.get('step')}: {p.get('error')}: {p.get('message')}"
     if kind == EventKind.MODEL_REQUEST:
-        return f"  model {p.get('model')} ← {p.get('summary', '')}"
+        # The agent records the last message as "last"; "summary" is the older name.
+        return f"  model {p.get('model')} ← {p.get('summary') or p.get('last') or ''}"
     if kind == EventKind.MODEL_RESPONSE:
         usage = p.get("usage") or {}
         tokens = f" [{usage.get('total_tokens')} tokens]" if usage.get("total_tokens") else ""
-        return f"  model {p.get('model')} → {p.get('summary', '')}{tokens}"
+        if isinstance(p.get("cost_usd"), (int, float)):
+            cost = f"${money(p['cost_usd'])}"
+            tokens = f"{tokens[:-1]}, {cost}]" if tokens else f" [{cost}]"
+        said = p.get("summary") or p.get("content") or ""
+        if p.get("tool_calls"):
+            said = f"{said} " if said else ""
+            said += f"calls {', '.join(str(name) for name in p['tool_calls'])}"
+        if p.get("error"):
+            said = f"{p['error']}: {p.get('message', '')}"
+        return f"  model {p.get('model')} → {said}{tokens}"
     if kind == EventKind.STEP_ARGS_CHANGED:
         status = str(p.get("status"))
         what = {"replayed": "replayed its recorded result", "in_doubt": "is in doubt",
@@ -96,8 +107,12 @@ def transcript_lines(events: Iterable[PAEvent], *, timestamps: bool = False) -> 
 
 
 def render_transcript(events: Iterable[PAEvent], *, timestamps: bool = False) -> str:
-    """The transcript of a run as text (empty string for no events)."""
+    """The transcript of a run as text (empty string for no events), ending with the
+    run's model usage when it made model calls."""
+    events = list(events)
     lines = transcript_lines(events, timestamps=timestamps)
+    if (totals := usage_totals(events)) is not None:
+        lines.append(f"usage: {usage_text(totals)}")
     return "\n".join(lines) + ("\n" if lines else "")
 
 

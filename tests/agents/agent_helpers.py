@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from purpose_agent import SQLiteCheckpointer
-from purpose_agent.agents.testing import OpenAICompatibleTestServer
+from purpose_agent.agents.testing import AnthropicTestServer, OpenAICompatibleTestServer
 
 HERE = Path(__file__).parent
 CHILD = HERE / "agent_child.py"
@@ -20,16 +20,19 @@ API_KEY = "pa-test-key-7f3a9c21e5d84b06"  # not token-shaped: only explicit reda
 
 @dataclass
 class Child:
-    """Runs agent_child.py in a fresh interpreter, against one SQLite file and server."""
+    """Runs agent_child.py in a fresh interpreter, against one SQLite file and server
+    (an OpenAI-compatible one for the ``support`` flow, an Anthropic one for
+    ``support_claude``)."""
 
     db: Path
     effects: Path
-    server: OpenAICompatibleTestServer
+    server: OpenAICompatibleTestServer | AnthropicTestServer
 
     def __call__(self, action: str, run_id: str, extra: Any = None, *, flow: str = "support",
                  kill_at: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "EFFECTS_FILE": str(self.effects), "OPENAI_API_KEY": API_KEY,
-               "PURPOSE_AGENT_BASE_URL": self.server.url}
+               "PURPOSE_AGENT_BASE_URL": self.server.url, "ANTHROPIC_API_KEY": API_KEY,
+               "ANTHROPIC_BASE_URL": self.server.url}
         env.pop("KILL_AT", None)
         env.pop("OPENAI_BASE_URL", None)
         if kill_at:

@@ -19,7 +19,7 @@ def test_support_agent_example_offline_with_an_edited_refund(tmp_path: Path) -> 
     assert "Approve refund {'order_id': 'A-17', 'amount': 42.0}?" in proc.stdout
     assert "refunding 25.0 on A-17" in proc.stdout
     assert "I have handled your refund request for A-17." in proc.stdout
-    assert "3 model calls, 45 tokens]" in proc.stdout
+    assert "3 model calls, 45 tokens (30 in, 15 out)]" in proc.stdout
     # its store is under .purpose_agent/ (git-ignored), nothing else lands in the directory
     assert [p.name for p in tmp_path.iterdir()] == [".purpose_agent"]
     assert (tmp_path / ".purpose_agent" / "support.db").is_file()

@@ -1,0 +1,36 @@
+"""What the official provider SDKs (``openai``, ``anthropic``) share: both raise the same
+family of errors (``APIStatusError``, ``APITimeoutError``, ``APIConnectionError``), turned
+here into one :class:`ModelError` wording, with the API key redacted."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from purpose_agent.agents._errors import ModelError
+from purpose_agent.runtime.redact import redact_text, summarize
+
+
+def sdk_error(sdk: ModuleType, exc: Exception, *, where: str, api_key: str, timeout: float,
+              max_retries: int) -> ModelError:
+    """The :class:`ModelError` for an SDK's exception after its own retries.
+
+    Raise it ``from None``: the SDK's exception (and the response body it holds) is not
+    chained into tracebacks; what is kept is redacted here."""
+    detail = summarize(redact_text(str(exc), api_key), 300)
+    retries = f"after {max_retries + 1} attempts"
+    if isinstance(exc, sdk.APIStatusError):
+        code = exc.status_code
+        retryable = code in (408, 409, 429) or code >= 500
+        if exc.response.headers.get("x-should-retry") == "false":
+            retryable = False  # the server said so, and the SDK obeyed
+        tried = retries if retryable else "(not retryable)"
+        return ModelError(f"{where}: HTTP {code} {tried}: {detail}", status_code=code,
+                          retryable=retryable)
+    if isinstance(exc, sdk.APITimeoutError):
+        return ModelError(f"{where}: timed out after {timeout:g}s {retries}", retryable=True)
+    if isinstance(exc, sdk.APIConnectionError):
+        return ModelError(f"{where}: could not connect {retries}: {detail}", retryable=True)
+    return ModelError(f"{where}: {type(exc).__name__}: {detail}")
+
+
+__all__ = ["sdk_error"]
