@@ -152,18 +152,18 @@ def test_a_full_disk_at_a_node_completion_leaves_the_run_at_that_node(tmp_path):
 
 
 def test_a_file_that_cannot_grow_at_a_node_completion_leaves_the_run_at_that_node(
-        child: Child, tmp_path: Path):
+        file_child: Child, tmp_path: Path):
     """A real child process whose files may not grow (RLIMIT_FSIZE) past a point: the
     node's completion is refused by the kernel, on SQLite and on JSONL alike. The run is
     left at that node, its lease given back, and a new process resumes it."""
-    env = child.env(None)
+    env = file_child.env(None)
     env["LIMIT_FILES_IN"] = str(tmp_path)
-    args = [sys.executable, str(CHILD), "run", "full-disk", child.url, "r1"]
+    args = [sys.executable, str(CHILD), "run", "full-disk", file_child.url, "r1"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=CHILD.parent)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode in (0, 4), (proc.returncode, out, err)
-    cp = child.store()
+    cp = file_child.store()
     stored = cp.load_latest("r1")
     assert stored.status in ("running", "failed"), stored.status
     assert stored.current_node == "big" and stored.completed_nodes == ["fill"]
@@ -172,15 +172,15 @@ def test_a_file_that_cannot_grow_at_a_node_completion_leaves_the_run_at_that_nod
     # does: the lease is a file of its own); SQLite's WAL cannot grow for it either, and
     # the dead owner's run is taken over at once on this host.
     owner = cp.run_info("r1").owner
-    if child.url.startswith("jsonl"):
+    if file_child.url.startswith("jsonl"):
         assert owner is None, owner
     else:
         assert owner is None or owner.endswith(f":{proc.pid}"), owner
     if stored.status == "failed":
         assert stored.error["node"] == "big"
 
-    done = result_of(child("resume", "full-disk", "r1"))  # a new process
+    done = result_of(file_child("resume", "full-disk", "r1"))  # a new process
     assert done["status"] == "completed" and len(done["data"]["tree"]) == 300_000
-    assert child.effects_lines() == ["fill", "fetch"], "no step ran twice"
+    assert file_child.effects_lines() == ["fill", "fetch"], "no step ran twice"
     seqs = [e.seq for e in cp.list_events("r1")]
     assert seqs == list(range(1, len(seqs) + 1))
