@@ -33,7 +33,8 @@ from purpose_agent.runtime.checkpoint import (
     validate_run_id,
 )
 from purpose_agent.runtime.events import EventKind, PAEvent
-from purpose_agent.runtime.journal import Commit, owner_id
+from purpose_agent.runtime.journal import Commit
+from purpose_agent.runtime.owners import driver
 from purpose_agent.runtime.state import RunState, RunStatus
 
 NodeFn = Callable[..., Any]
@@ -238,8 +239,9 @@ class Flow:
         """
         cp = _store(checkpointer)
         run_id = validate_run_id(run_id or f"{self.name}-{uuid.uuid4().hex[:12]}")
-        runner = engine.start(self, data, cp, run_id, session_id, owner_id())
-        return _drive(runner.drive)
+        with driver() as owner:
+            runner = engine.start(self, data, cp, run_id, session_id, owner)
+            return _drive(runner.drive)
 
     async def arun(self, data: dict[str, Any] | None = None, *,
                    checkpointer: BaseCheckpointer | None = None, run_id: str | None = None,
@@ -247,8 +249,9 @@ class Flow:
         """Async :meth:`run`: async nodes are awaited on the running event loop."""
         cp = _store(checkpointer)
         run_id = validate_run_id(run_id or f"{self.name}-{uuid.uuid4().hex[:12]}")
-        runner = engine.start(self, data, cp, run_id, session_id, owner_id())
-        return await _adrive(runner.adrive)
+        with driver() as owner:
+            runner = engine.start(self, data, cp, run_id, session_id, owner)
+            return await _adrive(runner.adrive)
 
     def resume(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None,
                answer: Any = MISSING, update: dict[str, Any] | None = None,
@@ -259,19 +262,22 @@ class Flow:
         the pending interrupt (the node re-executes, its completed steps replay from the
         journal, and ``ctx.interrupt`` returns the answer), or supplies the result of an
         in-doubt at-most-once step; ``retry_in_doubt=True`` runs that step again instead.
-        Raises RunBusyError (nothing written) if another live process owns the run.
+        Raises RunBusyError (nothing written) if another live driver owns the run: another
+        process, or another thread or task of this one.
         """
-        runner = engine.resume(self, _store(checkpointer), validate_run_id(run_id), owner_id(),
-                               answer=answer, update=update, retry_in_doubt=retry_in_doubt)
-        return _drive(runner.drive)
+        with driver() as owner:
+            runner = engine.resume(self, _store(checkpointer), validate_run_id(run_id), owner,
+                                   answer=answer, update=update, retry_in_doubt=retry_in_doubt)
+            return _drive(runner.drive)
 
     async def aresume(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None,
                       answer: Any = MISSING, update: dict[str, Any] | None = None,
                       retry_in_doubt: bool = False) -> RunState:
         """Async :meth:`resume`."""
-        runner = engine.resume(self, _store(checkpointer), validate_run_id(run_id), owner_id(),
-                               answer=answer, update=update, retry_in_doubt=retry_in_doubt)
-        return await _adrive(runner.adrive)
+        with driver() as owner:
+            runner = engine.resume(self, _store(checkpointer), validate_run_id(run_id), owner,
+                                   answer=answer, update=update, retry_in_doubt=retry_in_doubt)
+            return await _adrive(runner.adrive)
 
     def fork(self, run_id: str, *, at_step: int, checkpointer: BaseCheckpointer | None = None,
              update: dict[str, Any] | None = None, new_run_id: str | None = None) -> RunState:
@@ -361,15 +367,17 @@ def cancel_run(cp: BaseCheckpointer, run_id: str, *, lease_ttl: float = 30.0) ->
         return state
     if state.status is RunStatus.COMPLETED:
         raise RunStateError(f"run {run_id!r} already completed; nothing to cancel")
-    try:
-        lease = cp.acquire_lease(run_id, owner_id(), lease_ttl)
-    except RunBusyError:
-        cp.request_cancel(run_id)  # type: ignore[attr-defined]
-        return state
-    state = load_state(cp, run_id)
-    state.status = RunStatus.CANCELLED
-    state.pending = None
-    event = PAEvent(run_id, EventKind.RUN_CANCELLED, seq=lease.next_seq, node=state.current_node)
-    cp.commit(run_id, Commit(events=[event], state=state, fence=lease.fence, release=True))
+    with driver() as owner:  # its own owner: a live driver in this process is busy too
+        try:
+            lease = cp.acquire_lease(run_id, owner, lease_ttl)
+        except RunBusyError:
+            cp.request_cancel(run_id)  # type: ignore[attr-defined]
+            return state
+        state = load_state(cp, run_id)
+        state.status = RunStatus.CANCELLED
+        state.pending = None
+        event = PAEvent(run_id, EventKind.RUN_CANCELLED, seq=lease.next_seq,
+                        node=state.current_node)
+        cp.commit(run_id, Commit(events=[event], state=state, fence=lease.fence, release=True))
     return state
 
