@@ -61,10 +61,17 @@ class Runner:
     def __init__(self, flow: Flow, cp: BaseCheckpointer, state: RunState, lease: Lease,
                  *, snapshot_bytes: int = 0, reload_steps: bool = True) -> None:
         self.flow, self.cp, self.state, self.lease = flow, cp, state, lease
-        self.next_seq = lease.next_seq
+        self.first_seq = lease.next_seq  # the seq of the first buffered event
         self.buffer: list[PAEvent] = []
+        # Held while an event is buffered or a commit made: a node attempt abandoned by
+        # its timeout (in a worker thread) is marked under it, and so can never buffer
+        # or commit anything once its driver has moved on.
+        self._lock = threading.Lock()
+        self.writing = False  # a store write is under way: a timeout waits for its end
+        self.alarm: _Alarm | None = None  # the SIGALRM timeout of the attempt under way
         self.cancel_requested = False
         self.lease_lost = False
+        self.lease_lost_reason: str | None = None
         self.delta_bytes = 0
         self.snapshot_bytes = snapshot_bytes
         self.reload_steps = reload_steps  # steps may be journaled for the next node
@@ -72,31 +79,58 @@ class Runner:
     # ── events and commits ───────────────────────────────────────────────────────
     def event(self, kind: EventKind, node: str | None = None, /, **payload: Any) -> None:
         """Buffer an event; it is committed, in seq order, with the next commit."""
-        self.buffer.append(PAEvent(self.state.run_id, kind, seq=self.next_seq, node=node,
-                                   payload=payload))
-        self.next_seq += 1
+        with self._lock:
+            self._check_attempt()
+            # One mutation (the append): a timeout raised anywhere here leaves the buffer
+            # and the seqs it implies consistent.
+            buffer = self.buffer
+            buffer.append(PAEvent(self.state.run_id, kind, seq=self.first_seq + len(buffer),
+                                  node=node, payload=payload))
 
     def commit(self, *, state: bool = True, delta: Delta | None = None,
                steps: list[StepRecord] | None = None, release: bool = False,
                snapshot: bool | None = None) -> None:
-        if self.lease_lost:
-            raise LeaseLost(self.state.run_id)
-        if snapshot is None:
-            snapshot = state and self.delta_bytes >= max(SNAPSHOT_RATIO * self.snapshot_bytes,
-                                                          MIN_SNAPSHOT_BYTES)
-        commit = Commit(events=self.buffer, state=self.state if state else None, delta=delta,
-                        snapshot=snapshot, steps=steps or [], fence=self.lease.fence,
-                        release=release)
-        try:
-            result = self.cp.commit(self.state.run_id, commit)
-        except LeaseError as exc:
-            raise LeaseLost(str(exc)) from exc
-        self.buffer = []
-        self.cancel_requested = result.cancel_requested
-        if result.snapshot_bytes:
-            self.snapshot_bytes, self.delta_bytes = result.snapshot_bytes, 0
-        else:
-            self.delta_bytes += result.delta_bytes
+        """One atomic store write of the buffered events and what is given. A node's
+        timeout never lands inside it: one due meanwhile is raised once it has returned."""
+        with self._lock:
+            self._check_attempt()
+            if self.lease_lost:
+                raise LeaseLost(self.lease_lost_reason or self.state.run_id)
+            if snapshot is None:
+                snapshot = state and self.delta_bytes >= max(
+                    SNAPSHOT_RATIO * self.snapshot_bytes, MIN_SNAPSHOT_BYTES)
+            commit = Commit(events=self.buffer, state=self.state if state else None,
+                            delta=delta, snapshot=snapshot, steps=steps or [],
+                            fence=self.lease.fence, release=release)
+            self.writing = True
+            try:
+                try:
+                    result = self.cp.commit(self.state.run_id, commit)
+                except LeaseError as exc:
+                    raise LeaseLost(str(exc)) from exc
+                self.first_seq += len(commit.events)
+                self.buffer = []
+                self.cancel_requested = result.cancel_requested
+                if result.snapshot_bytes:
+                    self.snapshot_bytes, self.delta_bytes = result.snapshot_bytes, 0
+                else:
+                    self.delta_bytes += result.delta_bytes
+            finally:
+                self.writing = False
+            if self.alarm is not None:
+                self.alarm.deliver()
+
+    def _check_attempt(self) -> None:
+        """Refuse the writes of a node attempt its driver has abandoned (timed out)."""
+        ctx = _current.get()
+        if ctx is not None and ctx._abandoned and ctx._runner is self:
+            raise Abandoned(ctx.node)
+
+    def abandon(self, ctx: NodeContext) -> None:
+        """Give up ``ctx``'s attempt: returns once it writes nothing more (a commit of it
+        under way has ended)."""
+        with self._lock:
+            ctx._abandoned = True
 
     def commit_steps(self, steps: list[StepRecord]) -> None:
         self.commit(state=False, steps=steps)
@@ -294,37 +328,70 @@ class _TimeUp(ControlSignal):
     """The SIGALRM of a node's timeout, on its way out of the node's code."""
 
 
+class _Alarm:
+    """A node attempt's SIGALRM timeout. It raises in the node's code, except while the
+    engine writes to the store (``runner.writing``): then it is deferred, and raised by
+    :meth:`deliver` once the write has returned. So a timeout never interrupts a commit
+    half-way (a batch re-sent after it landed, a transaction left open)."""
+
+    __slots__ = ("armed", "deferred", "node", "runner")
+
+    def __init__(self, runner: Runner, node: str) -> None:
+        self.runner, self.node = runner, node
+        self.armed, self.deferred = True, False
+
+    def on_signal(self, _signum: int, _frame: Any) -> None:
+        if not self.armed:
+            return
+        if self.runner.writing:
+            self.deferred = True
+            return
+        self.armed = False
+        raise _TimeUp(self.node)  # a BaseException: the node's own handlers miss it
+
+    def deliver(self) -> None:
+        if self.deferred and self.armed:
+            self.armed = self.deferred = False
+            raise _TimeUp(self.node)
+
+
 def _timeout(node: str, seconds: float) -> NodeTimeout:
     return NodeTimeout(f"node {node!r} ran longer than its timeout of {seconds:g}s")
 
 
 def _with_timeout(fn: Callable[[NodeContext], Any], ctx: NodeContext,
                   timeout: float | None) -> Any:
-    """Call a sync node, enforcing ``timeout``: SIGALRM on the main thread, else a worker
-    thread whose context is abandoned (no further journaling) when time runs out."""
+    """Call a sync node, enforcing ``timeout``: SIGALRM on the main thread (deferred while
+    the engine writes to the store), else a worker thread whose attempt is abandoned when
+    time runs out: it may run on, but it can never buffer an event or commit again."""
     token = _current.set(ctx)
     try:
         if timeout is None:
             return fn(ctx)
+        runner = ctx._runner
         if threading.current_thread() is threading.main_thread():
-            def on_alarm(_signum: int, _frame: Any) -> None:
-                raise _TimeUp(ctx.node)  # a BaseException: the node's own handlers miss it
-
-            previous = signal.signal(signal.SIGALRM, on_alarm)
-            signal.setitimer(signal.ITIMER_REAL, timeout)
+            alarm = _Alarm(runner, ctx.node)
+            previous = signal.signal(signal.SIGALRM, alarm.on_signal)
+            runner.alarm = alarm
             try:
-                return fn(ctx)
+                signal.setitimer(signal.ITIMER_REAL, timeout)
+                try:
+                    return fn(ctx)
+                finally:
+                    # First: from here on the alarm raises nothing (it raised at most once).
+                    alarm.armed = False
             except _TimeUp:
                 raise _timeout(ctx.node, timeout) from None
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
+                runner.alarm = None
                 signal.signal(signal.SIGALRM, previous)
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="purpose-node")
         future = pool.submit(contextvars.copy_context().run, fn, ctx)
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
-            ctx._abandoned = True
+            runner.abandon(ctx)  # the attempt keeps running, but can write nothing more
             raise _timeout(ctx.node, timeout) from None
         finally:
             pool.shutdown(wait=False)
