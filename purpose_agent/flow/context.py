@@ -292,6 +292,7 @@ class NodeContext:
     def _check_live(self) -> None:
         if self._abandoned:
             raise Abandoned(self.node)
+        self._runner.check_lease()  # a driver stalled past its lease re-checks it first
 
     def __repr__(self) -> str:
         return (f"NodeContext(run_id={self.run_id!r}, node={self.node!r}, "

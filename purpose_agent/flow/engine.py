@@ -72,6 +72,12 @@ class Runner:
         self.cancel_requested = False
         self.lease_lost = False
         self.lease_lost_reason: str | None = None
+        # When the lease was last known good: monotonic time at which its last successful
+        # renewal (or its acquisition) was *sent*, so the store's expiry is no earlier
+        # than this plus the lease. Past half the lease a driver asks the store before
+        # starting a step (the heartbeat renews every third of it, so normally never).
+        self.renewed_at = time.monotonic()
+        self.recheck_after = flow.lease_ttl / 2
         self.delta_bytes = 0
         self.snapshot_bytes = snapshot_bytes
         self.reload_steps = reload_steps  # steps may be journaled for the next node
@@ -107,7 +113,7 @@ class Runner:
                 try:
                     result = self.cp.commit(self.state.run_id, commit)
                 except LeaseError as exc:
-                    raise LeaseLost(str(exc)) from exc
+                    raise LeaseLost(f"{exc}; the run is being advanced elsewhere now") from exc
                 self.first_seq += len(commit.events)
                 self.buffer = []
                 self.cancel_requested = result.cancel_requested
@@ -119,6 +125,46 @@ class Runner:
                 self.writing = False
             if self.alarm is not None:
                 self.alarm.deliver()
+
+    def check_lease(self) -> None:
+        """Before a node or a step starts: stop (LeaseLost) if the lease is lost, or may be.
+
+        A driver frozen past its lease (SIGSTOP, a long GC, a VM pause) may have been
+        taken over meanwhile; its commits would be refused, but a step's side effect
+        would run first. So once the last renewal is older than half the lease, the
+        lease is renewed here, before anything else happens (one store round trip, only
+        then: the heartbeat keeps it fresh otherwise).
+        """
+        if self.lease_lost:
+            raise LeaseLost(self.lease_lost_reason or self.state.run_id)
+        if time.monotonic() - self.renewed_at > self.recheck_after:
+            self._revalidate()
+
+    def _revalidate(self) -> None:
+        sent = time.monotonic()
+        self.writing = True  # a timeout waits for the store's answer
+        try:
+            lease = self.cp.renew_lease(self.lease, self.flow.lease_ttl)
+        except LeaseError:
+            self.lose_lease(f"run {self.state.run_id!r} was taken over by another driver "
+                            "while this one was stalled past its lease; it stopped before "
+                            "starting anything more")
+            raise LeaseLost(self.lease_lost_reason) from None
+        finally:
+            self.writing = False
+        self.renewed(lease, sent)
+        if self.alarm is not None:
+            self.alarm.deliver()
+
+    def renewed(self, lease: Lease, sent: float) -> None:
+        """Record a successful renewal of the lease, sent at monotonic time ``sent``."""
+        self.lease = lease
+        self.renewed_at = max(self.renewed_at, sent)
+
+    def lose_lease(self, reason: str) -> None:
+        """From now on this driver commits nothing and starts nothing."""
+        self.lease_lost_reason = self.lease_lost_reason or reason
+        self.lease_lost = True
 
     def _check_attempt(self) -> None:
         """Refuse the writes of a node attempt its driver has abandoned (timed out)."""
@@ -157,6 +203,7 @@ class Runner:
         return self.flow.spec(state.current_node)
 
     def begin(self, spec: NodeSpec, attempt: int) -> NodeContext:
+        self.check_lease()
         exec_step = self.state.current_step + 1
         records = self.cp.load_steps(self.state.run_id, exec_step) if self.reload_steps else []
         self.reload_steps = False

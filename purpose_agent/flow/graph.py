@@ -59,14 +59,23 @@ class Flow:
     nodes, at least 25); ``reducers`` say how a node's returned value for a key combines
     with the current one (``"append"``, ``"extend"``, ``"merge"`` or ``fn(old, new)``;
     default: replace). ``lease_ttl`` is how long a run's ownership lasts without a
-    heartbeat before another host may take it over.
+    heartbeat before another process may take it over (a dead process on this host is
+    taken over at once). A background thread renews it every third of that; a driver
+    whose last renewal is older than half of it re-checks it with the store before its
+    next node or step, and stops (``LeaseError``) if another driver took the run over.
+    The heartbeat is a Python thread: a C call that holds the GIL (a C extension that
+    does not release it, a huge regex or JSON parse) starves it, so keep the lease well
+    above the longest such call; the default, 60 s, lets one run ~40 s.
     """
 
     def __init__(self, name: str, *, purpose: str = "", max_steps: int | None = None,
                  reducers: Mapping[str, Reducer] | None = None,
-                 lease_ttl: float = 30.0) -> None:
+                 lease_ttl: float = 60.0) -> None:
         if not isinstance(name, str) or not name:
             raise FlowDefinitionError("a flow needs a non-empty name")
+        if not float(lease_ttl) > 0:
+            raise FlowDefinitionError(f"flow {name!r}: lease_ttl must be > 0 seconds, got "
+                                      f"{lease_ttl!r}")
         self.name = name
         self.purpose = purpose
         self._max_steps = max_steps
@@ -319,14 +328,14 @@ def _drive(fn: Callable[[], RunState]) -> RunState:
     try:
         return fn()
     except LeaseLost as exc:
-        raise LeaseError(f"{exc}; the run is being advanced elsewhere now") from None
+        raise LeaseError(str(exc)) from None
 
 
 async def _adrive(fn: Callable[[], Any]) -> RunState:
     try:
         return await fn()
     except LeaseLost as exc:
-        raise LeaseError(f"{exc}; the run is being advanced elsewhere now") from None
+        raise LeaseError(str(exc)) from None
 
 
 def load_state(cp: BaseCheckpointer, run_id: str) -> RunState:
@@ -360,7 +369,7 @@ def fork_run(cp: BaseCheckpointer, run_id: str, *, at_step: int,
     return source
 
 
-def cancel_run(cp: BaseCheckpointer, run_id: str, *, lease_ttl: float = 30.0) -> RunState:
+def cancel_run(cp: BaseCheckpointer, run_id: str, *, lease_ttl: float = 60.0) -> RunState:
     """Cancel ``run_id``: at once if no live process owns it, else at its next node boundary."""
     state = load_state(cp, run_id)
     if state.status is RunStatus.CANCELLED:
