@@ -256,3 +256,44 @@ def test_an_owner_that_wakes_up_after_a_takeover_is_refused(spawn, shared):
     assert child.readline() == "LeaseError"
     assert _seen(store) == seen
     child.finish()
+
+
+FROZEN_MID_COMMIT = """
+    import os, signal, sys
+    from purpose_agent.runtime.checkpoint import JSONLCheckpointer
+    from purpose_agent.runtime.events import EventKind, create_event
+    from purpose_agent.runtime.journal import Commit
+
+    cp = JSONLCheckpointer(sys.argv[1])
+    real_fsync = os.fsync
+
+    def frozen_fsync(fd):  # the process stops for good inside its commit, lock held
+        os.kill(os.getpid(), signal.SIGSTOP)
+        real_fsync(fd)
+
+    os.fsync = frozen_fsync
+    cp.commit("r1", Commit(events=[create_event("r1", EventKind.AGENT_PROGRESS, by="frozen")]))
+    os.fsync = real_fsync
+    print("committed", flush=True)
+"""
+
+
+def test_jsonl_a_process_frozen_mid_commit_does_not_hang_the_others(spawn, tmp_path):
+    from purpose_agent.errors import StoreError
+    from purpose_agent.runtime.checkpoint import JSONLCheckpointer
+
+    store = JSONLCheckpointer(tmp_path / "store", lock_timeout=0.5)
+    _new_run(store)
+    child = spawn(FROZEN_MID_COMMIT, str(tmp_path / "store"))
+    os.waitid(os.P_PID, child.proc.pid, os.WSTOPPED | os.WNOWAIT)  # frozen inside the commit
+    journal = re.escape(str(tmp_path / "store" / "r1.jsonl"))
+    started = time.monotonic()
+    with pytest.raises(StoreError, match=f"{journal}.*process {child.proc.pid}"):
+        store.acquire_lease("r1", owner_id(), 30)
+    with pytest.raises(StoreError, match=journal):
+        store.list_events("r1")  # readers too: they would read a half-made commit
+    assert time.monotonic() - started < 5
+    child.proc.send_signal(signal.SIGCONT)
+    assert child.readline() == "committed"
+    assert [e.payload.get("by") for e in store.list_events("r1")][-1] == "frozen"
+    assert store.acquire_lease("r1", owner_id(), 30).fence == 1
