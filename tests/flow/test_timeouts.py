@@ -171,3 +171,59 @@ def test_an_exception_right_after_begin_leaves_no_transaction_open(tmp_path):
     finally:
         writer.close()
         cp.close()
+
+
+class _Interrupt(BaseException):
+    pass
+
+
+def test_a_signal_anywhere_in_a_store_write_leaves_the_file_writable(tmp_path):
+    """Real SIGALRMs at random points of real commits (not the engine's: those defer
+    them). A signal inside BEGIN or the commit's body is rolled back at once; one that
+    lands on the very entry of the cleanup (where Python code cannot guard itself) leaves
+    a transaction that the store's next write rolls back. Either way the store goes on
+    working, nothing that returned is lost, and the file stays writable."""
+    import random
+    import signal
+
+    from purpose_agent.runtime.events import EventKind, create_event
+    from purpose_agent.runtime.journal import Commit
+    from purpose_agent.runtime.state import RunState
+
+    cp = SQLiteCheckpointer(tmp_path / "runs.db", synchronous="OFF")
+    cp.commit("r1", Commit(state=RunState(run_id="r1"), create=True, snapshot=True))
+    writer = OtherWriter(tmp_path / "runs.db")
+
+    def interrupt(_signum, _frame):
+        raise _Interrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    rng = random.Random(7)
+    interrupted, returned = 0, []
+
+    def progress(n: int, **extra: Any) -> Commit:
+        return Commit(events=[create_event("r1", EventKind.AGENT_PROGRESS, seq=0, n=n,
+                                           **extra)])
+
+    try:
+        for n in range(400):
+            try:
+                signal.setitimer(signal.ITIMER_REAL, rng.uniform(0.00001, 0.0004))
+                cp.commit("r1", progress(n))
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                returned.append(n)
+            except _Interrupt:
+                interrupted += 1
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            cp.commit("r1", progress(n, calm=True))  # the next write always works ...
+            assert not cp._db.in_transaction, f"a transaction was left open (commit {n})"
+            if n % 100 == 99:  # ... and leaves the file to others
+                assert writer.can_write() == "writable"
+        assert interrupted > 50  # the signals really landed in commits, often
+        seen = [e.payload["n"] for e in cp.list_events("r1") if "calm" not in e.payload]
+        assert set(returned) <= set(seen)  # a commit that returned is never lost
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+        writer.close()
+        cp.close()
