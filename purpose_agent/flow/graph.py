@@ -297,8 +297,10 @@ class Flow:
                         update=update, new_run_id=new_run_id, flow=self)
 
     def cancel(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None) -> RunState:
-        """Cancel a run. A paused, failed or crashed run is CANCELLED at once; a run that a
-        live process is advancing stops at its next node boundary."""
+        """Cancel a run. A paused, failed or crashed run is CANCELLED at once (the state
+        returned); a run that a live driver is advancing — in another process, or another
+        thread or task of this one — is asked to stop: it ends CANCELLED at its next node
+        boundary, and the state returned is the one it had when asked."""
         return cancel_run(_store(checkpointer), validate_run_id(run_id), lease_ttl=self.lease_ttl)
 
     def get_state(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None) -> RunState:
