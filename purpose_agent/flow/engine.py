@@ -9,10 +9,7 @@ chosen, its events — is one commit (DESIGN rule 1).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextvars
 import inspect
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +20,6 @@ from purpose_agent.errors import (
     FlowChangedError,
     LeaseError,
     MaxStepsExceeded,
-    NodeTimeout,
     RunNotFound,
     RunStateError,
     StepInDoubt,
@@ -32,6 +28,7 @@ from purpose_agent.errors import (
 from purpose_agent.flow.context import Abandoned, InDoubt, NodeContext, Pause, _current
 from purpose_agent.flow.leases import Heartbeat
 from purpose_agent.flow.reducers import to_ops
+from purpose_agent.flow.timeouts import Alarm, node_timeout, with_timeout
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind, PAEvent
@@ -68,7 +65,7 @@ class Runner:
         # or commit anything once its driver has moved on.
         self._lock = threading.Lock()
         self.writing = False  # a store write is under way: a timeout waits for its end
-        self.alarm: _Alarm | None = None  # the SIGALRM timeout of the attempt under way
+        self.alarm: Alarm | None = None  # the SIGALRM timeout of the attempt under way
         self.cancel_requested = False
         self.lease_lost = False
         self.lease_lost_reason: str | None = None
@@ -350,7 +347,7 @@ class Runner:
                 return asyncio.run(self._call_async(spec, ctx))
             raise RuntimeError(f"node {spec.name!r} is async and an event loop is running; "
                                "use `await flow.arun(...)` / `await flow.aresume(...)`")
-        return _with_timeout(spec.fn, ctx, spec.timeout)
+        return with_timeout(spec.fn, ctx, spec.timeout)
 
     async def _call_async(self, spec: NodeSpec, ctx: NodeContext) -> Any:
         token = _current.set(ctx)
@@ -362,88 +359,13 @@ class Runner:
                 try:
                     return await asyncio.wait_for(coro, spec.timeout)
                 except TimeoutError:
-                    raise _timeout(spec.name, spec.timeout) from None
-            return _with_timeout(spec.fn, ctx, spec.timeout)
+                    raise node_timeout(spec.name, spec.timeout) from None
+            return with_timeout(spec.fn, ctx, spec.timeout)
         finally:
             _current.reset(token)
 
     def _heartbeat_running(self) -> Heartbeat:
         return Heartbeat(self, self.flow.lease_ttl)
-
-
-class _TimeUp(ControlSignal):
-    """The SIGALRM of a node's timeout, on its way out of the node's code."""
-
-
-class _Alarm:
-    """A node attempt's SIGALRM timeout. It raises in the node's code, except while the
-    engine writes to the store (``runner.writing``): then it is deferred, and raised by
-    :meth:`deliver` once the write has returned. So a timeout never interrupts a commit
-    half-way (a batch re-sent after it landed, a transaction left open)."""
-
-    __slots__ = ("armed", "deferred", "node", "runner")
-
-    def __init__(self, runner: Runner, node: str) -> None:
-        self.runner, self.node = runner, node
-        self.armed, self.deferred = True, False
-
-    def on_signal(self, _signum: int, _frame: Any) -> None:
-        if not self.armed:
-            return
-        if self.runner.writing:
-            self.deferred = True
-            return
-        self.armed = False
-        raise _TimeUp(self.node)  # a BaseException: the node's own handlers miss it
-
-    def deliver(self) -> None:
-        if self.deferred and self.armed:
-            self.armed = self.deferred = False
-            raise _TimeUp(self.node)
-
-
-def _timeout(node: str, seconds: float) -> NodeTimeout:
-    return NodeTimeout(f"node {node!r} ran longer than its timeout of {seconds:g}s")
-
-
-def _with_timeout(fn: Callable[[NodeContext], Any], ctx: NodeContext,
-                  timeout: float | None) -> Any:
-    """Call a sync node, enforcing ``timeout``: SIGALRM on the main thread (deferred while
-    the engine writes to the store), else a worker thread whose attempt is abandoned when
-    time runs out: it may run on, but it can never buffer an event or commit again."""
-    token = _current.set(ctx)
-    try:
-        if timeout is None:
-            return fn(ctx)
-        runner = ctx._runner
-        if threading.current_thread() is threading.main_thread():
-            alarm = _Alarm(runner, ctx.node)
-            previous = signal.signal(signal.SIGALRM, alarm.on_signal)
-            runner.alarm = alarm
-            try:
-                signal.setitimer(signal.ITIMER_REAL, timeout)
-                try:
-                    return fn(ctx)
-                finally:
-                    # First: from here on the alarm raises nothing (it raised at most once).
-                    alarm.armed = False
-            except _TimeUp:
-                raise _timeout(ctx.node, timeout) from None
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                runner.alarm = None
-                signal.signal(signal.SIGALRM, previous)
-        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="purpose-node")
-        future = pool.submit(contextvars.copy_context().run, fn, ctx)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            runner.abandon(ctx)  # the attempt keeps running, but can write nothing more
-            raise _timeout(ctx.node, timeout) from None
-        finally:
-            pool.shutdown(wait=False)
-    finally:
-        _current.reset(token)
 
 
 # ── starting, resuming, forking, cancelling ─────────────────────────────────────────

@@ -4,9 +4,11 @@ And a lease keeper that dies stops its drivers, loudly."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -78,6 +80,43 @@ def _same_flow(effects: Path) -> Flow:
     return flow
 
 
+def _store_is_held(kind: str, tmp_path: Path) -> bool:
+    """Whether some process holds the store's write lock right now."""
+    if kind == "sqlite":
+        db = sqlite3.connect(tmp_path / "runs.db", timeout=0, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+            return False
+        except sqlite3.OperationalError:
+            return True
+        finally:
+            db.close()
+    fds = [os.open(p, os.O_RDONLY) for p in (tmp_path / "runs").glob("*.jsonl")]
+    try:
+        for fd in fds:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+        return False
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _freeze_outside_the_store(child: subprocess.Popen, kind: str, tmp_path: Path) -> None:
+    """SIGSTOP the child, at a moment its lease keeper is not inside a store write (a
+    process frozen holding the store's lock blocks everyone: not this test's story)."""
+    for _ in range(200):
+        child.send_signal(signal.SIGSTOP)
+        os.waitid(os.P_PID, child.pid, os.WSTOPPED)  # frozen, for sure (report consumed)
+        if not _store_is_held(kind, tmp_path):
+            return
+        child.send_signal(signal.SIGCONT)  # let it finish that write, then freeze again
+    raise AssertionError("the frozen child always held the store's lock")
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "jsonl"])
 def test_a_driver_frozen_past_its_lease_runs_no_step_after_a_takeover(tmp_path, kind):
     url = f"sqlite:///{tmp_path}/runs.db" if kind == "sqlite" else f"jsonl://{tmp_path}/runs"
@@ -91,8 +130,7 @@ def test_a_driver_frozen_past_its_lease_runs_no_step_after_a_takeover(tmp_path, 
         assert child.stdout is not None and child.stdin is not None
         for run_id in runs:
             assert child.stdout.readline().strip() == "between"
-            child.send_signal(signal.SIGSTOP)
-            os.waitid(os.P_PID, child.pid, os.WSTOPPED | os.WNOWAIT)  # frozen, for sure
+            _freeze_outside_the_store(child, kind, tmp_path)
             expires = cp.run_info(run_id).lease_expires_at
             # Wait out the frozen driver's lease: a deadline the store states, not a guess.
             time.sleep(max(0.0, expires - time.time()) + 0.05)
