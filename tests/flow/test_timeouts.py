@@ -220,7 +220,7 @@ def test_a_signal_anywhere_in_a_store_write_leaves_the_file_writable(tmp_path):
             assert not cp._db.in_transaction, f"a transaction was left open (commit {n})"
             if n % 100 == 99:  # ... and leaves the file to others
                 assert writer.can_write() == "writable"
-        assert interrupted > 50  # the signals really landed in commits, often
+        assert interrupted >= 20  # the signals really landed in commits, often
         seen = [e.payload["n"] for e in cp.list_events("r1") if "calm" not in e.payload]
         assert set(returned) <= set(seen)  # a commit that returned is never lost
     finally:
