@@ -378,6 +378,7 @@ class NodeContext:
             # happen while the run waits (a swallowed approval gate must not send).
             self._pause_swallowed = True
             raise self._pause
+        self._runner.check_lease()  # a driver stalled past its lease re-checks it first
 
     def __repr__(self) -> str:
         return (f"NodeContext(run_id={self.run_id!r}, node={self.node!r}, "

@@ -9,12 +9,9 @@ chosen, its events — is one commit (DESIGN rule 1).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextvars
 import inspect
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -25,13 +22,13 @@ from purpose_agent.errors import (
     ControlSignal,
     LeaseError,
     MaxStepsExceeded,
-    NodeTimeout,
     SerializationError,
     StoreError,
 )
 from purpose_agent.flow.context import Abandoned, InDoubt, NodeContext, Pause, _current
 from purpose_agent.flow.leases import Heartbeat
 from purpose_agent.flow.reducers import to_ops
+from purpose_agent.flow.timeouts import Alarm, node_timeout, with_timeout
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind, PAEvent
@@ -91,12 +88,25 @@ class Runner:
     def __init__(self, flow: Flow, cp: BaseCheckpointer, state: RunState, lease: Lease,
                  *, snapshot_bytes: int = 0, reload_steps: bool = True) -> None:
         self.flow, self.cp, self.state, self.lease = flow, cp, state, lease
-        self.next_seq = lease.next_seq
+        self.first_seq = lease.next_seq  # the seq of the first buffered event
         self.buffer: list[PAEvent] = []
+        # Held while an event is buffered or a commit made: a node attempt abandoned by
+        # its timeout (in a worker thread) is marked under it, and so can never buffer
+        # or commit anything once its driver has moved on.
+        self._lock = threading.Lock()
+        self.writing = False  # a store write is under way: a timeout waits for its end
+        self.alarm: Alarm | None = None  # the SIGALRM timeout of the attempt under way
         self.cancel_requested = False
         self.lease_lost = False
         self.released = False  # the lease was given back by a commit of this driver
         self.attempt = 0  # of the node being executed
+        self.lease_lost_reason: str | None = None
+        # When the lease was last known good: monotonic time at which its last successful
+        # renewal (or its acquisition) was *sent*, so the store's expiry is no earlier
+        # than this plus the lease. Past half the lease a driver asks the store before
+        # starting a step (the heartbeat renews every third of it, so normally never).
+        self.renewed_at = time.monotonic()
+        self.recheck_after = flow.lease_ttl / 2
         self.delta_bytes = 0
         self.snapshot_bytes = snapshot_bytes
         self.reload_steps = reload_steps  # steps may be journaled for the next node
@@ -104,32 +114,99 @@ class Runner:
     # ── events and commits ───────────────────────────────────────────────────────
     def event(self, kind: EventKind, node: str | None = None, /, **payload: Any) -> None:
         """Buffer an event; it is committed, in seq order, with the next commit."""
-        self.buffer.append(PAEvent(self.state.run_id, kind, seq=self.next_seq, node=node,
-                                   payload=payload))
-        self.next_seq += 1
+        with self._lock:
+            self._check_attempt()
+            # One mutation (the append): a timeout raised anywhere here leaves the buffer
+            # and the seqs it implies consistent.
+            buffer = self.buffer
+            buffer.append(PAEvent(self.state.run_id, kind, seq=self.first_seq + len(buffer),
+                                  node=node, payload=payload))
 
     def commit(self, *, state: bool = True, delta: Delta | None = None,
                steps: list[StepRecord] | None = None, release: bool = False,
                snapshot: bool | None = None) -> None:
+        """One atomic store write of the buffered events and what is given. A node's
+        timeout never lands inside it: one due meanwhile is raised once it has returned."""
+        with self._lock:
+            self._check_attempt()
+            if self.lease_lost:
+                raise LeaseLost(self.lease_lost_reason or self.state.run_id)
+            if snapshot is None:
+                snapshot = state and self.delta_bytes >= max(
+                    SNAPSHOT_RATIO * self.snapshot_bytes, MIN_SNAPSHOT_BYTES)
+            commit = Commit(events=self.buffer, state=self.state if state else None,
+                            delta=delta, snapshot=snapshot, steps=steps or [],
+                            fence=self.lease.fence, release=release)
+            self.writing = True
+            try:
+                try:
+                    result = self.cp.commit(self.state.run_id, commit)
+                except LeaseError as exc:
+                    raise LeaseLost(f"{exc}; the run is being advanced elsewhere now") from exc
+                self.first_seq += len(commit.events)
+                self.buffer = []
+                self.released = release
+                self.cancel_requested = result.cancel_requested
+                if result.snapshot_bytes:
+                    self.snapshot_bytes, self.delta_bytes = result.snapshot_bytes, 0
+                else:
+                    self.delta_bytes += result.delta_bytes
+            finally:
+                self.writing = False
+            if self.alarm is not None:
+                self.alarm.deliver()
+
+    def check_lease(self) -> None:
+        """Before a node or a step starts: stop (LeaseLost) if the lease is lost, or may be.
+
+        A driver frozen past its lease (SIGSTOP, a long GC, a VM pause) may have been
+        taken over meanwhile; its commits would be refused, but a step's side effect
+        would run first. So once the last renewal is older than half the lease, the
+        lease is renewed here, before anything else happens (one store round trip, only
+        then: the heartbeat keeps it fresh otherwise).
+        """
         if self.lease_lost:
-            raise LeaseLost(self.state.run_id)
-        if snapshot is None:
-            snapshot = state and self.delta_bytes >= max(SNAPSHOT_RATIO * self.snapshot_bytes,
-                                                          MIN_SNAPSHOT_BYTES)
-        commit = Commit(events=self.buffer, state=self.state if state else None, delta=delta,
-                        snapshot=snapshot, steps=steps or [], fence=self.lease.fence,
-                        release=release)
+            raise LeaseLost(self.lease_lost_reason or self.state.run_id)
+        if time.monotonic() - self.renewed_at > self.recheck_after:
+            self._revalidate()
+
+    def _revalidate(self) -> None:
+        sent = time.monotonic()
+        self.writing = True  # a timeout waits for the store's answer
         try:
-            result = self.cp.commit(self.state.run_id, commit)
-        except LeaseError as exc:
-            raise LeaseLost(str(exc)) from exc
-        self.buffer = []
-        self.released = release
-        self.cancel_requested = result.cancel_requested
-        if result.snapshot_bytes:
-            self.snapshot_bytes, self.delta_bytes = result.snapshot_bytes, 0
-        else:
-            self.delta_bytes += result.delta_bytes
+            lease = self.cp.renew_lease(self.lease, self.flow.lease_ttl)
+        except LeaseError:
+            self.lose_lease(f"run {self.state.run_id!r} was taken over by another driver "
+                            "while this one was stalled past its lease; it stopped before "
+                            "starting anything more")
+            raise LeaseLost(self.lease_lost_reason) from None
+        finally:
+            self.writing = False
+        self.renewed(lease, sent)
+        if self.alarm is not None:
+            self.alarm.deliver()
+
+    def renewed(self, lease: Lease, sent: float) -> None:
+        """Record a successful renewal of the lease, sent at monotonic time ``sent``."""
+        self.lease = lease
+        self.renewed_at = max(self.renewed_at, sent)
+
+    def lose_lease(self, reason: str) -> None:
+        """From now on this driver commits nothing and starts nothing."""
+        self.lease_lost_reason = self.lease_lost_reason or reason
+        self.lease_lost = True
+
+    def _check_attempt(self) -> None:
+        """Refuse the writes of a node attempt its driver has abandoned (timed out)."""
+        ctx = _current.get()
+        if ctx is not None and ctx._abandoned and ctx._runner is self:
+            raise Abandoned(ctx.node)
+
+    def abandon(self, ctx: NodeContext) -> None:
+        """Give up ``ctx``'s attempt: returns once it writes nothing more (a commit of it
+        under way has ended)."""
+        with self._lock:
+            ctx._abandoned = True
 
     def commit_steps(self, steps: list[StepRecord]) -> None:
         self.commit(state=False, steps=steps)
@@ -156,6 +233,7 @@ class Runner:
         return self.flow.spec(state.current_node)
 
     def begin(self, spec: NodeSpec, attempt: int) -> NodeContext:
+        self.check_lease()
         exec_step = self.state.current_step + 1
         records = self.cp.load_steps(self.state.run_id, exec_step) if self.reload_steps else []
         self.reload_steps = False
@@ -208,7 +286,7 @@ class Runner:
 
     def mark(self) -> tuple[int, int]:
         """Where the buffer stands before an operation that may fail (see rewind)."""
-        return len(self.buffer), self.next_seq
+        return len(self.buffer), self.first_seq
 
     def rewind(self, mark: tuple[int, int] | None = None, node: str | None = None) -> None:
         """After a failed operation: take the run's state from its last durable commit,
@@ -222,13 +300,12 @@ class Runner:
         stored = self.cp.load_latest(run_id)
         if stored is None:
             return
-        unwritten = self.buffer[0].seq if self.buffer else self.next_seq
-        landed = durable_next > unwritten  # the buffered events are journaled
-        if landed:
-            self.buffer, self.next_seq = [], durable_next
-        elif mark is not None:
-            del self.buffer[mark[0]:]
-            self.next_seq = mark[1]
+        with self._lock:
+            landed = durable_next > self.first_seq  # the buffered events are journaled
+            if landed:
+                self.buffer, self.first_seq = [], durable_next
+            elif mark is not None and mark[1] == self.first_seq:
+                del self.buffer[mark[0]:]
         before = self.state.node_states.get(node) if node is not None else None
         self.state = stored
         if not landed and node is not None and before is not None:
@@ -423,7 +500,7 @@ class Runner:
                 return asyncio.run(self._call_async(spec, ctx))
             raise RuntimeError(f"node {spec.name!r} is async and an event loop is running; "
                                "use `await flow.arun(...)` / `await flow.aresume(...)`")
-        return _with_timeout(spec.fn, ctx, spec.timeout)
+        return with_timeout(spec.fn, ctx, spec.timeout)
 
     async def _call_async(self, spec: NodeSpec, ctx: NodeContext) -> Any:
         token = _current.set(ctx)
@@ -435,55 +512,13 @@ class Runner:
                 try:
                     return await asyncio.wait_for(coro, spec.timeout)
                 except TimeoutError:
-                    raise _timeout(spec.name, spec.timeout) from None
-            return _with_timeout(spec.fn, ctx, spec.timeout)
+                    raise node_timeout(spec.name, spec.timeout) from None
+            return with_timeout(spec.fn, ctx, spec.timeout)
         finally:
             _current.reset(token)
 
     def _heartbeat_running(self) -> Heartbeat:
         return Heartbeat(self, self.flow.lease_ttl)
-
-
-class _TimeUp(ControlSignal):
-    """The SIGALRM of a node's timeout, on its way out of the node's code."""
-
-
-def _timeout(node: str, seconds: float) -> NodeTimeout:
-    return NodeTimeout(f"node {node!r} ran longer than its timeout of {seconds:g}s")
-
-
-def _with_timeout(fn: Callable[[NodeContext], Any], ctx: NodeContext,
-                  timeout: float | None) -> Any:
-    """Call a sync node, enforcing ``timeout``: SIGALRM on the main thread, else a worker
-    thread whose context is abandoned (no further journaling) when time runs out."""
-    token = _current.set(ctx)
-    try:
-        if timeout is None:
-            return fn(ctx)
-        if threading.current_thread() is threading.main_thread():
-            def on_alarm(_signum: int, _frame: Any) -> None:
-                raise _TimeUp(ctx.node)  # a BaseException: the node's own handlers miss it
-
-            previous = signal.signal(signal.SIGALRM, on_alarm)
-            signal.setitimer(signal.ITIMER_REAL, timeout)
-            try:
-                return fn(ctx)
-            except _TimeUp:
-                raise _timeout(ctx.node, timeout) from None
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, previous)
-        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="purpose-node")
-        future = pool.submit(contextvars.copy_context().run, fn, ctx)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            ctx._abandoned = True
-            raise _timeout(ctx.node, timeout) from None
-        finally:
-            pool.shutdown(wait=False)
-    finally:
-        _current.reset(token)
 
 
 # Starting and resuming a run (the Runner they hand over): flow/operations.py.

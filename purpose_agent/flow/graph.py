@@ -34,7 +34,8 @@ from purpose_agent.runtime.checkpoint import (
     validate_run_id,
 )
 from purpose_agent.runtime.events import EventKind, PAEvent
-from purpose_agent.runtime.journal import Commit, owner_id
+from purpose_agent.runtime.journal import Commit
+from purpose_agent.runtime.owners import driver
 from purpose_agent.runtime.state import RunState, RunStatus
 
 NodeFn = Callable[..., Any]
@@ -59,14 +60,23 @@ class Flow:
     nodes, at least 25); ``reducers`` say how a node's returned value for a key combines
     with the current one (``"append"``, ``"extend"``, ``"merge"`` or ``fn(old, new)``;
     default: replace). ``lease_ttl`` is how long a run's ownership lasts without a
-    heartbeat before another host may take it over.
+    heartbeat before another process may take it over (a dead process on this host is
+    taken over at once). A background thread renews it every third of that; a driver
+    whose last renewal is older than half of it re-checks it with the store before its
+    next node or step, and stops (``LeaseError``) if another driver took the run over.
+    The heartbeat is a Python thread: a C call that holds the GIL (a C extension that
+    does not release it, a huge regex or JSON parse) starves it, so keep the lease well
+    above the longest such call; the default, 60 s, lets one run ~40 s.
     """
 
     def __init__(self, name: str, *, purpose: str = "", max_steps: int | None = None,
                  reducers: Mapping[str, Reducer] | None = None,
-                 lease_ttl: float = 30.0) -> None:
+                 lease_ttl: float = 60.0) -> None:
         if not isinstance(name, str) or not name:
             raise FlowDefinitionError("a flow needs a non-empty name")
+        if not float(lease_ttl) > 0:
+            raise FlowDefinitionError(f"flow {name!r}: lease_ttl must be > 0 seconds, got "
+                                      f"{lease_ttl!r}")
         self.name = name
         self.purpose = purpose
         self._max_steps = max_steps
@@ -255,8 +265,9 @@ class Flow:
         """
         cp = _store(checkpointer)
         run_id = validate_run_id(run_id or f"{self.name}-{uuid.uuid4().hex[:12]}")
-        runner = operations.start(self, data, cp, run_id, session_id, owner_id())
-        return _drive(runner.drive)
+        with driver() as owner:
+            runner = operations.start(self, data, cp, run_id, session_id, owner)
+            return _drive(runner.drive)
 
     async def arun(self, data: dict[str, Any] | None = None, *,
                    checkpointer: BaseCheckpointer | None = None, run_id: str | None = None,
@@ -264,8 +275,9 @@ class Flow:
         """Async :meth:`run`: async nodes are awaited on the running event loop."""
         cp = _store(checkpointer)
         run_id = validate_run_id(run_id or f"{self.name}-{uuid.uuid4().hex[:12]}")
-        runner = operations.start(self, data, cp, run_id, session_id, owner_id())
-        return await _adrive(runner.adrive)
+        with driver() as owner:
+            runner = operations.start(self, data, cp, run_id, session_id, owner)
+            return await _adrive(runner.adrive)
 
     def resume(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None,
                answer: Any = MISSING, update: dict[str, Any] | None = None,
@@ -276,19 +288,22 @@ class Flow:
         the pending interrupt (the node re-executes, its completed steps replay from the
         journal, and ``ctx.interrupt`` returns the answer), or supplies the result of an
         in-doubt at-most-once step; ``retry_in_doubt=True`` runs that step again instead.
-        Raises RunBusyError (nothing written) if another live process owns the run.
+        Raises RunBusyError (nothing written) if another live driver owns the run: another
+        process, or another thread or task of this one.
         """
-        runner = operations.resume(self, _store(checkpointer), validate_run_id(run_id), owner_id(),
-                               answer=answer, update=update, retry_in_doubt=retry_in_doubt)
-        return _drive(runner.drive)
+        with driver() as owner:
+            runner = operations.resume(self, _store(checkpointer), validate_run_id(run_id), owner,
+                                       answer=answer, update=update, retry_in_doubt=retry_in_doubt)
+            return _drive(runner.drive)
 
     async def aresume(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None,
                       answer: Any = MISSING, update: dict[str, Any] | None = None,
                       retry_in_doubt: bool = False) -> RunState:
         """Async :meth:`resume`."""
-        runner = operations.resume(self, _store(checkpointer), validate_run_id(run_id), owner_id(),
-                               answer=answer, update=update, retry_in_doubt=retry_in_doubt)
-        return await _adrive(runner.adrive)
+        with driver() as owner:
+            runner = operations.resume(self, _store(checkpointer), validate_run_id(run_id), owner,
+                                       answer=answer, update=update, retry_in_doubt=retry_in_doubt)
+            return await _adrive(runner.adrive)
 
     def fork(self, run_id: str, *, at_step: int, checkpointer: BaseCheckpointer | None = None,
              update: dict[str, Any] | None = None, new_run_id: str | None = None) -> RunState:
@@ -299,8 +314,10 @@ class Flow:
                         update=update, new_run_id=new_run_id, flow=self)
 
     def cancel(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None) -> RunState:
-        """Cancel a run. A paused, failed or crashed run is CANCELLED at once; a run that a
-        live process is advancing stops at its next node boundary."""
+        """Cancel a run. A paused, failed or crashed run is CANCELLED at once (the state
+        returned); a run that a live driver is advancing — in another process, or another
+        thread or task of this one — is asked to stop: it ends CANCELLED at its next node
+        boundary, and the state returned is the one it had when asked."""
         return cancel_run(_store(checkpointer), validate_run_id(run_id), lease_ttl=self.lease_ttl)
 
     def get_state(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None) -> RunState:
@@ -330,14 +347,14 @@ def _drive(fn: Callable[[], RunState]) -> RunState:
     try:
         return fn()
     except LeaseLost as exc:
-        raise LeaseError(f"{exc}; the run is being advanced elsewhere now") from None
+        raise LeaseError(str(exc)) from None
 
 
 async def _adrive(fn: Callable[[], Any]) -> RunState:
     try:
         return await fn()
     except LeaseLost as exc:
-        raise LeaseError(f"{exc}; the run is being advanced elsewhere now") from None
+        raise LeaseError(str(exc)) from None
 
 
 def load_state(cp: BaseCheckpointer, run_id: str) -> RunState:
@@ -371,22 +388,24 @@ def fork_run(cp: BaseCheckpointer, run_id: str, *, at_step: int,
     return source
 
 
-def cancel_run(cp: BaseCheckpointer, run_id: str, *, lease_ttl: float = 30.0) -> RunState:
+def cancel_run(cp: BaseCheckpointer, run_id: str, *, lease_ttl: float = 60.0) -> RunState:
     """Cancel ``run_id``: at once if no live process owns it, else at its next node boundary."""
     state = load_state(cp, run_id)
     if state.status is RunStatus.CANCELLED:
         return state
     if state.status is RunStatus.COMPLETED:
         raise RunStateError(f"run {run_id!r} already completed; nothing to cancel")
-    try:
-        lease = cp.acquire_lease(run_id, owner_id(), lease_ttl)
-    except RunBusyError:
-        cp.request_cancel(run_id)  # type: ignore[attr-defined]
-        return state
-    state = load_state(cp, run_id)
-    state.status = RunStatus.CANCELLED
-    state.pending = None
-    event = PAEvent(run_id, EventKind.RUN_CANCELLED, seq=lease.next_seq, node=state.current_node)
-    cp.commit(run_id, Commit(events=[event], state=state, fence=lease.fence, release=True))
+    with driver() as owner:  # its own owner: a live driver in this process is busy too
+        try:
+            lease = cp.acquire_lease(run_id, owner, lease_ttl)
+        except RunBusyError:
+            cp.request_cancel(run_id)  # type: ignore[attr-defined]
+            return state
+        state = load_state(cp, run_id)
+        state.status = RunStatus.CANCELLED
+        state.pending = None
+        event = PAEvent(run_id, EventKind.RUN_CANCELLED, seq=lease.next_seq,
+                        node=state.current_node)
+        cp.commit(run_id, Commit(events=[event], state=state, fence=lease.fence, release=True))
     return state
 

@@ -1,7 +1,16 @@
-"""Keeping a run's lease while a driver advances it: one thread per process renews them all."""
+"""Keeping a run's lease while a driver advances it: one thread per process renews them all.
+
+The keeper is a Python thread, so it renews only when it gets the GIL: a C call that
+holds the GIL longer than the lease (a huge regex or JSON parse, a C extension that does
+not release it) starves it, the lease lapses, and another driver may take the run over.
+The stalled driver then finds out before its next step (:meth:`Runner.check_lease`) and
+its commits are refused; only the step under way when it stalled may run twice. Size
+``Flow(lease_ttl=...)`` above the longest such call (the default, 60 s, allows ~40 s).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -11,6 +20,8 @@ from purpose_agent.errors import LeaseError
 
 if TYPE_CHECKING:
     from purpose_agent.flow.engine import Runner
+
+log = logging.getLogger("purpose_agent")
 
 
 class Heartbeat:
@@ -27,13 +38,20 @@ class Heartbeat:
     def renew(self) -> bool:
         """Renew the lease once; False once it is lost to another owner."""
         runner = self.runner
+        sent = time.monotonic()
         try:
-            runner.lease = runner.cp.renew_lease(runner.lease, self.ttl)
+            lease = runner.cp.renew_lease(runner.lease, self.ttl)
         except LeaseError:
-            runner.lease_lost = True
+            runner.lose_lease(f"run {runner.state.run_id!r} was taken over by another driver "
+                              "(its lease was lost); this driver stopped advancing it")
             return False
-        except Exception:
-            pass  # a busy or failing store: try again at the next beat
+        except Exception as exc:
+            # A busy or failing store: try again at the next beat. If it stays so, the
+            # driver re-checks the lease itself before its next step (and fails there).
+            log.warning("renewing the lease of run %r failed (%s: %s); retrying",
+                        runner.state.run_id, type(exc).__name__, exc)
+            return True
+        runner.renewed(lease, sent)
         return True
 
     def __enter__(self) -> Heartbeat:
@@ -59,7 +77,7 @@ class _LeaseKeeper:
             beat.due = time.monotonic() + beat.ttl / 3
             self._beats[beat] = None
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="purpose-lease",
+                self._thread = threading.Thread(target=self._keep, name="purpose-lease",
                                                 daemon=True)
                 self._thread.start()
             # Wake the thread only if it would sleep past this beat: waking it costs the
@@ -74,6 +92,26 @@ class _LeaseKeeper:
             self._beats.pop(beat, None)
             while self._renewing is beat:
                 self._cond.wait()
+
+    def _keep(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:
+            # Its drivers' leases are no longer renewed: they must stop rather than carry
+            # on unrenewed (and be taken over while they still write). The next driver to
+            # register starts a new thread.
+            with self._cond:
+                beats, self._beats = list(self._beats), {}
+                self._renewing, self._wake = None, None
+                self._cond.notify_all()
+            for beat in beats:
+                beat.runner.lose_lease(
+                    f"run {beat.runner.state.run_id!r}: the lease keeper thread died "
+                    f"({type(exc).__name__}: {exc}), so its lease is no longer renewed; "
+                    "this driver stopped. Resume the run to continue it")
+            log.critical("the lease keeper thread died; %d driver(s) stopped: %s",
+                         len(beats), ", ".join(repr(b.runner.state.run_id) for b in beats),
+                         exc_info=exc)
 
     def _loop(self) -> None:
         with self._cond:

@@ -9,16 +9,18 @@ does not grow with the length of the run.
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from purpose_agent.errors import RunBusyError
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.events import PAEvent
+from purpose_agent.runtime.owners import (  # re-exported: the stores import them here
+    check_lease_free,
+    owner_id,
+    owner_is_dead,
+)
 from purpose_agent.runtime.state import NodeState, RunState, RunStatus
 
 # ── data-update operations ────────────────────────────────────────────────────────
@@ -250,53 +252,7 @@ def sort_infos(infos: Iterable[RunInfo], status: Any = None,
     return rows[:limit] if limit is not None else rows
 
 
-# ── leases ────────────────────────────────────────────────────────────────────────
-
-_HOST = socket.gethostname()
-
-
-def owner_id() -> str:
-    """This process's lease owner name: ``host:pid``."""
-    return f"{_HOST}:{os.getpid()}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed child nobody has reaped yet is a zombie: dead for our purpose
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def owner_is_dead(owner: str) -> bool:
-    """True when ``owner`` is a process on this host that no longer runs."""
-    host, _, pid = owner.rpartition(":")
-    if host != _HOST or not pid.isdigit():
-        return False
-    return int(pid) != os.getpid() and not _pid_alive(int(pid))
-
-
-def check_lease_free(run_id: str, owner: str | None, expires_at: float | None,
-                     now: float, me: str) -> None:
-    """Raise :class:`RunBusyError` unless ``me`` may take the run's lease at ``now``."""
-    if not owner or owner == me or expires_at is None or expires_at <= now:
-        return
-    if owner_is_dead(owner):
-        return
-    raise RunBusyError(
-        f"run {run_id!r} is being advanced by {owner} (lease valid for another "
-        f"{expires_at - now:.0f}s); wait for it to finish or pause, or for the lease to "
-        "expire if that process is gone"
-    )
-
-
 __all__ = [
     "Commit", "CommitResult", "Delta", "Lease", "RunInfo", "StepRecord", "apply_delta", "apply_ops",
-    "check_lease_free", "owner_id", "sort_infos",
+    "check_lease_free", "owner_id", "owner_is_dead", "sort_infos",
 ]

@@ -14,6 +14,7 @@ import pytest
 from purpose_agent.errors import LeaseError, RunBusyError, RunNotFound, RunStateError
 from purpose_agent.runtime.events import EventKind, create_event
 from purpose_agent.runtime.journal import Commit, Delta, StepRecord, owner_id
+from purpose_agent.runtime.owners import driver, parse_owner
 from purpose_agent.runtime.state import RunState, RunStatus
 
 HOST = owner_id().rpartition(":")[0]
@@ -143,6 +144,36 @@ def test_a_live_process_on_this_host_keeps_its_lease(store):
         store.acquire_lease("r1", "me:1", 30)
 
 
+def test_a_driver_token_does_not_change_whether_another_process_is_alive(store):
+    _new_run(store)
+    store.acquire_lease("r1", f"{HOST}:{_dead_pid()}/0a1b2c", 3600)
+    taken = store.acquire_lease("r1", f"{HOST}:{os.getppid()}/3d4e5f", 3600)  # at once
+    with pytest.raises(RunBusyError):  # a live process, whatever driver token it holds
+        store.acquire_lease("r1", "me:1", 30)
+    assert store.run_info("r1").owner == taken.owner
+
+
+def test_two_drivers_of_this_process_are_two_owners(store):
+    _new_run(store)
+    with driver() as first, driver() as second:
+        assert first != second and parse_owner(first)[:2] == parse_owner(second)[:2]
+        lease = store.acquire_lease("r1", first, 3600)
+        seen = _seen(store)
+        with pytest.raises(RunBusyError, match="another driver in this process"):
+            store.acquire_lease("r1", second, 30)
+        assert _seen(store) == seen
+        assert store.acquire_lease("r1", first, 3600).fence == lease.fence + 1  # re-entrant
+    with driver() as third:  # ``first`` has ended: its lease is taken at once
+        assert store.acquire_lease("r1", third, 30).owner == third
+
+
+def test_owner_names_of_this_and_the_previous_release_parse():
+    assert parse_owner("h.example:42/9f8e") == ("h.example", 42, "9f8e")
+    assert parse_owner("h.example:42") == ("h.example", 42, None)  # no token: a whole process
+    assert parse_owner("weird") == ("", None, None)
+    assert parse_owner(owner_id()) == (HOST, os.getpid(), None)
+
+
 def test_a_commit_can_take_the_lease_or_refuse_if_busy(store):
     state = _new_run(store)
     result = store.commit("r1", Commit(state=state, acquire=("me:1", 30),
@@ -244,3 +275,44 @@ def test_an_owner_that_wakes_up_after_a_takeover_is_refused(spawn, shared):
     assert child.readline() == "LeaseError"
     assert _seen(store) == seen
     child.finish()
+
+
+FROZEN_MID_COMMIT = """
+    import os, signal, sys
+    from purpose_agent.runtime.checkpoint import JSONLCheckpointer
+    from purpose_agent.runtime.events import EventKind, create_event
+    from purpose_agent.runtime.journal import Commit
+
+    cp = JSONLCheckpointer(sys.argv[1])
+    real_fsync = os.fsync
+
+    def frozen_fsync(fd):  # the process stops for good inside its commit, lock held
+        os.kill(os.getpid(), signal.SIGSTOP)
+        real_fsync(fd)
+
+    os.fsync = frozen_fsync
+    cp.commit("r1", Commit(events=[create_event("r1", EventKind.AGENT_PROGRESS, by="frozen")]))
+    os.fsync = real_fsync
+    print("committed", flush=True)
+"""
+
+
+def test_jsonl_a_process_frozen_mid_commit_does_not_hang_the_others(spawn, tmp_path):
+    from purpose_agent.errors import StoreError
+    from purpose_agent.runtime.checkpoint import JSONLCheckpointer
+
+    store = JSONLCheckpointer(tmp_path / "store", lock_timeout=0.5)
+    _new_run(store)
+    child = spawn(FROZEN_MID_COMMIT, str(tmp_path / "store"))
+    os.waitid(os.P_PID, child.proc.pid, os.WSTOPPED | os.WNOWAIT)  # frozen inside the commit
+    journal = re.escape(str(tmp_path / "store" / "r1.jsonl"))
+    started = time.monotonic()
+    with pytest.raises(StoreError, match=f"{journal}.*process {child.proc.pid}"):
+        store.acquire_lease("r1", owner_id(), 30)
+    with pytest.raises(StoreError, match=journal):
+        store.list_events("r1")  # readers too: they would read a half-made commit
+    assert time.monotonic() - started < 5
+    child.proc.send_signal(signal.SIGCONT)
+    assert child.readline() == "committed"
+    assert [e.payload.get("by") for e in store.list_events("r1")][-1] == "frozen"
+    assert store.acquire_lease("r1", owner_id(), 30).fence == 1

@@ -192,7 +192,12 @@ def _schema_of(db: sqlite3.Connection, path: Path) -> int:
 class Transaction:
     """``with Transaction(db, lock, path) as db``: one ``BEGIN IMMEDIATE`` … ``COMMIT``
     under ``lock``, rolled back on any exception; SQLite errors become StoreError. (A
-    class, not a generator: it wraps every commit, and costs a third as much.)"""
+    class, not a generator: it wraps every commit, and costs a third as much.)
+
+    An exception raised by a signal handler (a timeout, Ctrl-C) right after ``BEGIN``
+    succeeded is rolled back too: a connection left inside a write transaction would keep
+    the whole file write-locked for every process until this one exits.
+    """
 
     __slots__ = ("db", "lock", "path")
 
@@ -201,14 +206,24 @@ class Transaction:
 
     def __enter__(self) -> sqlite3.Connection:
         self.lock.acquire()
+        db = self.db
         try:
-            self.db.execute("BEGIN IMMEDIATE")
+            if db.in_transaction:
+                # Left open by a use of the connection that a signal cut short in its own
+                # cleanup: it never committed, so it is rolled back before it blocks anyone
+                # longer. (No transaction of ours nests: BEGIN inside one would fail.)
+                db.execute("ROLLBACK")
+            db.execute("BEGIN IMMEDIATE")
         except BaseException as exc:
-            self.lock.release()
+            try:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            finally:
+                self.lock.release()
             if isinstance(exc, sqlite3.Error):
                 raise store_error(exc, self.path) from exc
             raise
-        return self.db
+        return db
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  _tb: Any) -> None:

@@ -57,9 +57,16 @@ class JSONLCheckpointer(BaseCheckpointer):
     ``read_only=True`` opens an existing directory for reading only: nothing is created
     (StoreNotFound if it is missing), every write is refused, and journals in a
     read-only directory or read-only files can still be read.
+
+    ``lock_timeout``: how long an operation waits for a journal another process holds
+    locked (a commit takes milliseconds) before it fails with a StoreError naming the
+    file and the holder, instead of hanging behind a holder that is frozen (SIGSTOP, a
+    VM pause) for good.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, read_only: bool = False) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *, read_only: bool = False,
+                 lock_timeout: float = 30.0) -> None:
+        self.lock_timeout = float(lock_timeout)
         self.dir = Path(directory)
         self.read_only = read_only
         if read_only:
@@ -105,7 +112,7 @@ class JSONLCheckpointer(BaseCheckpointer):
         except OSError as exc:
             raise StoreError(f"cannot open journal {str(path)!r}: {exc}") from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            _flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, path, self.lock_timeout)
             yield fd
         finally:
             os.close(fd)  # closing releases the flock
@@ -367,6 +374,49 @@ def _append(fd: int, line: bytes, path: Path, *, start: int, new_dir: Path | Non
             raise StoreError(f"could not durably append to {str(path)!r}: {exc}; the "
                              f"unconfirmed line could not be removed either: {undo}") from exc
         raise StoreError(f"could not durably append to {str(path)!r}: {exc}") from exc
+
+
+def _flock(fd: int, mode: int, path: Path, timeout: float) -> None:
+    """``flock`` that gives up after ``timeout`` seconds. (flock itself has no timeout, and
+    a blocking one cannot be interrupted without a signal; uncontended, this is one call.)"""
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while True:
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                break
+        delay = min(delay * 2, 0.01)
+    holder = _lock_holder(fd)
+    raise StoreError(
+        f"journal {str(path)!r} stayed locked for {timeout:g}s by "
+        f"{f'process {holder}' if holder else 'another process'}; if that process is "
+        "frozen or hung, resume or end it (or raise JSONLCheckpointer(lock_timeout=...))"
+    )
+
+
+def _lock_holder(fd: int) -> int | None:
+    """The pid holding a flock on ``fd``'s file, from /proc/locks (Linux), if known."""
+    st = os.fstat(fd)
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii") as f:
+            for line in f:
+                fields = line.split()
+                # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; waiters have "->".
+                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == device:
+                    return int(fields[4])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def _atomic_write(path: Path, text: str) -> None:

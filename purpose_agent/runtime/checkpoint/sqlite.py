@@ -133,8 +133,8 @@ class SQLiteCheckpointer(BaseCheckpointer):
         with self._lock:
             db = self._db
             try:
-                db.execute("BEGIN")
-                try:
+                try:  # BEGIN inside: a signal right after it must not leave it open
+                    db.execute("BEGIN")
                     yield db
                 finally:
                     if db.in_transaction:
