@@ -19,6 +19,7 @@ from purpose_agent.errors import (
     SeqConflictError,
     SerializationError,
     StepInDoubt,
+    StoreCorrupted,
     StoreError,
 )
 from purpose_agent.flow import END, Flow, NodeContext, step
@@ -59,6 +60,7 @@ __all__ = [
     "SeqConflictError",
     "SerializationError",
     "StepInDoubt",
+    "StoreCorrupted",
     "StoreError",
     "__version__",
     "open_checkpointer",
