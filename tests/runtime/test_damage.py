@@ -245,3 +245,16 @@ def test_a_line_that_does_not_follow_the_one_before_stops_the_writer(tmp_path):
         f.write(('{"events":[' + ghost + "]}\n").encode())
     with pytest.raises(StoreCorrupted, match=rf"line {NODES + 2}: .*seq 10 to 11 are missing"):
         other.save_event(create_event("r1", PROGRESS))
+
+
+@pytest.mark.parametrize("damage", ["missing", "not ascii", "not json"])
+def test_a_damaged_snapshot_file_is_an_error_naming_it(tmp_path, damage):
+    store = JSONLCheckpointer(tmp_path / "store")
+    build(store)
+    snapshot = store.dir / "r1.snapshots" / "000000000001.json"
+    if damage == "missing":
+        snapshot.unlink()
+    else:
+        snapshot.write_bytes(b"\xff\xfe" if damage == "not ascii" else b"{")
+    with pytest.raises(StoreCorrupted, match=str(snapshot)):
+        JSONLCheckpointer(store.dir).load_latest("r1")

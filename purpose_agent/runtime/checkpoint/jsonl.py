@@ -261,22 +261,24 @@ class JSONLCheckpointer(BaseCheckpointer):
 
     def _read_lease(self, run_id: str) -> dict[str, Any]:
         path = self._lease_path(run_id)
+        lease: dict[str, Any] = {"owner": None, "expires_at": None, "fence": 0}
         try:
-            lease = jsonutil.loads(path.read_text("ascii"))
+            found = jsonutil.loads(path.read_text("ascii"))
         except FileNotFoundError:
-            return {"owner": None, "expires_at": None, "fence": 0}
+            return lease
         except OSError as exc:
             raise StoreError(f"cannot read the lease file {str(path)!r}: {exc}") from exc
         except ValueError as exc:
-            lease, problem = None, f"it is not JSON ({exc})"
+            problem: str | None = f"it is not JSON ({exc})"
         else:
-            problem = _lease_problem(lease)
+            problem = _lease_problem(found)
         if problem is not None:
             raise StoreCorrupted(
                 f"{path}: the lease file of run {run_id!r} is damaged: {problem}. The run's "
                 "journal is intact; once no process is advancing the run, delete this file "
                 "and retry")
-        return lease  # type: ignore[no-any-return]
+        lease.update(found)
+        return lease
 
     def _write_lease(self, run_id: str, lease: dict[str, Any]) -> None:
         atomic_write(self._lease_path(run_id), jsonutil.dumps(lease))
@@ -372,7 +374,13 @@ class JSONLCheckpointer(BaseCheckpointer):
         for rec in reversed(self._commits(run_id)):
             if rec.get("snapshot") and (max_version is None or rec["version"] <= max_version):
                 path = self._snap_dir(run_id) / f"{rec['version']:012d}.json"
-                return rec["version"], path.read_text("ascii")
+                try:
+                    return rec["version"], path.read_text("ascii")
+                except FileNotFoundError:
+                    raise corrupted(str(path), "the run's snapshot of this version is "
+                                    "missing (the journal says it was written)") from None
+                except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+                    raise corrupted(str(path), f"the snapshot cannot be read ({exc})") from exc
         return None
 
     def _deltas(self, run_id: str, after: int, upto: int | None) -> list[tuple[int, str]]:
