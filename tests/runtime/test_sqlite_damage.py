@@ -51,6 +51,8 @@ CASES: list[tuple[str, str, tuple[str, Callable[[SQLiteCheckpointer], Any]], str
     ("delta not json", f"UPDATE journal SET delta = 'nope' WHERE {ROW_3}", LOAD, ROW),
     ("delta a list", f"UPDATE journal SET delta = '[]' WHERE {ROW_3}", LOAD, ROW),
     ("delta a number", f"UPDATE journal SET delta = 5 WHERE {ROW_3}", LOAD, ROW),
+    ("version text", f"UPDATE journal SET version = 'three' WHERE {ROW_3}", LOAD, ROW),
+    ("seqs text", f"UPDATE journal SET last_seq = 'five' WHERE {ROW_3}", EVENTS, ROW),
     ("ops a list", f"UPDATE journal SET delta = json_set(delta, '$.ops', json('[]')) "
      f"WHERE {ROW_3}", LOAD, ROW),
     ("unknown op", f"UPDATE journal SET delta = json_set(delta, '$.ops.n', "

@@ -430,12 +430,14 @@ class SQLiteCheckpointer(BaseCheckpointer):
             )
             while rows := cursor.fetchmany(_BATCH):
                 for version, text, header, row_id in rows:
+                    if (type(version) is not int or type(text) is not str
+                            or type(header) not in (str, type(None))):
+                        raise corrupted(self._row(run_id, low >> POS_BITS, row_id),
+                                        "its version is not a number, or its delta or "
+                                        "header not text")
                     if version > limit:
                         cursor.close()
                         return out
-                    if type(text) is not str or type(header) not in (str, type(None)):
-                        raise corrupted(self._row(run_id, low >> POS_BITS, row_id),
-                                        "its delta or header column does not hold text")
                     # A schema-2 row has its header in the delta already.
                     out.append((version, text if header is None else splice_header(text, header)))
         return out
