@@ -67,8 +67,12 @@ CASES: list[tuple[str, str, tuple[str, Callable[[SQLiteCheckpointer], Any]], str
      f"'r2') WHERE {ROW_3}", LOAD, ROW),
     ("status unknown", f"UPDATE journal SET header = json_set(header, '$.status', 'bogus') "
      f"WHERE {ROW_3}", LOAD, ROW),
-    ("current_step text", f"UPDATE journal SET header = json_set(header, '$.current_step', "
-     f"'3') WHERE {ROW_3}", LOAD, ROW),
+    ("current_step text", "UPDATE journal SET header = json_set(header, '$.current_step', "
+     f"'4') WHERE {ROW_3.replace('+ 3', '+ 5')}", LOAD, ROW.replace("3 (id 4294967299)",
+                                                                 "5 (id 4294967301)")),
+    ("purpose a number", "UPDATE journal SET header = json_set(header, '$.purpose', 7) "
+     f"WHERE {ROW_3.replace('+ 3', '+ 5')}", LOAD, ROW.replace("3 (id 4294967299)",
+                                                              "5 (id 4294967301)")),
     ("history header", f"UPDATE journal SET header = json_remove(header, '$.status') "
      f"WHERE {ROW_3}", HISTORY, ROW),
     ("steps not json", f"UPDATE journal SET steps = 'nope' WHERE {ROW_3}", STEPS, ROW),

@@ -300,6 +300,7 @@ class BaseCheckpointer:
         bodies = decode_all([text for _v, text in deltas],
                             lambda i: self._where(run_id, "version", deltas[i][0]))
         expected = after + 1
+        header: Any = None
         for (version, _text), body in zip(deltas, bodies, strict=True):
             if version != expected:
                 raise corrupted(self._where(run_id, "version", version),
@@ -307,7 +308,11 @@ class BaseCheckpointer:
             try:
                 header = body["header"]
                 node = body.get("node")
-                problem = header_problem(header, run_id)
+                # Each header replaces the last one's fields, so only the last one reaches
+                # the state and is checked field by field (below); an earlier one must be
+                # this run's, and apply_header checks its status and step.
+                problem = (None if type(header) is dict and header.get("run_id") == run_id
+                           else header_problem(header, run_id))
                 if problem is None and node is not None and type(node) is not str:
                     problem = f"its node is {node!r}, not a name"
                 if problem is None and type(body.get("ops", {})) is not dict:
@@ -322,6 +327,10 @@ class BaseCheckpointer:
                 raise corrupted(self._where(run_id, "version", version),
                                 f"the commit of state version {version} is damaged: {problem}")
             expected += 1
+        problem = None if header is None else header_problem(header, run_id)
+        if problem is not None:
+            raise corrupted(self._where(run_id, "version", expected - 1),
+                            f"the commit of state version {expected - 1} is damaged: {problem}")
         return state
 
     def _decode_snapshot(self, run_id: str, version: int, text: str) -> RunState:
