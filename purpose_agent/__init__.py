@@ -20,6 +20,7 @@ from purpose_agent.errors import (
     SeqConflictError,
     SerializationError,
     StepInDoubt,
+    StoreCorrupted,
     StoreError,
     StoreNotFound,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "SeqConflictError",
     "SerializationError",
     "StepInDoubt",
+    "StoreCorrupted",
     "StoreError",
     "StoreNotFound",
     "__version__",

@@ -7,6 +7,7 @@ Every error the library raises on purpose derives from :class:`PurposeAgentError
     │   ├── StoreNotFound           no store at the path a reader was given
     │   ├── SchemaVersionError      the store was written by a newer purpose-agent
     │   ├── SeqConflictError        an event seq would leave a gap or a duplicate
+    │   ├── StoreCorrupted          what is stored is damaged (names the file or row)
     │   └── LeaseError              a write without the current lease
     ├── SerializationError          a value is not strict JSON (names the key path)
     ├── InvalidRunId                a run id that is empty, too long or could escape a directory
@@ -51,6 +52,13 @@ class SchemaVersionError(StoreError):
 
 class SeqConflictError(StoreError):
     """An event's ``seq`` would leave a gap or a duplicate in the run's event log."""
+
+
+class StoreCorrupted(StoreError):
+    """What a store holds is damaged: a line or row that is not the JSON the store wrote,
+    or a run whose event seqs or state versions have a gap. The message names the file
+    and line (JSONL) or the run and row (SQLite). Nothing is skipped and nothing is
+    written to the run after it: restore the store from a backup, or delete the run."""
 
 
 class LeaseError(StoreError):
@@ -179,6 +187,7 @@ __all__ = [
     "SeqConflictError",
     "SerializationError",
     "StepInDoubt",
+    "StoreCorrupted",
     "StoreError",
     "StoreNotFound",
 ]

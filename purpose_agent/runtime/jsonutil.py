@@ -215,17 +215,56 @@ _c_canonical = (c_make_encoder(None, _type_name, encode_basestring_ascii, None, 
                                True, False, True) if c_make_encoder is not None else None)
 
 
-def canonical(value: Any) -> str:
+def canonical(value: Any, path: str = "$") -> str:
     """A stable text form of ``value`` for hashing (sorted keys; non-JSON objects by type).
 
-    Step keys of journaled runs depend on it: its output must never change."""
+    Step keys of journaled runs depend on it: its output must never change. A value it
+    cannot write — dict keys that cannot be ordered (``{1: .., "a": ..}``) or are not
+    str/int/float/bool/None, nesting deeper than :data:`MAX_DEPTH` levels, a circular
+    reference — raises :class:`SerializationError` naming the key path."""
     if _c_canonical is not None:
         try:
             return "".join(_c_canonical(value, 0))
         except (RecursionError, ValueError, TypeError):
             pass  # circular, or keys that cannot be sorted: as json.dumps has it
-    return json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":"),
-                      default=_type_name)
+    try:
+        return json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":"),
+                          default=_type_name)
+    except (RecursionError, ValueError, TypeError) as exc:
+        raise _canonical_error(value, path, exc) from None
+
+
+_KEY_TYPES = (str, int, float, bool, type(None))
+
+
+def _canonical_error(value: Any, path: str, exc: BaseException) -> SerializationError:
+    """Why canonical() cannot write ``value``: the first place, walking as json does."""
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    while stack:
+        obj, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            shown = where if len(where) <= 120 else f"{where[:60]}…{where[-40:]}"
+            return SerializationError(
+                f"{shown}: nested more than {MAX_DEPTH} levels deep (or circular); flatten "
+                "it, or pass a smaller value", path=where)
+        if isinstance(obj, dict):
+            keys = list(obj)
+            for key in keys:
+                if not isinstance(key, _KEY_TYPES):
+                    return SerializationError(
+                        f"{where}: dict key {key!r} is a {type(key).__name__}; use str keys",
+                        path=where)
+            try:
+                sorted(keys)
+            except TypeError:
+                kinds = sorted({type(key).__name__ for key in keys})
+                return SerializationError(
+                    f"{where}: dict keys of different types ({', '.join(kinds)}) cannot be "
+                    "put in order; use str keys (str(key))", path=where)
+            stack.extend((item, f"{where}.{key}", depth + 1) for key, item in obj.items())
+        elif isinstance(obj, (list, tuple)):
+            stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(obj))
+    return SerializationError(f"{path}: cannot be written as JSON ({exc})", path=path)
 
 
 def _plain(obj: Any) -> Any:

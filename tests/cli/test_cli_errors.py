@@ -105,3 +105,40 @@ def test_a_run_that_waits_for_an_answer_is_not_resumed_without_one(cli) -> None:
     cli.ok("demo", "--run-id", "r")
     cli.assert_error(cli("resume", "r"), 1, "waits for a person's answer",
                      "purpose-agent approve r")
+
+
+def _tamper(cli, sql: str) -> None:
+    with sqlite3.connect(cli.db) as db:
+        assert db.execute(sql).rowcount == 1, sql
+    db.close()
+
+
+ROW = "(SELECT (num << 32) + {} FROM runs WHERE run_id = 'd')"
+
+
+def test_a_tampered_store_is_a_store_error_naming_the_run_and_the_row(cli) -> None:
+    """Damaged rows exit 5 with one line naming where, never "unexpected … (a bug)"."""
+    cli.ok("demo", "--yes", "--run-id", "d")
+    place = f"SQLite store {str(cli.db)!r}, run 'd'"
+    _tamper(cli, f"UPDATE journal SET events = 'not json' WHERE id = {ROW.format(2)}")
+    cli.assert_error(cli("events", "d"), STORE, f"{place}, journal row 2", "is not JSON")
+    _tamper(cli, f"DELETE FROM journal WHERE id = {ROW.format(3)}")  # version 2's commit
+    cli.assert_error(cli("show", "d"), STORE, f"{place}, journal row 6",
+                     "state version 3 follows version 1: version 2 is missing")
+    _tamper(cli, "UPDATE runs SET header = '{\"run_id\": \"d\"}'")
+    cli.assert_error(cli("show", "d", "--json"), STORE, f"{place}, its row in the runs table",
+                     "no 'status'")
+    _tamper(cli, "UPDATE meta SET value = 'abc' WHERE key = 'schema_version'")
+    cli.assert_error(cli("runs"), STORE, "schema_version 'abc'")
+
+
+def test_a_damaged_jsonl_line_is_a_store_error_naming_the_file_and_line(cli) -> None:
+    store = cli.cwd / "journals"
+    cli.ok("demo", "--yes", "--run-id", "j", "--db", f"jsonl://{store}")
+    journal = store / "j.jsonl"
+    lines = journal.read_bytes().split(b"\n")
+    lines[1] = b"{}"
+    journal.write_bytes(b"\n".join(lines))
+    for command in ("show", "events"):
+        cli.assert_error(cli(command, "j", "--db", f"jsonl://{store}"), STORE,
+                         f"{journal}, line 2", "not a journal record")

@@ -10,7 +10,7 @@ from decimal import Decimal
 from itertools import count
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from purpose_agent.errors import SerializationError
@@ -317,15 +317,30 @@ def test_canonical_text_never_changes(value):
     assert jsonutil.canonical(value) == _canonical_reference(value)
 
 
-def test_canonical_refuses_what_json_dumps_refuses():
+def test_canonical_refuses_what_json_dumps_refuses_naming_the_key_path():
     circular: list = []
     circular.append(circular)
-    with pytest.raises(ValueError, match="Circular"):
-        jsonutil.canonical(circular)
-    with pytest.raises(TypeError):
-        jsonutil.canonical({1: "a", "b": 2})  # keys that cannot be sorted together
+    deep: list = []
+    tip = deep
+    for _ in range(10_000):
+        tip.append([])
+        tip = tip[0]
+    cases = [
+        (circular, r"\$\[0\]\[0\].*circular", "$" + "[0]" * 501),
+        ({"args": [deep]}, r"\$\.args\[0\]\[0\].*nested more than 500", None),
+        ({1: "a", "b": 2}, r"^\$: dict keys of different types \(int, str\)", "$"),
+        ([{"k": {"opts": {2: 1, "a": 0}}}], r"^\$\[0\]\.k\.opts: dict keys", "$[0].k.opts"),
+        ({"x": {(1, 2): 0}}, r"^\$\.x: dict key \(1, 2\) is a tuple", "$.x"),
+    ]
+    for value, message, path in cases:
+        with pytest.raises(SerializationError, match=message) as caught:
+            jsonutil.canonical(value)
+        assert path is None or caught.value.path == path
+    assert isinstance(caught.value, TypeError), "as json.dumps raised for such keys"
 
 
+@example(value="result_json")  # the field's name as data: no substring test can tell
+@example(value={"result_json": ["result_json"]})
 @settings(max_examples=100)
 @given(value=json_values)
 def test_a_step_record_with_its_result_encoded_already_stores_the_same(value):
@@ -333,8 +348,11 @@ def test_a_step_record_with_its_result_encoded_already_stores_the_same(value):
         return
     rec = StepRecord(key="1/a/s/x/0", step=1, node="a", index=0, name="s", result=value)
     plain = rec.to_json()
+    shown = repr(rec)
     rec.result_json = jsonutil.dumps(value)
     spliced = rec.to_json()
-    assert json.loads(spliced) == json.loads(plain)
-    assert StepRecord.from_dict(json.loads(spliced)) == rec
-    assert "result_json" not in spliced and "result_json" not in repr(rec)
+    stored = json.loads(spliced)
+    assert stored == json.loads(plain)
+    assert sorted(stored) == sorted(rec.to_dict()), "the record's fields, and no result_json"
+    assert StepRecord.from_dict(stored) == rec
+    assert repr(rec) == shown, "the encoded result is not part of the record's repr"

@@ -2,14 +2,15 @@
 
 A backend subclasses :class:`BaseCheckpointer` and implements the ``_``-prefixed storage
 primitives; all policy (strict JSON before any write, run-id validation, snapshot +
-deltas replay) lives here once.
+deltas replay, and the check that what is read back has no gap: event seqs contiguous,
+state versions consecutive) lives here once.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -20,6 +21,16 @@ from purpose_agent.errors import (
     SerializationError,
 )
 from purpose_agent.runtime import jsonutil
+from purpose_agent.runtime.checkpoint._integrity import (
+    DAMAGE,
+    corrupted,
+    decode_all,
+    describe,
+    header_problem,
+    seq_gap,
+    state_problem,
+    version_gap,
+)
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import (
     Commit,
@@ -162,6 +173,12 @@ def number_events(run_id: str, events: list[PAEvent], next_seq: int) -> list[PAE
     return out
 
 
+def _event_problem(data: dict[str, Any]) -> str:
+    if type(data["kind"]) is not str:
+        return f"its kind is {data['kind']!r}, not a name"
+    return f"it belongs to run {data['run_id']!r}"
+
+
 def refuse_existing(run_id: str) -> RunStateError:
     return RunStateError(
         f"a run with id {run_id!r} already exists; resume it, or start a new run with "
@@ -188,6 +205,20 @@ class BaseCheckpointer:
 
     def _history(self, run_id: str) -> list[tuple[int, str]]:
         raise NotImplementedError
+
+    def _event_batches(self, run_id: str, since: int) -> Generator[list[Any], None, None]:
+        """The run's events as decoded dicts, in seq order, in batches: from the batch
+        holding seq ``since + 1`` (earlier ones may come too), to the end unless closed
+        early. A backend holding a read transaction keeps it until the generator ends
+        or is closed."""
+        raise NotImplementedError
+
+    def _where(self, run_id: str, what: str, key: Any) -> str:
+        """Where run ``run_id``'s ``what`` number ``key`` is stored (``seq``, ``version``,
+        ``snapshot``, ``steps``: a node execution, ``header``: the run), for an error
+        message: a backend names its file and line, or its table and row. Called only
+        when something there is damaged."""
+        return f"{self!r}, run {run_id!r}, {what} {key}"
 
     # ── the seed contract ────────────────────────────────────────────────────────
     def save_event(self, event: PAEvent) -> PAEvent:
@@ -230,30 +261,136 @@ class BaseCheckpointer:
         """Every state commit of the run, oldest first: version, step, node, status, time."""
         out = []
         rows = self._history(validate_run_id(run_id))
-        for (version, _text), body in zip(rows, jsonutil.loads_many(t for _v, t in rows),
-                                          strict=True):
-            header = body["header"]
-            out.append({"version": version, "step": header["current_step"],
-                        "node": body.get("node"), "status": header["status"],
-                        "current_node": header.get("current_node"),
-                        "updated_at": header["updated_at"]})
+        bodies = decode_all([text for _v, text in rows],
+                            lambda i: self._where(run_id, "version", rows[i][0]))
+        expected = 1
+        for (version, _text), body in zip(rows, bodies, strict=True):
+            if version != expected:
+                raise corrupted(self._where(run_id, "version", version),
+                                version_gap(expected, version))
+            try:
+                header = body["header"]
+                entry = {"version": version, "step": header["current_step"],
+                         "node": body.get("node"), "status": header["status"],
+                         "current_node": header.get("current_node"),
+                         "updated_at": header["updated_at"]}
+                problem = None if (type(entry["step"]) is int and type(entry["status"]) is str
+                                   and type(entry["updated_at"]) in (int, float)) \
+                    else header_problem(header, run_id)
+            except DAMAGE as exc:
+                problem = describe(exc)
+            if problem is not None:
+                raise corrupted(self._where(run_id, "version", version),
+                                f"the commit of state version {version} is damaged: {problem}")
+            out.append(entry)
+            expected += 1
         return out
 
     def _replay(self, run_id: str, upto: int | None) -> RunState | None:
+        """The state at version ``upto`` (None: the latest): the latest snapshot at or
+        before it plus the deltas after that, which must be the versions right after the
+        snapshot's, one by one (StoreCorrupted otherwise: a missing commit would silently
+        drop a node's update)."""
         snap = self._latest_snapshot(run_id, upto)
-        if snap is None:
-            after, state = 0, None
-        else:
-            after, state = snap[0], RunState.from_dict(jsonutil.loads(snap[1]))
+        after, state = 0, None
+        if snap is not None:
+            after = snap[0]
+            state = self._decode_snapshot(run_id, after, snap[1])
         deltas = self._deltas(run_id, after, upto)
-        for body in jsonutil.loads_many(text for _version, text in deltas):
-            if state is None:
-                state = RunState(run_id=run_id)
-            apply_delta(state, Delta.from_dict(body), body["header"])
+        bodies = decode_all([text for _v, text in deltas],
+                            lambda i: self._where(run_id, "version", deltas[i][0]))
+        expected = after + 1
+        header: Any = None
+        for (version, _text), body in zip(deltas, bodies, strict=True):
+            if version != expected:
+                raise corrupted(self._where(run_id, "version", version),
+                                version_gap(expected, version))
+            try:
+                header = body["header"]
+                node = body.get("node")
+                # Each header replaces the last one's fields, so only the last one reaches
+                # the state and is checked field by field (below); an earlier one must be
+                # this run's, and apply_header checks its status and step.
+                problem = (None if type(header) is dict and header.get("run_id") == run_id
+                           else header_problem(header, run_id))
+                if problem is None and node is not None and type(node) is not str:
+                    problem = f"its node is {node!r}, not a name"
+                if problem is None and type(body.get("ops", {})) is not dict:
+                    problem = "its data operations are not an object"
+                if problem is None:
+                    if state is None:
+                        state = RunState(run_id=run_id)
+                    apply_delta(state, Delta.from_dict(body), header)
+            except DAMAGE as exc:
+                problem = describe(exc)
+            if problem is not None:
+                raise corrupted(self._where(run_id, "version", version),
+                                f"the commit of state version {version} is damaged: {problem}")
+            expected += 1
+        problem = None if header is None else header_problem(header, run_id)
+        if problem is not None:
+            raise corrupted(self._where(run_id, "version", expected - 1),
+                            f"the commit of state version {expected - 1} is damaged: {problem}")
         return state
 
-    # Subclasses provide: list_events, next_seq, run_info, list_run_infos, load_steps,
-    # delete_run, acquire_lease, renew_lease, close.
+    def _decode_snapshot(self, run_id: str, version: int, text: str) -> RunState:
+        try:
+            data = jsonutil.loads(text)
+            problem = state_problem(data, run_id)
+            if problem is None:
+                return RunState.from_dict(data)
+        except DAMAGE as exc:
+            problem = describe(exc)
+        raise corrupted(self._where(run_id, "snapshot", version),
+                        f"the snapshot of state version {version} is damaged: {problem}")
+
+    def list_events(self, run_id: str, since_seq: int = 0, *, kinds: Any = None,
+                    limit: int | None = None) -> list[PAEvent]:
+        """Events with ``seq > since_seq`` in seq order, optionally of some kinds only,
+        at most ``limit`` of them.
+
+        The seqs read must follow each other from ``since_seq + 1`` on: a gap or a damaged
+        event raises StoreCorrupted (naming where) rather than being skipped.
+        """
+        validate_run_id(run_id)
+        since = max(int(since_seq), 0)
+        wanted = kinds_filter(kinds)
+        if limit is not None:
+            limit = int(limit)
+            if limit == 0:
+                return []
+            if limit < 0:  # as SQL's LIMIT -1
+                limit = None
+        out: list[PAEvent] = []
+        expected = since + 1
+        batches = self._event_batches(run_id, since)
+        try:
+            for batch in batches:
+                for data in batch:
+                    seq = data["seq"]
+                    if seq <= since:
+                        continue
+                    if seq != expected:
+                        raise corrupted(self._where(run_id, "seq", seq),
+                                        seq_gap(expected, seq))
+                    kind = data["kind"]
+                    if data["run_id"] != run_id or type(kind) is not str:
+                        raise corrupted(self._where(run_id, "seq", seq),
+                                        f"event seq {seq} is damaged: {_event_problem(data)}")
+                    expected += 1
+                    if wanted is None or kind in wanted:
+                        out.append(PAEvent.from_dict(data))
+                        if limit is not None and len(out) >= limit:
+                            return out
+        except DAMAGE as exc:
+            raise corrupted(self._where(run_id, "seq", expected),
+                            f"the event with seq {expected} is damaged: {describe(exc)}") from exc
+        finally:
+            batches.close()
+        return out
+
+    # Subclasses provide: next_seq, run_info, list_run_infos, load_steps, delete_run,
+    # acquire_lease, renew_lease, close.
 
     def list_run_infos(self, *, status: RunStatus | str | None = None,
                        limit: int | None = None) -> list[RunInfo]:

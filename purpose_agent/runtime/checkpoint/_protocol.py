@@ -18,6 +18,10 @@ class Checkpointer(Protocol):
     - Event ``seq`` per run starts at 1, is contiguous and strictly increasing.
     - Everything is stored as strict JSON; a bad value is refused before anything is written.
     - Run ids are validated (no path escapes, NUL, or over 128 characters).
+    - What is read back is checked: a run's event seqs must follow each other and its
+      state versions too, and every record must be one the store wrote. Damage raises
+      ``StoreCorrupted`` naming where (file and line, or run and row); it is never
+      skipped, so a lost commit cannot silently become a resumed run's past.
     """
 
     # The seed contract.

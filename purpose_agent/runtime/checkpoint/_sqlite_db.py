@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from purpose_agent.errors import SchemaVersionError, StoreError, StoreNotFound
+from purpose_agent.errors import SchemaVersionError, StoreCorrupted, StoreError, StoreNotFound
 
 SCHEMA_VERSION = 3
 
@@ -82,7 +82,7 @@ def create_schema(db: sqlite3.Connection, path: Path) -> None:
     # The version is checked before anything else is created: a refused file is left
     # exactly as it was (the transaction rolls back).
     row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    found = int(row[0]) if row is not None else None
+    found = schema_version(row[0], path) if row is not None else None
     _check_version(found, path)
     if found is not None and found < SCHEMA_VERSION:
         for version in range(found, SCHEMA_VERSION):
@@ -184,9 +184,19 @@ def _schema_of(db: sqlite3.Connection, path: Path) -> int:
     if row is None or not {"runs", "journal"} <= tables:
         raise StoreError(f"{path} is not a purpose-agent store (a SQLite database without "
                          "its tables); pass the store's path with --db / $PURPOSE_AGENT_DB")
-    found = int(row[0])
+    found = schema_version(row[0], path)
     _check_version(found, path)
     return found
+
+
+def schema_version(value: object, path: Path) -> int:
+    """The schema version the meta table records, or StoreCorrupted."""
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        return int(value)
+    raise StoreCorrupted(
+        f"{path}: its meta table says schema_version {value!r}, which is not a number: "
+        "the file is damaged, or another program wrote it. Restore it from a backup, or "
+        "use a new store file")
 
 
 class Transaction:
@@ -268,6 +278,55 @@ def enable_wal(db: sqlite3.Connection, busy_timeout: float) -> None:
 def span(num: int) -> tuple[int, int]:
     """The journal ids of run ``num`` lie strictly between these two."""
     return num << POS_BITS, (num + 1) << POS_BITS
+
+
+def first_after(db: sqlite3.Connection, low: int, last: int, since: int) -> int:
+    """An id just below a run's first journal row with ``last_seq > since``: the run's
+    rows are ``low`` < id <= ``last``, their last_seq never decreasing, so a bisection
+    finds it with one seek per probe (the caller is in a read transaction)."""
+    lo, hi = low, last
+    while lo < hi:  # invariant: every row with id <= lo has last_seq <= since
+        mid = (lo + hi + 1) // 2
+        row = db.execute(
+            "SELECT last_seq FROM journal WHERE id >= ? AND id <= ? ORDER BY id LIMIT 1",
+            (mid, last)).fetchone()
+        if row is None or row[0] > since:
+            hi = mid - 1
+        else:
+            lo = mid
+    return lo
+
+
+def row_name(path: Path, run_id: str, num: int, row_id: int) -> str:
+    """A journal row, named so that a person can find it with sqlite3."""
+    return (f"SQLite store {str(path)!r}, run {run_id!r}, journal row "
+            f"{row_id - (num << POS_BITS)} (id {row_id})")
+
+
+def locate(db: sqlite3.Connection, path: Path, run_id: str, what: str, key: Any) -> str:
+    """Where run ``run_id``'s ``what`` number ``key`` (a ``seq``, a ``version``, a
+    ``snapshot``; ``header``: its runs row) is stored, to name it in an error."""
+    place = f"SQLite store {str(path)!r}, run {run_id!r}"
+    if what == "snapshot":
+        return f"{place}, the snapshots row of version {key}"
+    if what == "header":
+        return f"{place}, its row in the runs table"
+    condition = {"seq": "last_seq >= ?", "version": "version = ? AND delta IS NOT NULL"}.get(what)
+    if condition is None:
+        return f"{place}, {what} {key}"
+    try:
+        run = db.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        found = None if run is None else db.execute(
+            f"SELECT id FROM journal WHERE id > ? AND id < ? AND {condition} "
+            "ORDER BY id LIMIT 1", (*span(run[0]), key)).fetchone()
+    except (sqlite3.Error, OverflowError):
+        return place  # only ever called to word an error: never raise another
+    return place if found is None else row_name(path, run_id, run[0], found[0])
+
+
+def count(batch: Any) -> str:
+    """How many events a journal row's events column holds, in words."""
+    return f"{len(batch)} events" if type(batch) is list else f"a {type(batch).__name__}"
 
 
 def store_error(exc: sqlite3.Error, path: Path) -> StoreError:

@@ -9,8 +9,10 @@ Layout of ``dir``::
 
 A commit is one journal line, so it lands whole or not at all: a torn last line (power
 cut mid-write) is skipped with a warning, earlier lines are never lost, and the next
-append cuts the torn bytes off and starts on a fresh line. Writers of one run are
-serialised with ``flock``.
+append cuts the torn bytes off and starts on a fresh line. Any other line that is not a
+record this store wrote, or whose seqs or version do not follow the line before, is
+damage: reads and writes of the run raise StoreCorrupted naming the file and line, and
+nothing is appended after it. Writers of one run are serialised with ``flock``.
 """
 
 from __future__ import annotations
@@ -20,24 +22,36 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from purpose_agent.errors import LeaseError, RunNotFound, StoreError, StoreNotFound
+from purpose_agent.errors import (
+    LeaseError,
+    RunNotFound,
+    StoreCorrupted,
+    StoreError,
+    StoreNotFound,
+)
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint._base import (
     BaseCheckpointer,
     PreparedCommit,
-    kinds_filter,
     minimal_header,
     number_events,
     refuse_existing,
     validate_run_id,
 )
-from purpose_agent.runtime.events import PAEvent
+from purpose_agent.runtime.checkpoint._files import append_line, atomic_write, fsync_dir
+from purpose_agent.runtime.checkpoint._integrity import (
+    checked_header,
+    corrupted,
+    seq_gap,
+    step_problem,
+    version_gap,
+)
 from purpose_agent.runtime.journal import CommitResult, Lease, RunInfo, StepRecord, check_lease_free
 
 
@@ -46,6 +60,7 @@ class _Tail:
     """What a writer needs to know of a journal, kept up to date incrementally."""
 
     offset: int = 0
+    line: int = 0  # the number of the line ending at ``offset``
     next_seq: int = 1
     version: int = 0
     header: dict[str, Any] | None = None
@@ -117,25 +132,32 @@ class JSONLCheckpointer(BaseCheckpointer):
         finally:
             os.close(fd)  # closing releases the flock
 
-    def _lines(self, fd: int, start: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Parse the complete journal lines from byte ``start``; yields (end offset, record).
+    def _lines(self, fd: int, start: int = 0,
+               line: int = 0) -> Iterator[tuple[int, int, dict[str, Any]]]:
+        """Parse the complete journal lines from byte ``start``, which ends line number
+        ``line``; yields (end offset, line number, record).
 
         A last line without its newline is a torn write (power cut, or a writer killed
-        mid-append): it never committed, so it is skipped with a warning.
+        mid-append): it never committed, so it is skipped with a warning. Any other line
+        that is not a journal record is damage, and raises StoreCorrupted naming the file
+        and line: skipping it would silently drop a commit.
         """
         size = os.fstat(fd).st_size
         data = os.pread(fd, size - start, start) if size > start else b""
         *complete, torn = data.split(b"\n")
         pos = start
         for raw in complete:
-            end = pos + len(raw) + 1
-            if raw.strip():
-                try:
-                    yield end, jsonutil.loads(raw)
-                except ValueError:
-                    warnings.warn(f"{self._name(fd)}: skipping an unreadable line at byte {pos}",
-                                  RuntimeWarning, stacklevel=3)
-            pos = end
+            line += 1
+            try:
+                rec = jsonutil.loads(raw)
+            except ValueError as exc:
+                raise corrupted(f"{self._name(fd)}, line {line}",
+                                f"the line is not JSON ({exc})") from None
+            problem = _record_problem(rec)
+            if problem is not None:
+                raise corrupted(f"{self._name(fd)}, line {line}", problem)
+            pos += len(raw) + 1
+            yield pos, line, rec
         if torn.strip():
             warnings.warn(f"{self._name(fd)}: skipping a torn last line ({len(torn)} bytes) "
                           "of a write that never completed", RuntimeWarning, stacklevel=3)
@@ -148,19 +170,36 @@ class JSONLCheckpointer(BaseCheckpointer):
             return f"journal (fd {fd})"
 
     def _tail(self, run_id: str, fd: int) -> _Tail:
+        """The journal's tail, read on from where this store last read it."""
         tail = self._tails.get(run_id)
-        size = os.fstat(fd).st_size
-        if tail is None or tail.offset > size:
+        if tail is None or tail.offset > os.fstat(fd).st_size:
             tail = _Tail()
-        for end, rec in self._lines(fd, tail.offset):
-            tail.offset = end
-            if rec.get("events"):
-                tail.next_seq = rec["events"][-1]["seq"] + 1
-            if "version" in rec:
-                tail.version = rec["version"]
-                tail.header = rec["delta"]["header"]
-        self._tails[run_id] = tail
+        tail = self._tails[run_id] = self._follow(fd, tail, None)
         return tail
+
+    def _follow(self, fd: int, tail: _Tail, records: list[dict[str, Any]] | None) -> _Tail:
+        """``tail`` advanced over the lines after it (appended to ``records`` if given).
+
+        Each line's seqs must follow the line before, and its version too, so that no
+        reader or writer goes on past a gap (StoreCorrupted naming the line); a damaged
+        line leaves ``tail`` as it was."""
+        offset, line, next_seq = tail.offset, tail.line, tail.next_seq
+        version, header = tail.version, tail.header
+        for end, line, rec in self._lines(fd, tail.offset, tail.line):
+            for event in rec["events"]:
+                seq = event.get("seq") if type(event) is dict else event
+                if seq != next_seq:
+                    raise corrupted(f"{self._name(fd)}, line {line}", seq_gap(next_seq, seq))
+                next_seq += 1
+            if "version" in rec:
+                if rec["version"] != version + 1:
+                    raise corrupted(f"{self._name(fd)}, line {line}",
+                                    version_gap(version + 1, rec["version"]))
+                version, header = rec["version"], rec["delta"]["header"]
+            offset = end
+            if records is not None:
+                records.append(rec)
+        return _Tail(offset, line, next_seq, version, header)
 
     def _exists(self, run_id: str, fd: int | None) -> bool:
         # A journal without one complete line holds no commit: only a refused first write
@@ -168,8 +207,32 @@ class JSONLCheckpointer(BaseCheckpointer):
         return fd is not None and self._tail(run_id, fd).offset > 0
 
     def _records(self, run_id: str) -> list[dict[str, Any]]:
+        """Every record of the run's journal, checked line by line as a writer does."""
+        records: list[dict[str, Any]] = []
         with self._locked(run_id, exclusive=False, create=False) as fd:
-            return [rec for _end, rec in self._lines(fd)] if fd is not None else []
+            if fd is not None:
+                self._tails[run_id] = self._follow(fd, _Tail(), records)
+        return records
+
+    def _where(self, run_id: str, what: str, key: Any) -> str:
+        if what == "snapshot":
+            return str(self._snap_dir(run_id) / f"{key:012d}.json")
+        path = self._journal(run_id)
+        try:
+            lines = path.read_bytes().split(b"\n")
+        except OSError:
+            return str(path)
+        for number, raw in enumerate(lines, start=1):
+            try:
+                rec = jsonutil.loads(raw)
+                if ((what == "seq" and any(e.get("seq") == key for e in rec["events"]))
+                        or (what == "version" and rec.get("version") == key)
+                        or (what == "steps" and any(item.get("step") == key
+                                                    for item in rec.get("steps", ())))):
+                    return f"{path}, line {number}"
+            except (ValueError, TypeError, KeyError, AttributeError):
+                continue
+        return str(path)
 
     # ── writes ───────────────────────────────────────────────────────────────────
     def _write(self, run_id: str, p: PreparedCommit) -> CommitResult:
@@ -200,7 +263,7 @@ class JSONLCheckpointer(BaseCheckpointer):
             if p.steps:
                 parts.append(f'"steps":[{",".join(text for _rec, text in p.steps)}]')
             line = ("{" + ",".join(parts) + "}\n").encode("ascii")
-            _append(fd, line, self._journal(run_id), start=tail.offset,
+            append_line(fd, line, self._journal(run_id), start=tail.offset,
                     new_dir=self.dir if tail.offset == 0 else None)
             granted = None
             if p.acquire is not None:
@@ -228,28 +291,46 @@ class JSONLCheckpointer(BaseCheckpointer):
     def _write_snapshot(self, run_id: str, version: int, text: str) -> None:
         folder = self._snap_dir(run_id)
         folder.mkdir(exist_ok=True)
-        _atomic_write(folder / f"{version:012d}.json", text)
+        atomic_write(folder / f"{version:012d}.json", text)
 
     def _read_lease(self, run_id: str) -> dict[str, Any]:
+        path = self._lease_path(run_id)
+        lease: dict[str, Any] = {"owner": None, "expires_at": None, "fence": 0}
         try:
-            return jsonutil.loads(self._lease_path(run_id).read_text("ascii"))
+            found = jsonutil.loads(path.read_text("ascii"))
         except FileNotFoundError:
-            return {"owner": None, "expires_at": None, "fence": 0}
+            return lease
+        except OSError as exc:
+            raise StoreError(f"cannot read the lease file {str(path)!r}: {exc}") from exc
+        except ValueError as exc:
+            problem: str | None = f"it is not JSON ({exc})"
+        else:
+            problem = _lease_problem(found)
+        if problem is not None:
+            raise StoreCorrupted(
+                f"{path}: the lease file of run {run_id!r} is damaged: {problem}. The run's "
+                "journal is intact; once no process is advancing the run, delete this file "
+                "and retry")
+        lease.update(found)
+        return lease
 
     def _write_lease(self, run_id: str, lease: dict[str, Any]) -> None:
-        _atomic_write(self._lease_path(run_id), jsonutil.dumps(lease))
+        atomic_write(self._lease_path(run_id), jsonutil.dumps(lease))
 
     def delete_run(self, run_id: str) -> bool:
         journal = self._journal(run_id)
         with self._locked(run_id, exclusive=True, create=False) as fd:
             if fd is None:
                 return False
-            existed = self._exists(run_id, fd)
+            try:
+                existed = self._exists(run_id, fd)
+            except StoreCorrupted:  # deleting a damaged run is one way out of the damage
+                existed = True
             shutil.rmtree(self._snap_dir(run_id), ignore_errors=True)
             self._lease_path(run_id).unlink(missing_ok=True)
             journal.unlink()
             self._tails.pop(run_id, None)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         return existed
 
     # ── leases ───────────────────────────────────────────────────────────────────
@@ -276,15 +357,9 @@ class JSONLCheckpointer(BaseCheckpointer):
                      lease.next_seq)
 
     # ── reads ────────────────────────────────────────────────────────────────────
-    def list_events(self, run_id: str, since_seq: int = 0, *, kinds: Any = None,
-                    limit: int | None = None) -> list[PAEvent]:
-        wanted = kinds_filter(kinds)
-        out: list[PAEvent] = []
+    def _event_batches(self, run_id: str, since: int) -> Generator[list[Any], None, None]:
         for rec in self._records(run_id):
-            for ev in rec.get("events", ()):
-                if ev["seq"] > since_seq and (wanted is None or ev["kind"] in wanted):
-                    out.append(PAEvent.from_dict(ev))
-        return out[:limit] if limit is not None else out
+            yield rec["events"]
 
     def next_seq(self, run_id: str) -> int:
         with self._locked(run_id, exclusive=False, create=False) as fd:
@@ -295,7 +370,8 @@ class JSONLCheckpointer(BaseCheckpointer):
             if not self._exists(run_id, fd):
                 return None
             tail = self._tail(run_id, fd)
-            header = tail.header or self._first_header(run_id)
+            header = checked_header(tail.header or self._first_header(run_id), run_id,
+                                    lambda: self._where(run_id, "version", tail.version))
         lease = self._read_lease(run_id)
         return RunInfo.from_header(header, owner=lease["owner"],
                                    lease_expires_at=lease["expires_at"],
@@ -317,6 +393,10 @@ class JSONLCheckpointer(BaseCheckpointer):
         latest: dict[str, StepRecord] = {}
         for rec in self._records(run_id):
             for item in rec.get("steps", ()):
+                problem = step_problem(item)
+                if problem is not None:
+                    raise corrupted(self._where(run_id, "steps", item.get("step")
+                                                if type(item) is dict else None), problem)
                 if item["step"] == step:
                     latest[item["key"]] = StepRecord.from_dict(item)
         return sorted(latest.values(), key=lambda r: r.index)
@@ -328,7 +408,13 @@ class JSONLCheckpointer(BaseCheckpointer):
         for rec in reversed(self._commits(run_id)):
             if rec.get("snapshot") and (max_version is None or rec["version"] <= max_version):
                 path = self._snap_dir(run_id) / f"{rec['version']:012d}.json"
-                return rec["version"], path.read_text("ascii")
+                try:
+                    return rec["version"], path.read_text("ascii")
+                except FileNotFoundError:
+                    raise corrupted(str(path), "the run's snapshot of this version is "
+                                    "missing (the journal says it was written)") from None
+                except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+                    raise corrupted(str(path), f"the snapshot cannot be read ({exc})") from exc
         return None
 
     def _deltas(self, run_id: str, after: int, upto: int | None) -> list[tuple[int, str]]:
@@ -348,32 +434,27 @@ class JSONLCheckpointer(BaseCheckpointer):
         return f"JSONLCheckpointer({str(self.dir)!r})"
 
 
-def _append(fd: int, line: bytes, path: Path, *, start: int, new_dir: Path | None) -> None:
-    """Append ``line`` after the last complete line (byte ``start``) and make it durable.
-
-    Bytes after ``start`` are a torn write that never committed; they are cut off first
-    rather than followed by a fresh line, because a record that lost only its newline
-    would then read back as committed and duplicate the seqs given out since. If the
-    line cannot be made durable it is cut off again, so the failed write is never read
-    as committed. ``new_dir``: the directory to fsync when this created the journal.
-    """
-    try:
-        if os.fstat(fd).st_size > start:
-            os.ftruncate(fd, start)
-        written = os.write(fd, line)
-        if written != len(line):
-            raise OSError(f"short write ({written} of {len(line)} bytes)")
-        # An fsync error is fatal for this write: the page cache may have dropped it.
-        os.fsync(fd)
-        if new_dir is not None:
-            _fsync_dir(new_dir)
-    except (OSError, StoreError) as exc:
-        try:
-            os.ftruncate(fd, start)
-        except OSError as undo:
-            raise StoreError(f"could not durably append to {str(path)!r}: {exc}; the "
-                             f"unconfirmed line could not be removed either: {undo}") from exc
-        raise StoreError(f"could not durably append to {str(path)!r}: {exc}") from exc
+def _record_problem(rec: Any) -> str | None:
+    """Why a parsed journal line is not a record this store writes, or None."""
+    if type(rec) is not dict:
+        return f"the line holds a {type(rec).__name__}, not a journal record"
+    if type(rec.get("events")) is not list:
+        return "the line has no list of events, so it is not a journal record"
+    if "version" in rec:
+        delta = rec.get("delta")
+        if type(rec["version"]) is not int or type(rec.get("step")) is not int:
+            return "its state commit's version or step is not a whole number"
+        if type(delta) is not dict or type(delta.get("header")) is not dict:
+            return "its state commit has no delta with a header"
+        if rec.get("node") is not None and type(rec["node"]) is not str:
+            return f"its state commit's node is {rec['node']!r}, not a name"
+    if "steps" in rec and type(rec["steps"]) is not list:
+        return "its step records are not a list"
+    if "header" in rec and type(rec["header"]) is not dict:
+        return "its header is not an object"
+    if "snapshot" in rec and rec["snapshot"] is not True:
+        return "its snapshot flag is not true"
+    return None
 
 
 def _flock(fd: int, mode: int, path: Path, timeout: float) -> None:
@@ -419,28 +500,15 @@ def _lock_holder(fd: int) -> int | None:
     return None
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, text.encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StoreError(f"could not write {str(path)!r}: {exc}") from exc
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise StoreError(f"could not fsync directory {str(path)!r}: {exc}") from exc
+def _lease_problem(lease: Any) -> str | None:
+    """Why a parsed lease file is not a lease, or None."""
+    if type(lease) is not dict:
+        return f"it holds a {type(lease).__name__}, not a lease"
+    if type(lease.get("fence")) is not int:
+        return "it has no whole-number fence"
+    if "owner" not in lease or (lease["owner"] is not None and type(lease["owner"]) is not str):
+        return "its owner is missing or not a name"
+    expires = lease.get("expires_at", 0)
+    if expires is not None and type(expires) not in (int, float):
+        return "its expiry is not a time"
+    return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,13 +13,12 @@ from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint._base import (
     BaseCheckpointer,
     PreparedCommit,
-    kinds_filter,
     minimal_header,
     number_events,
     refuse_existing,
     validate_run_id,
 )
-from purpose_agent.runtime.events import PAEvent
+from purpose_agent.runtime.checkpoint._integrity import decode_all
 from purpose_agent.runtime.journal import CommitResult, Lease, RunInfo, StepRecord, check_lease_free
 
 
@@ -119,15 +118,11 @@ class InMemoryCheckpointer(BaseCheckpointer):
             return Lease(lease.run_id, lease.owner, lease.fence, run.lease_expires_at,
                          lease.next_seq)
 
-    def list_events(self, run_id: str, since_seq: int = 0, *, kinds: Any = None,
-                    limit: int | None = None) -> list[PAEvent]:
+    def _event_batches(self, run_id: str, since: int) -> Generator[list[Any], None, None]:
         with self._lock:
-            run = self._get(run_id)
-            rows = list(run.events) if run else []
-        wanted = kinds_filter(kinds)
-        out = [PAEvent.from_dict(jsonutil.loads(text)) for seq, kind, text in rows
-               if seq > since_seq and (wanted is None or kind in wanted)]
-        return out[:limit] if limit is not None else out
+            run = self._runs.get(run_id)
+            texts = [text for seq, _kind, text in run.events if seq > since] if run else []
+        yield decode_all(texts, lambda i: self._where(run_id, "seq", since + 1 + i))
 
     def next_seq(self, run_id: str) -> int:
         run = self._get(run_id)

@@ -11,7 +11,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -21,20 +21,29 @@ from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint._base import (
     BaseCheckpointer,
     PreparedCommit,
-    kinds_filter,
     minimal_header,
     number_events,
     refuse_existing,
     splice_header,
     validate_run_id,
 )
+from purpose_agent.runtime.checkpoint._integrity import (
+    checked_header,
+    corrupted,
+    decode_all,
+    step_problem,
+)
 from purpose_agent.runtime.checkpoint._sqlite_db import (
     POS_BITS,
     SCHEMA_VERSION,
     Transaction,
+    count,
     create_schema,
     enable_wal,
+    first_after,
+    locate,
     open_read_only,
+    row_name,
     span,
     store_error,
 )
@@ -285,57 +294,42 @@ class SQLiteCheckpointer(BaseCheckpointer):
         return Lease(lease.run_id, lease.owner, lease.fence, expires, lease.next_seq)
 
     # ── reads ───────────────────────────────────────────────────────────────────
-    def list_events(self, run_id: str, since_seq: int = 0, *, kinds: Any = None,
-                    limit: int | None = None) -> list[PAEvent]:
-        """Events with ``seq > since_seq`` in seq order, optionally of some kinds only."""
-        validate_run_id(run_id)
-        since = int(since_seq)
-        wanted = kinds_filter(kinds)
-        if limit is not None:
-            limit = int(limit)
-            if limit == 0:
-                return []
-            if limit < 0:  # as SQL's LIMIT -1, which the earlier schema's query used
-                limit = None
-        out: list[PAEvent] = []
+    def _event_batches(self, run_id: str, since: int) -> Generator[list[Any], None, None]:
+        """The run's events from the journal row holding seq ``since + 1`` on, a row's at
+        a time, read in batches in one read transaction. A row must hold as many events
+        as its seqs say (StoreCorrupted naming the row otherwise)."""
         with self._reading() as db:
             tip = db.execute(_TIP, (run_id,)).fetchone()
             if tip is None:
-                return out
-            low, high = span(tip[0])
+                return
+            num = tip[0]
+            low, high = span(num)
             if since > 0 and tip[8] is not None:
-                low = self._first_after(low, tip[8], since)
+                low = first_after(db, low, tip[8], since)
             cursor = db.execute(
-                "SELECT first_seq, events FROM journal WHERE id > ? AND id < ? "
+                "SELECT id, first_seq, last_seq, events FROM journal WHERE id > ? AND id < ? "
                 "AND last_seq > ? AND events IS NOT NULL ORDER BY id", (low, high, since),
             )
-            while rows := cursor.fetchmany(_BATCH):
-                for (first, _text), batch in zip(
-                        rows, jsonutil.loads_many(r[1] for r in rows), strict=True):
-                    for seq, data in enumerate(batch, start=first):
-                        if seq <= since or (wanted and data["kind"] not in wanted):
-                            continue
-                        out.append(PAEvent.from_dict(data))
-                        if limit is not None and len(out) >= limit:
-                            cursor.close()
-                            return out
-        return out
+            try:
+                while rows := cursor.fetchmany(_BATCH):
+                    batches = decode_all([r[3] for r in rows],
+                                         lambda i: self._row(run_id, num, rows[i][0]))
+                    for (row_id, first, last, _text), batch in zip(rows, batches, strict=True):
+                        if type(batch) is not list or len(batch) != last - first + 1:
+                            raise corrupted(
+                                self._row(run_id, num, row_id),
+                                f"its events column holds {count(batch)} where the row "
+                                f"says seqs {first} to {last}")
+                        yield batch
+            finally:
+                cursor.close()
 
-    def _first_after(self, low: int, last: int, since: int) -> int:
-        """An id just below the run's first journal row with ``last_seq > since``: the
-        run's rows are ``low`` < id <= ``last``, their last_seq never decreasing, so a
-        bisection finds it with one seek per probe (the caller is in a read transaction)."""
-        lo, hi = low, last
-        while lo < hi:  # invariant: every row with id <= lo has last_seq <= since
-            mid = (lo + hi + 1) // 2
-            row = self._db.execute(
-                "SELECT last_seq FROM journal WHERE id >= ? AND id <= ? ORDER BY id LIMIT 1",
-                (mid, last)).fetchone()
-            if row is None or row[0] > since:
-                hi = mid - 1
-            else:
-                lo = mid
-        return lo
+    def _row(self, run_id: str, num: int, row_id: int) -> str:
+        return row_name(self.path, run_id, num, row_id)
+
+    def _where(self, run_id: str, what: str, key: Any) -> str:
+        with self._lock:
+            return locate(self._db, self.path, run_id, what, key)
 
     def next_seq(self, run_id: str) -> int:
         with self._reading() as db:
@@ -368,14 +362,16 @@ class SQLiteCheckpointer(BaseCheckpointer):
         return sort_infos(infos, None, limit)
 
     def _info(self, db: sqlite3.Connection, row: tuple[Any, ...]) -> RunInfo:
-        header = row[0]
+        header, run_id, num = row[0], row[6], row[5]
+        where = lambda: self._where(run_id, "header", None)  # noqa: E731
         if row[4] == _RUNNING:  # its runs row holds the header it started with
             live = db.execute(
-                "SELECT header FROM journal WHERE id > ? AND id < ? AND header IS NOT NULL "
-                "ORDER BY id DESC LIMIT 1", span(row[5])).fetchone()
+                "SELECT header, id FROM journal WHERE id > ? AND id < ? AND header IS NOT "
+                "NULL ORDER BY id DESC LIMIT 1", span(num)).fetchone()
             if live is not None:
                 header = live[0]
-        return RunInfo.from_header(jsonutil.loads(header), owner=row[1],
+                where = lambda: self._row(run_id, num, live[1])  # noqa: E731
+        return RunInfo.from_header(checked_header(header, run_id, where), owner=row[1],
                                    lease_expires_at=row[2], cancel_requested=row[3])
 
     def load_steps(self, run_id: str, step: int) -> list[StepRecord]:
@@ -396,17 +392,30 @@ class SQLiteCheckpointer(BaseCheckpointer):
                 "SELECT id FROM journal WHERE id > ? AND id < ? AND step = ? AND node IS NOT "
                 "NULL AND delta IS NOT NULL ORDER BY id DESC LIMIT 1",
                 (low, high, step - 1)).fetchone() if step > 1 else None
-            texts = [r[0] for r in db.execute(
-                "SELECT steps FROM journal WHERE id > ? AND id < ? AND steps IS NOT NULL "
-                "ORDER BY id", (after[0] if after else low, high))]
+            rows = db.execute(
+                "SELECT steps, id FROM journal WHERE id > ? AND id < ? AND steps IS NOT NULL "
+                "ORDER BY id", (after[0] if after else low, high)).fetchall()
             # Schema 2 kept step records in a table of their own.
-            legacy = db.execute("SELECT body FROM steps WHERE run_id = ? AND step = ?",
+            legacy = db.execute("SELECT body, key FROM steps WHERE run_id = ? AND step = ?",
                                 (run_id, step)).fetchall()
+            num = (low >> POS_BITS)
+        place = f"SQLite store {str(self.path)!r}, run {run_id!r}"
+        names = ([f"{place}, the steps table's row {key!r}" for _body, key in legacy]
+                 + [self._row(run_id, num, row_id) for _steps, row_id in rows])
+        texts = [body for body, _key in legacy] + [steps for steps, _id in rows]
         found: dict[str, StepRecord] = {}
-        for data in [jsonutil.loads(r[0]) for r in legacy] + [
-                rec for batch in jsonutil.loads_many(texts) for rec in batch]:
-            if data["step"] == step:
-                found[data["key"]] = StepRecord.from_dict(data)
+        for index, value in enumerate(decode_all(texts, names.__getitem__)):
+            records = [value] if index < len(legacy) else value
+            problem = (f"its steps column holds a {type(value).__name__}, not a list"
+                       if type(records) is not list else None)
+            for data in records if problem is None else ():
+                problem = step_problem(data)
+                if problem is not None:
+                    break
+                if data["step"] == step:
+                    found[data["key"]] = StepRecord.from_dict(data)
+            if problem is not None:
+                raise corrupted(names[index], problem)
         return sorted(found.values(), key=lambda r: r.index)
 
     def _latest_snapshot(self, run_id: str, max_version: int | None) -> tuple[int, str] | None:
@@ -433,11 +442,16 @@ class SQLiteCheckpointer(BaseCheckpointer):
                 if snap is not None:
                     low += snap[0]
             cursor = db.execute(
-                "SELECT version, delta, header FROM journal WHERE id > ? AND id < ? "
+                "SELECT version, delta, header, id FROM journal WHERE id > ? AND id < ? "
                 "AND version > ? AND delta IS NOT NULL ORDER BY id", (low, high, after),
             )
             while rows := cursor.fetchmany(_BATCH):
-                for version, text, header in rows:
+                for version, text, header, row_id in rows:
+                    if (type(version) is not int or type(text) is not str
+                            or type(header) not in (str, type(None))):
+                        raise corrupted(self._row(run_id, low >> POS_BITS, row_id),
+                                        "its version is not a number, or its delta or "
+                                        "header not text")
                     if version > limit:
                         cursor.close()
                         return out
@@ -493,4 +507,6 @@ def _run_span(db: sqlite3.Connection, run_id: str) -> tuple[int, int] | None:
     return None if row is None else span(row[0])
 
 
-_INFO = "SELECT header, owner, lease_expires_at, cancel_requested, status, num FROM runs"
+_INFO = ("SELECT header, owner, lease_expires_at, cancel_requested, status, num, run_id "
+         "FROM runs")
+
