@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,7 +34,6 @@ from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint._base import (
     BaseCheckpointer,
     PreparedCommit,
-    kinds_filter,
     minimal_header,
     number_events,
     refuse_existing,
@@ -51,7 +50,6 @@ from purpose_agent.runtime.checkpoint._postgres_db import (
     split_url,
     store_error,
 )
-from purpose_agent.runtime.events import PAEvent
 from purpose_agent.runtime.journal import (
     CommitResult,
     Lease,
@@ -277,21 +275,12 @@ class PostgresCheckpointer(BaseCheckpointer):
         return Lease(lease.run_id, lease.owner, lease.fence, rows[0][0], lease.next_seq)
 
     # ── reads ───────────────────────────────────────────────────────────────────
-    def list_events(self, run_id: str, since_seq: int = 0, *, kinds: Any = None,
-                    limit: int | None = None) -> list[PAEvent]:
-        """Events with ``seq > since_seq`` in seq order, optionally of some kinds only."""
-        validate_run_id(run_id)
-        sql, params = self._sql["events"], [run_id, int(since_seq)]
-        wanted = kinds_filter(kinds)
-        if wanted is not None:
-            sql += " AND kind = ANY(%s::text[])"
-            params.append(sorted(wanted))
-        sql += " ORDER BY seq"
-        if limit is not None and int(limit) >= 0:  # negative: no limit, as on SQLite
-            sql += " LIMIT %s"
-            params.append(int(limit))
-        rows = self._rows(sql, tuple(params))
-        return [PAEvent.from_dict(data) for data in jsonutil.loads_many(r[0] for r in rows)]
+    def _event_batches(self, run_id: str, since: int) -> Generator[list[Any], None, None]:
+        """The run's events after ``since`` in seq order (the base checks their seqs)."""
+        rows = self._rows(self._sql["events"] + " ORDER BY seq", (run_id, int(since)))
+        decoded = list(jsonutil.loads_many(r[0] for r in rows))
+        for start in range(0, len(decoded), 256):
+            yield decoded[start:start + 256]
 
     def next_seq(self, run_id: str) -> int:
         rows = self._rows(self._sql["next_seq"], (validate_run_id(run_id),))
