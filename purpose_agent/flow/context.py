@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from purpose_agent.errors import ControlSignal, FlowChangedError
+from purpose_agent.errors import FlowChangedError
+from purpose_agent.flow.signals import Abandoned, InDoubt, Pause
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.journal import StepRecord
@@ -28,26 +29,6 @@ if TYPE_CHECKING:
     from purpose_agent.flow.engine import Runner
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Pause(ControlSignal):
-    """A node asked a person for input; the run pauses until resumed with an answer."""
-
-    def __init__(self, record: StepRecord) -> None:
-        super().__init__(record.name)
-        self.record = record
-
-
-class InDoubt(ControlSignal):
-    """An at-most-once step started but its result was never journaled."""
-
-    def __init__(self, record: StepRecord) -> None:
-        super().__init__(record.name)
-        self.record = record
-
-
-class Abandoned(ControlSignal):
-    """The node's attempt was given up (timeout); it may not journal anything more."""
 
 
 _current: contextvars.ContextVar[NodeContext | None] = contextvars.ContextVar(

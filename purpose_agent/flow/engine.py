@@ -9,25 +9,23 @@ chosen, its events — is one commit (DESIGN rule 1).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from enum import Enum
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from purpose_agent.errors import (
-    ControlSignal,
     LeaseError,
     MaxStepsExceeded,
     SerializationError,
     StoreError,
 )
-from purpose_agent.flow.context import Abandoned, InDoubt, NodeContext, Pause, _current
+from purpose_agent.flow.context import NodeContext, _current
 from purpose_agent.flow.leases import Heartbeat
 from purpose_agent.flow.reducers import to_ops
+from purpose_agent.flow.signals import Abandoned, InDoubt, LeaseLost, Pause, find_signal
 from purpose_agent.flow.timeouts import Alarm, node_timeout, with_timeout
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
@@ -54,10 +52,6 @@ MIN_SNAPSHOT_BYTES = 4096
 SNAPSHOT_RATIO = 2
 
 
-class LeaseLost(ControlSignal):
-    """Another owner took the run over; this process must stop advancing it."""
-
-
 class _Outcome(Enum):
     """What the driver does after a node attempt (besides sleeping before a retry)."""
 
@@ -66,20 +60,6 @@ class _Outcome(Enum):
 
 
 NEXT, STOP = _Outcome.NEXT, _Outcome.STOP
-_E = TypeVar("_E", bound=BaseException)
-
-
-def _find(exc: BaseException, kind: type[_E] | tuple[type[_E], ...]) -> _E | None:
-    """``exc`` if it is a ``kind``, else the first ``kind`` inside it when it is an
-    exception group (asyncio.TaskGroup wraps what its tasks raise)."""
-    if isinstance(exc, kind):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _find(inner, kind)
-            if found is not None:
-                return found
-    return None
 
 
 class Runner:
@@ -446,17 +426,17 @@ class Runner:
 
         Returns the delay before a retry, NEXT or STOP; re-raises what stops the driver
         (a lost lease, a store error, a BaseException that is not the engine's)."""
-        signal_ = ctx._pause or _find(exc, (Pause, InDoubt))
+        signal_ = ctx._pause or find_signal(exc, (Pause, InDoubt))
         if isinstance(signal_, (Pause, InDoubt)):
             # Also when the signal comes wrapped in an exception group (asyncio.TaskGroup)
             # or the node turned it into another error after catching it.
-            carried = _find(exc, type(signal_)) is signal_
+            carried = find_signal(exc, type(signal_)) is signal_
             caught = ctx._pause_swallowed or not carried
             outcome = self.paused(ctx, signal_, f"raised {type(exc).__name__}" if caught else None)
             if not carried and not isinstance(exc, Exception):
                 raise exc  # paused; a KeyboardInterrupt or a cancelled task still goes on
             return outcome
-        lost = _find(exc, LeaseLost)
+        lost = find_signal(exc, LeaseLost)
         if lost is not None:
             raise lost
         if isinstance(exc, StoreError) or not isinstance(exc, Exception):
@@ -479,7 +459,7 @@ class Runner:
         that refuses writes, KeyboardInterrupt, a cancelled task): leave the run as a
         crash would, at its last durable commit, RUNNING, but with its lease given back
         so that it can be resumed at once, and an ``agent.error`` event saying why."""
-        if self.released or self.lease_lost or _find(exc, LeaseLost) is not None:
+        if self.released or self.lease_lost or find_signal(exc, LeaseLost) is not None:
             return
         try:
             self.rewind()
@@ -523,11 +503,6 @@ class Runner:
 
 # Starting and resuming a run (the Runner they hand over): flow/operations.py.
 MISSING: Any = object()  # no answer given (None is an answer)
-
-
-def is_async_callable(fn: Callable[..., Any]) -> bool:
-    call = vars(type(fn)).get("__call__")
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
 
 
 __all__ = ["END", "Abandoned", "LeaseLost", "Runner"]

@@ -7,6 +7,7 @@ drives it).
 
 from __future__ import annotations
 
+import inspect
 import sys
 import uuid
 from collections.abc import Callable, Mapping
@@ -24,7 +25,7 @@ from purpose_agent.errors import (
     RunStateError,
 )
 from purpose_agent.flow import operations
-from purpose_agent.flow.engine import END, MISSING, LeaseLost, is_async_callable
+from purpose_agent.flow.engine import END, MISSING, LeaseLost
 from purpose_agent.flow.reducers import Reducer, check_reducers
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import (
@@ -40,6 +41,14 @@ from purpose_agent.runtime.state import RunState, RunStatus
 
 NodeFn = Callable[..., Any]
 Router = Callable[[Mapping[str, Any]], str]
+
+
+def is_async_callable(fn: Callable[..., Any]) -> bool:
+    """True for an ``async def`` function and for an object whose ``__call__`` is one,
+    defined on its class or inherited (an Agent subclass)."""
+    call = next((vars(cls)["__call__"] for cls in type(fn).__mro__ if "__call__" in vars(cls)),
+                None)
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
 
 
 @dataclass(frozen=True, slots=True)

@@ -491,3 +491,24 @@ def test_a_flow_is_found_by_reference_once_its_module_holds_it(cp) -> None:
         assert flow.run({}, checkpointer=cp, run_id="r2").flow_ref == "flows_for_ref_test:named"
     finally:
         del sys.modules[module.__name__]
+
+
+def test_an_object_whose_async_call_is_inherited_runs_as_async(tmp_path):
+    """A node object of a subclass whose base defines ``async def __call__`` is awaited
+    (it used to be called as if it were sync, its coroutine never run)."""
+    from purpose_agent import END, Flow, SQLiteCheckpointer
+
+    class Base:
+        name = "asker"
+
+        async def __call__(self, ctx):
+            return {"ran": True}
+
+    class Child(Base):
+        pass
+
+    flow = Flow("inherited-async")
+    flow.add(Child())
+    flow.edge("asker", END)
+    state = flow.run({}, checkpointer=SQLiteCheckpointer(tmp_path / "runs.db"))
+    assert state.status == "completed" and state.data == {"ran": True}
