@@ -131,7 +131,7 @@ def test_the_store_url_forms_are_documented_and_mean_the_same_on_the_command_lin
     table = readme.split("## Storage", 1)[1].split("```python", 1)[0]
     for url, store in re.findall(r"^\| `([^`]+)`[^|]*\| `(\w+)`", table, re.M):
         kind = {"SQLiteCheckpointer": "sqlite", "JSONLCheckpointer": "jsonl",
-                "InMemoryCheckpointer": "memory"}[store]
+                "InMemoryCheckpointer": "memory", "PostgresCheckpointer": "postgresql"}[store]
         assert parse_store_url(url).kind == kind, url
     cli.ok("demo", "--yes", "--run-id", "rel", "--db", "sqlite:///here/runs.db")
     assert (cli.cwd / "here" / "runs.db").is_file()
