@@ -134,11 +134,11 @@ def test_a_tampered_store_is_a_store_error_naming_the_run_and_the_row(cli) -> No
 
 def test_a_damaged_jsonl_line_is_a_store_error_naming_the_file_and_line(cli) -> None:
     store = cli.cwd / "journals"
-    cli.ok("demo", "--yes", "--run-id", "j", "--db", f"jsonl://{store}")
+    cli.ok("demo", "--yes", "--run-id", "j", "--db", f"jsonl:///{store}")
     journal = store / "j.jsonl"
     lines = journal.read_bytes().split(b"\n")
     lines[1] = b"{}"
     journal.write_bytes(b"\n".join(lines))
     for command in ("show", "events"):
-        cli.assert_error(cli(command, "j", "--db", f"jsonl://{store}"), STORE,
+        cli.assert_error(cli(command, "j", "--db", f"jsonl:///{store}"), STORE,
                          f"{journal}, line 2", "not a journal record")

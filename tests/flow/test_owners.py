@@ -20,7 +20,7 @@ from purpose_agent.runtime.owners import driver
 from purpose_agent.runtime.state import RunStatus
 
 STORES = {"memory": lambda tmp: "memory://", "sqlite": lambda tmp: f"sqlite:///{tmp}/runs.db",
-          "jsonl": lambda tmp: f"jsonl://{tmp}/runs"}
+          "jsonl": lambda tmp: f"jsonl:///{tmp}/runs"}
 WAIT = 30  # seconds: only a hang waits this long
 
 

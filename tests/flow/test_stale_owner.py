@@ -119,7 +119,7 @@ def _freeze_outside_the_store(child: subprocess.Popen, kind: str, tmp_path: Path
 
 @pytest.mark.parametrize("kind", ["sqlite", "jsonl"])
 def test_a_driver_frozen_past_its_lease_runs_no_step_after_a_takeover(tmp_path, kind):
-    url = f"sqlite:///{tmp_path}/runs.db" if kind == "sqlite" else f"jsonl://{tmp_path}/runs"
+    url = f"sqlite:///{tmp_path}/runs.db" if kind == "sqlite" else f"jsonl:///{tmp_path}/runs"
     effects = tmp_path / "effects.log"
     runs = [f"r{n}" for n in range(TRIALS)]
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(DRIVER), url, str(effects),

@@ -79,6 +79,18 @@ def _drop_commit_of_version(store: BaseCheckpointer, version: int, *, events: bo
         if delta and events:
             del lines[version - 1]
         path.write_bytes(b"\n".join(lines))
+    elif type(store).__name__ == "PostgresCheckpointer":  # psycopg is an optional extra
+        table = f'"{store.schema}"'  # type: ignore[attr-defined]
+        with store._connection() as conn:  # type: ignore[attr-defined]  # autocommit
+            if delta:
+                conn.execute(f"DELETE FROM {table}.states WHERE run_id = 'r1' AND version = %s",
+                             (version,))
+            gone = sorted(seqs) if events else []
+            if event_index is not None:
+                gone.append(2 * version - 2 + event_index)
+            if gone:
+                conn.execute(f"DELETE FROM {table}.events WHERE run_id = 'r1' "
+                             "AND seq = ANY(%s)", (gone,))
     else:
         assert isinstance(store, SQLiteCheckpointer)
         raw = sqlite3.connect(store.path)

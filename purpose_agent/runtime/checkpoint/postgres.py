@@ -133,7 +133,7 @@ class PostgresCheckpointer(BaseCheckpointer):
         kwargs: dict[str, Any] = {"prepare_threshold": None, "autocommit": True}
         if "connect_timeout" not in conninfo:
             kwargs["connect_timeout"] = max(1, round(connect_timeout))
-        where = self._where()
+        where = self._server()
         # One connection first, to report a bad URL, password or database at once (a
         # pool would retry in the background until its timeout) and to set up the schema.
         try:
@@ -149,7 +149,7 @@ class PostgresCheckpointer(BaseCheckpointer):
             conninfo, kwargs=kwargs, min_size=min_size, max_size=max_size, open=True,
             timeout=pool_timeout, num_workers=1, name=f"purpose-agent:{self.schema}")
 
-    def _where(self) -> str:
+    def _server(self) -> str:
         return f"{self.url} (schema {self.schema!r})"
 
     @contextmanager
@@ -160,12 +160,12 @@ class PostgresCheckpointer(BaseCheckpointer):
                 yield conn
         except psycopg_pool.PoolTimeout:
             raise StoreError(
-                f"no connection to the PostgreSQL store {self._where()} within "
+                f"no connection to the PostgreSQL store {self._server()} within "
                 f"{self._pool_timeout:.0f}s: is the server up and reachable?") from None
         except psycopg_pool.PoolClosed:
-            raise StoreError(f"the PostgreSQL store {self._where()} is closed") from None
+            raise StoreError(f"the PostgreSQL store {self._server()} is closed") from None
         except psycopg.Error as exc:
-            raise store_error(exc, self._where()) from exc
+            raise store_error(exc, self._server()) from exc
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Cursor[tuple[Any, ...]]]:
@@ -238,7 +238,7 @@ class PostgresCheckpointer(BaseCheckpointer):
         with self._connection() as conn:
             found = conn.execute(self._sql["cancel"], (validate_run_id(run_id),)).rowcount
         if not found:
-            raise RunNotFound(f"no run {run_id!r} in {self._where()}")
+            raise RunNotFound(f"no run {run_id!r} in {self._server()}")
 
     def delete_run(self, run_id: str) -> bool:
         """Delete the run and everything journaled for it. True if it existed."""
@@ -258,7 +258,7 @@ class PostgresCheckpointer(BaseCheckpointer):
         with self._transaction() as cur:
             row = cur.execute(self._sql["lock"], (run_id,)).fetchone()
             if row is None:
-                raise RunNotFound(f"no run {run_id!r} in {self._where()}")
+                raise RunNotFound(f"no run {run_id!r} in {self._server()}")
             _status, fence, held_by, expires, _cancel, next_seq, _version, now = row
             check_lease_free(run_id, held_by, expires, now, owner)
             fence, expires = fence + 1, now + float(ttl)
