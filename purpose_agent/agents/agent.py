@@ -39,6 +39,9 @@ from purpose_agent.flow.context import NodeContext, StepOptions
 from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.redact import summarize
 
+# A model call journals its own model.request / model.response events.
+_MODEL_CALL = StepOptions(events=False)
+
 Instructions = str | Callable[[Mapping[str, Any]], str]
 
 
@@ -230,9 +233,9 @@ class Agent:
                              content=summarize(response.message.content or ""))
             return response.to_dict()
 
-        # model.request / model.response say more than the generic tool.call / tool.result.
-        call_model.__purpose_step__ = StepOptions(events=False)  # type: ignore[attr-defined]
-        return ModelResponse.from_dict(ctx.step(f"model:{self.name}", call_model, turn))
+        # model.request / model.response say more than the generic step events.
+        return ModelResponse.from_dict(ctx.call(f"model:{self.name}", call_model, (turn,), {},
+                                                options=_MODEL_CALL))
 
     # ── one tool call: checks, maybe a person's approval, then a durable step ────
     def _tool_turn(self, ctx: NodeContext, call: ToolCall) -> str:
@@ -258,7 +261,8 @@ class Agent:
             problem = target.validate(args)
             if problem is not None:
                 return _error(f"the arguments a person approved are invalid: {problem}")
-        outcome = ctx.step(f"tool:{target.name}", target.step_fn, args)
+        outcome = ctx.call(f"tool:{target.name}", target.step_fn, (args,), {},
+                           options=target.step_options)
         return content_for_model(outcome)
 
     def __repr__(self) -> str:

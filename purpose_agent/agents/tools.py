@@ -52,13 +52,12 @@ class Tool:
         self._args_model = _args_model(fn, self.name, arg_docs)
         self.parameters = _schema(self._args_model)
 
-        def run_step(args: dict[str, Any]) -> dict[str, Any]:
-            return self._run(args)
+        # How an Agent journals each call of this tool (NodeContext.call).
+        self.step_options = StepOptions(at_most_once=self.at_most_once)
 
-        # What ctx.step reads to honour at_most_once for this tool's calls.
-        run_step.__purpose_step__ = StepOptions(  # type: ignore[attr-defined]
-            at_most_once=self.at_most_once, name=f"tool:{self.name}")
-        self.step_fn = run_step
+    def step_fn(self, args: dict[str, Any]) -> dict[str, Any]:
+        """One call of the tool as an Agent's durable step runs it (see :meth:`_run`)."""
+        return self._run(args)
 
     @property
     def schema(self) -> dict[str, Any]:

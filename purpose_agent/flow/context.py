@@ -13,6 +13,8 @@ import functools
 import hashlib
 import inspect
 import time
+import types
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -37,15 +39,35 @@ _current: contextvars.ContextVar[NodeContext | None] = contextvars.ContextVar(
 
 @dataclass(frozen=True, slots=True)
 class StepOptions:
+    """How a durable step runs (see :func:`step`); given to :meth:`NodeContext.call`."""
+
     retries: int = 0
     at_most_once: bool = False
     backoff: float = 0.1
-    name: str | None = None
     events: bool = True  # False: the step records its own events (an Agent's model call)
 
 
-def _options(fn: Callable[..., Any]) -> StepOptions:
-    return getattr(fn, "__purpose_step__", None) or StepOptions()
+# A decorated step's original function and options, for ``ctx.step`` to unwrap it (one
+# step, not a step inside a step). Kept beside the wrapper, written only by ``@step``:
+# options otherwise travel explicitly, as arguments of ``NodeContext.call``.
+_decorated: weakref.WeakKeyDictionary[Callable[..., Any], tuple[Callable[..., Any], StepOptions]]
+_decorated = weakref.WeakKeyDictionary()
+
+
+def _unwrap(fn: Callable[..., Any]) -> tuple[Callable[..., Any], StepOptions]:
+    """``fn`` as ``ctx.step`` calls it: a ``@step`` function's original (bound again if
+    ``fn`` is a bound method) with its options, else ``fn`` with the default options."""
+    func = getattr(fn, "__func__", fn)
+    try:
+        found = _decorated.get(func)
+    except TypeError:  # not weakly referenceable: no decorated function
+        found = None
+    if found is None:
+        return fn, StepOptions()
+    original, opts = found
+    if func is not fn:
+        original = types.MethodType(original, fn.__self__)  # type: ignore[attr-defined]
+    return original, opts
 
 
 @overload
@@ -73,7 +95,8 @@ def step(fn: Any = None, *, name: str | None = None, retries: int = 0,
     sent through APIs without idempotency keys.
     """
     def wrap(func: F) -> F:
-        opts = StepOptions(retries, at_most_once, backoff, name or func.__qualname__)
+        step_name = name or func.__qualname__
+        opts = StepOptions(retries, at_most_once, backoff)
 
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)
@@ -81,10 +104,9 @@ def step(fn: Any = None, *, name: str | None = None, retries: int = 0,
                 ctx = _current.get()
                 if ctx is None:
                     return await func(*args, **kwargs)
-                return await ctx._run_step(opts.name or func.__qualname__, func, args, kwargs,
-                                           opts)
+                return await ctx.call(step_name, func, args, kwargs, options=opts)
 
-            astep_call.__purpose_step__ = opts  # type: ignore[attr-defined]
+            _decorated[astep_call] = (func, opts)
             return astep_call  # type: ignore[return-value]
 
         @functools.wraps(func)
@@ -92,9 +114,9 @@ def step(fn: Any = None, *, name: str | None = None, retries: int = 0,
             ctx = _current.get()
             if ctx is None:
                 return func(*args, **kwargs)
-            return ctx._run_step(opts.name or func.__qualname__, func, args, kwargs, opts)
+            return ctx.call(step_name, func, args, kwargs, options=opts)
 
-        step_call.__purpose_step__ = opts  # type: ignore[attr-defined]
+        _decorated[step_call] = (func, opts)
         return step_call  # type: ignore[return-value]
 
     return wrap(fn) if fn is not None else wrap
@@ -196,12 +218,18 @@ class NodeContext:
         before its result is committed runs it again on resume. Make its effect
         idempotent (an idempotency key, for APIs that take one) and it is exactly once.
         A function marked ``@step(at_most_once=True)`` never runs twice: if the crash
-        came mid-call, the run pauses *in doubt* and a person decides.
+        came mid-call, the run pauses *in doubt* and a person decides. A ``@step``
+        function given here is this one step (named ``name``, with its decorator's
+        options), not a step inside a step.
         """
-        return self._run_step(name, fn, args, kwargs, _options(fn))
+        func, opts = _unwrap(fn)
+        return self.call(name, func, args, kwargs, options=opts)
 
-    def _run_step(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
-                  kwargs: dict[str, Any], opts: StepOptions) -> Any:
+    def call(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
+             kwargs: dict[str, Any], *, options: StepOptions) -> Any:
+        """:meth:`step` with its options given explicitly (for library code such as an
+        Agent's model and tool calls); ``fn`` is called as it is, never unwrapped."""
+        opts = options
         rec, cached = self._begin(name, args, kwargs, opts)
         if inspect.iscoroutinefunction(fn):
             return self._astep(rec, cached, opts, fn, args, kwargs)

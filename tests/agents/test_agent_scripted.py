@@ -134,7 +134,7 @@ def test_schema_from_type_hints_and_docstring() -> None:
     assert schema["parameters"]["additionalProperties"] is False
     assert ship_order.validate({"order_id": "A", "to": {"city": "Oslo"}}) is None
     assert "weight" in (ship_order.validate({"order_id": "A", "weight": -1}) or "")
-    assert ship_order.step_fn.__purpose_step__.at_most_once is True
+    assert ship_order.step_options.at_most_once is True
     assert ship_order("A") == "A"  # outside an agent, a plain call
 
 
