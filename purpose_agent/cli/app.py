@@ -14,8 +14,8 @@ from rich.prompt import Confirm
 
 import purpose_agent
 from purpose_agent.errors import RunStateError
-from purpose_agent.flow.engine import MISSING
-from purpose_agent.flow.graph import cancel_run, fork_run
+from purpose_agent.flow.operations import cancel_run, fork_run
+from purpose_agent.flow.plan import MISSING
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.state import RunStatus
 from purpose_agent.runtime.transcript import render_transcript

@@ -19,7 +19,7 @@ from rich.prompt import Confirm
 
 from purpose_agent.errors import RunStateError
 from purpose_agent.flow import NodeContext
-from purpose_agent.flow.engine import MISSING
+from purpose_agent.flow.plan import MISSING
 from purpose_agent.flow.registry import RecordedFlow
 from purpose_agent.runtime.checkpoint import BaseCheckpointer, parse_store_url
 from purpose_agent.runtime.events import EventKind, PAEvent

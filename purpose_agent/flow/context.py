@@ -8,7 +8,6 @@ a tool call cannot swallow a pause, an in-doubt step or a cancellation.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import hashlib
 import inspect
@@ -18,23 +17,29 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, cast, overload
 
 from purpose_agent.errors import FlowChangedError
+from purpose_agent.flow.current import running
 from purpose_agent.flow.signals import Abandoned, InDoubt, Pause
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.journal import StepRecord
 from purpose_agent.runtime.redact import redact, summarize
-
-if TYPE_CHECKING:
-    from purpose_agent.flow.engine import Runner
+from purpose_agent.runtime.state import RunState
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-_current: contextvars.ContextVar[NodeContext | None] = contextvars.ContextVar(
-    "purpose_agent_node_context", default=None)
+class _Driver(Protocol):
+    """What a context needs of the engine driving its node (flow/engine.py's Runner)."""
+
+    state: RunState
+
+    def event(self, kind: EventKind, node: str | None = None, /, **payload: Any) -> None: ...
+    def commit_steps(self, steps: list[StepRecord]) -> None: ...
+    def check_lease(self) -> None: ...
+    def is_abandoned(self, ctx: NodeContext) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +106,7 @@ def step(fn: Any = None, *, name: str | None = None, retries: int = 0,
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)
             async def astep_call(*args: Any, **kwargs: Any) -> Any:
-                ctx = _current.get()
+                ctx = current_context()
                 if ctx is None:
                     return await func(*args, **kwargs)
                 return await ctx.call(step_name, func, args, kwargs, options=opts)
@@ -111,7 +116,7 @@ def step(fn: Any = None, *, name: str | None = None, retries: int = 0,
 
         @functools.wraps(func)
         def step_call(*args: Any, **kwargs: Any) -> Any:
-            ctx = _current.get()
+            ctx = current_context()
             if ctx is None:
                 return func(*args, **kwargs)
             return ctx.call(step_name, func, args, kwargs, options=opts)
@@ -124,7 +129,7 @@ def step(fn: Any = None, *, name: str | None = None, retries: int = 0,
 
 def current_context() -> NodeContext | None:
     """The context of the node running in this thread or task, if any."""
-    return _current.get()
+    return cast("NodeContext | None", running.get())
 
 
 def call_text(args: tuple[Any, ...], kwargs: dict[str, Any], limit: int = 200) -> str:
@@ -181,7 +186,7 @@ class NodeContext:
     run), :meth:`emit` (a progress event).
     """
 
-    def __init__(self, runner: Runner, node: str, attempt: int, exec_step: int,
+    def __init__(self, runner: _Driver, node: str, attempt: int, exec_step: int,
                  records: list[StepRecord]) -> None:
         self._runner = runner
         self.node = node
@@ -192,7 +197,6 @@ class NodeContext:
         # A step is its place in the node execution, never its arguments (DESIGN 1b).
         self._by_index = {rec.index: rec for rec in records}
         self._index = 0
-        self._abandoned = False
         # The pause or in-doubt signal raised in this execution, if any: once raised, the
         # run pauses whatever the node's code does next (DESIGN 1c).
         self._pause: Pause | InDoubt | None = None
@@ -380,7 +384,7 @@ class NodeContext:
         return signal
 
     def _check_live(self) -> None:
-        if self._abandoned:
+        if self._runner.is_abandoned(self):
             raise Abandoned(self.node)
         if self._pause is not None:
             # The node went on after its pause: no step, interrupt or event of it may

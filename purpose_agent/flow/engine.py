@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from enum import Enum
 from typing import TYPE_CHECKING, Any, cast
 
@@ -22,8 +23,10 @@ from purpose_agent.errors import (
     SerializationError,
     StoreError,
 )
-from purpose_agent.flow.context import NodeContext, _current
+from purpose_agent.flow.context import NodeContext, current_context
+from purpose_agent.flow.current import running
 from purpose_agent.flow.leases import Heartbeat
+from purpose_agent.flow.plan import END, NodeSpec, Plan
 from purpose_agent.flow.reducers import to_ops
 from purpose_agent.flow.signals import Abandoned, InDoubt, LeaseLost, Pause, find_signal
 from purpose_agent.flow.timeouts import Alarm, node_timeout, with_timeout
@@ -35,10 +38,8 @@ from purpose_agent.runtime.redact import summarize, traceback_text
 from purpose_agent.runtime.state import RunState, RunStatus
 
 if TYPE_CHECKING:
-    from purpose_agent.flow.graph import Flow, NodeSpec
     from purpose_agent.runtime.checkpoint._protocol import Checkpointer
 
-END = "__end__"
 # Failures are logged here; like any library, nothing is printed unless the application
 # configures logging (the logging HOWTO's advice: a NullHandler on the top logger).
 logger = logging.getLogger("purpose_agent")
@@ -65,7 +66,7 @@ NEXT, STOP = _Outcome.NEXT, _Outcome.STOP
 class Runner:
     """Advances one run whose lease this process holds."""
 
-    def __init__(self, flow: Flow, cp: BaseCheckpointer, state: RunState, lease: Lease,
+    def __init__(self, flow: Plan, cp: BaseCheckpointer, state: RunState, lease: Lease,
                  *, snapshot_bytes: int = 0, reload_steps: bool = True) -> None:
         self.flow, self.cp, self.state, self.lease = flow, cp, state, lease
         self.first_seq = lease.next_seq  # the seq of the first buffered event
@@ -90,6 +91,9 @@ class Runner:
         self.delta_bytes = 0
         self.snapshot_bytes = snapshot_bytes
         self.reload_steps = reload_steps  # steps may be journaled for the next node
+        # Node attempts given up by their timeout (still running in a worker thread):
+        # anything they try to journal from then on is refused.
+        self._abandoned: weakref.WeakSet[NodeContext] = weakref.WeakSet()
 
     # ── events and commits ───────────────────────────────────────────────────────
     def event(self, kind: EventKind, node: str | None = None, /, **payload: Any) -> None:
@@ -178,15 +182,19 @@ class Runner:
 
     def _check_attempt(self) -> None:
         """Refuse the writes of a node attempt its driver has abandoned (timed out)."""
-        ctx = _current.get()
-        if ctx is not None and ctx._abandoned and ctx._runner is self:
+        ctx = current_context()
+        if ctx is not None and ctx in self._abandoned:
             raise Abandoned(ctx.node)
 
     def abandon(self, ctx: NodeContext) -> None:
         """Give up ``ctx``'s attempt: returns once it writes nothing more (a commit of it
         under way has ended)."""
         with self._lock:
-            ctx._abandoned = True
+            self._abandoned.add(ctx)
+
+    def is_abandoned(self, ctx: NodeContext) -> bool:
+        """Whether ``ctx``'s attempt was given up (it may start nothing more)."""
+        return ctx in self._abandoned
 
     def commit_steps(self, steps: list[StepRecord]) -> None:
         self.commit(state=False, steps=steps)
@@ -210,7 +218,7 @@ class Runner:
             )
             self.fail(state.current_node, 1, exc)
             return None
-        return self.flow.spec(state.current_node)
+        return self.flow.node(state.current_node)
 
     def begin(self, spec: NodeSpec, attempt: int) -> NodeContext:
         self.check_lease()
@@ -480,10 +488,10 @@ class Runner:
                 return asyncio.run(self._call_async(spec, ctx))
             raise RuntimeError(f"node {spec.name!r} is async and an event loop is running; "
                                "use `await flow.arun(...)` / `await flow.aresume(...)`")
-        return with_timeout(spec.fn, ctx, spec.timeout)
+        return with_timeout(spec.fn, ctx, spec.timeout, self)
 
     async def _call_async(self, spec: NodeSpec, ctx: NodeContext) -> Any:
-        token = _current.set(ctx)
+        token = running.set(ctx)
         try:
             if spec.is_async:
                 coro = spec.fn(ctx)
@@ -493,16 +501,13 @@ class Runner:
                     return await asyncio.wait_for(coro, spec.timeout)
                 except TimeoutError:
                     raise node_timeout(spec.name, spec.timeout) from None
-            return with_timeout(spec.fn, ctx, spec.timeout)
+            return with_timeout(spec.fn, ctx, spec.timeout, self)
         finally:
-            _current.reset(token)
+            running.reset(token)
 
     def _heartbeat_running(self) -> Heartbeat:
         return Heartbeat(self, self.flow.lease_ttl)
 
 
-# Starting and resuming a run (the Runner they hand over): flow/operations.py.
-MISSING: Any = object()  # no answer given (None is an answer)
-
-
-__all__ = ["END", "Abandoned", "LeaseLost", "Runner"]
+# Starting, resuming, forking and cancelling a run: flow/operations.py.
+__all__: list[str] = []  # the engine is private: Flow's methods and flow/operations use it

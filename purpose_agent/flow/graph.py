@@ -1,64 +1,40 @@
 """The flow graph: nodes (plain functions), edges, conditional routes, the entry node.
 
-A :class:`Flow` is a definition; running it is the engine's job (``flow.run`` and
-``flow.resume`` start or resume a run through :mod:`.operations`, and :mod:`.engine`
-drives it).
+A :class:`Flow` is a definition; running it is the engine's job: its methods validate
+it once into a :class:`~.plan.Plan` and delegate to :mod:`.operations` (start, resume,
+fork, cancel), and :mod:`.engine` drives the run.
 """
 
 from __future__ import annotations
 
-import inspect
 import sys
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, overload
 
-from purpose_agent.errors import (
-    FlowChangedError,
-    FlowDefinitionError,
-    LeaseError,
-    RunBusyError,
-    RunNotFound,
-    RunStateError,
-)
+from purpose_agent.errors import FlowDefinitionError, LeaseError
 from purpose_agent.flow import operations
-from purpose_agent.flow.engine import END, MISSING, LeaseLost
+from purpose_agent.flow.operations import cancel_run, fork_run, load_state
+from purpose_agent.flow.plan import (
+    END,
+    MISSING,
+    NodeFn,
+    NodeSpec,
+    Plan,
+    Router,
+    is_async_callable,
+)
 from purpose_agent.flow.reducers import Reducer, check_reducers
-from purpose_agent.runtime import jsonutil
+from purpose_agent.flow.signals import LeaseLost
 from purpose_agent.runtime.checkpoint import (
     BaseCheckpointer,
     default_url,
     open_checkpointer,
     validate_run_id,
 )
-from purpose_agent.runtime.events import EventKind, PAEvent
-from purpose_agent.runtime.journal import Commit
 from purpose_agent.runtime.owners import driver
-from purpose_agent.runtime.state import RunState, RunStatus
-
-NodeFn = Callable[..., Any]
-Router = Callable[[Mapping[str, Any]], str]
-
-
-def is_async_callable(fn: Callable[..., Any]) -> bool:
-    """True for an ``async def`` function and for an object whose ``__call__`` is one,
-    defined on its class or inherited (an Agent subclass)."""
-    call = next((vars(cls)["__call__"] for cls in type(fn).__mro__ if "__call__" in vars(cls)),
-                None)
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
-
-
-@dataclass(frozen=True, slots=True)
-class NodeSpec:
-    name: str
-    fn: NodeFn
-    retries: int = 0
-    timeout: float | None = None
-    backoff: float = 0.5
-    is_async: bool = False
+from purpose_agent.runtime.state import RunState
 
 
 class Flow:
@@ -90,7 +66,6 @@ class Flow:
         self.purpose = purpose
         self._max_steps = max_steps
         self.reducers = check_reducers(reducers)
-        self.has_callable_reducers = any(callable(r) for r in self.reducers.values())
         self.lease_ttl = float(lease_ttl)
         self._nodes: dict[str, NodeSpec] = {}
         self._edges: dict[str, str] = {}
@@ -184,7 +159,8 @@ class Flow:
 
     def validate(self) -> None:
         """Raise FlowDefinitionError unless every node has a way out and the graph has an
-        entry."""
+        entry. Called when a run starts or resumes; call it yourself to check a flow
+        earlier (in a test, at import)."""
         if not self._nodes:
             raise FlowDefinitionError(f"flow {self.name!r} has no nodes")
         for name in self._nodes:
@@ -193,40 +169,30 @@ class Flow:
                     f"node {name!r} of flow {self.name!r} has no way out; add "
                     f"flow.edge({name!r}, <next node or END>) or flow.route({name!r}, fn)")
 
-    # ── what the engine asks ─────────────────────────────────────────────────────
+    def _plan(self) -> Plan:
+        """The flow as the engine runs it, validated (:meth:`validate`) once, here."""
+        self.validate()
+        assert self._entry is not None
+        return Plan(name=self.name, purpose=self.purpose, entry=self._entry,
+                    max_steps=self.max_steps, lease_ttl=self.lease_ttl,
+                    reducers=self.reducers, nodes=dict(self._nodes), edges=dict(self._edges),
+                    routes=dict(self._routes), ref=self.ref, ref_file=self.ref_file)
+
+    # ── what a reader asks ───────────────────────────────────────────────────────
     @property
     def nodes(self) -> list[str]:
+        """The names of the nodes, in the order they were registered."""
         return list(self._nodes)
 
     @property
-    def entry_node(self) -> str:
-        self.validate()
-        assert self._entry is not None
+    def entry_node(self) -> str | None:
+        """The node every run starts at (None while the flow has no node)."""
         return self._entry
 
     @property
     def max_steps(self) -> int:
+        """How many node executions a run may make (see the class docstring)."""
         return self._max_steps or max(25, 10 * len(self._nodes))
-
-    def spec(self, name: str) -> NodeSpec:
-        try:
-            return self._nodes[name]
-        except KeyError:
-            raise FlowChangedError(
-                f"the run is at node {name!r}, which flow {self.name!r} no longer has "
-                f"(nodes: {', '.join(self._nodes)}); resume it with the code it started with"
-            ) from None
-
-    def next_after(self, name: str, data: Mapping[str, Any]) -> str:
-        if name in self._edges:
-            return self._edges[name]
-        router, targets = self._routes[name]
-        target = router(MappingProxyType(data))  # type: ignore[arg-type]
-        if target != END and (target not in self._nodes or (targets and target not in targets)):
-            raise FlowDefinitionError(
-                f"route from {name!r} chose {target!r}, which is not a node of flow "
-                f"{self.name!r} (nodes: {', '.join(self._nodes)}, or END)")
-        return target
 
     @property
     def ref(self) -> str | None:
@@ -275,7 +241,7 @@ class Flow:
         cp = _store(checkpointer)
         run_id = validate_run_id(run_id or f"{self.name}-{uuid.uuid4().hex[:12]}")
         with driver() as owner:
-            runner = operations.start(self, data, cp, run_id, session_id, owner)
+            runner = operations.start(self._plan(), data, cp, run_id, session_id, owner)
             return _drive(runner.drive)
 
     async def arun(self, data: dict[str, Any] | None = None, *,
@@ -285,7 +251,7 @@ class Flow:
         cp = _store(checkpointer)
         run_id = validate_run_id(run_id or f"{self.name}-{uuid.uuid4().hex[:12]}")
         with driver() as owner:
-            runner = operations.start(self, data, cp, run_id, session_id, owner)
+            runner = operations.start(self._plan(), data, cp, run_id, session_id, owner)
             return await _adrive(runner.adrive)
 
     def resume(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None,
@@ -301,7 +267,7 @@ class Flow:
         process, or another thread or task of this one.
         """
         with driver() as owner:
-            runner = operations.resume(self, _store(checkpointer), validate_run_id(run_id), owner,
+            runner = operations.resume(self._plan(), _store(checkpointer), validate_run_id(run_id), owner,
                                        answer=answer, update=update, retry_in_doubt=retry_in_doubt)
             return _drive(runner.drive)
 
@@ -310,7 +276,7 @@ class Flow:
                       retry_in_doubt: bool = False) -> RunState:
         """Async :meth:`resume`."""
         with driver() as owner:
-            runner = operations.resume(self, _store(checkpointer), validate_run_id(run_id), owner,
+            runner = operations.resume(self._plan(), _store(checkpointer), validate_run_id(run_id), owner,
                                        answer=answer, update=update, retry_in_doubt=retry_in_doubt)
             return await _adrive(runner.adrive)
 
@@ -320,7 +286,7 @@ class Flow:
         ``at_step`` of ``run_id`` (0: its start). The original run is untouched. The new
         run is PENDING; ``resume`` it to advance it."""
         return fork_run(_store(checkpointer), validate_run_id(run_id), at_step=at_step,
-                        update=update, new_run_id=new_run_id, flow=self)
+                        update=update, new_run_id=new_run_id)
 
     def cancel(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None) -> RunState:
         """Cancel a run. A paused, failed or crashed run is CANCELLED at once (the state
@@ -364,57 +330,3 @@ async def _adrive(fn: Callable[[], Any]) -> RunState:
         return await fn()
     except LeaseLost as exc:
         raise LeaseError(str(exc)) from None
-
-
-def load_state(cp: BaseCheckpointer, run_id: str) -> RunState:
-    state = cp.load_latest(run_id)
-    if state is None:
-        raise RunNotFound(f"no run {run_id!r} in {cp!r}")
-    return state
-
-
-def fork_run(cp: BaseCheckpointer, run_id: str, *, at_step: int,
-             update: dict[str, Any] | None = None, new_run_id: str | None = None,
-             flow: Flow | None = None) -> RunState:
-    """Copy the state after node execution ``at_step`` of ``run_id`` into a new PENDING run."""
-    current = load_state(cp, run_id)
-    source = cp.load_at(run_id, int(at_step))
-    if source is None:
-        raise RunStateError(f"run {run_id!r} has no step {at_step}; its steps are 0.."
-                            f"{current.current_step}")
-    if update is not None:
-        jsonutil.check(update, "$.update")
-        source.data.update(update)
-    new_id = validate_run_id(new_run_id or f"{run_id[:100]}-fork{at_step}-{uuid.uuid4().hex[:6]}")
-    source.run_id = new_id
-    source.status = RunStatus.PENDING if source.current_node else RunStatus.COMPLETED
-    source.pending = source.error = None
-    source.parent = {"run_id": run_id, "step": int(at_step)}
-    event = PAEvent(new_id, EventKind.RUN_FORKED, seq=1, node=source.current_node,
-                    payload={"from_run": run_id, "at_step": int(at_step),
-                             "updated": sorted(update or {})})
-    cp.commit(new_id, Commit(events=[event], state=source, snapshot=True, create=True))
-    return source
-
-
-def cancel_run(cp: BaseCheckpointer, run_id: str, *, lease_ttl: float = 60.0) -> RunState:
-    """Cancel ``run_id``: at once if no live process owns it, else at its next node boundary."""
-    state = load_state(cp, run_id)
-    if state.status is RunStatus.CANCELLED:
-        return state
-    if state.status is RunStatus.COMPLETED:
-        raise RunStateError(f"run {run_id!r} already completed; nothing to cancel")
-    with driver() as owner:  # its own owner: a live driver in this process is busy too
-        try:
-            lease = cp.acquire_lease(run_id, owner, lease_ttl)
-        except RunBusyError:
-            cp.request_cancel(run_id)  # type: ignore[attr-defined]
-            return state
-        state = load_state(cp, run_id)
-        state.status = RunStatus.CANCELLED
-        state.pending = None
-        event = PAEvent(run_id, EventKind.RUN_CANCELLED, seq=lease.next_seq,
-                        node=state.current_node)
-        cp.commit(run_id, Commit(events=[event], state=state, fence=lease.fence, release=True))
-    return state
-

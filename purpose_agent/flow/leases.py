@@ -14,12 +14,23 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from purpose_agent.errors import LeaseError
+from purpose_agent.runtime.checkpoint import BaseCheckpointer
+from purpose_agent.runtime.journal import Lease
+from purpose_agent.runtime.state import RunState
 
-if TYPE_CHECKING:
-    from purpose_agent.flow.engine import Runner
+
+class Runner(Protocol):
+    """What the heartbeat needs of the driver whose lease it keeps (engine.Runner)."""
+
+    cp: BaseCheckpointer
+    lease: Lease
+    state: RunState
+
+    def renewed(self, lease: Lease, sent: float) -> None: ...
+    def lose_lease(self, reason: str) -> None: ...
 
 log = logging.getLogger("purpose_agent")
 

@@ -1,28 +1,37 @@
-"""Starting and resuming a run: the commits that hand a :class:`Runner` its lease.
+"""Run operations: start, resume, fork and cancel a run (a :class:`~.graph.Flow`'s
+methods delegate here; the CLI calls fork and cancel directly).
 
 ``start`` journals a new run and its first event; ``resume`` takes a stopped run's lease,
 answers what it waits for (an interrupt, an in-doubt step) and applies a person's edit,
-in one commit, before the Runner drives it on.
+in one commit, before the :class:`~.engine.Runner` they return drives it on. ``fork_run``
+copies a run's state after one node execution into a new run; ``cancel_run`` ends a run
+now, or asks the live driver that owns it to stop.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import uuid
+from typing import Any
 
-from purpose_agent.errors import FlowChangedError, RunNotFound, RunStateError, StepInDoubt
-from purpose_agent.flow.engine import MIN_SNAPSHOT_BYTES, MISSING, Runner
+from purpose_agent.errors import (
+    FlowChangedError,
+    RunBusyError,
+    RunNotFound,
+    RunStateError,
+    StepInDoubt,
+)
+from purpose_agent.flow.engine import MIN_SNAPSHOT_BYTES, Runner
+from purpose_agent.flow.plan import MISSING, Plan
 from purpose_agent.runtime import jsonutil
-from purpose_agent.runtime.checkpoint import BaseCheckpointer
+from purpose_agent.runtime.checkpoint import BaseCheckpointer, validate_run_id
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import Commit, Delta, StepRecord, apply_ops
+from purpose_agent.runtime.owners import driver
 from purpose_agent.runtime.redact import summarize
 from purpose_agent.runtime.state import RunState, RunStatus
 
-if TYPE_CHECKING:
-    from purpose_agent.flow.graph import Flow
 
-
-def start(flow: Flow, data: dict[str, Any] | None, cp: BaseCheckpointer, run_id: str,
+def start(flow: Plan, data: dict[str, Any] | None, cp: BaseCheckpointer, run_id: str,
           session_id: str | None, owner: str) -> Runner:
     if data is not None and not isinstance(data, dict):
         raise TypeError(f"a run's data is a dict, got {type(data).__name__}")
@@ -31,9 +40,9 @@ def start(flow: Flow, data: dict[str, Any] | None, cp: BaseCheckpointer, run_id:
     data = jsonutil.loads(text)
     state = RunState(run_id=run_id, session_id=session_id, status=RunStatus.RUNNING,
                      purpose=flow.purpose, flow=flow.name, flow_ref=flow.ref,
-                     flow_file=flow.ref_file, current_node=flow.entry_node, max_steps=flow.max_steps, data=data)
+                     flow_file=flow.ref_file, current_node=flow.entry, max_steps=flow.max_steps, data=data)
     first = PAEvent(run_id, EventKind.RUN_STARTED, seq=1, payload={
-        "flow": flow.name, "purpose": flow.purpose, "entry": flow.entry_node,
+        "flow": flow.name, "purpose": flow.purpose, "entry": flow.entry,
         "data": summarize(data, 500)})
     # Small initial data goes in the first delta; large data starts a snapshot at once
     # (else the first snapshot would repeat it). A snapshot costs the start commit a page
@@ -48,7 +57,7 @@ def start(flow: Flow, data: dict[str, Any] | None, cp: BaseCheckpointer, run_id:
                   reload_steps=False)
 
 
-def resume(flow: Flow, cp: BaseCheckpointer, run_id: str, owner: str, *, answer: Any,
+def resume(flow: Plan, cp: BaseCheckpointer, run_id: str, owner: str, *, answer: Any,
            update: dict[str, Any] | None, retry_in_doubt: bool) -> Runner:
     info = cp.run_info(run_id)
     if info is None:
@@ -86,7 +95,7 @@ def resume(flow: Flow, cp: BaseCheckpointer, run_id: str, owner: str, *, answer:
         raise
 
 
-def _check_resumable(flow: Flow, run_id: str, status: RunStatus, flow_name: str | None) -> None:
+def _check_resumable(flow: Plan, run_id: str, status: RunStatus, flow_name: str | None) -> None:
     if status in (RunStatus.COMPLETED, RunStatus.CANCELLED):
         raise RunStateError(f"run {run_id!r} is {status}; nothing to resume (fork it to "
                             "run part of it again)")
@@ -122,3 +131,56 @@ def _answer_pending(state: RunState, answer: Any, retry_in_doubt: bool) -> list[
     return [StepRecord(**base, name=pending["name"], status="done", result=answer,
                        at_most_once=True, attempt=pending["attempt"],
                        args_digest=pending.get("args_digest"))]
+
+
+def load_state(cp: BaseCheckpointer, run_id: str) -> RunState:
+    """The run's current state, as journaled; RunNotFound if the store has no such run."""
+    state = cp.load_latest(run_id)
+    if state is None:
+        raise RunNotFound(f"no run {run_id!r} in {cp!r}")
+    return state
+
+
+def fork_run(cp: BaseCheckpointer, run_id: str, *, at_step: int,
+             update: dict[str, Any] | None = None, new_run_id: str | None = None) -> RunState:
+    """Copy the state after node execution ``at_step`` of ``run_id`` into a new PENDING run."""
+    current = load_state(cp, run_id)
+    source = cp.load_at(run_id, int(at_step))
+    if source is None:
+        raise RunStateError(f"run {run_id!r} has no step {at_step}; its steps are 0.."
+                            f"{current.current_step}")
+    if update is not None:
+        jsonutil.check(update, "$.update")
+        source.data.update(update)
+    new_id = validate_run_id(new_run_id or f"{run_id[:100]}-fork{at_step}-{uuid.uuid4().hex[:6]}")
+    source.run_id = new_id
+    source.status = RunStatus.PENDING if source.current_node else RunStatus.COMPLETED
+    source.pending = source.error = None
+    source.parent = {"run_id": run_id, "step": int(at_step)}
+    event = PAEvent(new_id, EventKind.RUN_FORKED, seq=1, node=source.current_node,
+                    payload={"from_run": run_id, "at_step": int(at_step),
+                             "updated": sorted(update or {})})
+    cp.commit(new_id, Commit(events=[event], state=source, snapshot=True, create=True))
+    return source
+
+
+def cancel_run(cp: BaseCheckpointer, run_id: str, *, lease_ttl: float = 60.0) -> RunState:
+    """Cancel ``run_id``: at once if no live process owns it, else at its next node boundary."""
+    state = load_state(cp, run_id)
+    if state.status is RunStatus.CANCELLED:
+        return state
+    if state.status is RunStatus.COMPLETED:
+        raise RunStateError(f"run {run_id!r} already completed; nothing to cancel")
+    with driver() as owner:  # its own owner: a live driver in this process is busy too
+        try:
+            lease = cp.acquire_lease(run_id, owner, lease_ttl)
+        except RunBusyError:
+            cp.request_cancel(run_id)  # type: ignore[attr-defined]
+            return state
+        state = load_state(cp, run_id)
+        state.status = RunStatus.CANCELLED
+        state.pending = None
+        event = PAEvent(run_id, EventKind.RUN_CANCELLED, seq=lease.next_seq,
+                        node=state.current_node)
+        cp.commit(run_id, Commit(events=[event], state=state, fence=lease.fence, release=True))
+    return state

@@ -15,13 +15,20 @@ import contextvars
 import signal
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from purpose_agent.errors import ControlSignal, NodeTimeout
-from purpose_agent.flow.context import NodeContext, _current
+from purpose_agent.flow.context import NodeContext
+from purpose_agent.flow.current import running
 
-if TYPE_CHECKING:
-    from purpose_agent.flow.engine import Runner
+
+class Runner(Protocol):
+    """What a timeout needs of the driver running the node (engine.Runner)."""
+
+    writing: bool  # a store write is under way: the timeout waits for its end
+    alarm: Alarm | None
+
+    def abandon(self, ctx: NodeContext) -> None: ...
 
 
 class _TimeUp(ControlSignal):
@@ -60,15 +67,14 @@ def node_timeout(node: str, seconds: float) -> NodeTimeout:
 
 
 def with_timeout(fn: Callable[[NodeContext], Any], ctx: NodeContext,
-                  timeout: float | None) -> Any:
+                 timeout: float | None, runner: Runner) -> Any:
     """Call a sync node, enforcing ``timeout``: SIGALRM on the main thread (deferred while
     the engine writes to the store), else a worker thread whose attempt is abandoned when
     time runs out: it may run on, but it can never buffer an event or commit again."""
-    token = _current.set(ctx)
+    token = running.set(ctx)
     try:
         if timeout is None:
             return fn(ctx)
-        runner = ctx._runner
         if threading.current_thread() is threading.main_thread():
             alarm = Alarm(runner, ctx.node)
             previous = signal.signal(signal.SIGALRM, alarm.on_signal)
@@ -96,7 +102,7 @@ def with_timeout(fn: Callable[[NodeContext], Any], ctx: NodeContext,
         finally:
             pool.shutdown(wait=False)
     finally:
-        _current.reset(token)
+        running.reset(token)
 
 
 __all__ = ["Alarm", "node_timeout", "with_timeout"]

@@ -155,7 +155,7 @@ def test_a_cancel_from_another_process_stops_the_live_run(tmp_path):
     live = _Driven(flow, cp, entered)
     subprocess.run([sys.executable, "-c", textwrap.dedent("""
         import sys
-        from purpose_agent.flow.graph import cancel_run
+        from purpose_agent.flow.operations import cancel_run
         from purpose_agent.runtime.checkpoint import open_checkpointer
         print(cancel_run(open_checkpointer(sys.argv[1]), "r1").status)
     """), url], check=True, timeout=WAIT)
