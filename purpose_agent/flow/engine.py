@@ -24,12 +24,11 @@ from purpose_agent.errors import (
     StoreError,
 )
 from purpose_agent.flow.context import NodeContext, current_context
-from purpose_agent.flow.current import running
 from purpose_agent.flow.leases import Heartbeat
 from purpose_agent.flow.plan import END, NodeSpec, Plan
 from purpose_agent.flow.reducers import to_ops
 from purpose_agent.flow.signals import Abandoned, InDoubt, LeaseLost, Pause, find_signal
-from purpose_agent.flow.timeouts import Alarm, node_timeout, with_timeout
+from purpose_agent.flow.timeouts import Alarm, acall_node, call_node
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind, PAEvent
@@ -61,6 +60,15 @@ class _Outcome(Enum):
 
 
 NEXT, STOP = _Outcome.NEXT, _Outcome.STOP
+
+
+class Ending(Enum):
+    """How a run ends when it has no node to execute (see :meth:`Runner.next_node`)."""
+
+    COMPLETED = "completed"  # past its last node: commit the completion
+    CANCELLED = "cancelled"  # someone asked it to stop
+    MAX_STEPS = "max_steps"  # it executed as many nodes as it may: it fails
+    ENDED = "ended"  # its end is committed already: nothing to do
 
 
 class Runner:
@@ -200,25 +208,35 @@ class Runner:
         self.commit(state=False, steps=steps)
 
     # ── the node loop's decisions ────────────────────────────────────────────────
-    def next_node(self) -> NodeSpec | None:
-        """The node to execute next, or None when the run stopped (and was committed)."""
+    def next_node(self) -> NodeSpec | Ending:
+        """The node to execute next, or how the run ends now (committed by :meth:`end`).
+        A query: it writes nothing."""
         state = self.state
         if self.cancel_requested:
-            self.finish_cancelled()
-            return None
+            return Ending.CANCELLED
         if state.current_node is None:
-            if state.status is not RunStatus.COMPLETED:
-                self.finish_completed()
-            return None
-        limit = state.max_steps or self.flow.max_steps
-        if state.current_step >= limit:
-            exc = MaxStepsExceeded(
-                f"run {state.run_id!r} executed {state.current_step} nodes, its max_steps "
-                f"is {limit}; raise Flow(max_steps=...) if the loop is meant to be longer"
-            )
-            self.fail(state.current_node, 1, exc)
-            return None
+            return Ending.ENDED if state.status is RunStatus.COMPLETED else Ending.COMPLETED
+        if state.current_step >= (state.max_steps or self.flow.max_steps):
+            return Ending.MAX_STEPS
         return self.flow.node(state.current_node)
+
+    def end(self, how: Ending) -> None:
+        """Commit the run's end that :meth:`next_node` found."""
+        state = self.state
+        if how is Ending.CANCELLED:
+            state.status = RunStatus.CANCELLED
+            self.event(EventKind.RUN_CANCELLED, state.current_node)
+            self.commit(release=True)
+        elif how is Ending.COMPLETED:
+            state.status = RunStatus.COMPLETED
+            self.event(EventKind.RUN_FINISHED, None, steps=state.current_step)
+            self.commit(release=True)
+        elif how is Ending.MAX_STEPS:
+            assert state.current_node is not None
+            limit = state.max_steps or self.flow.max_steps
+            self.fail(state.current_node, 1, MaxStepsExceeded(
+                f"run {state.run_id!r} executed {state.current_step} nodes, its max_steps "
+                f"is {limit}; raise Flow(max_steps=...) if the loop is meant to be longer"))
 
     def begin(self, spec: NodeSpec, attempt: int) -> NodeContext:
         self.check_lease()
@@ -355,27 +373,17 @@ class Runner:
             self.rewind(mark, node)
             raise
 
-    def finish_completed(self) -> None:
-        self.state.status = RunStatus.COMPLETED
-        self.event(EventKind.RUN_FINISHED, None, steps=self.state.current_step)
-        self.commit(release=True)
-
-    def finish_cancelled(self) -> None:
-        self.state.status = RunStatus.CANCELLED
-        self.event(EventKind.RUN_CANCELLED, self.state.current_node)
-        self.commit(release=True)
-
     # ── drivers ──────────────────────────────────────────────────────────────────
     def drive(self) -> RunState:
         """Advance the run until it completes, pauses, fails or is cancelled."""
         with self._heartbeat_running():
             try:
-                while (spec := self.next_node()) is not None:
+                while isinstance(spec := self.next_node(), NodeSpec):
                     attempt = 1
                     while True:
                         ctx = self.begin(spec, attempt)
                         try:
-                            update = self._call_sync(spec, ctx)
+                            update = call_node(spec, ctx, self)
                         except BaseException as exc:
                             outcome = self.node_raised(spec, ctx, attempt, exc)
                         else:
@@ -386,6 +394,7 @@ class Runner:
                             return self.state
                         time.sleep(outcome)
                         attempt += 1
+                self.end(spec)
             except BaseException as exc:
                 self.let_go(exc)
                 raise
@@ -395,12 +404,12 @@ class Runner:
         """The async driver: the same decisions, nodes awaited."""
         with self._heartbeat_running():
             try:
-                while (spec := self.next_node()) is not None:
+                while isinstance(spec := self.next_node(), NodeSpec):
                     attempt = 1
                     while True:
                         ctx = self.begin(spec, attempt)
                         try:
-                            update = await self._call_async(spec, ctx)
+                            update = await acall_node(spec, ctx, self)
                         except BaseException as exc:
                             outcome = self.node_raised(spec, ctx, attempt, exc)
                         else:
@@ -411,6 +420,7 @@ class Runner:
                             return self.state
                         await asyncio.sleep(outcome)
                         attempt += 1
+                self.end(spec)
             except BaseException as exc:
                 self.let_go(exc)
                 raise
@@ -479,31 +489,6 @@ class Runner:
             exc.add_note(f"purpose-agent: run {self.state.run_id!r} keeps its lease until "
                          f"it expires; giving it back failed too: {type(second).__name__}: "
                          f"{second}")
-
-    def _call_sync(self, spec: NodeSpec, ctx: NodeContext) -> Any:
-        if spec.is_async:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                return asyncio.run(self._call_async(spec, ctx))
-            raise RuntimeError(f"node {spec.name!r} is async and an event loop is running; "
-                               "use `await flow.arun(...)` / `await flow.aresume(...)`")
-        return with_timeout(spec.fn, ctx, spec.timeout, self)
-
-    async def _call_async(self, spec: NodeSpec, ctx: NodeContext) -> Any:
-        token = running.set(ctx)
-        try:
-            if spec.is_async:
-                coro = spec.fn(ctx)
-                if spec.timeout is None:
-                    return await coro
-                try:
-                    return await asyncio.wait_for(coro, spec.timeout)
-                except TimeoutError:
-                    raise node_timeout(spec.name, spec.timeout) from None
-            return with_timeout(spec.fn, ctx, spec.timeout, self)
-        finally:
-            running.reset(token)
 
     def _heartbeat_running(self) -> Heartbeat:
         return Heartbeat(self, self.flow.lease_ttl)

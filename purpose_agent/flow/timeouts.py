@@ -1,4 +1,5 @@
-"""Node timeouts, and why they never land inside the engine's own store writes.
+"""Calling a node (:func:`call_node`, :func:`acall_node`) and its timeout, which never lands
+inside the engine's own store writes.
 
 On the main thread a timeout is a SIGALRM whose handler raises in the node's code; it is
 deferred while the engine writes to the store (``Runner.writing``) and raised right
@@ -10,6 +11,7 @@ event or commit again, however long it runs on.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextvars
 import signal
@@ -20,6 +22,7 @@ from typing import Any, Protocol
 from purpose_agent.errors import ControlSignal, NodeTimeout
 from purpose_agent.flow.context import NodeContext
 from purpose_agent.flow.current import running
+from purpose_agent.flow.plan import NodeSpec
 
 
 class Runner(Protocol):
@@ -105,4 +108,33 @@ def with_timeout(fn: Callable[[NodeContext], Any], ctx: NodeContext,
         running.reset(token)
 
 
-__all__ = ["Alarm", "node_timeout", "with_timeout"]
+def call_node(spec: NodeSpec, ctx: NodeContext, runner: Runner) -> Any:
+    """Call a node from the sync driver (an async node on an event loop of its own)."""
+    if spec.is_async:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(acall_node(spec, ctx, runner))
+        raise RuntimeError(f"node {spec.name!r} is async and an event loop is running; "
+                           "use `await flow.arun(...)` / `await flow.aresume(...)`")
+    return with_timeout(spec.fn, ctx, spec.timeout, runner)
+
+
+async def acall_node(spec: NodeSpec, ctx: NodeContext, runner: Runner) -> Any:
+    """Call a node from the async driver (a sync node as :func:`call_node` would)."""
+    token = running.set(ctx)
+    try:
+        if spec.is_async:
+            coro = spec.fn(ctx)
+            if spec.timeout is None:
+                return await coro
+            try:
+                return await asyncio.wait_for(coro, spec.timeout)
+            except TimeoutError:
+                raise node_timeout(spec.name, spec.timeout) from None
+        return with_timeout(spec.fn, ctx, spec.timeout, runner)
+    finally:
+        running.reset(token)
+
+
+__all__ = ["Alarm", "acall_node", "call_node", "node_timeout", "with_timeout"]

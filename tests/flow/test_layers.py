@@ -39,7 +39,7 @@ def test_the_flow_modules_import_each_other_without_a_cycle() -> None:
 
     def visit(name: str, path: list[str]) -> None:
         if name in path:
-            cycle = path[path.index(name):] + [name]
+            cycle = [*path[path.index(name):], name]
             raise AssertionError(f"import cycle in purpose_agent/flow: {' -> '.join(cycle)}")
         if name in done:
             return
