@@ -300,7 +300,7 @@ class PurposeAgent:
         def once() -> float:
             run_id = uuid.uuid4().hex
             flow.run({}, checkpointer=cp, run_id=run_id)
-            timing = [e for e in cp.list_events(run_id, kinds="agent.progress")]
+            timing = [e for e in cp.list_events(run_id, kinds="node.progress")]
             return timing[-1].payload["seconds"] / n
 
         return timed_reps(once, reps, floors, n)

@@ -12,7 +12,7 @@ Guarantees, on top of the flow engine's:
 - Bad input from the model (unknown tool, arguments that are not JSON or do not
   validate) goes back to the model as a tool error; the run does not crash.
 - Events (``model.request`` / ``model.response`` for model calls, the engine's
-  ``tool.call`` / ``tool.result`` for tool calls) carry the model name, token usage
+  ``step.started`` / ``step.completed`` for tool calls) carry the model name, token usage
   (and cost, when the model has a :class:`~purpose_agent.agents.Price`), latency and
   short redacted summaries, never credentials. A ``model.response`` event is committed
   with the response it describes, so a run's usage summed from them

@@ -85,7 +85,7 @@ class Tool:
     def _run(self, args: dict[str, Any]) -> dict[str, Any]:
         """Validate, call, and return ``{"ok": True, "result": ...}`` or, for a
         :class:`ToolError`, ``{"ok": False, "error": ...}``, with the call's
-        ``latency_ms`` (it shows first in the ``tool.result`` event). The result must be
+        ``latency_ms`` (it shows first in the ``step.completed`` event). The result must be
         JSON."""
         parsed = self._args_model.model_validate(args)
         kwargs = {field: getattr(parsed, field) for field in type(parsed).model_fields}

@@ -167,6 +167,15 @@ def show(run_id: RunArg, as_json: JsonOption = False, db: DbOption = None) -> No
         print_state(_console(), state, info, usage)
 
 
+def _known_kind(value: str) -> str | None:
+    """The kind ``value`` names (today's value, also for the agent.* / tool.* kinds of
+    earlier releases), or None if there is no such kind."""
+    try:
+        return str(EventKind(value))
+    except ValueError:
+        return None
+
+
 @app.command()
 def events(
     run_id: RunArg,
@@ -183,7 +192,7 @@ def events(
 ) -> None:
     """Print a run's event log: a table (streamed with --follow), or with --json a JSON
     array (with --follow: one JSON object per line)."""
-    unknown = sorted(set(kind or ()) - set(EVENT_KINDS))
+    unknown = sorted(k for k in kind or () if _known_kind(k) is None)
     if unknown:
         raise CliError(f"unknown event kind(s) {', '.join(unknown)}; the kinds are "
                        + ", ".join(EVENT_KINDS), EXIT_USAGE)
@@ -197,12 +206,12 @@ def events(
         else:
             console.print(events_table(found, console.width))
         return
-    wanted = set(kind or ())
+    wanted = {_known_kind(k) for k in kind or ()}
     if not as_json:
         console.print(events_table([], console.width))  # the header, then rows as they come
 
     def emit(event: PAEvent) -> None:
-        if wanted and str(event.kind) not in wanted:
+        if wanted and _known_kind(str(event.kind)) not in wanted:
             return
         if as_json:
             print(event.to_json(), flush=True)

@@ -94,7 +94,7 @@ def replayed_steps(events: list[PAEvent]) -> int:
     """Durable steps answered from the journal in these events (answers to interrupts are
     not counted: the engine reports steps only)."""
     return sum(int(e.payload.get("replayed_steps") or 0) for e in events
-               if e.kind == EventKind.AGENT_FINISHED)
+               if e.kind == EventKind.NODE_COMPLETED)
 
 
 def report(console: Console, state: RunState, seen: list[PAEvent], url: str, *,

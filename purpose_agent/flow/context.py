@@ -186,14 +186,14 @@ class NodeContext:
     run), :meth:`emit` (a progress event).
     """
 
-    def __init__(self, runner: _Driver, node: str, attempt: int, exec_step: int,
+    def __init__(self, runner: _Driver, node: str, attempt: int, execution: int,
                  records: list[StepRecord]) -> None:
         self._runner = runner
         self.node = node
         self.attempt = attempt
         self.run_id = runner.state.run_id
         self.data: Mapping[str, Any] = MappingProxyType(runner.state.data)
-        self._exec_step = exec_step
+        self._execution = execution
         # A step is its place in the node execution, never its arguments (DESIGN 1b).
         self._by_index = {rec.index: rec for rec in records}
         self._index = 0
@@ -275,7 +275,7 @@ class NodeContext:
         index = self._next_index(name, "step")  # the name at this place was checked
         digest = args_digest(args, kwargs)
         recorded = self._by_index.get(index)
-        key = f"{self._exec_step}/{self.node}/{name}/#{index}"
+        key = f"{self._execution}/{self.node}/{name}/#{index}"
         attempt = 1
         if recorded is not None:
             key = recorded.key  # records of the previous release have keys of their own
@@ -288,11 +288,11 @@ class NodeContext:
                 raise self._raising(InDoubt(recorded))
             self._report_args(recorded, digest, "retried", args, kwargs)
             attempt = recorded.attempt + 1
-        rec = StepRecord(key=key, step=self._exec_step, node=self.node, index=index,
+        rec = StepRecord(key=key, step=self._execution, node=self.node, index=index,
                          name=name, status="started", at_most_once=opts.at_most_once,
                          attempt=attempt, args_digest=digest)
         if opts.events:
-            self._runner.event(EventKind.TOOL_CALL, self.node, step=name, attempt=attempt,
+            self._runner.event(EventKind.STEP_STARTED, self.node, step=name, attempt=attempt,
                                args=call_text(args, kwargs))
         if opts.at_most_once:
             # Journal the start durably before the side effect: if we die inside the
@@ -305,7 +305,7 @@ class NodeContext:
         rec.status, rec.result, rec.ts = "done", jsonutil.loads(text), time.time()
         rec.result_json = text
         if opts.events:
-            self._runner.event(EventKind.TOOL_RESULT, self.node, step=rec.name,
+            self._runner.event(EventKind.STEP_COMPLETED, self.node, step=rec.name,
                                result=summarize(rec.result))
         self._runner.commit_steps([rec])
         return rec.result
@@ -323,7 +323,7 @@ class NodeContext:
 
     def _failed(self, rec: StepRecord, exc: Exception, opts: StepOptions) -> None:
         if opts.events:
-            self._runner.event(EventKind.TOOL_ERROR, self.node, step=rec.name,
+            self._runner.event(EventKind.STEP_FAILED, self.node, step=rec.name,
                                error=type(exc).__name__, message=summarize(str(exc), 500))
 
     def _next_index(self, name: str, kind: str) -> int:
@@ -355,15 +355,15 @@ class NodeContext:
         recorded = self._by_index.get(index)
         if recorded is not None and recorded.status == "done":
             return recorded.result
-        key = f"{self._exec_step}/{self.node}/interrupt/{index}"
+        key = f"{self._execution}/{self.node}/interrupt/{index}"
         raise self._raising(Pause(StepRecord(
-            key=key, step=self._exec_step, node=self.node, index=index, name="interrupt",
+            key=key, step=self._execution, node=self.node, index=index, name="interrupt",
             kind="interrupt", status="waiting", result=payload)))
 
     def emit(self, message: str, **payload: Any) -> None:
         """Record a progress event (committed with the node's next commit)."""
         jsonutil.check(payload, "$.emit", depth=1)  # as deep as the event holds it
-        self._runner.event(EventKind.AGENT_PROGRESS, self.node, message=message, **payload)
+        self._runner.event(EventKind.NODE_PROGRESS, self.node, message=message, **payload)
 
     def record_event(self, kind: EventKind | str, **payload: Any) -> None:
         """Record an event of any kind for this node, e.g. ``model.request``.

@@ -229,7 +229,7 @@ class Runner:
             self.commit(release=True)
         elif how is Ending.COMPLETED:
             state.status = RunStatus.COMPLETED
-            self.event(EventKind.RUN_FINISHED, None, steps=state.current_step)
+            self.event(EventKind.RUN_FINISHED, None, executions=state.current_step)
             self.commit(release=True)
         elif how is Ending.MAX_STEPS:
             assert state.current_node is not None
@@ -240,13 +240,13 @@ class Runner:
 
     def begin(self, spec: NodeSpec, attempt: int) -> NodeContext:
         self.check_lease()
-        exec_step = self.state.current_step + 1
-        records = self.cp.load_steps(self.state.run_id, exec_step) if self.reload_steps else []
+        execution = self.state.current_step + 1  # this node execution's number
+        records = self.cp.load_steps(self.state.run_id, execution) if self.reload_steps else []
         self.reload_steps = False
         self.attempt = attempt
         self.state.mark_node_started(spec.name)
-        self.event(EventKind.AGENT_STARTED, spec.name, attempt=attempt, step=exec_step)
-        return NodeContext(self, spec.name, attempt, exec_step, records)
+        self.event(EventKind.NODE_STARTED, spec.name, attempt=attempt, execution=execution)
+        return NodeContext(self, spec.name, attempt, execution, records)
 
     def complete(self, spec: NodeSpec, ctx: NodeContext, update: Any) -> None:
         """Commit the node's completion: update, completed node, next node, events.
@@ -278,12 +278,12 @@ class Runner:
             state.current_step += 1
             node_state = state.mark_node_completed(spec.name)
             state.current_node = None if nxt == END else nxt
-            self.event(EventKind.AGENT_FINISHED, spec.name, step=state.current_step,
+            self.event(EventKind.NODE_COMPLETED, spec.name, execution=state.current_step,
                        updated=sorted(update), next=nxt, replayed_steps=ctx.replayed)
             done = nxt == END
             if done:
                 state.status = RunStatus.COMPLETED
-                self.event(EventKind.RUN_FINISHED, None, steps=state.current_step)
+                self.event(EventKind.RUN_FINISHED, None, executions=state.current_step)
             self.commit(delta=Delta(ops, spec.name, node_state.to_dict(), ops_json=ops_json),
                         release=done)
         except BaseException:
@@ -324,7 +324,7 @@ class Runner:
         run is now FAILED."""
         self.reload_steps = True
         if attempt <= spec.retries:
-            self.event(EventKind.AGENT_ERROR, spec.name, attempt=attempt,
+            self.event(EventKind.NODE_FAILED, spec.name, attempt=attempt,
                        error=type(exc).__name__, message=summarize(str(exc), 1000),
                        retry_in=spec.backoff * 2 ** (attempt - 1))
             self.commit(state=False)
@@ -465,7 +465,7 @@ class Runner:
     def paused(self, ctx: NodeContext, signal_: Pause | InDoubt, caught: str | None) -> _Outcome:
         if caught is not None:
             rec = signal_.record
-            self.event(EventKind.SIGNAL_CAUGHT, ctx.node, how=caught, step=rec.name,
+            self.event(EventKind.NODE_SIGNAL_CAUGHT, ctx.node, how=caught, step=rec.name,
                        signal="interrupt" if isinstance(signal_, Pause) else "in_doubt",
                        message="the node's own code caught the signal; the run pauses "
                                "anyway and what the node did after it is discarded")
@@ -476,12 +476,12 @@ class Runner:
         """The driver stops on an exception that is no decision of the run's (a store
         that refuses writes, KeyboardInterrupt, a cancelled task): leave the run as a
         crash would, at its last durable commit, RUNNING, but with its lease given back
-        so that it can be resumed at once, and an ``agent.error`` event saying why."""
+        so that it can be resumed at once, and a ``node.failed`` event saying why."""
         if self.released or self.lease_lost or find_signal(exc, LeaseLost) is not None:
             return
         try:
             self.rewind()
-            self.event(EventKind.AGENT_ERROR, self.state.current_node, attempt=self.attempt,
+            self.event(EventKind.NODE_FAILED, self.state.current_node, attempt=self.attempt,
                        error=type(exc).__name__, message=summarize(str(exc), 1000),
                        stopped=True)
             self.commit(state=False, release=True)

@@ -158,7 +158,7 @@ def fork_run(cp: BaseCheckpointer, run_id: str, *, at_step: int,
     source.pending = source.error = None
     source.parent = {"run_id": run_id, "step": int(at_step)}
     event = PAEvent(new_id, EventKind.RUN_FORKED, seq=1, node=source.current_node,
-                    payload={"from_run": run_id, "at_step": int(at_step),
+                    payload={"from_run": run_id, "at_execution": int(at_step),
                              "updated": sorted(update or {})})
     cp.commit(new_id, Commit(events=[event], state=source, snapshot=True, create=True))
     return source

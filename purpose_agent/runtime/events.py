@@ -36,7 +36,14 @@ def new_event_id() -> str:
 
 
 class EventKind(StrEnum):
-    """What an event records. Values are dotted strings, stable across versions."""
+    """What an event records. Values are dotted strings, stable across versions.
+
+    ``node.*`` events tell a node execution (started, progress, completed, failed);
+    ``step.*`` events tell a durable step (``ctx.step`` / ``@step``): started,
+    completed, failed. Releases before 0.2 wrote ``agent.*`` and ``tool.*`` for these;
+    such journals still read (the old value becomes the new kind, see
+    :func:`kind_values`) and the old Python names are kept as aliases.
+    """
 
     RUN_STARTED = "run.started"
     RUN_RESUMED = "run.resumed"
@@ -45,23 +52,63 @@ class EventKind(StrEnum):
     RUN_ERROR = "run.error"
     RUN_CANCELLED = "run.cancelled"
     RUN_FORKED = "run.forked"
-    AGENT_STARTED = "agent.started"
-    AGENT_PROGRESS = "agent.progress"
-    AGENT_FINISHED = "agent.finished"
-    AGENT_ERROR = "agent.error"
-    TOOL_CALL = "tool.call"
-    TOOL_RESULT = "tool.result"
-    TOOL_ERROR = "tool.error"
+    NODE_STARTED = "node.started"
+    NODE_PROGRESS = "node.progress"  # ctx.emit
+    NODE_COMPLETED = "node.completed"
+    # An attempt failed (a retry follows), or the driver stopped (``stopped: true``).
+    NODE_FAILED = "node.failed"
+    # User code caught a pause or in-doubt signal; the run paused anyway.
+    NODE_SIGNAL_CAUGHT = "node.signal_caught"
+    STEP_STARTED = "step.started"
+    STEP_COMPLETED = "step.completed"
+    STEP_FAILED = "step.failed"
     # A journaled step replayed (or found in doubt) although the node now calls it with
     # other arguments: reported, never decided on (a step is its name and place).
     STEP_ARGS_CHANGED = "step.args_changed"
-    # User code caught a pause or in-doubt signal; the run paused anyway.
-    SIGNAL_CAUGHT = "agent.signal_caught"
     MODEL_REQUEST = "model.request"
     MODEL_RESPONSE = "model.response"
     HITL_REQUEST = "hitl.request"
     HITL_RESPONSE = "hitl.response"
     STATE_UPDATED = "state.updated"
+
+    # Deprecated names (aliases of the kinds above; the seed contract uses two of them).
+    AGENT_STARTED = "node.started"
+    AGENT_PROGRESS = "node.progress"
+    AGENT_FINISHED = "node.completed"
+    AGENT_ERROR = "node.failed"
+    SIGNAL_CAUGHT = "node.signal_caught"
+    TOOL_CALL = "step.started"
+    TOOL_RESULT = "step.completed"
+    TOOL_ERROR = "step.failed"
+
+    @classmethod
+    def _missing_(cls, value: object) -> EventKind | None:
+        # A journal of an earlier release: its value names the same kind.
+        return cls.__members__.get(_LEGACY.get(str(value), ""))
+
+
+# Kind values written by releases before 0.2, and the kind each one is now.
+_LEGACY = {
+    "agent.started": "NODE_STARTED",
+    "agent.progress": "NODE_PROGRESS",
+    "agent.finished": "NODE_COMPLETED",
+    "agent.error": "NODE_FAILED",
+    "agent.signal_caught": "NODE_SIGNAL_CAUGHT",
+    "tool.call": "STEP_STARTED",
+    "tool.result": "STEP_COMPLETED",
+    "tool.error": "STEP_FAILED",
+}
+
+
+def kind_values(kind: EventKind | str) -> tuple[str, ...]:
+    """Every value a journal may hold for ``kind`` (given by its value, new or old): the
+    current one and the one earlier releases wrote. A filter on kinds matches them all."""
+    try:
+        current = EventKind(kind)
+    except ValueError:
+        return (str(kind),)  # a kind this version does not know: itself only
+    return (current.value, *(old for old, new in _LEGACY.items()
+                             if EventKind[new] is current))
 
 
 class Visibility(StrEnum):
@@ -158,4 +205,4 @@ def create_event(
     )
 
 
-__all__ = ["EventKind", "PAEvent", "Visibility", "create_event"]
+__all__ = ["EventKind", "PAEvent", "Visibility", "create_event", "kind_values"]

@@ -18,7 +18,8 @@ from purpose_agent.runtime.usage import money, usage_text, usage_totals
 
 def _line(event: PAEvent) -> str | None:
     p: dict[str, Any] = event.payload
-    kind, node = str(event.kind), event.node or ""
+    # EventKind(...) also names the kinds of older journals (agent.*, tool.*) as today's.
+    kind, node = _current_kind(event.kind), event.node or ""
     if kind == EventKind.RUN_STARTED:
         return f"run started: flow {p.get('flow')!s}" + (
             f" — {p['purpose']}" if p.get("purpose") else "")
@@ -30,32 +31,34 @@ def _line(event: PAEvent) -> str | None:
             return f"run paused: step {p.get('step_name')} in {node} is in doubt"
         return f"run paused at {node}, waiting for a person"
     if kind == EventKind.RUN_FINISHED:
-        return f"run finished after {p.get('steps')} node(s)"
+        # "steps" is what releases before 0.2 called the number of node executions.
+        return f"run finished after {p.get('executions', p.get('steps'))} node(s)"
     if kind == EventKind.RUN_ERROR:
         return (f"run failed in {p.get('node') or node} (attempt {p.get('attempt')}): "
                 f"{p.get('type')}: {p.get('message')}")
     if kind == EventKind.RUN_CANCELLED:
         return "run cancelled"
     if kind == EventKind.RUN_FORKED:
-        return f"forked from run {p.get('from_run')} after step {p.get('at_step')}"
-    if kind == EventKind.AGENT_STARTED:
+        at = p.get("at_execution", p.get("at_step"))
+        return f"forked from run {p.get('from_run')} after node execution {at}"
+    if kind == EventKind.NODE_STARTED:
         attempt = p.get("attempt", 1)
         return f"▶ {node}" + (f" (attempt {attempt})" if attempt and attempt > 1 else "")
-    if kind == EventKind.AGENT_FINISHED:
+    if kind == EventKind.NODE_COMPLETED:
         replayed = p.get("replayed_steps") or 0
         extra = f"; {replayed} step(s) replayed from the journal" if replayed else ""
         updated = ", ".join(p.get("updated") or []) or "nothing"
         return f"✓ {node} updated {updated}{extra}"
-    if kind == EventKind.AGENT_ERROR:
+    if kind == EventKind.NODE_FAILED:
         return f"✗ {node} attempt {p.get('attempt')}: {p.get('error')}: {p.get('message')}"
-    if kind == EventKind.AGENT_PROGRESS:
+    if kind == EventKind.NODE_PROGRESS:
         rest = {k: v for k, v in p.items() if k != "message"}
         return f"  {node}: {p.get('message')}" + (f" {summarize(rest, 200)}" if rest else "")
-    if kind == EventKind.TOOL_CALL:
+    if kind == EventKind.STEP_STARTED:
         return f"  → {p.get('step')}({p.get('args') or ''})"
-    if kind == EventKind.TOOL_RESULT:
+    if kind == EventKind.STEP_COMPLETED:
         return f"  ← {p.get('step')}: {p.get('result')}"
-    if kind == EventKind.TOOL_ERROR:
+    if kind == EventKind.STEP_FAILED:
         return f"  ✗ {p.get('step')}: {p.get('error')}: {p.get('message')}"
     if kind == EventKind.MODEL_REQUEST:
         # The agent records the last message as "last"; "summary" is the older name.
@@ -78,7 +81,7 @@ def _line(event: PAEvent) -> str | None:
         what = {"replayed": "replayed its recorded result", "in_doubt": "is in doubt",
                 "retried": "runs again"}.get(status, status)
         return f"  ↺ {p.get('step')} {what}, called now with other arguments ({p.get('args')})"
-    if kind == EventKind.SIGNAL_CAUGHT:
+    if kind == EventKind.NODE_SIGNAL_CAUGHT:
         signal = str(p.get("signal")).replace("_", "-")
         return (f"  ⚠ {node}'s code caught its {signal} pause ({p.get('how')}); "
                 "the run pauses anyway")
@@ -87,6 +90,13 @@ def _line(event: PAEvent) -> str | None:
     if kind == EventKind.HITL_RESPONSE:
         return f"  ! a person answered: {p.get('answer')}"
     return f"  {kind}: {summarize(p, 200)}" if p else f"  {kind}"
+
+
+def _current_kind(kind: EventKind | str) -> str:
+    try:
+        return str(EventKind(kind))
+    except ValueError:
+        return str(kind)  # a kind of a newer release: shown as it is
 
 
 def transcript_lines(events: Iterable[PAEvent], *, timestamps: bool = False) -> list[str]:

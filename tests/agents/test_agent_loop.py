@@ -90,9 +90,9 @@ def test_two_turn_tool_loop(server: OpenAICompatibleTestServer,
     assert responses[0]["tool_calls"] == ["get_weather"]
     assert responses[1]["content"] == "It is 21 degrees in Paris."
     assert all(isinstance(r["latency_ms"], int) for r in responses)
-    # Model calls are told by model.* events only; tool calls by tool.call / tool.result.
-    assert [p["step"] for p in kinds(store, "w-1", "tool.call")] == ["tool:get_weather"]
-    results = kinds(store, "w-1", "tool.result")
+    # Model calls are told by model.* events only; tool calls by step.started / .completed.
+    assert [p["step"] for p in kinds(store, "w-1", "step.started")] == ["tool:get_weather"]
+    results = kinds(store, "w-1", "step.completed")
     assert [p["step"] for p in results] == ["tool:get_weather"]
     assert results[0]["result"].startswith('{"latency_ms":')
     assert '"result":{"city":"Paris"' in results[0]["result"]

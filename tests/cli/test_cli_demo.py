@@ -46,9 +46,9 @@ def test_newcomer_runs_the_demo_and_inspects_it(cli) -> None:
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert events[0]["kind"] == "run.started" and events[-1]["kind"] == "run.finished"
     tail = json.loads(cli.ok("events", "first", "--json", "--since", "20",
-                             "--kind", "agent.finished").stdout)
-    assert tail and all(e["seq"] > 20 and e["kind"] == "agent.finished" for e in tail)
-    assert "agent.finished" in cli.ok("events", "first").stdout
+                             "--kind", "node.completed").stdout)
+    assert tail and all(e["seq"] > 20 and e["kind"] == "node.completed" for e in tail)
+    assert "node.completed" in cli.ok("events", "first").stdout
 
 
 def test_a_crash_inside_a_node_resumes_without_repeating_a_side_effect(cli) -> None:

@@ -44,7 +44,7 @@ def test_events_follow_tails_a_live_run_until_it_ends(cli, live_run) -> None:
     rest, err = follow.communicate(timeout=20)
     assert follow.returncode == 0, err
     kinds = [json.loads(line)["kind"] for line in rest.splitlines()]
-    assert kinds[-1] == "run.finished" and "agent.finished" in kinds
+    assert kinds[-1] == "run.finished" and "node.completed" in kinds
     assert len(kinds) + 1 == len(json.loads(cli.ok("events", "tailed", "--json").stdout))
 
 

@@ -24,7 +24,7 @@ def kill_after_commit(cp, node: str) -> None:
 
     def commit(run_id, commit):
         result = original(run_id, commit)
-        if any(str(e.kind) == "agent.finished" and e.node == node for e in commit.events):
+        if any(str(e.kind) == "node.completed" and e.node == node for e in commit.events):
             os.kill(os.getpid(), signal.SIGKILL)
         return result
 

@@ -40,7 +40,7 @@ def _flow() -> Flow:
 
 def _step_kinds(cp: SQLiteCheckpointer, run_id: str) -> list[tuple[str, str]]:
     return [(str(e.kind), e.payload["step"]) for e in cp.list_events(run_id)
-            if e.kind in (EventKind.TOOL_CALL, EventKind.TOOL_RESULT)]
+            if e.kind in (EventKind.STEP_STARTED, EventKind.STEP_COMPLETED)]
 
 
 def test_a_decorated_function_given_to_ctx_step_is_one_step(tmp_path: Path) -> None:
@@ -53,7 +53,7 @@ def test_a_decorated_function_given_to_ctx_step_is_one_step(tmp_path: Path) -> N
     records = cp.load_steps("r1", 1)
     steps = [r for r in records if r.kind == "step"]
     assert [(r.name, r.status, r.at_most_once) for r in steps] == [("pay", "done", True)]
-    assert _step_kinds(cp, "r1") == [("tool.call", "pay"), ("tool.result", "pay")]
+    assert _step_kinds(cp, "r1") == [("step.started", "pay"), ("step.completed", "pay")]
 
     # Another process-free resume: the node re-executes, the step replays, nothing runs.
     cp2 = SQLiteCheckpointer(tmp_path / "runs.db")
@@ -63,7 +63,7 @@ def test_a_decorated_function_given_to_ctx_step_is_one_step(tmp_path: Path) -> N
     assert calls == ["charge A-1"]
     assert [(r.name, r.status) for r in cp2.load_steps("r1", 1) if r.kind == "step"] == [
         ("pay", "done")]
-    assert _step_kinds(cp2, "r1") == [("tool.call", "pay"), ("tool.result", "pay")]
+    assert _step_kinds(cp2, "r1") == [("step.started", "pay"), ("step.completed", "pay")]
 
 
 def test_a_decorated_async_function_given_to_ctx_step_is_one_step(tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_a_decorated_async_function_given_to_ctx_step_is_one_step(tmp_path: Path
     assert state.status == "completed" and state.data["page"] == "page of https://example.org"
     assert calls == ["fetch https://example.org"]
     assert [r.name for r in cp.load_steps("a1", 1)] == ["read"]
-    assert _step_kinds(cp, "a1") == [("tool.call", "read"), ("tool.result", "read")]
+    assert _step_kinds(cp, "a1") == [("step.started", "read"), ("step.completed", "read")]
 
 
 def test_a_decorated_function_called_directly_is_one_step_named_after_it(tmp_path: Path) -> None:

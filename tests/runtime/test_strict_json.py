@@ -139,7 +139,7 @@ def test_str_and_int_enums_and_subclasses_store_as_their_values(store):
                                         "neg": -0.0, "tiny": 5e-324})
     store.save_snapshot("r1", state)
     data = store.load_latest("r1").data
-    assert data == {"kind": "tool.call", "big": 2**80, "neg": 0.0, "tiny": 5e-324}
+    assert data == {"kind": "step.started", "big": 2**80, "neg": 0.0, "tiny": 5e-324}
     assert type(data["kind"]) is str and type(data["big"]) is int
 
 

@@ -31,7 +31,7 @@ from purpose_agent.runtime.checkpoint._integrity import (
     state_problem,
     version_gap,
 )
-from purpose_agent.runtime.events import EventKind, PAEvent
+from purpose_agent.runtime.events import EventKind, PAEvent, kind_values
 from purpose_agent.runtime.journal import (
     Commit,
     CommitResult,
@@ -153,7 +153,7 @@ def kinds_filter(kinds: Any) -> set[str] | None:
         return None
     if isinstance(kinds, (str, EventKind)):
         kinds = [kinds]
-    return {str(k) for k in kinds}
+    return {value for k in kinds for value in kind_values(k)}  # journals of older releases too
 
 
 def number_events(run_id: str, events: list[PAEvent], next_seq: int) -> list[PAEvent]:
