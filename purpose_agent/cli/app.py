@@ -303,20 +303,21 @@ def cancel(run_id: RunArg, db: DbOption = None) -> None:
 @app.command()
 def fork(
     run_id: RunArg,
-    at: Annotated[int, typer.Option("--at", metavar="STEP", min=0, help="Copy the state right "
-                                    "after this node execution (0: the start).")],
+    at: Annotated[int, typer.Option("--at", metavar="N", min=0, help="Copy the state right "
+                                    "after node execution N (0: the start).")],
     sets: SetOption = None,
     new_id: Annotated[str | None, typer.Option("--id", metavar="NEW",
                                                help="Id of the new run.")] = None,
     db: DbOption = None,
 ) -> None:
-    """Time travel: a new run from the state after step STEP of RUN (RUN is untouched)."""
+    """Time travel: a new run from the state after node execution N of RUN (RUN is
+    untouched)."""
     url = resolve_url(db)
     update = parse_sets(sets)
     cp = require_run(url, run_id)
     state = fork_run(cp, run_id, at_step=at, update=update, new_run_id=new_id)
     console = _console()
-    console.print(literal(f"forked run {run_id} after step {at} into {state.run_id} "
+    console.print(literal(f"forked run {run_id} after node execution {at} into {state.run_id} "
                           f"({state.status}, next node {state.current_node or '-'})"))
     if state.status is RunStatus.PENDING:
         console.print(literal("advance it: " + running.resume_command(state, url=url)))

@@ -185,7 +185,8 @@ def resume_run(console: Console, url: str, run_id: str, *, flow_ref: str | None 
     if state.status.is_terminal:
         raise RunStateError(
             f"run {run_id!r} is {state.status}; nothing to resume. To run part of it again: "
-            + command_for("fork", run_id, "--at", "STEP", url=url))
+            + command_for("fork", run_id, "--at", "N", url=url)
+            + " (N: the node execution to start after)")
     recorded = RecordedFlow.of(state)
     pending = state.pending or {}
     if (state.status is RunStatus.PAUSED and pending.get("kind") == "interrupt"

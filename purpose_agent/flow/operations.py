@@ -147,8 +147,8 @@ def fork_run(cp: BaseCheckpointer, run_id: str, *, at_step: int,
     current = load_state(cp, run_id)
     source = cp.load_at(run_id, int(at_step))
     if source is None:
-        raise RunStateError(f"run {run_id!r} has no step {at_step}; its steps are 0.."
-                            f"{current.current_step}")
+        raise RunStateError(f"run {run_id!r} has no node execution {at_step} to fork after; "
+                            f"its executions are 0..{current.current_step} (0: its start)")
     if update is not None:
         jsonutil.check(update, "$.update")
         source.data.update(update)

@@ -47,13 +47,15 @@ def test_fork_a_run_and_resume_the_copy_with_an_edit(cli) -> None:
     cli.ok("demo", "--yes", "--run-id", "orig")
     forked = cli.ok("fork", "orig", "--at", "3", "--id", "copy", "--set",
                     'draft="Fixed, sorry."')
-    assert "forked run orig after step 3 into copy (pending, next node approve)" in forked.stdout
+    assert ("forked run orig after node execution 3 into copy (pending, next node approve)"
+            in forked.stdout)
     assert shlex.join(["purpose-agent", "resume", "copy", "--db", str(cli.db)]) in forked.stdout
     paused = cli.ok("resume", "copy")
     assert "⏸ run copy is paused" in paused.stdout and '"draft": "Fixed, sorry."' in paused.stdout
     cli.ok("approve", "copy")
     assert cli.effects("copy") == ["send: emailed ACME Corp (13 chars)"]
-    assert cli("fork", "orig", "--at", "99").returncode == 1
+    too_far = cli("fork", "orig", "--at", "99")
+    assert too_far.returncode == 1 and "has no node execution 99" in too_far.stderr
     del cli.env["PURPOSE_AGENT_DB"]  # the store named by --db alone
     state = json.loads(cli.ok("show", "copy", "--json", "--db", str(cli.db)).stdout)
     assert state["status"] == "completed" and state["parent"] == {"run_id": "orig", "step": 3}
