@@ -142,8 +142,10 @@ def load_state(cp: BaseCheckpointer, run_id: str) -> RunState:
 
 
 def fork_run(cp: BaseCheckpointer, run_id: str, *, at_step: int,
-             update: dict[str, Any] | None = None, new_run_id: str | None = None) -> RunState:
-    """Copy the state after node execution ``at_step`` of ``run_id`` into a new PENDING run."""
+             update: dict[str, Any] | None = None, new_run_id: str | None = None,
+             flow: object = None) -> RunState:
+    """Copy the state after node execution ``at_step`` of ``run_id`` into a new PENDING run.
+    (``flow`` is accepted for callers of earlier releases and not used.)"""
     current = load_state(cp, run_id)
     source = cp.load_at(run_id, int(at_step))
     if source is None:
