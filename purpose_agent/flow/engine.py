@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from enum import Enum
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from purpose_agent.errors import (
     LeaseError,
@@ -36,7 +36,6 @@ from purpose_agent.runtime.state import RunState, RunStatus
 
 if TYPE_CHECKING:
     from purpose_agent.flow.graph import Flow, NodeSpec
-    from purpose_agent.runtime.checkpoint._protocol import Checkpointer
 
 END = "__end__"
 # Failures are logged here; like any library, nothing is printed unless the application
@@ -276,7 +275,7 @@ class Runner:
         if self.lease_lost:
             return  # another owner's run now; it is not ours to read back
         run_id = self.state.run_id
-        durable_next = cast("Checkpointer", self.cp).next_seq(run_id)  # every store has it
+        durable_next = self.cp.next_seq(run_id)
         stored = self.cp.load_latest(run_id)
         if stored is None:
             return

@@ -7,11 +7,13 @@ from __future__ import annotations
 import os
 
 from purpose_agent.runtime.checkpoint._base import BaseCheckpointer, validate_run_id
-from purpose_agent.runtime.checkpoint._protocol import Checkpointer
 from purpose_agent.runtime.checkpoint._url import StoreURL, parse_store_url
 from purpose_agent.runtime.checkpoint.jsonl import JSONLCheckpointer
 from purpose_agent.runtime.checkpoint.memory import InMemoryCheckpointer
 from purpose_agent.runtime.checkpoint.sqlite import SQLiteCheckpointer
+
+# The store contract's earlier name (a Protocol); the contract is BaseCheckpointer now.
+Checkpointer = BaseCheckpointer
 
 DEFAULT_DB = ".purpose_agent/runs.db"
 ENV_VAR = "PURPOSE_AGENT_DB"

@@ -1,25 +1,26 @@
-"""What every backend shares: validation, encoding, and loading state from the journal.
+"""The store contract: :class:`BaseCheckpointer`, which every store (memory, JSONL, SQLite,
+PostgreSQL) subclasses.
 
-A backend subclasses :class:`BaseCheckpointer` and implements the ``_``-prefixed storage
-primitives; all policy (strict JSON before any write, run-id validation, snapshot +
-deltas replay, and the check that what is read back has no gap: event seqs contiguous,
-state versions consecutive) lives here once.
+A store implements the abstract *storage primitives* and nothing else: how to write a
+prepared commit, and how to read back what it wrote. Every rule lives here once: argument
+meanings (``limit``, ``since_seq``, ``kinds``, ``status``), strict JSON before any write
+and run-id validation (:mod:`._prepare`), the lease policy
+(:meth:`PreparedCommit.lease_after`), snapshot + deltas replay, "the latest record of a
+step key wins", which commit ``load_at`` returns, and the checks that what is read back
+has no gap (event seqs contiguous, state versions consecutive). A class that lacks a
+primitive cannot be constructed (``TypeError`` naming it), so a store missing one fails
+when it is opened, not in the middle of a run.
 """
 
 from __future__ import annotations
 
-import re
-import time
-from collections.abc import Generator, Iterable
-from dataclasses import dataclass, field, replace
+import operator
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import replace
 from typing import Any
 
-from purpose_agent.errors import (
-    InvalidRunId,
-    RunStateError,
-    SeqConflictError,
-    SerializationError,
-)
+from purpose_agent.errors import LeaseError, RunNotFound
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint._integrity import (
     DAMAGE,
@@ -29,7 +30,14 @@ from purpose_agent.runtime.checkpoint._integrity import (
     header_problem,
     seq_gap,
     state_problem,
+    step_problem,
     version_gap,
+)
+from purpose_agent.runtime.checkpoint._prepare import (
+    MAX_RUN_ID,
+    PreparedCommit,
+    prepare,
+    validate_run_id,
 )
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import (
@@ -44,111 +52,35 @@ from purpose_agent.runtime.journal import (
 )
 from purpose_agent.runtime.state import RunState, RunStatus
 
-MAX_RUN_ID = 128
-_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@=+-]*")
+# ── what the arguments of every store mean ───────────────────────────────────────
 
 
-def validate_run_id(run_id: object) -> str:
-    """Return ``run_id`` if it is safe as a key and a file name, else raise InvalidRunId."""
-    if not isinstance(run_id, str) or not run_id:
-        raise InvalidRunId(f"run id must be a non-empty string, got {run_id!r}")
-    if len(run_id) > MAX_RUN_ID:
-        raise InvalidRunId(f"run id is {len(run_id)} characters; the limit is {MAX_RUN_ID}")
-    if not _RUN_ID.fullmatch(run_id):
-        raise InvalidRunId(
-            f"run id {run_id!r} is not allowed: use letters, digits and . _ : @ = + - "
-            "(starting with a letter or digit; no '/', '..' prefixes, NUL or spaces)"
-        )
-    return run_id
+def check_limit(limit: Any) -> int | None:
+    """``limit`` as every store reads it: None is no limit, 0 or more is at most that
+    many; anything else (a negative number, a float, a string, a bool) is a ValueError,
+    so no store quietly reads ``-1`` as "all" or as "all but the last"."""
+    if limit is None:
+        return None
+    try:
+        value = operator.index(limit) if not isinstance(limit, bool) else -1
+    except TypeError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"limit must be None (no limit) or a whole number >= 0, got {limit!r}")
+    return value
 
 
-@dataclass(slots=True)
-class PreparedCommit:
-    """A commit encoded to JSON text, ready for a backend to write in one transaction."""
-
-    events: list[PAEvent]
-    header: dict[str, Any] | None
-    header_json: str | None
-    delta_json: str | None  # the delta with the header spliced in, as replay reads it
-    snapshot_json: str | None
-    step: int
-    node: str | None
-    steps: list[tuple[StepRecord, str]] = field(default_factory=list)
-    fence: int | None = None
-    release: bool = False
-    create: bool = False
-    acquire: tuple[str, float] | None = None
-    event_json: list[str] = field(default_factory=list)  # one text per event, as given
-    ops_json: str | None = None  # the delta without the header (stores keeping it apart)
-
-    def event_texts(self, numbered: list[PAEvent]) -> list[str]:
-        """The JSON of ``numbered`` (``events`` after numbering), encoding again only
-        the events that numbering gave a new seq."""
-        if len(self.event_json) != len(numbered):
-            return [event.to_json() for event in numbered]
-        return [text if event is given else event.to_json()
-                for event, given, text in zip(numbered, self.events, self.event_json,
-                                              strict=True)]
-
-    def result(self, events: list[PAEvent], lease: Lease | None = None,
-               cancel_requested: bool = False) -> CommitResult:
-        return CommitResult(
-            events=events, lease=lease, cancel_requested=cancel_requested,
-            delta_bytes=len(self.delta_json or ""),
-            snapshot_bytes=len(self.snapshot_json or ""),
-        )
+def check_since(since_seq: Any) -> int:
+    """``since_seq`` as every store reads it: events after it; below 0 means from the start."""
+    try:
+        return max(operator.index(since_seq), 0)
+    except TypeError:
+        raise ValueError(f"since_seq must be a whole number (a seq), got {since_seq!r}") from None
 
 
-def prepare(run_id: str, commit: Commit) -> PreparedCommit:
-    """Check and encode everything; raises SerializationError before any write."""
-    validate_run_id(run_id)
-    event_json = []
-    for event in commit.events:
-        if event.run_id != run_id:
-            raise ValueError(f"event for run {event.run_id!r} committed to run {run_id!r}")
-        try:
-            event_json.append(event.to_json())
-        except SerializationError:  # again, to name the event in the error
-            jsonutil.dumps(event.to_dict(), f"$.events[{event.seq}]")
-            raise
-    header = header_json = delta_json = snapshot_json = ops_json = None
-    step, node = 0, None
-    state = commit.state
-    if state is not None:
-        if state.run_id != run_id:
-            raise ValueError(f"state of run {state.run_id!r} committed to run {run_id!r}")
-        state.updated_at = time.time()
-        header = state.header()
-        header_json = jsonutil.dumps(header, "$.state")
-        delta = commit.delta or Delta()
-        step, node = state.current_step, delta.node
-        # The header is already encoded: splice it in rather than check and encode it
-        # twice (the body reads {"ops":..,"node":..,"node_state":..,"header":..}).
-        ops_json = delta.to_json("$.update")
-        delta_json = splice_header(ops_json, header_json)
-        if commit.snapshot:
-            snapshot_json = jsonutil.dumps(state.to_dict(), "$.state")
-    steps = [(rec, rec.to_json()) for rec in commit.steps]
-    return PreparedCommit(
-        events=list(commit.events), header=header, header_json=header_json,
-        delta_json=delta_json, snapshot_json=snapshot_json, step=step, node=node,
-        steps=steps, fence=commit.fence, release=commit.release, create=commit.create,
-        acquire=commit.acquire, event_json=event_json, ops_json=ops_json,
-    )
-
-
-def splice_header(ops_json: str, header_json: str) -> str:
-    """The journaled body of a state commit: its delta object with the header added."""
-    return f'{ops_json[:-1]},"header":{header_json}}}'
-
-
-def minimal_header(run_id: str) -> dict[str, Any]:
-    """The header of a run known only through ``save_event``."""
-    now = time.time()
-    return RunState(run_id=run_id, created_at=now, updated_at=now).header()
-
-
-def kinds_filter(kinds: Any) -> set[str] | None:
+def check_kinds(kinds: Any) -> set[str] | None:
+    """``kinds`` as every store reads it: None is every kind; one kind (an EventKind or its
+    dotted name) or an iterable of them; an empty iterable matches no event."""
     if kinds is None:
         return None
     if isinstance(kinds, (str, EventKind)):
@@ -156,21 +88,23 @@ def kinds_filter(kinds: Any) -> set[str] | None:
     return {str(k) for k in kinds}
 
 
-def number_events(run_id: str, events: list[PAEvent], next_seq: int) -> list[PAEvent]:
-    """Give seq-less events the next seqs; refuse any seq that is not the next one."""
-    out = []
-    for event in events:
-        if event.seq in (0, None):
-            event = replace(event, seq=next_seq)
-        elif event.seq != next_seq:
-            raise SeqConflictError(
-                f"event seq {event.seq} for run {run_id!r} would leave a "
-                f"{'duplicate' if event.seq < next_seq else 'gap'}: the next seq is {next_seq} "
-                "(pass seq=0 to take the next one)"
-            )
-        out.append(event)
-        next_seq += 1
-    return out
+def check_status(status: Any) -> RunStatus | None:
+    """``status`` as every store reads it: None is every run, else a RunStatus or its value."""
+    if status is None:
+        return None
+    try:
+        return RunStatus(status)
+    except ValueError:
+        names = ", ".join(str(s) for s in RunStatus)
+        raise ValueError(f"unknown run status {status!r}; use one of: {names}") from None
+
+
+def check_ttl(ttl: Any) -> float:
+    """A lease's time to live in seconds: a number from 0 (expired at once) up."""
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl >= 0 \
+            or ttl == float("inf"):
+        raise ValueError(f"a lease ttl is a finite number of seconds >= 0, got {ttl!r}")
+    return float(ttl)
 
 
 def _event_problem(data: dict[str, Any]) -> str:
@@ -179,46 +113,105 @@ def _event_problem(data: dict[str, Any]) -> str:
     return f"it belongs to run {data['run_id']!r}"
 
 
-def refuse_existing(run_id: str) -> RunStateError:
-    return RunStateError(
-        f"a run with id {run_id!r} already exists; resume it, or start a new run with "
-        "another id"
-    )
+class BaseCheckpointer(ABC):
+    """A durable store of runs: their events, state history, step journal and lease.
 
+    Guarantees shared by every store:
 
-class BaseCheckpointer:
-    """Shared behaviour of every store; backends implement the storage primitives."""
+    - ``commit`` is atomic: all of a commit's events, state and step records land, or none.
+    - Event ``seq`` per run starts at 1, is contiguous and strictly increasing.
+    - Everything is stored as strict JSON; a bad value is refused before anything is written.
+    - Run ids are validated (no path escapes, NUL, or over 128 characters).
+    - What is read back is checked: a run's event seqs must follow each other and its
+      state versions too, and every record must be one the store wrote. Damage raises
+      ``StoreCorrupted`` naming where (file and line, or run and row); it is never
+      skipped, so a lost commit cannot silently become a resumed run's past.
+    - Arguments mean the same on every store (see :func:`check_limit` and its siblings).
 
-    # ── primitives a backend implements ──────────────────────────────────────────
+    Writing a store: subclass this and implement every ``@abstractmethod`` below (the
+    storage primitives). Call :func:`number_events` and :meth:`PreparedCommit.lease_after`
+    from ``_write`` inside the store's transaction or lock; never decide a rule yourself.
+    The behaviour suite (``tests/runtime/test_store_*.py``) runs against every store in
+    ``tests/runtime/conftest.py``'s ``BACKENDS``: add the new store there.
+    """
+
+    # ── storage primitives: what a store implements ──────────────────────────────
+    @abstractmethod
     def _write(self, run_id: str, prepared: PreparedCommit) -> CommitResult:
-        raise NotImplementedError
+        """Write ``prepared`` atomically, durable on return, in one transaction (or under
+        one lock) that first reads the run's lease and next seq: numbers its events with
+        :func:`number_events`, takes the lease after it from
+        :meth:`PreparedCommit.lease_after` on the store's clock, and returns
+        :meth:`PreparedCommit.result`. Refuses with nothing written: RunStateError
+        (:func:`refuse_existing`) when ``prepared.create`` finds the run, RunNotFound
+        (:meth:`_not_found`) when ``prepared.must_exist`` does not. A commit with
+        nothing to journal (only a lease change) writes only the lease."""
 
+    @abstractmethod
     def _latest_snapshot(self, run_id: str, max_version: int | None) -> tuple[int, str] | None:
-        raise NotImplementedError
+        """The run's latest snapshot at or before ``max_version`` (None: the latest) as
+        (version, JSON text of the state), or None."""
 
+    @abstractmethod
     def _deltas(self, run_id: str, after: int, upto: int | None) -> list[tuple[int, str]]:
-        raise NotImplementedError
+        """The run's state commits with ``after`` < version <= ``upto`` (None: no upper
+        bound), in version order, as (version, JSON text ``{"ops", "node", "node_state",
+        "header"}``). Returned as stored: the base checks they follow each other."""
 
-    def _node_version(self, run_id: str, step: int) -> int | None:
-        """Version of the commit that completed node execution number ``step``."""
-        raise NotImplementedError
-
+    @abstractmethod
     def _history(self, run_id: str) -> list[tuple[int, str]]:
-        raise NotImplementedError
+        """Every state commit of the run in version order, as (version, JSON text holding
+        at least its ``"node"`` and ``"header"``; the delta may be left out)."""
 
+    @abstractmethod
     def _event_batches(self, run_id: str, since: int) -> Generator[list[Any], None, None]:
         """The run's events as decoded dicts, in seq order, in batches: from the batch
         holding seq ``since + 1`` (earlier ones may come too), to the end unless closed
-        early. A backend holding a read transaction keeps it until the generator ends
-        or is closed."""
-        raise NotImplementedError
+        early. A store holding a read transaction keeps it until the generator ends or
+        is closed."""
+
+    @abstractmethod
+    def _step_records(self, run_id: str, step: int) -> Iterable[tuple[Any, Callable[[], str]]]:
+        """The run's journaled step records, decoded, in the order they were committed,
+        each with a function naming where it is stored: at least every record of node
+        execution ``step`` and every later record of the same keys (more may come; the
+        base keeps the latest record of each key, then those of ``step``)."""
+
+    @abstractmethod
+    def _run_infos(self, status: RunStatus | None, limit: int | None) -> Iterable[RunInfo]:
+        """Run listings: at least the newest ``limit`` runs (None: all) of ``status``
+        (None: any), ordered or not. The base filters, orders and cuts."""
+
+    @abstractmethod
+    def _renew_lease(self, run_id: str, owner: str, fence: int, ttl: float) -> float | None:
+        """Move the lease's expiry to now + ``ttl`` (the store's clock) if ``owner`` still
+        holds it under ``fence``; the new expiry, or None (nothing written) if not."""
+
+    @abstractmethod
+    def _request_cancel(self, run_id: str) -> bool:
+        """Record that the run should stop at its next node boundary; False if no such run."""
+
+    @abstractmethod
+    def next_seq(self, run_id: str) -> int:
+        """The seq the run's next event takes (1 for a run the store does not have)."""
+
+    @abstractmethod
+    def run_info(self, run_id: str) -> RunInfo | None:
+        """The run's listing (header, lease, cancel request), or None if there is no run."""
+
+    @abstractmethod
+    def delete_run(self, run_id: str) -> bool:
+        """Delete the run and everything journaled for it. True if it existed."""
 
     def _where(self, run_id: str, what: str, key: Any) -> str:
         """Where run ``run_id``'s ``what`` number ``key`` is stored (``seq``, ``version``,
         ``snapshot``, ``steps``: a node execution, ``header``: the run), for an error
-        message: a backend names its file and line, or its table and row. Called only
+        message: a store names its file and line, or its table and row. Called only
         when something there is damaged."""
         return f"{self!r}, run {run_id!r}, {what} {key}"
+
+    def _not_found(self, run_id: str) -> RunNotFound:
+        return RunNotFound(f"no run {run_id!r} in {self!r}")
 
     # ── the seed contract ────────────────────────────────────────────────────────
     def save_event(self, event: PAEvent) -> PAEvent:
@@ -237,7 +230,7 @@ class BaseCheckpointer:
         return self._replay(validate_run_id(run_id), None)
 
     def list_runs(self, status: RunStatus | str | None = None) -> list[str]:
-        """Run ids, newest first, filtered by status when given."""
+        """Run ids, newest first, filtered by status when given (ValueError if unknown)."""
         return [info.run_id for info in self.list_run_infos(status=status)]
 
     # ── the engine's needs ───────────────────────────────────────────────────────
@@ -252,10 +245,115 @@ class BaseCheckpointer:
         return self._write(run_id, prepare(run_id, commit))
 
     def load_at(self, run_id: str, step: int) -> RunState | None:
-        """The state right after node execution number ``step`` committed (0: the start)."""
+        """The state right after node execution number ``step`` committed (0: the start),
+        or None if it never did: the first state commit of that execution that completed
+        a node (at step 0, the first commit)."""
+        step = operator.index(step)
+        for entry in self.list_history(run_id):
+            if entry["step"] == step and (entry["node"] is not None or step == 0):
+                return self._replay(run_id, entry["version"])
+        return None
+
+    def load_steps(self, run_id: str, step: int) -> list[StepRecord]:
+        """The journaled steps of node execution ``step``, in the order they were called.
+        A key recorded again (a started at-most-once step, then its result) is its latest
+        record; a damaged record raises StoreCorrupted naming where it is."""
         validate_run_id(run_id)
-        version = self._node_version(run_id, step)
-        return None if version is None else self._replay(run_id, version)
+        step = operator.index(step)
+        latest: dict[str, dict[str, Any]] = {}
+        for data, where in self._step_records(run_id, step):
+            problem = step_problem(data)
+            if problem is not None:
+                raise corrupted(where(), problem)
+            latest[data["key"]] = data
+        return sorted((StepRecord.from_dict(data) for data in latest.values()
+                       if data["step"] == step), key=lambda r: r.index)
+
+    def list_run_infos(self, *, status: RunStatus | str | None = None,
+                       limit: int | None = None) -> list[RunInfo]:
+        """Run listings, newest first (ties by run id, descending), of ``status`` when
+        given, at most ``limit`` (see :func:`check_limit`)."""
+        wanted, limit = check_status(status), check_limit(limit)
+        if limit == 0:
+            return []
+        return sort_infos(self._run_infos(wanted, limit), wanted, limit)
+
+    def acquire_lease(self, run_id: str, owner: str, ttl: float) -> Lease:
+        """Take the run's lease for ``owner`` for ``ttl`` seconds, with a new fence.
+        RunBusyError (nothing written) while another owner holds it live; RunNotFound
+        if there is no such run."""
+        prepared = prepare(run_id, Commit(acquire=(owner, check_ttl(ttl))))
+        prepared.must_exist = True
+        lease = self._write(run_id, prepared).lease
+        assert lease is not None
+        return lease
+
+    def renew_lease(self, lease: Lease, ttl: float) -> Lease:
+        """Extend a held lease to ``ttl`` seconds from now; LeaseError (nothing written)
+        if another owner has taken the run since."""
+        expires = self._renew_lease(validate_run_id(lease.run_id), lease.owner, lease.fence,
+                                    check_ttl(ttl))
+        if expires is None:
+            raise LeaseError(f"lease on run {lease.run_id!r} was lost to another owner")
+        return replace(lease, expires_at=expires)
+
+    def request_cancel(self, run_id: str) -> None:
+        """Ask the run's live owner to stop at its next node boundary (it sees the request
+        in its next commit's result); RunNotFound if there is no such run."""
+        if not self._request_cancel(validate_run_id(run_id)):
+            raise self._not_found(run_id)
+
+    def close(self) -> None:
+        """Release what the store holds open (connections, a pool); idempotent. The
+        base holds nothing: a store that opens something overrides this."""
+        return None
+
+    def __enter__(self) -> BaseCheckpointer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ── reading back, checked ────────────────────────────────────────────────────
+    def list_events(self, run_id: str, since_seq: int = 0, *, kinds: Any = None,
+                    limit: int | None = None) -> list[PAEvent]:
+        """Events with ``seq > since_seq`` in seq order, optionally of some kinds only,
+        at most ``limit`` of them (see :func:`check_limit` for what each argument means).
+
+        The seqs read must follow each other from ``since_seq + 1`` on: a gap or a damaged
+        event raises StoreCorrupted (naming where) rather than being skipped.
+        """
+        validate_run_id(run_id)
+        since, wanted, limit = check_since(since_seq), check_kinds(kinds), check_limit(limit)
+        if limit == 0:
+            return []
+        out: list[PAEvent] = []
+        expected = since + 1
+        batches = self._event_batches(run_id, since)
+        try:
+            for batch in batches:
+                for data in batch:
+                    seq = data["seq"]
+                    if seq <= since:
+                        continue
+                    if seq != expected:
+                        raise corrupted(self._where(run_id, "seq", seq),
+                                        seq_gap(expected, seq))
+                    kind = data["kind"]
+                    if data["run_id"] != run_id or type(kind) is not str:
+                        raise corrupted(self._where(run_id, "seq", seq),
+                                        f"event seq {seq} is damaged: {_event_problem(data)}")
+                    expected += 1
+                    if wanted is None or kind in wanted:
+                        out.append(PAEvent.from_dict(data))
+                        if limit is not None and len(out) >= limit:
+                            return out
+        except DAMAGE as exc:
+            raise corrupted(self._where(run_id, "seq", expected),
+                            f"the event with seq {expected} is damaged: {describe(exc)}") from exc
+        finally:
+            batches.close()
+        return out
 
     def list_history(self, run_id: str) -> list[dict[str, Any]]:
         """Every state commit of the run, oldest first: version, step, node, status, time."""
@@ -344,69 +442,6 @@ class BaseCheckpointer:
         raise corrupted(self._where(run_id, "snapshot", version),
                         f"the snapshot of state version {version} is damaged: {problem}")
 
-    def list_events(self, run_id: str, since_seq: int = 0, *, kinds: Any = None,
-                    limit: int | None = None) -> list[PAEvent]:
-        """Events with ``seq > since_seq`` in seq order, optionally of some kinds only,
-        at most ``limit`` of them.
 
-        The seqs read must follow each other from ``since_seq + 1`` on: a gap or a damaged
-        event raises StoreCorrupted (naming where) rather than being skipped.
-        """
-        validate_run_id(run_id)
-        since = max(int(since_seq), 0)
-        wanted = kinds_filter(kinds)
-        if limit is not None:
-            limit = int(limit)
-            if limit == 0:
-                return []
-            if limit < 0:  # as SQL's LIMIT -1
-                limit = None
-        out: list[PAEvent] = []
-        expected = since + 1
-        batches = self._event_batches(run_id, since)
-        try:
-            for batch in batches:
-                for data in batch:
-                    seq = data["seq"]
-                    if seq <= since:
-                        continue
-                    if seq != expected:
-                        raise corrupted(self._where(run_id, "seq", seq),
-                                        seq_gap(expected, seq))
-                    kind = data["kind"]
-                    if data["run_id"] != run_id or type(kind) is not str:
-                        raise corrupted(self._where(run_id, "seq", seq),
-                                        f"event seq {seq} is damaged: {_event_problem(data)}")
-                    expected += 1
-                    if wanted is None or kind in wanted:
-                        out.append(PAEvent.from_dict(data))
-                        if limit is not None and len(out) >= limit:
-                            return out
-        except DAMAGE as exc:
-            raise corrupted(self._where(run_id, "seq", expected),
-                            f"the event with seq {expected} is damaged: {describe(exc)}") from exc
-        finally:
-            batches.close()
-        return out
-
-    # Subclasses provide: next_seq, run_info, list_run_infos, load_steps, delete_run,
-    # acquire_lease, renew_lease, close.
-
-    def list_run_infos(self, *, status: RunStatus | str | None = None,
-                       limit: int | None = None) -> list[RunInfo]:
-        return sort_infos(self._all_infos(), status, limit)
-
-    def _all_infos(self) -> Iterable[RunInfo]:
-        raise NotImplementedError
-
-    def __enter__(self) -> BaseCheckpointer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:  # pragma: no cover - overridden where there is something to close
-        pass
-
-    def renew_lease(self, lease: Lease, ttl: float) -> Lease:
-        raise NotImplementedError
+__all__ = ["MAX_RUN_ID", "BaseCheckpointer", "check_kinds", "check_limit", "check_since",
+           "check_status", "check_ttl", "validate_run_id"]

@@ -22,37 +22,38 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from purpose_agent.errors import (
-    LeaseError,
-    RunNotFound,
     StoreCorrupted,
     StoreError,
     StoreNotFound,
 )
 from purpose_agent.runtime import jsonutil
-from purpose_agent.runtime.checkpoint._base import (
-    BaseCheckpointer,
+from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
+from purpose_agent.runtime.checkpoint._files import append_line, atomic_write, fsync_dir
+from purpose_agent.runtime.checkpoint._integrity import (
+    checked_header,
+    corrupted,
+    seq_gap,
+    version_gap,
+)
+from purpose_agent.runtime.checkpoint._prepare import (
+    Held,
     PreparedCommit,
     minimal_header,
     number_events,
     refuse_existing,
     validate_run_id,
 )
-from purpose_agent.runtime.checkpoint._files import append_line, atomic_write, fsync_dir
-from purpose_agent.runtime.checkpoint._integrity import (
-    checked_header,
-    corrupted,
-    seq_gap,
-    step_problem,
-    version_gap,
-)
-from purpose_agent.runtime.journal import CommitResult, Lease, RunInfo, StepRecord, check_lease_free
+from purpose_agent.runtime.events import PAEvent
+from purpose_agent.runtime.journal import CommitResult, RunInfo
+from purpose_agent.runtime.state import RunStatus
 
 
 @dataclass
@@ -201,10 +202,10 @@ class JSONLCheckpointer(BaseCheckpointer):
                 records.append(rec)
         return _Tail(offset, line, next_seq, version, header)
 
-    def _exists(self, run_id: str, fd: int | None) -> bool:
+    def _exists(self, run_id: str, fd: int) -> bool:
         # A journal without one complete line holds no commit: only a refused first write
         # (or a torn one) created it, so the run does not exist.
-        return fd is not None and self._tail(run_id, fd).offset > 0
+        return self._tail(run_id, fd).offset > 0
 
     def _records(self, run_id: str) -> list[dict[str, Any]]:
         """Every record of the run's journal, checked line by line as a writer does."""
@@ -236,57 +237,55 @@ class JSONLCheckpointer(BaseCheckpointer):
 
     # ── writes ───────────────────────────────────────────────────────────────────
     def _write(self, run_id: str, p: PreparedCommit) -> CommitResult:
-        with self._locked(run_id, exclusive=True, create=True) as fd:
-            assert fd is not None
+        with self._locked(run_id, exclusive=True, create=not p.must_exist) as fd:
+            if fd is None or (p.must_exist and not self._exists(run_id, fd)):
+                raise self._not_found(run_id)
             tail = self._tail(run_id, fd)
             if p.create and tail.offset > 0:
                 raise refuse_existing(run_id)
             lease = self._read_lease(run_id)
-            if p.fence is not None and p.fence != lease["fence"]:
-                raise LeaseError(f"run {run_id!r} was taken over by another owner")
+            held = p.lease_after(run_id, Held(lease["owner"], lease["expires_at"],
+                                              lease["fence"]), time.time())
             events = number_events(run_id, p.events, tail.next_seq)
-            if p.acquire is not None:
-                now = time.time()
-                check_lease_free(run_id, lease["owner"], lease["expires_at"], now,
-                                 p.acquire[0])
-            parts = [f'"events":[{",".join(e.to_json() for e in events)}]']
-            if p.delta_json is not None:
-                version = tail.version + 1
-                parts.append(f'"version":{version},"step":{p.step},'
-                             f'"node":{jsonutil.dumps(p.node)},"delta":{p.delta_json}')
-                if p.snapshot_json is not None:
-                    self._write_snapshot(run_id, version, p.snapshot_json)
-                    parts.append('"snapshot":true')
-            elif tail.header is None and tail.offset == 0:
-                # A run known only through save_event still gets a header for listings.
-                parts.append(f'"header":{jsonutil.dumps(minimal_header(run_id))}')
-            if p.steps:
-                parts.append(f'"steps":[{",".join(text for _rec, text in p.steps)}]')
-            line = ("{" + ",".join(parts) + "}\n").encode("ascii")
-            append_line(fd, line, self._journal(run_id), start=tail.offset,
-                    new_dir=self.dir if tail.offset == 0 else None)
-            granted = None
-            if p.acquire is not None:
-                lease.update(owner=p.acquire[0], expires_at=now + p.acquire[1],
-                             fence=lease["fence"] + 1)
-                granted = Lease(run_id, p.acquire[0], lease["fence"], lease["expires_at"],
-                                tail.next_seq + len(events))
-            if p.release:
-                lease.update(owner=None, expires_at=None)
-            if p.acquire is not None or p.release:
+            if events or p.delta_json is not None or p.steps or tail.offset == 0:
+                self._append(run_id, fd, tail, events, p)
+            if held != (lease["owner"], lease["expires_at"], lease["fence"]):
                 # Written after the journal line: a crash in between leaves a stale lease
                 # of a dead process, which the next resumer on this host may take at once.
+                lease.update(owner=held.owner, expires_at=held.expires_at, fence=held.fence)
                 self._write_lease(run_id, lease)
             self._tail(run_id, fd)
-        return p.result(events, granted, bool(lease.get("cancel_requested")))
+        return p.result(run_id, events, held, tail.next_seq + len(events),
+                        bool(lease.get("cancel_requested")))
 
-    def request_cancel(self, run_id: str) -> None:
+    def _append(self, run_id: str, fd: int, tail: _Tail, events: list[PAEvent],
+                p: PreparedCommit) -> None:
+        """The commit's journal line, after the journal's last complete line."""
+        parts = [f'"events":[{",".join(p.event_texts(events))}]']
+        if p.delta_json is not None:
+            version = tail.version + 1
+            parts.append(f'"version":{version},"step":{p.step},'
+                         f'"node":{jsonutil.dumps(p.node)},"delta":{p.delta_json}')
+            if p.snapshot_json is not None:
+                self._write_snapshot(run_id, version, p.snapshot_json)
+                parts.append('"snapshot":true')
+        elif tail.header is None and tail.offset == 0:
+            # A run known only through save_event still gets a header for listings.
+            parts.append(f'"header":{jsonutil.dumps(minimal_header(run_id))}')
+        if p.steps:
+            parts.append(f'"steps":[{",".join(text for _rec, text in p.steps)}]')
+        line = ("{" + ",".join(parts) + "}\n").encode("ascii")
+        append_line(fd, line, self._journal(run_id), start=tail.offset,
+                    new_dir=self.dir if tail.offset == 0 else None)
+
+    def _request_cancel(self, run_id: str) -> bool:
         with self._locked(run_id, exclusive=True, create=False) as fd:
-            if not self._exists(run_id, fd):
-                raise RunNotFound(f"no run {run_id!r} in {self.dir}")
+            if fd is None or not self._exists(run_id, fd):
+                return False
             lease = self._read_lease(run_id)
             lease["cancel_requested"] = True
             self._write_lease(run_id, lease)
+        return True
 
     def _write_snapshot(self, run_id: str, version: int, text: str) -> None:
         folder = self._snap_dir(run_id)
@@ -334,27 +333,16 @@ class JSONLCheckpointer(BaseCheckpointer):
         return existed
 
     # ── leases ───────────────────────────────────────────────────────────────────
-    def acquire_lease(self, run_id: str, owner: str, ttl: float) -> Lease:
+    def _renew_lease(self, run_id: str, owner: str, fence: int, ttl: float) -> float | None:
         with self._locked(run_id, exclusive=True, create=False) as fd:
-            if not self._exists(run_id, fd):
-                raise RunNotFound(f"no run {run_id!r} in {self.dir}")
+            if fd is None:
+                return None
             lease = self._read_lease(run_id)
-            now = time.time()
-            check_lease_free(run_id, lease["owner"], lease["expires_at"], now, owner)
-            lease.update(owner=owner, expires_at=now + ttl, fence=lease["fence"] + 1)
+            if lease["fence"] != fence or lease["owner"] != owner:
+                return None
+            lease["expires_at"] = time.time() + ttl
             self._write_lease(run_id, lease)
-            return Lease(run_id, owner, lease["fence"], lease["expires_at"],
-                         self._tail(run_id, fd).next_seq)
-
-    def renew_lease(self, lease: Lease, ttl: float) -> Lease:
-        with self._locked(lease.run_id, exclusive=True, create=False) as fd:
-            current = self._read_lease(lease.run_id) if fd is not None else {}
-            if current.get("fence") != lease.fence or current.get("owner") != lease.owner:
-                raise LeaseError(f"lease on run {lease.run_id!r} was lost to another owner")
-            current["expires_at"] = time.time() + ttl
-            self._write_lease(lease.run_id, current)
-        return Lease(lease.run_id, lease.owner, lease.fence, current["expires_at"],
-                     lease.next_seq)
+        return float(lease["expires_at"])
 
     # ── reads ────────────────────────────────────────────────────────────────────
     def _event_batches(self, run_id: str, since: int) -> Generator[list[Any], None, None]:
@@ -367,7 +355,7 @@ class JSONLCheckpointer(BaseCheckpointer):
 
     def run_info(self, run_id: str) -> RunInfo | None:
         with self._locked(run_id, exclusive=False, create=False) as fd:
-            if not self._exists(run_id, fd):
+            if fd is None or not self._exists(run_id, fd):
                 return None
             tail = self._tail(run_id, fd)
             header = checked_header(tail.header or self._first_header(run_id), run_id,
@@ -380,26 +368,21 @@ class JSONLCheckpointer(BaseCheckpointer):
     def _first_header(self, run_id: str) -> dict[str, Any]:
         for rec in self._records(run_id):
             if "header" in rec:
-                return rec["header"]
+                header: dict[str, Any] = rec["header"]
+                return header
         return minimal_header(run_id)
 
-    def _all_infos(self) -> Iterable[RunInfo]:
+    def _run_infos(self, status: RunStatus | None, limit: int | None) -> Iterator[RunInfo]:
         for path in self.dir.glob("*.jsonl"):
             info = self.run_info(path.name[: -len(".jsonl")])
             if info is not None:
                 yield info
 
-    def load_steps(self, run_id: str, step: int) -> list[StepRecord]:
-        latest: dict[str, StepRecord] = {}
+    def _step_records(self, run_id: str, step: int) -> Iterator[tuple[Any, Callable[[], str]]]:
         for rec in self._records(run_id):
             for item in rec.get("steps", ()):
-                problem = step_problem(item)
-                if problem is not None:
-                    raise corrupted(self._where(run_id, "steps", item.get("step")
-                                                if type(item) is dict else None), problem)
-                if item["step"] == step:
-                    latest[item["key"]] = StepRecord.from_dict(item)
-        return sorted(latest.values(), key=lambda r: r.index)
+                step_of = item.get("step") if type(item) is dict else None
+                yield item, partial(self._where, run_id, "steps", step_of)
 
     def _commits(self, run_id: str) -> list[dict[str, Any]]:
         return [rec for rec in self._records(run_id) if "version" in rec]
@@ -420,12 +403,6 @@ class JSONLCheckpointer(BaseCheckpointer):
     def _deltas(self, run_id: str, after: int, upto: int | None) -> list[tuple[int, str]]:
         return [(rec["version"], jsonutil.dumps(rec["delta"])) for rec in self._commits(run_id)
                 if rec["version"] > after and (upto is None or rec["version"] <= upto)]
-
-    def _node_version(self, run_id: str, step: int) -> int | None:
-        for rec in self._commits(run_id):
-            if rec["step"] == step and (rec["node"] is not None or step == 0):
-                return rec["version"]
-        return None
 
     def _history(self, run_id: str) -> list[tuple[int, str]]:
         return self._deltas(run_id, 0, None)
