@@ -32,6 +32,7 @@ from purpose_agent.runtime.checkpoint import (
     BaseCheckpointer,
     default_url,
     open_checkpointer,
+    parse_store_url,
     validate_run_id,
 )
 from purpose_agent.runtime.events import EventKind, PAEvent
@@ -346,7 +347,8 @@ def _store(checkpointer: BaseCheckpointer | None) -> BaseCheckpointer:
     if checkpointer is not None:
         return checkpointer
     url = default_url()
-    key = url if "://" in url else str(Path(url).resolve())
+    parsed = parse_store_url(url)  # sqlite:///runs.db and runs.db: one store
+    key = url if parsed.path is None else f"{parsed.kind}:{parsed.path.resolve()}"
     if key not in _default_stores:
         _default_stores[key] = open_checkpointer(url)
     return _default_stores[key]
