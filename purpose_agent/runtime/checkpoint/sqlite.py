@@ -104,8 +104,7 @@ class SQLiteCheckpointer(BaseCheckpointer):
                 str(path), isolation_level=None, check_same_thread=False,
                 timeout=busy_timeout,
             )
-            db = self._db
-            db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            db = self._db  # timeout= is SQLite's busy_timeout, for this connection
             enable_wal(db, busy_timeout)
             db.execute(f"PRAGMA synchronous = {self.synchronous}")
             # Keep the WAL bounded: checkpoint every N pages, truncate it back to 4 MiB.
