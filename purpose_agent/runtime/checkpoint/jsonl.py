@@ -17,7 +17,6 @@ nothing is appended after it. Writers of one run are serialised with ``flock``.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import time
@@ -128,15 +127,16 @@ class JSONLCheckpointer(BaseCheckpointer):
         except OSError as exc:
             raise StoreError(f"cannot open journal {str(path)!r}: {exc}") from exc
         try:
-            _flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, path, self.lock_timeout)
+            _flock(fd, exclusive, path, self.lock_timeout)
             yield fd
         finally:
             os.close(fd)  # closing releases the flock
 
-    def _lines(self, fd: int, start: int = 0,
+    def _lines(self, fd: int, path: Path, start: int = 0,
                line: int = 0) -> Iterator[tuple[int, int, dict[str, Any]]]:
-        """Parse the complete journal lines from byte ``start``, which ends line number
-        ``line``; yields (end offset, line number, record).
+        """Parse the complete journal lines of ``fd`` (open on ``path``) from byte
+        ``start``, which ends line number ``line``; yields (end offset, line number,
+        record).
 
         A last line without its newline is a torn write (power cut, or a writer killed
         mid-append): it never committed, so it is skipped with a warning. Any other line
@@ -152,33 +152,27 @@ class JSONLCheckpointer(BaseCheckpointer):
             try:
                 rec = jsonutil.loads(raw)
             except ValueError as exc:
-                raise corrupted(f"{self._name(fd)}, line {line}",
+                raise corrupted(f"{path}, line {line}",
                                 f"the line is not JSON ({exc})") from None
             problem = _record_problem(rec)
             if problem is not None:
-                raise corrupted(f"{self._name(fd)}, line {line}", problem)
+                raise corrupted(f"{path}, line {line}", problem)
             pos += len(raw) + 1
             yield pos, line, rec
         if torn.strip():
-            warnings.warn(f"{self._name(fd)}: skipping a torn last line ({len(torn)} bytes) "
+            warnings.warn(f"{path}: skipping a torn last line ({len(torn)} bytes) "
                           "of a write that never completed", RuntimeWarning, stacklevel=3)
-
-    @staticmethod
-    def _name(fd: int) -> str:
-        try:
-            return os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            return f"journal (fd {fd})"
 
     def _tail(self, run_id: str, fd: int) -> _Tail:
         """The journal's tail, read on from where this store last read it."""
         tail = self._tails.get(run_id)
         if tail is None or tail.offset > os.fstat(fd).st_size:
             tail = _Tail()
-        tail = self._tails[run_id] = self._follow(fd, tail, None)
+        tail = self._tails[run_id] = self._follow(fd, self._journal(run_id), tail, None)
         return tail
 
-    def _follow(self, fd: int, tail: _Tail, records: list[dict[str, Any]] | None) -> _Tail:
+    def _follow(self, fd: int, path: Path, tail: _Tail,
+                records: list[dict[str, Any]] | None) -> _Tail:
         """``tail`` advanced over the lines after it (appended to ``records`` if given).
 
         Each line's seqs must follow the line before, and its version too, so that no
@@ -186,15 +180,15 @@ class JSONLCheckpointer(BaseCheckpointer):
         line leaves ``tail`` as it was."""
         offset, line, next_seq = tail.offset, tail.line, tail.next_seq
         version, header = tail.version, tail.header
-        for end, line, rec in self._lines(fd, tail.offset, tail.line):
+        for end, line, rec in self._lines(fd, path, tail.offset, tail.line):
             for event in rec["events"]:
                 seq = event.get("seq") if type(event) is dict else event
                 if seq != next_seq:
-                    raise corrupted(f"{self._name(fd)}, line {line}", seq_gap(next_seq, seq))
+                    raise corrupted(f"{path}, line {line}", seq_gap(next_seq, seq))
                 next_seq += 1
             if "version" in rec:
                 if rec["version"] != version + 1:
-                    raise corrupted(f"{self._name(fd)}, line {line}",
+                    raise corrupted(f"{path}, line {line}",
                                     version_gap(version + 1, rec["version"]))
                 version, header = rec["version"], rec["delta"]["header"]
             offset = end
@@ -212,7 +206,8 @@ class JSONLCheckpointer(BaseCheckpointer):
         records: list[dict[str, Any]] = []
         with self._locked(run_id, exclusive=False, create=False) as fd:
             if fd is not None:
-                self._tails[run_id] = self._follow(fd, _Tail(), records)
+                self._tails[run_id] = self._follow(fd, self._journal(run_id), _Tail(),
+                                                   records)
         return records
 
     def _where(self, run_id: str, what: str, key: Any) -> str:
@@ -434,9 +429,19 @@ def _record_problem(rec: Any) -> str | None:
     return None
 
 
-def _flock(fd: int, mode: int, path: Path, timeout: float) -> None:
+def _flock(fd: int, exclusive: bool, path: Path, timeout: float) -> None:
     """``flock`` that gives up after ``timeout`` seconds. (flock itself has no timeout, and
     a blocking one cannot be interrupted without a signal; uncontended, this is one call.)"""
+    try:
+        # Imported here, not with the module: the other stores, and `import purpose_agent`,
+        # work where fcntl does not exist (Windows).
+        import fcntl
+    except ImportError:
+        raise StoreError(
+            f"the JSONL store locks its journals with fcntl.flock, which this platform "
+            f"lacks (opening {str(path)!r}); use the SQLite store (sqlite:///runs.db)"
+        ) from None
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
     try:
         fcntl.flock(fd, mode | fcntl.LOCK_NB)
         return
