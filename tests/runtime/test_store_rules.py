@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from purpose_agent.errors import LeaseError, RunNotFound
+from purpose_agent.errors import LeaseError, RunNotFound, SerializationError
 from purpose_agent.runtime.checkpoint import (
     BaseCheckpointer,
     Checkpointer,
@@ -164,3 +164,32 @@ def test_cancelling_or_leasing_a_missing_run_is_run_not_found_and_writes_nothing
 
 def _fields(lease) -> dict:
     return {name: getattr(lease, name) for name in lease.__slots__}
+
+
+# ── the time of a commit ────────────────────────────────────────────────────────
+
+
+def test_encoding_a_commit_changes_nothing_it_was_given():
+    from purpose_agent.runtime.checkpoint._prepare import prepare
+
+    state = RunState(run_id="r1", status=RunStatus.RUNNING, updated_at=5.0)
+    prepared = prepare("r1", Commit(state=state, delta=Delta(), snapshot=True))
+    assert state.updated_at == 5.0
+    assert prepared.header is not None and prepared.header["updated_at"] == 5.0
+    stamped = prepare("r1", Commit(state=state, delta=Delta(), snapshot=True), now=9.0)
+    assert state.updated_at == 5.0
+    assert stamped.header is not None and stamped.header["updated_at"] == 9.0
+    assert '"updated_at":9.0' in (stamped.snapshot_json or "")
+
+
+def test_a_commit_stamps_its_time_once_it_lands_and_a_refused_one_leaves_it(store):
+    state = RunState(run_id="r1", status=RunStatus.RUNNING, updated_at=5.0)
+    store.commit("r1", Commit(state=state, delta=Delta(), snapshot=True))
+    stored = store.load_latest("r1").updated_at
+    assert stored > 5.0 and state.updated_at == stored  # the caller's copy matches
+    state.updated_at = 6.0
+    state.data["bad"] = {1, 2}  # not JSON: refused before anything is written
+    with pytest.raises(SerializationError):
+        store.commit("r1", Commit(state=state, delta=Delta(), snapshot=True))
+    assert state.updated_at == 6.0
+    assert store.load_latest("r1").updated_at == stored

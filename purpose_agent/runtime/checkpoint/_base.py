@@ -15,6 +15,7 @@ when it is opened, not in the middle of a run.
 from __future__ import annotations
 
 import operator
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import replace
@@ -241,8 +242,15 @@ class BaseCheckpointer(ABC):
         lease, SeqConflictError on a seq gap or duplicate, RunBusyError when
         ``commit.acquire`` finds another live owner, RunStateError when ``commit.create``
         finds the run already exists.
+
+        The commit's time is the run's ``updated_at``: stored with it, and set on
+        ``commit.state`` once the commit has landed (a refused commit leaves it as it was).
         """
-        return self._write(run_id, prepare(run_id, commit))
+        now = time.time()
+        result = self._write(run_id, prepare(run_id, commit, now=now))
+        if commit.state is not None:
+            commit.state.updated_at = now
+        return result
 
     def load_at(self, run_id: str, step: int) -> RunState | None:
         """The state right after node execution number ``step`` committed (0: the start),

@@ -124,8 +124,10 @@ class Held(NamedTuple):
     fence: int
 
 
-def prepare(run_id: str, commit: Commit) -> PreparedCommit:
-    """Check and encode everything; raises SerializationError before any write."""
+def prepare(run_id: str, commit: Commit, *, now: float | None = None) -> PreparedCommit:
+    """Check and encode everything; raises SerializationError before any write. Changes
+    nothing it is given: the state is encoded with ``updated_at`` = ``now`` when given
+    (the time of the commit, see :meth:`BaseCheckpointer.commit`), else as it is."""
     validate_run_id(run_id)
     event_json = []
     for event in commit.events:
@@ -142,8 +144,9 @@ def prepare(run_id: str, commit: Commit) -> PreparedCommit:
     if state is not None:
         if state.run_id != run_id:
             raise ValueError(f"state of run {state.run_id!r} committed to run {run_id!r}")
-        state.updated_at = time.time()
         header = state.header()
+        if now is not None:
+            header["updated_at"] = now
         header_json = jsonutil.dumps(header, "$.state")
         delta = commit.delta or Delta()
         step, node = state.current_step, delta.node
@@ -152,7 +155,9 @@ def prepare(run_id: str, commit: Commit) -> PreparedCommit:
         ops_json = delta.to_json("$.update")
         delta_json = splice_header(ops_json, header_json)
         if commit.snapshot:
-            snapshot_json = jsonutil.dumps(state.to_dict(), "$.state")
+            whole = state.to_dict()
+            whole["updated_at"] = header["updated_at"]
+            snapshot_json = jsonutil.dumps(whole, "$.state")
     steps = [(rec, rec.to_json()) for rec in commit.steps]
     return PreparedCommit(
         events=list(commit.events), header=header, header_json=header_json,
