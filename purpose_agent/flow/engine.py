@@ -304,13 +304,13 @@ class Runner:
             logger.warning("run %s: node %s failed (attempt %d of %d), retrying: %s: %s",
                            self.state.run_id, spec.name, attempt, spec.retries + 1,
                            type(exc).__name__, summarize(str(exc), 1000))
-            return spec.backoff * 2 ** (attempt - 1)
+            return float(spec.backoff * 2 ** (attempt - 1))
         self.fail(spec.name, attempt, exc)
         return None
 
     def fail(self, node: str, attempt: int, exc: BaseException) -> None:
         state, mark = self.state, self.mark()
-        error = {"type": type(exc).__name__, "message": summarize(str(exc), 2000),
+        error: dict[str, Any] = {"type": type(exc).__name__, "message": summarize(str(exc), 2000),
                  "node": node, "attempt": attempt,
                  "traceback": traceback_text(exc, skip_leading=_FLOW_DIR)}
         state.status, state.error = RunStatus.FAILED, error

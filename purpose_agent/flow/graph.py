@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -222,7 +222,7 @@ class Flow:
         if name in self._edges:
             return self._edges[name]
         router, targets = self._routes[name]
-        target = router(MappingProxyType(data))  # type: ignore[arg-type]
+        target = router(MappingProxyType(data))
         if target != END and (target not in self._nodes or (targets and target not in targets)):
             raise FlowDefinitionError(
                 f"route from {name!r} chose {target!r}, which is not a node of flow "
@@ -361,7 +361,7 @@ def _drive(fn: Callable[[], RunState]) -> RunState:
         raise LeaseError(str(exc)) from None
 
 
-async def _adrive(fn: Callable[[], Any]) -> RunState:
+async def _adrive(fn: Callable[[], Awaitable[RunState]]) -> RunState:
     try:
         return await fn()
     except LeaseLost as exc:
