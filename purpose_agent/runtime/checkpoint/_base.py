@@ -17,11 +17,11 @@ from __future__ import annotations
 import operator
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from purpose_agent.errors import LeaseError, RunNotFound
+from purpose_agent.errors import LeaseError, RunNotFound, StoreCorrupted
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint._integrity import (
     DAMAGE,
@@ -366,14 +366,8 @@ class BaseCheckpointer(ABC):
     def list_history(self, run_id: str) -> list[dict[str, Any]]:
         """Every state commit of the run, oldest first: version, step, node, status, time."""
         out = []
-        rows = self._history(validate_run_id(run_id))
-        bodies = decode_all([text for _v, text in rows],
-                            lambda i: self._where(run_id, "version", rows[i][0]))
-        expected = 1
-        for (version, _text), body in zip(rows, bodies, strict=True):
-            if version != expected:
-                raise corrupted(self._where(run_id, "version", version),
-                                version_gap(expected, version))
+        for version, body in self._consecutive(run_id, self._history(validate_run_id(run_id)),
+                                               first=1):
             try:
                 header = body["header"]
                 entry = {"version": version, "step": header["current_step"],
@@ -386,10 +380,8 @@ class BaseCheckpointer(ABC):
             except DAMAGE as exc:
                 problem = describe(exc)
             if problem is not None:
-                raise corrupted(self._where(run_id, "version", version),
-                                f"the commit of state version {version} is damaged: {problem}")
+                raise self._damaged_commit(run_id, version, problem)
             out.append(entry)
-            expected += 1
         return out
 
     def _replay(self, run_id: str, upto: int | None) -> RunState | None:
@@ -402,15 +394,10 @@ class BaseCheckpointer(ABC):
         if snap is not None:
             after = snap[0]
             state = self._decode_snapshot(run_id, after, snap[1])
-        deltas = self._deltas(run_id, after, upto)
-        bodies = decode_all([text for _v, text in deltas],
-                            lambda i: self._where(run_id, "version", deltas[i][0]))
-        expected = after + 1
         header: Any = None
-        for (version, _text), body in zip(deltas, bodies, strict=True):
-            if version != expected:
-                raise corrupted(self._where(run_id, "version", version),
-                                version_gap(expected, version))
+        version = after
+        for version, body in self._consecutive(run_id, self._deltas(run_id, after, upto),
+                                               first=after + 1):
             try:
                 header = body["header"]
                 node = body.get("node")
@@ -430,14 +417,28 @@ class BaseCheckpointer(ABC):
             except DAMAGE as exc:
                 problem = describe(exc)
             if problem is not None:
-                raise corrupted(self._where(run_id, "version", version),
-                                f"the commit of state version {version} is damaged: {problem}")
-            expected += 1
+                raise self._damaged_commit(run_id, version, problem)
         problem = None if header is None else header_problem(header, run_id)
         if problem is not None:
-            raise corrupted(self._where(run_id, "version", expected - 1),
-                            f"the commit of state version {expected - 1} is damaged: {problem}")
+            raise self._damaged_commit(run_id, version, problem)
         return state
+
+    def _consecutive(self, run_id: str, rows: list[tuple[int, str]],
+                     first: int) -> Iterator[tuple[int, Any]]:
+        """``rows`` of state commits, decoded, checked to be versions ``first``, ``first +
+        1`` … one by one (StoreCorrupted naming the first that is not, or is not JSON)."""
+        bodies = decode_all([text for _v, text in rows],
+                            lambda i: self._where(run_id, "version", rows[i][0]))
+        for expected, ((version, _text), body) in enumerate(zip(rows, bodies, strict=True),
+                                                            start=first):
+            if version != expected:
+                raise corrupted(self._where(run_id, "version", version),
+                                version_gap(expected, version))
+            yield version, body
+
+    def _damaged_commit(self, run_id: str, version: int, problem: str) -> StoreCorrupted:
+        return corrupted(self._where(run_id, "version", version),
+                         f"the commit of state version {version} is damaged: {problem}")
 
     def _decode_snapshot(self, run_id: str, version: int, text: str) -> RunState:
         try:
