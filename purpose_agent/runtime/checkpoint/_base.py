@@ -23,6 +23,15 @@ from typing import Any
 
 from purpose_agent.errors import LeaseError, RunNotFound, StoreCorrupted
 from purpose_agent.runtime import jsonutil
+from purpose_agent.runtime.checkpoint._arguments import (
+    check_batch,
+    check_finished,
+    check_kinds,
+    check_limit,
+    check_since,
+    check_status,
+    check_ttl,
+)
 from purpose_agent.runtime.checkpoint._integrity import (
     DAMAGE,
     corrupted,
@@ -40,7 +49,7 @@ from purpose_agent.runtime.checkpoint._prepare import (
     prepare,
     validate_run_id,
 )
-from purpose_agent.runtime.events import EventKind, PAEvent
+from purpose_agent.runtime.events import PAEvent
 from purpose_agent.runtime.journal import (
     Commit,
     CommitResult,
@@ -52,60 +61,6 @@ from purpose_agent.runtime.journal import (
     sort_infos,
 )
 from purpose_agent.runtime.state import RunState, RunStatus
-
-# ── what the arguments of every store mean ───────────────────────────────────────
-
-
-def check_limit(limit: Any) -> int | None:
-    """``limit`` as every store reads it: None is no limit, 0 or more is at most that
-    many; anything else (a negative number, a float, a string, a bool) is a ValueError,
-    so no store quietly reads ``-1`` as "all" or as "all but the last"."""
-    if limit is None:
-        return None
-    try:
-        value = operator.index(limit) if not isinstance(limit, bool) else -1
-    except TypeError:
-        value = -1
-    if value < 0:
-        raise ValueError(f"limit must be None (no limit) or a whole number >= 0, got {limit!r}")
-    return value
-
-
-def check_since(since_seq: Any) -> int:
-    """``since_seq`` as every store reads it: events after it; below 0 means from the start."""
-    try:
-        return max(operator.index(since_seq), 0)
-    except TypeError:
-        raise ValueError(f"since_seq must be a whole number (a seq), got {since_seq!r}") from None
-
-
-def check_kinds(kinds: Any) -> set[str] | None:
-    """``kinds`` as every store reads it: None is every kind; one kind (an EventKind or its
-    dotted name) or an iterable of them; an empty iterable matches no event."""
-    if kinds is None:
-        return None
-    if isinstance(kinds, (str, EventKind)):
-        kinds = [kinds]
-    return {str(k) for k in kinds}
-
-
-def check_status(status: Any) -> RunStatus | None:
-    """``status`` as every store reads it: None is every run, else a RunStatus or its value."""
-    if status is None:
-        return None
-    try:
-        return RunStatus(status)
-    except ValueError:
-        names = ", ".join(str(s) for s in RunStatus)
-        raise ValueError(f"unknown run status {status!r}; use one of: {names}") from None
-
-
-def check_ttl(ttl: Any) -> float:
-    """A lease's time to live in seconds: a number from 0 (expired at once) up."""
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl >= 0 \
-            or ttl == float("inf"):
-        raise ValueError(f"a lease ttl is a finite number of seconds >= 0, got {ttl!r}")
-    return float(ttl)
 
 
 def _event_problem(data: dict[str, Any]) -> str:
@@ -311,6 +266,36 @@ class BaseCheckpointer(ABC):
         if not self._request_cancel(validate_run_id(run_id)):
             raise self._not_found(run_id)
 
+    def prune_runs(self, *, updated_before: float,
+                   statuses: Iterable[RunStatus | str] | None = None,
+                   batch: int = 500) -> int:
+        """Delete the finished runs last updated before ``updated_before`` (epoch seconds),
+        everything journaled for them included, and return how many were deleted.
+
+        ``statuses``: which finished runs (default: completed, failed and cancelled);
+        a status of a run that is not finished is a ValueError, so a running, paused or
+        pending run is never pruned, however old. Runs are deleted ``batch`` at a time,
+        each batch in one transaction of its own: a large store is pruned without one
+        long transaction that would hold up its writers.
+        """
+        wanted, batch = check_finished(statuses), check_batch(batch)
+        cutoff = float(updated_before)
+        total = 0
+        while True:
+            deleted = self._prune_batch(cutoff, wanted, batch)
+            total += deleted
+            if deleted < batch:
+                return total
+
+    def _prune_batch(self, updated_before: float, statuses: frozenset[RunStatus],
+                     batch: int) -> int:
+        """Delete at most ``batch`` runs of ``statuses`` last updated before
+        ``updated_before``; how many were deleted. This one lists the runs and deletes
+        them one by one; a store that can do it in one transaction overrides it."""
+        doomed = [info.run_id for info in self._run_infos(None, None)
+                  if info.status in statuses and info.updated_at < updated_before][:batch]
+        return sum(self.delete_run(run_id) for run_id in doomed)
+
     def close(self) -> None:
         """Release what the store holds open (connections, a pool); idempotent. The
         base holds nothing: a store that opens something overrides this."""
@@ -452,5 +437,4 @@ class BaseCheckpointer(ABC):
                         f"the snapshot of state version {version} is damaged: {problem}")
 
 
-__all__ = ["MAX_RUN_ID", "BaseCheckpointer", "check_kinds", "check_limit", "check_since",
-           "check_status", "check_ttl", "validate_run_id"]
+__all__ = ["MAX_RUN_ID", "BaseCheckpointer", "validate_run_id"]

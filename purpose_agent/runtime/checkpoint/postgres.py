@@ -84,6 +84,9 @@ _STATEMENTS = {
     "renew": (f"UPDATE {{s}}.runs SET lease_expires_at = {_NOW} + %s WHERE run_id = %s "
               "AND fence = %s AND owner = %s RETURNING lease_expires_at"),
     "cancel": "UPDATE {s}.runs SET cancel_requested = true WHERE run_id = %s",
+    "prune": ("DELETE FROM {s}.runs WHERE run_id IN (SELECT run_id FROM {s}.runs "
+              "WHERE status = ANY(%s) AND updated_at < %s LIMIT %s FOR UPDATE SKIP LOCKED) "
+              "RETURNING run_id"),
     "lock_timeout": "SELECT set_config('lock_timeout', %s, true)",
     "events": "SELECT body FROM {s}.events WHERE run_id = %s AND seq > %s",
     "next_seq": "SELECT next_seq FROM {s}.runs WHERE run_id = %s",
@@ -229,9 +232,22 @@ class PostgresCheckpointer(BaseCheckpointer):
             # The runs row first: its lock waits for a commit under way to finish.
             found = cur.execute(f"DELETE FROM {self._tables[0]} WHERE run_id = %s "
                                 "RETURNING 1", (run_id,)).fetchone() is not None
-            for table in self._tables[1:]:
-                cur.execute(f"DELETE FROM {table} WHERE run_id = %s", (run_id,))
+            self._delete_records(cur, [run_id])
         return found
+
+    def _prune_batch(self, updated_before: float, statuses: frozenset[RunStatus],
+                     batch: int) -> int:
+        """One transaction: the runs rows are chosen, locked and deleted together, so a
+        run being written meanwhile is skipped, never deleted mid-commit."""
+        with self._transaction() as cur:
+            rows = cur.execute(self._sql["prune"], (sorted(map(str, statuses)), updated_before,
+                                                    batch)).fetchall()
+            self._delete_records(cur, [row[0] for row in rows])
+        return len(rows)
+
+    def _delete_records(self, cur: psycopg.Cursor[tuple[Any, ...]], run_ids: list[str]) -> None:
+        for table in self._tables[1:]:
+            cur.execute(f"DELETE FROM {table} WHERE run_id = ANY(%s)", (run_ids,))
 
     # ── leases ──────────────────────────────────────────────────────────────────
     def _renew_lease(self, run_id: str, owner: str, fence: int, ttl: float) -> float | None:

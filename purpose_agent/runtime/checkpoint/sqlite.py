@@ -232,13 +232,23 @@ class SQLiteCheckpointer(BaseCheckpointer):
         """Delete the run and everything journaled for it. True if it existed."""
         validate_run_id(run_id)
         with self._tx() as db:
-            ids = _run_span(db, run_id)
-            if ids is not None:
-                db.execute("DELETE FROM journal WHERE id > ? AND id < ?", ids)
-            found = db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount > 0
-            for table in ("snapshots", "steps"):
-                db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
-        return found
+            row = db.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            _delete(db, row[0] if row is not None else None, run_id)
+        return row is not None
+
+    def _prune_batch(self, updated_before: float, statuses: frozenset[RunStatus],
+                     batch: int) -> int:
+        """One transaction: the runs are chosen and deleted under the same write lock, so
+        a run resumed meanwhile (no longer finished) is never deleted. (A finished run's
+        runs row is current: only a running run's lags its journal.)"""
+        marks = ",".join("?" * len(statuses))
+        with self._tx() as db:
+            rows = db.execute(
+                f"SELECT num, run_id FROM runs WHERE status IN ({marks}) AND updated_at < ? "
+                "LIMIT ?", (*sorted(map(str, statuses)), updated_before, batch)).fetchall()
+            for num, run_id in rows:
+                _delete(db, num, run_id)
+        return len(rows)
 
     # ── leases ──────────────────────────────────────────────────────────────────
     def _renew_lease(self, run_id: str, owner: str, fence: int, ttl: float) -> float | None:
@@ -436,6 +446,15 @@ class SQLiteCheckpointer(BaseCheckpointer):
 
     def __repr__(self) -> str:
         return f"SQLiteCheckpointer({str(self.path)!r}, synchronous={self.synchronous!r})"
+
+
+def _delete(db: sqlite3.Connection, num: int | None, run_id: str) -> None:
+    """Delete run ``run_id`` (runs row ``num``, None if it has none) and its records."""
+    if num is not None:
+        db.execute("DELETE FROM journal WHERE id > ? AND id < ?", span(num))
+        db.execute("DELETE FROM runs WHERE num = ?", (num,))
+    for table in ("snapshots", "steps"):
+        db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
 
 
 def _run_span(db: sqlite3.Connection, run_id: str) -> tuple[int, int] | None:
