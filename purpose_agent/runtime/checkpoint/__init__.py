@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from purpose_agent.runtime.checkpoint._arguments import FINISHED
 from purpose_agent.runtime.checkpoint._base import BaseCheckpointer, validate_run_id
 from purpose_agent.runtime.checkpoint._url import StoreURL, parse_store_url
 from purpose_agent.runtime.checkpoint.jsonl import JSONLCheckpointer
@@ -57,7 +58,7 @@ def open_checkpointer(url: str | os.PathLike[str] | None = None, *,
 
 
 __all__ = [
-    "BaseCheckpointer",
+    "FINISHED", "BaseCheckpointer",
     "Checkpointer", "InMemoryCheckpointer", "JSONLCheckpointer", "SQLiteCheckpointer",
     "StoreURL", "default_url", "open_checkpointer", "parse_store_url", "validate_run_id",
 ]
