@@ -233,6 +233,9 @@ class JSONLCheckpointer(BaseCheckpointer):
     # ── writes ───────────────────────────────────────────────────────────────────
     def _write(self, run_id: str, p: PreparedCommit) -> CommitResult:
         with self._locked(run_id, exclusive=True, create=not p.must_exist) as fd:
+            if fd is None and not p.must_exist:  # O_CREAT found no directory
+                raise StoreError(f"JSONL store directory {str(self.dir)!r} is gone; "
+                                 "recreate it or point the store elsewhere")
             if fd is None or (p.must_exist and not self._exists(run_id, fd)):
                 raise self._not_found(run_id)
             tail = self._tail(run_id, fd)
