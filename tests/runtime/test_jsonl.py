@@ -228,5 +228,5 @@ def test_a_store_whose_directory_was_removed_says_so(store):
     import shutil
 
     shutil.rmtree(store.dir)
-    with pytest.raises(StoreError, match="directory .* is gone"):
+    with pytest.raises(StoreError, match=r"directory .* is gone"):
         store.save_event(create_event("r1", EventKind.AGENT_PROGRESS))

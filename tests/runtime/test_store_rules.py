@@ -7,6 +7,8 @@ Each case here once had a store that answered differently from the others.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from purpose_agent.errors import LeaseError, RunNotFound, SerializationError
@@ -148,7 +150,7 @@ def test_lease_answers_are_the_same_on_every_store(store):
     with pytest.raises(LeaseError, match="lost"):
         store.renew_lease(first, 30)  # an older fence of the same owner
     with pytest.raises(LeaseError, match="lost"):
-        store.renew_lease(again.__class__(**{**_fields(again), "owner": "x.example:2"}), 30)
+        store.renew_lease(replace(again, owner="x.example:2"), 30)  # the fence, not the owner
     with pytest.raises(ValueError, match="ttl"):
         store.acquire_lease("r1", "other-host.example:1", -1)
     assert store.run_info("r1").owner == "other-host.example:1"
@@ -160,10 +162,6 @@ def test_cancelling_or_leasing_a_missing_run_is_run_not_found_and_writes_nothing
     with pytest.raises(RunNotFound, match="nobody"):
         store.acquire_lease("nobody", "me.example:1", 30)
     assert store.list_runs() == [] and store.next_seq("nobody") == 1
-
-
-def _fields(lease) -> dict:
-    return {name: getattr(lease, name) for name in lease.__slots__}
 
 
 # ── the time of a commit ────────────────────────────────────────────────────────
