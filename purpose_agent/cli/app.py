@@ -16,6 +16,7 @@ import purpose_agent
 from purpose_agent.errors import RunStateError
 from purpose_agent.flow.operations import cancel_run, fork_run
 from purpose_agent.flow.plan import MISSING
+from purpose_agent.runtime.checkpoint import FINISHED
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.state import RunStatus
 from purpose_agent.runtime.transcript import render_transcript
@@ -32,11 +33,13 @@ from .common import (
     is_interactive,
     not_found,
     open_store,
+    parse_age,
     parse_json,
     parse_sets,
     require_run,
     resolve_url,
     stdout_json,
+    store_exists,
 )
 from .render import (
     EventTail,
@@ -348,3 +351,38 @@ def delete(
             raise typer.Exit(1)
     cp.delete_run(run_id)
     _console().print(literal(f"deleted run {run_id}"))
+
+
+@app.command()
+def prune(
+    older_than: Annotated[str, typer.Option(
+        "--older-than", metavar="AGE", show_default=False,
+        help="Delete finished runs last updated more than AGE ago: 30d, 12h, 45m, 90s, 2w.")],
+    status: Annotated[list[RunStatus] | None, typer.Option(
+        "--status", "-s", metavar="STATUS", case_sensitive=False, show_default=False,
+        help="Only finished runs with this status: completed, failed or cancelled "
+             "(repeatable). Default: all three.")] = None,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Retention: delete finished runs (completed, failed, cancelled) last updated more
+    than AGE ago, with everything journaled for them, a batch per transaction. Running,
+    paused and pending runs are never pruned, however old."""
+    url = resolve_url(db)
+    age = parse_age(older_than)
+    statuses = sorted(str(s) for s in (status or FINISHED))
+    unfinished = [s for s in statuses if RunStatus(s) not in FINISHED]
+    if unfinished:
+        raise CliError(f"only finished runs (completed, failed, cancelled) are pruned, not "
+                       f"{', '.join(unfinished)} ones", EXIT_USAGE)
+    if not store_exists(url):  # nothing to delete, and no empty store created to say so
+        _console().print(literal(f"no store at {url}; nothing to prune"))
+        return
+    with open_store(url) as cp:
+        pruned = cp.prune_runs(updated_before=time.time() - age, statuses=statuses)
+    if as_json:
+        stdout_json({"pruned": pruned, "statuses": statuses})
+        return
+    runs = "run" if pruned == 1 else "runs"
+    _console().print(literal(f"pruned {pruned} {runs} ({', '.join(statuses)}) last updated "
+                             f"more than {older_than} ago from {url}"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 from typing import Annotated, Any
@@ -100,6 +101,21 @@ def resolve_url(db: str | None) -> str:
     return db or default_url()
 
 
+_AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_age(text: str) -> float:
+    """An age such as ``30d``, ``12h``, ``45m``, ``90s`` or ``2w``, in seconds."""
+    found = _AGE.fullmatch(text.strip().lower())
+    if found is None:
+        hint = f" (a unit is needed: {text.strip()}d for days)" if text.strip().isdigit() \
+            else ""
+        raise CliError(f"--older-than {text!r} is not an age: use a number and a unit, "
+                       f"s, m, h, d or w, as in 30d or 12h{hint}", EXIT_USAGE)
+    return float(found.group(1)) * _SECONDS[found.group(2)]
+
+
 def store_exists(url: str) -> bool:
     """False when ``url`` names a SQLite file or JSONL directory that does not exist yet."""
     parsed = parse_store_url(url)
@@ -192,6 +208,6 @@ __all__ = [
     "EXIT_BUSY", "EXIT_CODES_HELP", "EXIT_ERROR", "EXIT_FLOW", "EXIT_NOT_FOUND", "EXIT_OK",
     "EXIT_STORE", "EXIT_USAGE", "CliError", "DbOption", "JsonOption", "command_for",
     "exit_code_for", "fail", "is_interactive", "not_found", "one_line", "open_store",
-    "parse_json", "parse_sets", "require_run", "require_store", "resolve_url", "stdout_json",
+    "parse_age", "parse_json", "parse_sets", "require_run", "require_store", "resolve_url", "stdout_json",
     "store_exists",
 ]

@@ -21,7 +21,8 @@ from rich.text import Text
 
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind, PAEvent
-from purpose_agent.runtime.journal import RunInfo, owner_is_dead
+from purpose_agent.runtime.journal import RunInfo
+from purpose_agent.runtime.owners import lease_status
 from purpose_agent.runtime.redact import summarize
 from purpose_agent.runtime.state import RunState, RunStatus
 from purpose_agent.runtime.transcript import transcript_lines
@@ -86,23 +87,23 @@ def pretty_json(value: Any) -> str:
 
 
 def lease_text(owner: str | None, expires_at: float | None) -> str:
-    """Who holds the run's lease, and whether that owner is still alive."""
-    if not owner:
+    """Who holds the run's lease, and whether it is live (as the store would judge now)."""
+    now = time.time()
+    status = lease_status(owner, expires_at, now)
+    if status == "free":
         return "none"
-    if owner_is_dead(owner):
+    if status == "gone":
         return f"{owner} (that process is gone: the run can be resumed)"
-    if expires_at is not None and expires_at <= time.time():
+    if status == "expired":
         return f"{owner} (expired: the run can be resumed)"
-    left = f", {expires_at - time.time():.0f}s left" if expires_at is not None else ""
-    return f"{owner} (live{left})"
+    assert expires_at is not None
+    return f"{owner} (live, {expires_at - now:.0f}s left)"
 
 
 def stalled(info: RunInfo) -> bool:
     """True for a RUNNING run that nobody advances (its process died or its lease expired)."""
-    if info.status is not RunStatus.RUNNING:
-        return False
-    return not info.owner or owner_is_dead(info.owner) or (
-        info.lease_expires_at is not None and info.lease_expires_at <= time.time())
+    return info.status is RunStatus.RUNNING and lease_status(
+        info.owner, info.lease_expires_at, time.time()) != "live"
 
 
 def run_row(info: RunInfo) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import threading
 import time
 import weakref
 from enum import Enum
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from purpose_agent.errors import (
     LeaseError,
@@ -35,9 +35,6 @@ from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import Commit, Delta, Lease, StepRecord, apply_ops
 from purpose_agent.runtime.redact import summarize, traceback_text
 from purpose_agent.runtime.state import RunState, RunStatus
-
-if TYPE_CHECKING:
-    from purpose_agent.runtime.checkpoint._protocol import Checkpointer
 
 # Failures are logged here; like any library, nothing is printed unless the application
 # configures logging (the logging HOWTO's advice: a NullHandler on the top logger).
@@ -302,7 +299,7 @@ class Runner:
         if self.lease_lost:
             return  # another owner's run now; it is not ours to read back
         run_id = self.state.run_id
-        durable_next = cast("Checkpointer", self.cp).next_seq(run_id)  # every store has it
+        durable_next = self.cp.next_seq(run_id)
         stored = self.cp.load_latest(run_id)
         if stored is None:
             return
@@ -331,13 +328,13 @@ class Runner:
             logger.warning("run %s: node %s failed (attempt %d of %d), retrying: %s: %s",
                            self.state.run_id, spec.name, attempt, spec.retries + 1,
                            type(exc).__name__, summarize(str(exc), 1000))
-            return spec.backoff * 2 ** (attempt - 1)
+            return float(spec.backoff * 2 ** (attempt - 1))
         self.fail(spec.name, attempt, exc)
         return None
 
     def fail(self, node: str, attempt: int, exc: BaseException) -> None:
         state, mark = self.state, self.mark()
-        error = {"type": type(exc).__name__, "message": summarize(str(exc), 2000),
+        error: dict[str, Any] = {"type": type(exc).__name__, "message": summarize(str(exc), 2000),
                  "node": node, "attempt": attempt,
                  "traceback": traceback_text(exc, skip_leading=_FLOW_DIR)}
         state.status, state.error = RunStatus.FAILED, error

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, overload
 
@@ -31,6 +31,7 @@ from purpose_agent.runtime.checkpoint import (
     BaseCheckpointer,
     default_url,
     open_checkpointer,
+    parse_store_url,
     validate_run_id,
 )
 from purpose_agent.runtime.owners import driver
@@ -312,7 +313,8 @@ def _store(checkpointer: BaseCheckpointer | None) -> BaseCheckpointer:
     if checkpointer is not None:
         return checkpointer
     url = default_url()
-    key = url if "://" in url else str(Path(url).resolve())
+    parsed = parse_store_url(url)  # sqlite:///runs.db and runs.db: one store
+    key = url if parsed.path is None else f"{parsed.kind}:{parsed.path.resolve()}"
     if key not in _default_stores:
         _default_stores[key] = open_checkpointer(url)
     return _default_stores[key]
@@ -325,7 +327,7 @@ def _drive(fn: Callable[[], RunState]) -> RunState:
         raise LeaseError(str(exc)) from None
 
 
-async def _adrive(fn: Callable[[], Any]) -> RunState:
+async def _adrive(fn: Callable[[], Awaitable[RunState]]) -> RunState:
     try:
         return await fn()
     except LeaseLost as exc:

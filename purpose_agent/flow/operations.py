@@ -177,7 +177,7 @@ def cancel_run(cp: BaseCheckpointer, run_id: str, *, lease_ttl: float = 60.0) ->
         try:
             lease = cp.acquire_lease(run_id, owner, lease_ttl)
         except RunBusyError:
-            cp.request_cancel(run_id)  # type: ignore[attr-defined]
+            cp.request_cancel(run_id)
             return state
         state = load_state(cp, run_id)
         state.status = RunStatus.CANCELLED

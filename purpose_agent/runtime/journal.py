@@ -145,8 +145,7 @@ class StepRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StepRecord:
-        return cls(**{k: data[k] for k in data  # type: ignore[attr-defined]
-                      if k in cls.__slots__ and k != "result_json"})
+        return cls(**{k: data[k] for k in data if k in cls.__slots__ and k != "result_json"})
 
 
 # ── commits ───────────────────────────────────────────────────────────────────────

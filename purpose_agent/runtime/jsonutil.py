@@ -16,7 +16,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Iterator
-from json.encoder import c_make_encoder, encode_basestring_ascii
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from purpose_agent.errors import SerializationError
@@ -35,7 +35,9 @@ def _not_json(obj: Any) -> Any:
 
 
 # JSONEncoder.encode builds a C encoder on every call, a third of the cost of encoding
-# a small event; this one is built once. Values reach it only after check().
+# a small event; this one is built once. Values reach it only after check(). (The C
+# accelerator is private to json, and absent where the C module is: hence getattr.)
+c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
 _c_encode = (c_make_encoder(None, _not_json, encode_basestring_ascii, None, ":", ",",
                             False, False, False) if c_make_encoder is not None else None)
 

@@ -21,7 +21,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from purpose_agent.errors import RunBusyError
 
@@ -91,13 +91,34 @@ def owner_is_dead(owner: str) -> bool:
     return token is not None and token not in _live
 
 
+LeaseStatus = Literal["free", "expired", "gone", "live"]
+
+
+def lease_status(owner: str | None, expires_at: float | None, now: float) -> LeaseStatus:
+    """Whether a run's lease is live at ``now``: the one answer to that question, for the
+    stores (who may take a run), the listing (is a running run stalled) and ``show``.
+
+    ``free``: no owner, or no expiry (a store grants every lease one and clears both on
+    release); ``expired``: its expiry is ``now`` or earlier; ``gone``: its owner is known
+    to have ended (:func:`owner_is_dead`); else ``live``. Only a live lease keeps others
+    from taking the run.
+    """
+    if not owner or expires_at is None:
+        return "free"
+    if expires_at <= now:
+        return "expired"
+    if owner_is_dead(owner):
+        return "gone"
+    return "live"
+
+
 def check_lease_free(run_id: str, owner: str | None, expires_at: float | None,
                      now: float, me: str) -> None:
-    """Raise :class:`RunBusyError` unless ``me`` may take the run's lease at ``now``."""
-    if not owner or owner == me or expires_at is None or expires_at <= now:
+    """Raise :class:`RunBusyError` unless ``me`` may take the run's lease at ``now``: the
+    lease is not live (:func:`lease_status`), or ``me`` holds it already."""
+    if owner == me or lease_status(owner, expires_at, now) != "live":
         return
-    if owner_is_dead(owner):
-        return
+    assert owner is not None and expires_at is not None
     where = "another driver in this process" if parse_owner(owner)[:2] == parse_owner(me)[:2] \
         else owner
     raise RunBusyError(
@@ -117,4 +138,5 @@ def _after_fork() -> None:
 
 os.register_at_fork(after_in_child=_after_fork)
 
-__all__ = ["Owner", "check_lease_free", "driver", "owner_id", "owner_is_dead", "parse_owner"]
+__all__ = ["LeaseStatus", "Owner", "check_lease_free", "driver", "lease_status", "owner_id",
+           "owner_is_dead", "parse_owner"]

@@ -222,3 +222,11 @@ def test_runs_listed_from_the_directory_ignore_other_files(store):
     (store.dir / "notes.txt").write_text("not a run")
     (store.dir / "r1.lease.json").write_text('{"owner":null,"expires_at":null,"fence":0}')
     assert JSONLCheckpointer(store.dir).list_runs() == ["r1"]
+
+
+def test_a_store_whose_directory_was_removed_says_so(store):
+    import shutil
+
+    shutil.rmtree(store.dir)
+    with pytest.raises(StoreError, match=r"directory .* is gone"):
+        store.save_event(create_event("r1", EventKind.AGENT_PROGRESS))

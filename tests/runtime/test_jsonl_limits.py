@@ -126,3 +126,38 @@ def test_a_damaged_lease_file_is_a_store_error_saying_what_to_do(tmp_path):
     assert store.load_latest("r1") is not None
     events = [create_event("r1", EventKind.AGENT_PROGRESS)]
     assert store.commit("r1", Commit(events=events)).events[0].seq == 1
+
+
+SNAPSHOT_CHILD = """
+import json, os, resource, signal, sys
+from purpose_agent.errors import StoreError
+from purpose_agent.runtime.checkpoint import JSONLCheckpointer
+from purpose_agent.runtime.state import RunState
+
+store = JSONLCheckpointer(sys.argv[1])
+store.save_snapshot("r1", RunState(run_id="r1", data={"n": 0}))
+journal = (store.dir / "r1.jsonl").read_bytes()
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+resource.setrlimit(resource.RLIMIT_FSIZE, (len(journal) + 4096, hard))
+error = None
+try:  # the snapshot file crosses the limit part way: a short write, then EFBIG
+    store.save_snapshot("r1", RunState(run_id="r1", data={"n": 1, "pad": "x" * 20000}))
+except StoreError as exc:
+    error = str(exc)
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+print(json.dumps({"error": error, "same": (store.dir / "r1.jsonl").read_bytes() == journal,
+                  "files": sorted(os.listdir(store.dir / "r1.snapshots")),
+                  "data": JSONLCheckpointer(sys.argv[1]).load_latest("r1").data}))
+"""
+
+
+def test_a_snapshot_cut_short_is_a_clear_error_and_leaves_no_file_behind(tmp_path):
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(SNAPSHOT_CHILD),
+                             str(tmp_path / "store")], capture_output=True, text=True,
+                            timeout=60)
+    report = _report(result)
+    assert report["error"] is not None and "largest size allowed" in report["error"], report
+    assert report["same"], "no journal line for a snapshot that was not written"
+    assert report["files"] == ["000000000001.json"], "no temp file, no partial snapshot"
+    assert report["data"] == {"n": 0}

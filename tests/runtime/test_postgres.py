@@ -171,7 +171,8 @@ def test_list_runs_by_status_is_injection_safe(pg_url):
         cp.save_snapshot("r1", RunState(run_id="r1"))
         cp.save_event(create_event("r1", EventKind.AGENT_PROGRESS))
         injection = "x' OR '1'='1"
-        assert cp.list_runs(status=injection) == []
+        with pytest.raises(ValueError, match="unknown run status"):
+            cp.list_runs(status=injection)  # refused before any SQL, on every store
         assert cp.list_events("r1", kinds=[injection]) == []
         assert [e.seq for e in cp.list_events("r1", kinds=["agent.progress", injection])] == [1]
 

@@ -81,7 +81,8 @@ def test_filters_are_bound_parameters_not_sql(db_path):
     injection = "x' OR '1'='1"
     assert cp.list_events("r1", kinds=[injection]) == []
     assert cp.list_events("r1", kinds=["agent.progress", injection])[0].seq == 1
-    assert cp.list_run_infos(status=injection) == []
+    with pytest.raises(ValueError, match="unknown run status"):
+        cp.list_run_infos(status=injection)  # refused before any SQL, on every store
     assert cp.list_runs(status="paused") == ["r1"]
 
 
@@ -153,7 +154,7 @@ def test_a_commit_is_one_journal_row(db_path):
     assert [e.seq for e in cp.list_events("r1", 5)] == [6, 7, 8, 9]
     assert [e.seq for e in cp.list_events("r1", 2, limit=4)] == [3, 4, 5, 6]
     assert [e.seq for e in cp.list_events("r1", 9)] == []
-    assert [e.seq for e in cp.list_events("r1", limit=-1)] == list(range(1, 10))
+    assert [e.seq for e in cp.list_events("r1", limit=None)] == list(range(1, 10))
     assert cp.load_at("r1", 2).data == {"n": 2}
 
 

@@ -110,3 +110,22 @@ def test_postgresql_urls_name_the_postgresql_store_and_create_no_file(tmp_path, 
         with pytest.raises(StoreError, match="PostgreSQL"):
             open_checkpointer(url)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_default_store_is_opened_once_per_file_whatever_the_url_form(tmp_path,
+                                                                         monkeypatch):
+    from purpose_agent.flow import graph
+
+    opened: dict = {}
+    monkeypatch.setattr(graph, "_default_stores", opened)
+    monkeypatch.chdir(tmp_path)
+    stores = []
+    for url in ("sqlite:///runs.db", "runs.db", str(tmp_path / "runs.db"),
+                f"sqlite:///{tmp_path / 'runs.db'}"):
+        monkeypatch.setenv("PURPOSE_AGENT_DB", url)
+        stores.append(graph._store(None))
+    try:
+        assert len(opened) == 1 and all(store is stores[0] for store in stores)
+    finally:
+        for store in opened.values():
+            store.close()

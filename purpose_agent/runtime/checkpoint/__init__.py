@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import os
 
+from purpose_agent.runtime.checkpoint._arguments import FINISHED
 from purpose_agent.runtime.checkpoint._base import BaseCheckpointer, validate_run_id
-from purpose_agent.runtime.checkpoint._protocol import Checkpointer
 from purpose_agent.runtime.checkpoint._url import StoreURL, parse_store_url
 from purpose_agent.runtime.checkpoint.jsonl import JSONLCheckpointer
 from purpose_agent.runtime.checkpoint.memory import InMemoryCheckpointer
 from purpose_agent.runtime.checkpoint.sqlite import SQLiteCheckpointer
+
+# The store contract's earlier name (a Protocol); the contract is BaseCheckpointer now.
+Checkpointer = BaseCheckpointer
 
 DEFAULT_DB = ".purpose_agent/runs.db"
 ENV_VAR = "PURPOSE_AGENT_DB"
@@ -55,7 +58,7 @@ def open_checkpointer(url: str | os.PathLike[str] | None = None, *,
 
 
 __all__ = [
-    "BaseCheckpointer",
+    "FINISHED", "BaseCheckpointer",
     "Checkpointer", "InMemoryCheckpointer", "JSONLCheckpointer", "SQLiteCheckpointer",
     "StoreURL", "default_url", "open_checkpointer", "parse_store_url", "validate_run_id",
 ]

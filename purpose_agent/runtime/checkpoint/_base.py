@@ -1,26 +1,37 @@
-"""What every backend shares: validation, encoding, and loading state from the journal.
+"""The store contract: :class:`BaseCheckpointer`, which every store (memory, JSONL, SQLite,
+PostgreSQL) subclasses.
 
-A backend subclasses :class:`BaseCheckpointer` and implements the ``_``-prefixed storage
-primitives; all policy (strict JSON before any write, run-id validation, snapshot +
-deltas replay, and the check that what is read back has no gap: event seqs contiguous,
-state versions consecutive) lives here once.
+A store implements the abstract *storage primitives* and nothing else: how to write a
+prepared commit, and how to read back what it wrote. Every rule lives here once: argument
+meanings (``limit``, ``since_seq``, ``kinds``, ``status``), strict JSON before any write
+and run-id validation (:mod:`._prepare`), the lease policy
+(:meth:`PreparedCommit.lease_after`), snapshot + deltas replay, "the latest record of a
+step key wins", which commit ``load_at`` returns, and the checks that what is read back
+has no gap (event seqs contiguous, state versions consecutive). A class that lacks a
+primitive cannot be constructed (``TypeError`` naming it), so a store missing one fails
+when it is opened, not in the middle of a run.
 """
 
 from __future__ import annotations
 
-import re
+import operator
 import time
-from collections.abc import Generator, Iterable
-from dataclasses import dataclass, field, replace
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
-from purpose_agent.errors import (
-    InvalidRunId,
-    RunStateError,
-    SeqConflictError,
-    SerializationError,
-)
+from purpose_agent.errors import LeaseError, RunNotFound, StoreCorrupted
 from purpose_agent.runtime import jsonutil
+from purpose_agent.runtime.checkpoint._arguments import (
+    check_batch,
+    check_finished,
+    check_kinds,
+    check_limit,
+    check_since,
+    check_status,
+    check_ttl,
+)
 from purpose_agent.runtime.checkpoint._integrity import (
     DAMAGE,
     corrupted,
@@ -29,9 +40,16 @@ from purpose_agent.runtime.checkpoint._integrity import (
     header_problem,
     seq_gap,
     state_problem,
+    step_problem,
     version_gap,
 )
-from purpose_agent.runtime.events import EventKind, PAEvent, kind_values
+from purpose_agent.runtime.checkpoint._prepare import (
+    MAX_RUN_ID,
+    PreparedCommit,
+    prepare,
+    validate_run_id,
+)
+from purpose_agent.runtime.events import PAEvent
 from purpose_agent.runtime.journal import (
     Commit,
     CommitResult,
@@ -44,134 +62,6 @@ from purpose_agent.runtime.journal import (
 )
 from purpose_agent.runtime.state import RunState, RunStatus
 
-MAX_RUN_ID = 128
-_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@=+-]*")
-
-
-def validate_run_id(run_id: object) -> str:
-    """Return ``run_id`` if it is safe as a key and a file name, else raise InvalidRunId."""
-    if not isinstance(run_id, str) or not run_id:
-        raise InvalidRunId(f"run id must be a non-empty string, got {run_id!r}")
-    if len(run_id) > MAX_RUN_ID:
-        raise InvalidRunId(f"run id is {len(run_id)} characters; the limit is {MAX_RUN_ID}")
-    if not _RUN_ID.fullmatch(run_id):
-        raise InvalidRunId(
-            f"run id {run_id!r} is not allowed: use letters, digits and . _ : @ = + - "
-            "(starting with a letter or digit; no '/', '..' prefixes, NUL or spaces)"
-        )
-    return run_id
-
-
-@dataclass(slots=True)
-class PreparedCommit:
-    """A commit encoded to JSON text, ready for a backend to write in one transaction."""
-
-    events: list[PAEvent]
-    header: dict[str, Any] | None
-    header_json: str | None
-    delta_json: str | None  # the delta with the header spliced in, as replay reads it
-    snapshot_json: str | None
-    step: int
-    node: str | None
-    steps: list[tuple[StepRecord, str]] = field(default_factory=list)
-    fence: int | None = None
-    release: bool = False
-    create: bool = False
-    acquire: tuple[str, float] | None = None
-    event_json: list[str] = field(default_factory=list)  # one text per event, as given
-    ops_json: str | None = None  # the delta without the header (stores keeping it apart)
-
-    def event_texts(self, numbered: list[PAEvent]) -> list[str]:
-        """The JSON of ``numbered`` (``events`` after numbering), encoding again only
-        the events that numbering gave a new seq."""
-        if len(self.event_json) != len(numbered):
-            return [event.to_json() for event in numbered]
-        return [text if event is given else event.to_json()
-                for event, given, text in zip(numbered, self.events, self.event_json,
-                                              strict=True)]
-
-    def result(self, events: list[PAEvent], lease: Lease | None = None,
-               cancel_requested: bool = False) -> CommitResult:
-        return CommitResult(
-            events=events, lease=lease, cancel_requested=cancel_requested,
-            delta_bytes=len(self.delta_json or ""),
-            snapshot_bytes=len(self.snapshot_json or ""),
-        )
-
-
-def prepare(run_id: str, commit: Commit) -> PreparedCommit:
-    """Check and encode everything; raises SerializationError before any write."""
-    validate_run_id(run_id)
-    event_json = []
-    for event in commit.events:
-        if event.run_id != run_id:
-            raise ValueError(f"event for run {event.run_id!r} committed to run {run_id!r}")
-        try:
-            event_json.append(event.to_json())
-        except SerializationError:  # again, to name the event in the error
-            jsonutil.dumps(event.to_dict(), f"$.events[{event.seq}]")
-            raise
-    header = header_json = delta_json = snapshot_json = ops_json = None
-    step, node = 0, None
-    state = commit.state
-    if state is not None:
-        if state.run_id != run_id:
-            raise ValueError(f"state of run {state.run_id!r} committed to run {run_id!r}")
-        state.updated_at = time.time()
-        header = state.header()
-        header_json = jsonutil.dumps(header, "$.state")
-        delta = commit.delta or Delta()
-        step, node = state.current_step, delta.node
-        # The header is already encoded: splice it in rather than check and encode it
-        # twice (the body reads {"ops":..,"node":..,"node_state":..,"header":..}).
-        ops_json = delta.to_json("$.update")
-        delta_json = splice_header(ops_json, header_json)
-        if commit.snapshot:
-            snapshot_json = jsonutil.dumps(state.to_dict(), "$.state")
-    steps = [(rec, rec.to_json()) for rec in commit.steps]
-    return PreparedCommit(
-        events=list(commit.events), header=header, header_json=header_json,
-        delta_json=delta_json, snapshot_json=snapshot_json, step=step, node=node,
-        steps=steps, fence=commit.fence, release=commit.release, create=commit.create,
-        acquire=commit.acquire, event_json=event_json, ops_json=ops_json,
-    )
-
-
-def splice_header(ops_json: str, header_json: str) -> str:
-    """The journaled body of a state commit: its delta object with the header added."""
-    return f'{ops_json[:-1]},"header":{header_json}}}'
-
-
-def minimal_header(run_id: str) -> dict[str, Any]:
-    """The header of a run known only through ``save_event``."""
-    now = time.time()
-    return RunState(run_id=run_id, created_at=now, updated_at=now).header()
-
-
-def kinds_filter(kinds: Any) -> set[str] | None:
-    if kinds is None:
-        return None
-    if isinstance(kinds, (str, EventKind)):
-        kinds = [kinds]
-    return {value for k in kinds for value in kind_values(k)}  # journals of older releases too
-
-
-def number_events(run_id: str, events: list[PAEvent], next_seq: int) -> list[PAEvent]:
-    """Give seq-less events the next seqs; refuse any seq that is not the next one."""
-    out = []
-    for event in events:
-        if event.seq in (0, None):
-            event = replace(event, seq=next_seq)
-        elif event.seq != next_seq:
-            raise SeqConflictError(
-                f"event seq {event.seq} for run {run_id!r} would leave a "
-                f"{'duplicate' if event.seq < next_seq else 'gap'}: the next seq is {next_seq} "
-                "(pass seq=0 to take the next one)"
-            )
-        out.append(event)
-        next_seq += 1
-    return out
-
 
 def _event_problem(data: dict[str, Any]) -> str:
     if type(data["kind"]) is not str:
@@ -179,46 +69,105 @@ def _event_problem(data: dict[str, Any]) -> str:
     return f"it belongs to run {data['run_id']!r}"
 
 
-def refuse_existing(run_id: str) -> RunStateError:
-    return RunStateError(
-        f"a run with id {run_id!r} already exists; resume it, or start a new run with "
-        "another id"
-    )
+class BaseCheckpointer(ABC):
+    """A durable store of runs: their events, state history, step journal and lease.
 
+    Guarantees shared by every store:
 
-class BaseCheckpointer:
-    """Shared behaviour of every store; backends implement the storage primitives."""
+    - ``commit`` is atomic: all of a commit's events, state and step records land, or none.
+    - Event ``seq`` per run starts at 1, is contiguous and strictly increasing.
+    - Everything is stored as strict JSON; a bad value is refused before anything is written.
+    - Run ids are validated (no path escapes, NUL, or over 128 characters).
+    - What is read back is checked: a run's event seqs must follow each other and its
+      state versions too, and every record must be one the store wrote. Damage raises
+      ``StoreCorrupted`` naming where (file and line, or run and row); it is never
+      skipped, so a lost commit cannot silently become a resumed run's past.
+    - Arguments mean the same on every store (see :func:`check_limit` and its siblings).
 
-    # ── primitives a backend implements ──────────────────────────────────────────
+    Writing a store: subclass this and implement every ``@abstractmethod`` below (the
+    storage primitives). Call :func:`number_events` and :meth:`PreparedCommit.lease_after`
+    from ``_write`` inside the store's transaction or lock; never decide a rule yourself.
+    The behaviour suite (``tests/runtime/test_store_*.py``) runs against every store in
+    ``tests/runtime/conftest.py``'s ``BACKENDS``: add the new store there.
+    """
+
+    # ── storage primitives: what a store implements ──────────────────────────────
+    @abstractmethod
     def _write(self, run_id: str, prepared: PreparedCommit) -> CommitResult:
-        raise NotImplementedError
+        """Write ``prepared`` atomically, durable on return, in one transaction (or under
+        one lock) that first reads the run's lease and next seq: numbers its events with
+        :func:`number_events`, takes the lease after it from
+        :meth:`PreparedCommit.lease_after` on the store's clock, and returns
+        :meth:`PreparedCommit.result`. Refuses with nothing written: RunStateError
+        (:func:`refuse_existing`) when ``prepared.create`` finds the run, RunNotFound
+        (:meth:`_not_found`) when ``prepared.must_exist`` does not. A commit with
+        nothing to journal (only a lease change) writes only the lease."""
 
+    @abstractmethod
     def _latest_snapshot(self, run_id: str, max_version: int | None) -> tuple[int, str] | None:
-        raise NotImplementedError
+        """The run's latest snapshot at or before ``max_version`` (None: the latest) as
+        (version, JSON text of the state), or None."""
 
+    @abstractmethod
     def _deltas(self, run_id: str, after: int, upto: int | None) -> list[tuple[int, str]]:
-        raise NotImplementedError
+        """The run's state commits with ``after`` < version <= ``upto`` (None: no upper
+        bound), in version order, as (version, JSON text ``{"ops", "node", "node_state",
+        "header"}``). Returned as stored: the base checks they follow each other."""
 
-    def _node_version(self, run_id: str, step: int) -> int | None:
-        """Version of the commit that completed node execution number ``step``."""
-        raise NotImplementedError
-
+    @abstractmethod
     def _history(self, run_id: str) -> list[tuple[int, str]]:
-        raise NotImplementedError
+        """Every state commit of the run in version order, as (version, JSON text holding
+        at least its ``"node"`` and ``"header"``; the delta may be left out)."""
 
+    @abstractmethod
     def _event_batches(self, run_id: str, since: int) -> Generator[list[Any], None, None]:
         """The run's events as decoded dicts, in seq order, in batches: from the batch
         holding seq ``since + 1`` (earlier ones may come too), to the end unless closed
-        early. A backend holding a read transaction keeps it until the generator ends
-        or is closed."""
-        raise NotImplementedError
+        early. A store holding a read transaction keeps it until the generator ends or
+        is closed."""
+
+    @abstractmethod
+    def _step_records(self, run_id: str, step: int) -> Iterable[tuple[Any, Callable[[], str]]]:
+        """The run's journaled step records, decoded, in the order they were committed,
+        each with a function naming where it is stored: at least every record of node
+        execution ``step`` and every later record of the same keys (more may come; the
+        base keeps the latest record of each key, then those of ``step``)."""
+
+    @abstractmethod
+    def _run_infos(self, status: RunStatus | None, limit: int | None) -> Iterable[RunInfo]:
+        """Run listings: at least the newest ``limit`` runs (None: all) of ``status``
+        (None: any), ordered or not. The base filters, orders and cuts."""
+
+    @abstractmethod
+    def _renew_lease(self, run_id: str, owner: str, fence: int, ttl: float) -> float | None:
+        """Move the lease's expiry to now + ``ttl`` (the store's clock) if ``owner`` still
+        holds it under ``fence``; the new expiry, or None (nothing written) if not."""
+
+    @abstractmethod
+    def _request_cancel(self, run_id: str) -> bool:
+        """Record that the run should stop at its next node boundary; False if no such run."""
+
+    @abstractmethod
+    def next_seq(self, run_id: str) -> int:
+        """The seq the run's next event takes (1 for a run the store does not have)."""
+
+    @abstractmethod
+    def run_info(self, run_id: str) -> RunInfo | None:
+        """The run's listing (header, lease, cancel request), or None if there is no run."""
+
+    @abstractmethod
+    def delete_run(self, run_id: str) -> bool:
+        """Delete the run and everything journaled for it. True if it existed."""
 
     def _where(self, run_id: str, what: str, key: Any) -> str:
         """Where run ``run_id``'s ``what`` number ``key`` is stored (``seq``, ``version``,
         ``snapshot``, ``steps``: a node execution, ``header``: the run), for an error
-        message: a backend names its file and line, or its table and row. Called only
+        message: a store names its file and line, or its table and row. Called only
         when something there is damaged."""
         return f"{self!r}, run {run_id!r}, {what} {key}"
+
+    def _not_found(self, run_id: str) -> RunNotFound:
+        return RunNotFound(f"no run {run_id!r} in {self!r}")
 
     # ── the seed contract ────────────────────────────────────────────────────────
     def save_event(self, event: PAEvent) -> PAEvent:
@@ -237,7 +186,7 @@ class BaseCheckpointer:
         return self._replay(validate_run_id(run_id), None)
 
     def list_runs(self, status: RunStatus | str | None = None) -> list[str]:
-        """Run ids, newest first, filtered by status when given."""
+        """Run ids, newest first, filtered by status when given (ValueError if unknown)."""
         return [info.run_id for info in self.list_run_infos(status=status)]
 
     # ── the engine's needs ───────────────────────────────────────────────────────
@@ -248,119 +197,129 @@ class BaseCheckpointer:
         lease, SeqConflictError on a seq gap or duplicate, RunBusyError when
         ``commit.acquire`` finds another live owner, RunStateError when ``commit.create``
         finds the run already exists.
+
+        The commit's time is the run's ``updated_at``: stored with it, and set on
+        ``commit.state`` once the commit has landed (a refused commit leaves it as it was).
         """
-        return self._write(run_id, prepare(run_id, commit))
+        now = time.time()
+        result = self._write(run_id, prepare(run_id, commit, now=now))
+        if commit.state is not None:
+            commit.state.updated_at = now
+        return result
 
     def load_at(self, run_id: str, step: int) -> RunState | None:
-        """The state right after node execution number ``step`` committed (0: the start)."""
+        """The state right after node execution number ``step`` committed (0: the start),
+        or None if it never did: the first state commit of that execution that completed
+        a node (at step 0, the first commit)."""
+        step = operator.index(step)
+        for entry in self.list_history(run_id):
+            if entry["step"] == step and (entry["node"] is not None or step == 0):
+                return self._replay(run_id, entry["version"])
+        return None
+
+    def load_steps(self, run_id: str, step: int) -> list[StepRecord]:
+        """The journaled steps of node execution ``step``, in the order they were called.
+        A key recorded again (a started at-most-once step, then its result) is its latest
+        record; a damaged record raises StoreCorrupted naming where it is."""
         validate_run_id(run_id)
-        version = self._node_version(run_id, step)
-        return None if version is None else self._replay(run_id, version)
-
-    def list_history(self, run_id: str) -> list[dict[str, Any]]:
-        """Every state commit of the run, oldest first: version, step, node, status, time."""
-        out = []
-        rows = self._history(validate_run_id(run_id))
-        bodies = decode_all([text for _v, text in rows],
-                            lambda i: self._where(run_id, "version", rows[i][0]))
-        expected = 1
-        for (version, _text), body in zip(rows, bodies, strict=True):
-            if version != expected:
-                raise corrupted(self._where(run_id, "version", version),
-                                version_gap(expected, version))
-            try:
-                header = body["header"]
-                entry = {"version": version, "step": header["current_step"],
-                         "node": body.get("node"), "status": header["status"],
-                         "current_node": header.get("current_node"),
-                         "updated_at": header["updated_at"]}
-                problem = None if (type(entry["step"]) is int and type(entry["status"]) is str
-                                   and type(entry["updated_at"]) in (int, float)) \
-                    else header_problem(header, run_id)
-            except DAMAGE as exc:
-                problem = describe(exc)
+        step = operator.index(step)
+        latest: dict[str, dict[str, Any]] = {}
+        for data, where in self._step_records(run_id, step):
+            problem = step_problem(data)
             if problem is not None:
-                raise corrupted(self._where(run_id, "version", version),
-                                f"the commit of state version {version} is damaged: {problem}")
-            out.append(entry)
-            expected += 1
-        return out
+                raise corrupted(where(), problem)
+            latest[data["key"]] = data
+        return sorted((StepRecord.from_dict(data) for data in latest.values()
+                       if data["step"] == step), key=lambda r: r.index)
 
-    def _replay(self, run_id: str, upto: int | None) -> RunState | None:
-        """The state at version ``upto`` (None: the latest): the latest snapshot at or
-        before it plus the deltas after that, which must be the versions right after the
-        snapshot's, one by one (StoreCorrupted otherwise: a missing commit would silently
-        drop a node's update)."""
-        snap = self._latest_snapshot(run_id, upto)
-        after, state = 0, None
-        if snap is not None:
-            after = snap[0]
-            state = self._decode_snapshot(run_id, after, snap[1])
-        deltas = self._deltas(run_id, after, upto)
-        bodies = decode_all([text for _v, text in deltas],
-                            lambda i: self._where(run_id, "version", deltas[i][0]))
-        expected = after + 1
-        header: Any = None
-        for (version, _text), body in zip(deltas, bodies, strict=True):
-            if version != expected:
-                raise corrupted(self._where(run_id, "version", version),
-                                version_gap(expected, version))
-            try:
-                header = body["header"]
-                node = body.get("node")
-                # Each header replaces the last one's fields, so only the last one reaches
-                # the state and is checked field by field (below); an earlier one must be
-                # this run's, and apply_header checks its status and step.
-                problem = (None if type(header) is dict and header.get("run_id") == run_id
-                           else header_problem(header, run_id))
-                if problem is None and node is not None and type(node) is not str:
-                    problem = f"its node is {node!r}, not a name"
-                if problem is None and type(body.get("ops", {})) is not dict:
-                    problem = "its data operations are not an object"
-                if problem is None:
-                    if state is None:
-                        state = RunState(run_id=run_id)
-                    apply_delta(state, Delta.from_dict(body), header)
-            except DAMAGE as exc:
-                problem = describe(exc)
-            if problem is not None:
-                raise corrupted(self._where(run_id, "version", version),
-                                f"the commit of state version {version} is damaged: {problem}")
-            expected += 1
-        problem = None if header is None else header_problem(header, run_id)
-        if problem is not None:
-            raise corrupted(self._where(run_id, "version", expected - 1),
-                            f"the commit of state version {expected - 1} is damaged: {problem}")
-        return state
+    def list_run_infos(self, *, status: RunStatus | str | None = None,
+                       limit: int | None = None) -> list[RunInfo]:
+        """Run listings, newest first (ties by run id, descending), of ``status`` when
+        given, at most ``limit`` (see :func:`check_limit`)."""
+        wanted, limit = check_status(status), check_limit(limit)
+        if limit == 0:
+            return []
+        return sort_infos(self._run_infos(wanted, limit), wanted, limit)
 
-    def _decode_snapshot(self, run_id: str, version: int, text: str) -> RunState:
-        try:
-            data = jsonutil.loads(text)
-            problem = state_problem(data, run_id)
-            if problem is None:
-                return RunState.from_dict(data)
-        except DAMAGE as exc:
-            problem = describe(exc)
-        raise corrupted(self._where(run_id, "snapshot", version),
-                        f"the snapshot of state version {version} is damaged: {problem}")
+    def acquire_lease(self, run_id: str, owner: str, ttl: float) -> Lease:
+        """Take the run's lease for ``owner`` for ``ttl`` seconds, with a new fence.
+        RunBusyError (nothing written) while another owner holds it live; RunNotFound
+        if there is no such run."""
+        prepared = prepare(run_id, Commit(acquire=(owner, check_ttl(ttl))))
+        prepared.must_exist = True
+        lease = self._write(run_id, prepared).lease
+        assert lease is not None
+        return lease
 
+    def renew_lease(self, lease: Lease, ttl: float) -> Lease:
+        """Extend a held lease to ``ttl`` seconds from now; LeaseError (nothing written)
+        if another owner has taken the run since."""
+        expires = self._renew_lease(validate_run_id(lease.run_id), lease.owner, lease.fence,
+                                    check_ttl(ttl))
+        if expires is None:
+            raise LeaseError(f"lease on run {lease.run_id!r} was lost to another owner")
+        return replace(lease, expires_at=expires)
+
+    def request_cancel(self, run_id: str) -> None:
+        """Ask the run's live owner to stop at its next node boundary (it sees the request
+        in its next commit's result); RunNotFound if there is no such run."""
+        if not self._request_cancel(validate_run_id(run_id)):
+            raise self._not_found(run_id)
+
+    def prune_runs(self, *, updated_before: float,
+                   statuses: Iterable[RunStatus | str] | None = None,
+                   batch: int = 500) -> int:
+        """Delete the finished runs last updated before ``updated_before`` (epoch seconds),
+        everything journaled for them included, and return how many were deleted.
+
+        ``statuses``: which finished runs (default: completed, failed and cancelled);
+        a status of a run that is not finished is a ValueError, so a running, paused or
+        pending run is never pruned, however old. Runs are deleted ``batch`` at a time,
+        each batch in one transaction of its own: a large store is pruned without one
+        long transaction that would hold up its writers.
+        """
+        wanted, batch = check_finished(statuses), check_batch(batch)
+        cutoff = float(updated_before)
+        total = 0
+        while True:
+            deleted = self._prune_batch(cutoff, wanted, batch)
+            total += deleted
+            if deleted < batch:
+                return total
+
+    def _prune_batch(self, updated_before: float, statuses: frozenset[RunStatus],
+                     batch: int) -> int:
+        """Delete at most ``batch`` runs of ``statuses`` last updated before
+        ``updated_before``; how many were deleted. This one lists the runs and deletes
+        them one by one; a store that can do it in one transaction overrides it."""
+        doomed = [info.run_id for info in self._run_infos(None, None)
+                  if info.status in statuses and info.updated_at < updated_before][:batch]
+        return sum(self.delete_run(run_id) for run_id in doomed)
+
+    def close(self) -> None:
+        """Release what the store holds open (connections, a pool); idempotent. The
+        base holds nothing: a store that opens something overrides this."""
+        return None
+
+    def __enter__(self) -> BaseCheckpointer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ── reading back, checked ────────────────────────────────────────────────────
     def list_events(self, run_id: str, since_seq: int = 0, *, kinds: Any = None,
                     limit: int | None = None) -> list[PAEvent]:
         """Events with ``seq > since_seq`` in seq order, optionally of some kinds only,
-        at most ``limit`` of them.
+        at most ``limit`` of them (see :func:`check_limit` for what each argument means).
 
         The seqs read must follow each other from ``since_seq + 1`` on: a gap or a damaged
         event raises StoreCorrupted (naming where) rather than being skipped.
         """
         validate_run_id(run_id)
-        since = max(int(since_seq), 0)
-        wanted = kinds_filter(kinds)
-        if limit is not None:
-            limit = int(limit)
-            if limit == 0:
-                return []
-            if limit < 0:  # as SQL's LIMIT -1
-                limit = None
+        since, wanted, limit = check_since(since_seq), check_kinds(kinds), check_limit(limit)
+        if limit == 0:
+            return []
         out: list[PAEvent] = []
         expected = since + 1
         batches = self._event_batches(run_id, since)
@@ -389,24 +348,93 @@ class BaseCheckpointer:
             batches.close()
         return out
 
-    # Subclasses provide: next_seq, run_info, list_run_infos, load_steps, delete_run,
-    # acquire_lease, renew_lease, close.
+    def list_history(self, run_id: str) -> list[dict[str, Any]]:
+        """Every state commit of the run, oldest first: version, step, node, status, time."""
+        out = []
+        for version, body in self._consecutive(run_id, self._history(validate_run_id(run_id)),
+                                               first=1):
+            try:
+                header = body["header"]
+                entry = {"version": version, "step": header["current_step"],
+                         "node": body.get("node"), "status": header["status"],
+                         "current_node": header.get("current_node"),
+                         "updated_at": header["updated_at"]}
+                problem = None if (type(entry["step"]) is int and type(entry["status"]) is str
+                                   and type(entry["updated_at"]) in (int, float)) \
+                    else header_problem(header, run_id)
+            except DAMAGE as exc:
+                problem = describe(exc)
+            if problem is not None:
+                raise self._damaged_commit(run_id, version, problem)
+            out.append(entry)
+        return out
 
-    def list_run_infos(self, *, status: RunStatus | str | None = None,
-                       limit: int | None = None) -> list[RunInfo]:
-        return sort_infos(self._all_infos(), status, limit)
+    def _replay(self, run_id: str, upto: int | None) -> RunState | None:
+        """The state at version ``upto`` (None: the latest): the latest snapshot at or
+        before it plus the deltas after that, which must be the versions right after the
+        snapshot's, one by one (StoreCorrupted otherwise: a missing commit would silently
+        drop a node's update)."""
+        snap = self._latest_snapshot(run_id, upto)
+        after, state = 0, None
+        if snap is not None:
+            after = snap[0]
+            state = self._decode_snapshot(run_id, after, snap[1])
+        header: Any = None
+        version = after
+        for version, body in self._consecutive(run_id, self._deltas(run_id, after, upto),
+                                               first=after + 1):
+            try:
+                header = body["header"]
+                node = body.get("node")
+                # Each header replaces the last one's fields, so only the last one reaches
+                # the state and is checked field by field (below); an earlier one must be
+                # this run's, and apply_header checks its status and step.
+                problem = (None if type(header) is dict and header.get("run_id") == run_id
+                           else header_problem(header, run_id))
+                if problem is None and node is not None and type(node) is not str:
+                    problem = f"its node is {node!r}, not a name"
+                if problem is None and type(body.get("ops", {})) is not dict:
+                    problem = "its data operations are not an object"
+                if problem is None:
+                    if state is None:
+                        state = RunState(run_id=run_id)
+                    apply_delta(state, Delta.from_dict(body), header)
+            except DAMAGE as exc:
+                problem = describe(exc)
+            if problem is not None:
+                raise self._damaged_commit(run_id, version, problem)
+        problem = None if header is None else header_problem(header, run_id)
+        if problem is not None:
+            raise self._damaged_commit(run_id, version, problem)
+        return state
 
-    def _all_infos(self) -> Iterable[RunInfo]:
-        raise NotImplementedError
+    def _consecutive(self, run_id: str, rows: list[tuple[int, str]],
+                     first: int) -> Iterator[tuple[int, Any]]:
+        """``rows`` of state commits, decoded, checked to be versions ``first``, ``first +
+        1`` … one by one (StoreCorrupted naming the first that is not, or is not JSON)."""
+        bodies = decode_all([text for _v, text in rows],
+                            lambda i: self._where(run_id, "version", rows[i][0]))
+        for expected, ((version, _text), body) in enumerate(zip(rows, bodies, strict=True),
+                                                            start=first):
+            if version != expected:
+                raise corrupted(self._where(run_id, "version", version),
+                                version_gap(expected, version))
+            yield version, body
 
-    def __enter__(self) -> BaseCheckpointer:
-        return self
+    def _damaged_commit(self, run_id: str, version: int, problem: str) -> StoreCorrupted:
+        return corrupted(self._where(run_id, "version", version),
+                         f"the commit of state version {version} is damaged: {problem}")
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _decode_snapshot(self, run_id: str, version: int, text: str) -> RunState:
+        try:
+            data = jsonutil.loads(text)
+            problem = state_problem(data, run_id)
+            if problem is None:
+                return RunState.from_dict(data)
+        except DAMAGE as exc:
+            problem = describe(exc)
+        raise corrupted(self._where(run_id, "snapshot", version),
+                        f"the snapshot of state version {version} is damaged: {problem}")
 
-    def close(self) -> None:  # pragma: no cover - overridden where there is something to close
-        pass
 
-    def renew_lease(self, lease: Lease, ttl: float) -> Lease:
-        raise NotImplementedError
+__all__ = ["MAX_RUN_ID", "BaseCheckpointer", "validate_run_id"]

@@ -143,7 +143,7 @@ def open_read_only(path: Path, busy_timeout: float) -> sqlite3.Connection:
                              timeout=busy_timeout)
         found = _schema_of(db, path)
     except sqlite3.OperationalError as exc:
-        if "unable to open" not in str(exc):
+        if error_code(exc) != sqlite3.SQLITE_CANTOPEN:
             raise
         if wal.exists() and wal.stat().st_size > 0:
             raise StoreError(
@@ -153,7 +153,6 @@ def open_read_only(path: Path, busy_timeout: float) -> sqlite3.Connection:
         db = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None,
                              check_same_thread=False, timeout=busy_timeout)
         found = _schema_of(db, path)
-    db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     if found < SCHEMA_VERSION:
         # Schema 2's journal lacks the columns schema 3 added; its rows read as NULLs
         # there (see UPGRADES). A temporary view shadows the table for this connection
@@ -178,7 +177,7 @@ def _schema_of(db: sqlite3.Connection, path: Path) -> int:
         row = (db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
                if "meta" in tables else None)
     except sqlite3.DatabaseError as exc:
-        if "unable to open" in str(exc):
+        if error_code(exc) == sqlite3.SQLITE_CANTOPEN:
             raise
         raise StoreError(f"{path} is not a purpose-agent store ({exc})") from exc
     if row is None or not {"runs", "journal"} <= tables:
@@ -269,7 +268,8 @@ def enable_wal(db: sqlite3.Connection, busy_timeout: float) -> None:
             db.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+            if error_code(exc) not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) \
+                    or time.monotonic() + delay > deadline:
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
@@ -329,14 +329,27 @@ def count(batch: Any) -> str:
     return f"{len(batch)} events" if type(batch) is list else f"a {type(batch).__name__}"
 
 
+# What to do about an error, by SQLite's primary result code (the low byte of an extended
+# code such as SQLITE_IOERR_WRITE): never by the message, which may name a table or a
+# column of the caller's choosing.
+_HINTS = {
+    sqlite3.SQLITE_FULL: "the disk (or the database's size limit) is full; free space and retry",
+    sqlite3.SQLITE_BUSY: "another process held the database too long; retry",
+    sqlite3.SQLITE_LOCKED: "another process held the database too long; retry",
+    sqlite3.SQLITE_READONLY: "the database file or its directory is read-only",
+    sqlite3.SQLITE_IOERR: "the disk reported an I/O error; earlier commits are intact",
+    sqlite3.SQLITE_CANTOPEN: "the file cannot be opened; check the path and its permissions",
+}
+
+
+def error_code(exc: BaseException) -> int | None:
+    """SQLite's primary result code of ``exc`` (SQLITE_BUSY, SQLITE_FULL ...), or None."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
 def store_error(exc: sqlite3.Error, path: Path) -> StoreError:
-    text = str(exc)
-    if "full" in text:
-        hint = "the disk (or the database's size limit) is full; free space and retry"
-    elif "locked" in text or "busy" in text:
-        hint = "another process held the database too long; retry"
-    elif "readonly" in text:
-        hint = "the database file or its directory is read-only"
-    else:
-        hint = "earlier commits are intact"
-    return StoreError(f"SQLite store {str(path)!r}: {text} ({hint})")
+    code = error_code(exc)
+    hint = _HINTS.get(code, "earlier commits are intact") if code is not None \
+        else "earlier commits are intact"
+    return StoreError(f"SQLite store {str(path)!r}: {exc} ({hint})")

@@ -17,42 +17,42 @@ nothing is appended after it. Writers of one run are serialised with ``flock``.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import time
 import warnings
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from purpose_agent.errors import (
-    LeaseError,
-    RunNotFound,
     StoreCorrupted,
     StoreError,
     StoreNotFound,
 )
 from purpose_agent.runtime import jsonutil
-from purpose_agent.runtime.checkpoint._base import (
-    BaseCheckpointer,
+from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
+from purpose_agent.runtime.checkpoint._files import append_line, atomic_write, fsync_dir
+from purpose_agent.runtime.checkpoint._integrity import (
+    checked_header,
+    corrupted,
+    seq_gap,
+    version_gap,
+)
+from purpose_agent.runtime.checkpoint._prepare import (
+    Held,
     PreparedCommit,
     minimal_header,
     number_events,
     refuse_existing,
     validate_run_id,
 )
-from purpose_agent.runtime.checkpoint._files import append_line, atomic_write, fsync_dir
-from purpose_agent.runtime.checkpoint._integrity import (
-    checked_header,
-    corrupted,
-    seq_gap,
-    step_problem,
-    version_gap,
-)
-from purpose_agent.runtime.journal import CommitResult, Lease, RunInfo, StepRecord, check_lease_free
+from purpose_agent.runtime.events import PAEvent
+from purpose_agent.runtime.journal import CommitResult, RunInfo
+from purpose_agent.runtime.state import RunStatus
 
 
 @dataclass
@@ -127,15 +127,16 @@ class JSONLCheckpointer(BaseCheckpointer):
         except OSError as exc:
             raise StoreError(f"cannot open journal {str(path)!r}: {exc}") from exc
         try:
-            _flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, path, self.lock_timeout)
+            _flock(fd, exclusive, path, self.lock_timeout)
             yield fd
         finally:
             os.close(fd)  # closing releases the flock
 
-    def _lines(self, fd: int, start: int = 0,
+    def _lines(self, fd: int, path: Path, start: int = 0,
                line: int = 0) -> Iterator[tuple[int, int, dict[str, Any]]]:
-        """Parse the complete journal lines from byte ``start``, which ends line number
-        ``line``; yields (end offset, line number, record).
+        """Parse the complete journal lines of ``fd`` (open on ``path``) from byte
+        ``start``, which ends line number ``line``; yields (end offset, line number,
+        record).
 
         A last line without its newline is a torn write (power cut, or a writer killed
         mid-append): it never committed, so it is skipped with a warning. Any other line
@@ -151,33 +152,27 @@ class JSONLCheckpointer(BaseCheckpointer):
             try:
                 rec = jsonutil.loads(raw)
             except ValueError as exc:
-                raise corrupted(f"{self._name(fd)}, line {line}",
+                raise corrupted(f"{path}, line {line}",
                                 f"the line is not JSON ({exc})") from None
             problem = _record_problem(rec)
             if problem is not None:
-                raise corrupted(f"{self._name(fd)}, line {line}", problem)
+                raise corrupted(f"{path}, line {line}", problem)
             pos += len(raw) + 1
             yield pos, line, rec
         if torn.strip():
-            warnings.warn(f"{self._name(fd)}: skipping a torn last line ({len(torn)} bytes) "
+            warnings.warn(f"{path}: skipping a torn last line ({len(torn)} bytes) "
                           "of a write that never completed", RuntimeWarning, stacklevel=3)
-
-    @staticmethod
-    def _name(fd: int) -> str:
-        try:
-            return os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            return f"journal (fd {fd})"
 
     def _tail(self, run_id: str, fd: int) -> _Tail:
         """The journal's tail, read on from where this store last read it."""
         tail = self._tails.get(run_id)
         if tail is None or tail.offset > os.fstat(fd).st_size:
             tail = _Tail()
-        tail = self._tails[run_id] = self._follow(fd, tail, None)
+        tail = self._tails[run_id] = self._follow(fd, self._journal(run_id), tail, None)
         return tail
 
-    def _follow(self, fd: int, tail: _Tail, records: list[dict[str, Any]] | None) -> _Tail:
+    def _follow(self, fd: int, path: Path, tail: _Tail,
+                records: list[dict[str, Any]] | None) -> _Tail:
         """``tail`` advanced over the lines after it (appended to ``records`` if given).
 
         Each line's seqs must follow the line before, and its version too, so that no
@@ -185,15 +180,15 @@ class JSONLCheckpointer(BaseCheckpointer):
         line leaves ``tail`` as it was."""
         offset, line, next_seq = tail.offset, tail.line, tail.next_seq
         version, header = tail.version, tail.header
-        for end, line, rec in self._lines(fd, tail.offset, tail.line):
+        for end, line, rec in self._lines(fd, path, tail.offset, tail.line):
             for event in rec["events"]:
                 seq = event.get("seq") if type(event) is dict else event
                 if seq != next_seq:
-                    raise corrupted(f"{self._name(fd)}, line {line}", seq_gap(next_seq, seq))
+                    raise corrupted(f"{path}, line {line}", seq_gap(next_seq, seq))
                 next_seq += 1
             if "version" in rec:
                 if rec["version"] != version + 1:
-                    raise corrupted(f"{self._name(fd)}, line {line}",
+                    raise corrupted(f"{path}, line {line}",
                                     version_gap(version + 1, rec["version"]))
                 version, header = rec["version"], rec["delta"]["header"]
             offset = end
@@ -201,17 +196,18 @@ class JSONLCheckpointer(BaseCheckpointer):
                 records.append(rec)
         return _Tail(offset, line, next_seq, version, header)
 
-    def _exists(self, run_id: str, fd: int | None) -> bool:
+    def _exists(self, run_id: str, fd: int) -> bool:
         # A journal without one complete line holds no commit: only a refused first write
         # (or a torn one) created it, so the run does not exist.
-        return fd is not None and self._tail(run_id, fd).offset > 0
+        return self._tail(run_id, fd).offset > 0
 
     def _records(self, run_id: str) -> list[dict[str, Any]]:
         """Every record of the run's journal, checked line by line as a writer does."""
         records: list[dict[str, Any]] = []
         with self._locked(run_id, exclusive=False, create=False) as fd:
             if fd is not None:
-                self._tails[run_id] = self._follow(fd, _Tail(), records)
+                self._tails[run_id] = self._follow(fd, self._journal(run_id), _Tail(),
+                                                   records)
         return records
 
     def _where(self, run_id: str, what: str, key: Any) -> str:
@@ -236,57 +232,58 @@ class JSONLCheckpointer(BaseCheckpointer):
 
     # ── writes ───────────────────────────────────────────────────────────────────
     def _write(self, run_id: str, p: PreparedCommit) -> CommitResult:
-        with self._locked(run_id, exclusive=True, create=True) as fd:
-            assert fd is not None
+        with self._locked(run_id, exclusive=True, create=not p.must_exist) as fd:
+            if fd is None and not p.must_exist:  # O_CREAT found no directory
+                raise StoreError(f"JSONL store directory {str(self.dir)!r} is gone; "
+                                 "recreate it or point the store elsewhere")
+            if fd is None or (p.must_exist and not self._exists(run_id, fd)):
+                raise self._not_found(run_id)
             tail = self._tail(run_id, fd)
             if p.create and tail.offset > 0:
                 raise refuse_existing(run_id)
             lease = self._read_lease(run_id)
-            if p.fence is not None and p.fence != lease["fence"]:
-                raise LeaseError(f"run {run_id!r} was taken over by another owner")
+            held = p.lease_after(run_id, Held(lease["owner"], lease["expires_at"],
+                                              lease["fence"]), time.time())
             events = number_events(run_id, p.events, tail.next_seq)
-            if p.acquire is not None:
-                now = time.time()
-                check_lease_free(run_id, lease["owner"], lease["expires_at"], now,
-                                 p.acquire[0])
-            parts = [f'"events":[{",".join(e.to_json() for e in events)}]']
-            if p.delta_json is not None:
-                version = tail.version + 1
-                parts.append(f'"version":{version},"step":{p.step},'
-                             f'"node":{jsonutil.dumps(p.node)},"delta":{p.delta_json}')
-                if p.snapshot_json is not None:
-                    self._write_snapshot(run_id, version, p.snapshot_json)
-                    parts.append('"snapshot":true')
-            elif tail.header is None and tail.offset == 0:
-                # A run known only through save_event still gets a header for listings.
-                parts.append(f'"header":{jsonutil.dumps(minimal_header(run_id))}')
-            if p.steps:
-                parts.append(f'"steps":[{",".join(text for _rec, text in p.steps)}]')
-            line = ("{" + ",".join(parts) + "}\n").encode("ascii")
-            append_line(fd, line, self._journal(run_id), start=tail.offset,
-                    new_dir=self.dir if tail.offset == 0 else None)
-            granted = None
-            if p.acquire is not None:
-                lease.update(owner=p.acquire[0], expires_at=now + p.acquire[1],
-                             fence=lease["fence"] + 1)
-                granted = Lease(run_id, p.acquire[0], lease["fence"], lease["expires_at"],
-                                tail.next_seq + len(events))
-            if p.release:
-                lease.update(owner=None, expires_at=None)
-            if p.acquire is not None or p.release:
+            if events or p.delta_json is not None or p.steps or tail.offset == 0:
+                self._append(run_id, fd, tail, events, p)
+            if held != (lease["owner"], lease["expires_at"], lease["fence"]):
                 # Written after the journal line: a crash in between leaves a stale lease
                 # of a dead process, which the next resumer on this host may take at once.
+                lease.update(owner=held.owner, expires_at=held.expires_at, fence=held.fence)
                 self._write_lease(run_id, lease)
             self._tail(run_id, fd)
-        return p.result(events, granted, bool(lease.get("cancel_requested")))
+        return p.result(run_id, events, held, tail.next_seq + len(events),
+                        bool(lease.get("cancel_requested")))
 
-    def request_cancel(self, run_id: str) -> None:
+    def _append(self, run_id: str, fd: int, tail: _Tail, events: list[PAEvent],
+                p: PreparedCommit) -> None:
+        """The commit's journal line, after the journal's last complete line."""
+        parts = [f'"events":[{",".join(p.event_texts(events))}]']
+        if p.delta_json is not None:
+            version = tail.version + 1
+            parts.append(f'"version":{version},"step":{p.step},'
+                         f'"node":{jsonutil.dumps(p.node)},"delta":{p.delta_json}')
+            if p.snapshot_json is not None:
+                self._write_snapshot(run_id, version, p.snapshot_json)
+                parts.append('"snapshot":true')
+        elif tail.header is None and tail.offset == 0:
+            # A run known only through save_event still gets a header for listings.
+            parts.append(f'"header":{jsonutil.dumps(minimal_header(run_id))}')
+        if p.steps:
+            parts.append(f'"steps":[{",".join(text for _rec, text in p.steps)}]')
+        line = ("{" + ",".join(parts) + "}\n").encode("ascii")
+        append_line(fd, line, self._journal(run_id), start=tail.offset,
+                    new_dir=self.dir if tail.offset == 0 else None)
+
+    def _request_cancel(self, run_id: str) -> bool:
         with self._locked(run_id, exclusive=True, create=False) as fd:
-            if not self._exists(run_id, fd):
-                raise RunNotFound(f"no run {run_id!r} in {self.dir}")
+            if fd is None or not self._exists(run_id, fd):
+                return False
             lease = self._read_lease(run_id)
             lease["cancel_requested"] = True
             self._write_lease(run_id, lease)
+        return True
 
     def _write_snapshot(self, run_id: str, version: int, text: str) -> None:
         folder = self._snap_dir(run_id)
@@ -334,27 +331,16 @@ class JSONLCheckpointer(BaseCheckpointer):
         return existed
 
     # ── leases ───────────────────────────────────────────────────────────────────
-    def acquire_lease(self, run_id: str, owner: str, ttl: float) -> Lease:
+    def _renew_lease(self, run_id: str, owner: str, fence: int, ttl: float) -> float | None:
         with self._locked(run_id, exclusive=True, create=False) as fd:
-            if not self._exists(run_id, fd):
-                raise RunNotFound(f"no run {run_id!r} in {self.dir}")
+            if fd is None:
+                return None
             lease = self._read_lease(run_id)
-            now = time.time()
-            check_lease_free(run_id, lease["owner"], lease["expires_at"], now, owner)
-            lease.update(owner=owner, expires_at=now + ttl, fence=lease["fence"] + 1)
+            if lease["fence"] != fence or lease["owner"] != owner:
+                return None
+            lease["expires_at"] = time.time() + ttl
             self._write_lease(run_id, lease)
-            return Lease(run_id, owner, lease["fence"], lease["expires_at"],
-                         self._tail(run_id, fd).next_seq)
-
-    def renew_lease(self, lease: Lease, ttl: float) -> Lease:
-        with self._locked(lease.run_id, exclusive=True, create=False) as fd:
-            current = self._read_lease(lease.run_id) if fd is not None else {}
-            if current.get("fence") != lease.fence or current.get("owner") != lease.owner:
-                raise LeaseError(f"lease on run {lease.run_id!r} was lost to another owner")
-            current["expires_at"] = time.time() + ttl
-            self._write_lease(lease.run_id, current)
-        return Lease(lease.run_id, lease.owner, lease.fence, current["expires_at"],
-                     lease.next_seq)
+        return float(lease["expires_at"])
 
     # ── reads ────────────────────────────────────────────────────────────────────
     def _event_batches(self, run_id: str, since: int) -> Generator[list[Any], None, None]:
@@ -367,7 +353,7 @@ class JSONLCheckpointer(BaseCheckpointer):
 
     def run_info(self, run_id: str) -> RunInfo | None:
         with self._locked(run_id, exclusive=False, create=False) as fd:
-            if not self._exists(run_id, fd):
+            if fd is None or not self._exists(run_id, fd):
                 return None
             tail = self._tail(run_id, fd)
             header = checked_header(tail.header or self._first_header(run_id), run_id,
@@ -380,26 +366,21 @@ class JSONLCheckpointer(BaseCheckpointer):
     def _first_header(self, run_id: str) -> dict[str, Any]:
         for rec in self._records(run_id):
             if "header" in rec:
-                return rec["header"]
+                header: dict[str, Any] = rec["header"]
+                return header
         return minimal_header(run_id)
 
-    def _all_infos(self) -> Iterable[RunInfo]:
+    def _run_infos(self, status: RunStatus | None, limit: int | None) -> Iterator[RunInfo]:
         for path in self.dir.glob("*.jsonl"):
             info = self.run_info(path.name[: -len(".jsonl")])
             if info is not None:
                 yield info
 
-    def load_steps(self, run_id: str, step: int) -> list[StepRecord]:
-        latest: dict[str, StepRecord] = {}
+    def _step_records(self, run_id: str, step: int) -> Iterator[tuple[Any, Callable[[], str]]]:
         for rec in self._records(run_id):
             for item in rec.get("steps", ()):
-                problem = step_problem(item)
-                if problem is not None:
-                    raise corrupted(self._where(run_id, "steps", item.get("step")
-                                                if type(item) is dict else None), problem)
-                if item["step"] == step:
-                    latest[item["key"]] = StepRecord.from_dict(item)
-        return sorted(latest.values(), key=lambda r: r.index)
+                step_of = item.get("step") if type(item) is dict else None
+                yield item, partial(self._where, run_id, "steps", step_of)
 
     def _commits(self, run_id: str) -> list[dict[str, Any]]:
         return [rec for rec in self._records(run_id) if "version" in rec]
@@ -420,12 +401,6 @@ class JSONLCheckpointer(BaseCheckpointer):
     def _deltas(self, run_id: str, after: int, upto: int | None) -> list[tuple[int, str]]:
         return [(rec["version"], jsonutil.dumps(rec["delta"])) for rec in self._commits(run_id)
                 if rec["version"] > after and (upto is None or rec["version"] <= upto)]
-
-    def _node_version(self, run_id: str, step: int) -> int | None:
-        for rec in self._commits(run_id):
-            if rec["step"] == step and (rec["node"] is not None or step == 0):
-                return rec["version"]
-        return None
 
     def _history(self, run_id: str) -> list[tuple[int, str]]:
         return self._deltas(run_id, 0, None)
@@ -457,9 +432,19 @@ def _record_problem(rec: Any) -> str | None:
     return None
 
 
-def _flock(fd: int, mode: int, path: Path, timeout: float) -> None:
+def _flock(fd: int, exclusive: bool, path: Path, timeout: float) -> None:
     """``flock`` that gives up after ``timeout`` seconds. (flock itself has no timeout, and
     a blocking one cannot be interrupted without a signal; uncontended, this is one call.)"""
+    try:
+        # Imported here, not with the module: the other stores, and `import purpose_agent`,
+        # work where fcntl does not exist (Windows).
+        import fcntl
+    except ImportError:
+        raise StoreError(
+            f"the JSONL store locks its journals with fcntl.flock, which this platform "
+            f"lacks (opening {str(path)!r}); use the SQLite store (sqlite:///runs.db)"
+        ) from None
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
     try:
         fcntl.flock(fd, mode | fcntl.LOCK_NB)
         return

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from purpose_agent.errors import LeaseError, RunNotFound
 from purpose_agent.runtime import jsonutil
-from purpose_agent.runtime.checkpoint._base import (
-    BaseCheckpointer,
+from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
+from purpose_agent.runtime.checkpoint._integrity import decode_all
+from purpose_agent.runtime.checkpoint._prepare import (
+    Held,
     PreparedCommit,
     minimal_header,
     number_events,
     refuse_existing,
     validate_run_id,
 )
-from purpose_agent.runtime.checkpoint._integrity import decode_all
-from purpose_agent.runtime.journal import CommitResult, Lease, RunInfo, StepRecord, check_lease_free
+from purpose_agent.runtime.journal import CommitResult, RunInfo
+from purpose_agent.runtime.state import RunStatus
 
 
 @dataclass
@@ -34,7 +36,7 @@ class _Run:
     events: list[tuple[int, str, str]] = field(default_factory=list)  # seq, kind, json
     deltas: list[tuple[int, int, str | None, str]] = field(default_factory=list)
     snapshots: list[tuple[int, str]] = field(default_factory=list)
-    steps: dict[str, tuple[int, str]] = field(default_factory=dict)
+    steps: list[tuple[int, str]] = field(default_factory=list)  # node execution, json
 
 
 class InMemoryCheckpointer(BaseCheckpointer):
@@ -50,47 +52,39 @@ class InMemoryCheckpointer(BaseCheckpointer):
             run = self._runs.get(run_id)
             if run is not None and p.create:
                 raise refuse_existing(run_id)
+            if run is None and p.must_exist:
+                raise self._not_found(run_id)
             new = run is None
             if run is None:
                 run = _Run(header=p.header_json or jsonutil.dumps(minimal_header(run_id)))
-            if p.fence is not None and p.fence != run.fence:
-                raise LeaseError(f"run {run_id!r} was taken over by another owner")
+            held = p.lease_after(run_id, Held(run.owner, run.lease_expires_at, run.fence),
+                                 time.time())
             events = number_events(run_id, p.events, run.next_seq)
-            lease = None
-            if p.acquire is not None:
-                now = time.time()
-                check_lease_free(run_id, run.owner, run.lease_expires_at, now, p.acquire[0])
             # Everything is checked and encoded above; from here on nothing can fail,
             # so the commit is all-or-nothing.
-            if p.acquire is not None:
-                run.owner, run.lease_expires_at = p.acquire[0], now + p.acquire[1]
-                run.fence += 1
+            run.owner, run.lease_expires_at, run.fence = held
             run.events.extend((e.seq, str(e.kind), e.to_json()) for e in events)
             if events:
                 run.next_seq = events[-1].seq + 1
-            if p.acquire is not None:
-                lease = Lease(run_id, run.owner, run.fence, run.lease_expires_at, run.next_seq)
             if p.delta_json is not None:
                 run.version += 1
                 run.deltas.append((run.version, p.step, p.node, p.delta_json))
                 if p.snapshot_json is not None:
                     run.snapshots.append((run.version, p.snapshot_json))
             for rec, text in p.steps:
-                run.steps[rec.key] = (rec.step, text)
+                run.steps.append((rec.step, text))
             if p.header_json is not None:
                 run.header = p.header_json
-            if p.release:
-                run.owner = run.lease_expires_at = None
             if new:
                 self._runs[run_id] = run
-            return p.result(events, lease, run.cancel_requested)
+            return p.result(run_id, events, held, run.next_seq, run.cancel_requested)
 
-    def request_cancel(self, run_id: str) -> None:
+    def _request_cancel(self, run_id: str) -> bool:
         with self._lock:
-            run = self._get(run_id)
-            if run is None:
-                raise RunNotFound(f"no run {run_id!r} in this in-memory store")
-            run.cancel_requested = True
+            run = self._runs.get(run_id)
+            if run is not None:
+                run.cancel_requested = True
+            return run is not None
 
     def _get(self, run_id: str) -> _Run | None:
         return self._runs.get(validate_run_id(run_id))
@@ -99,24 +93,13 @@ class InMemoryCheckpointer(BaseCheckpointer):
         with self._lock:
             return self._runs.pop(validate_run_id(run_id), None) is not None
 
-    def acquire_lease(self, run_id: str, owner: str, ttl: float) -> Lease:
+    def _renew_lease(self, run_id: str, owner: str, fence: int, ttl: float) -> float | None:
         with self._lock:
-            run = self._get(run_id)
-            if run is None:
-                raise RunNotFound(f"no run {run_id!r} in this in-memory store")
-            now = time.time()
-            check_lease_free(run_id, run.owner, run.lease_expires_at, now, owner)
-            run.owner, run.lease_expires_at, run.fence = owner, now + ttl, run.fence + 1
-            return Lease(run_id, owner, run.fence, run.lease_expires_at, run.next_seq)
-
-    def renew_lease(self, lease: Lease, ttl: float) -> Lease:
-        with self._lock:
-            run = self._get(lease.run_id)
-            if run is None or run.fence != lease.fence or run.owner != lease.owner:
-                raise LeaseError(f"lease on run {lease.run_id!r} was lost to another owner")
+            run = self._runs.get(run_id)
+            if run is None or run.fence != fence or run.owner != owner:
+                return None
             run.lease_expires_at = time.time() + ttl
-            return Lease(lease.run_id, lease.owner, lease.fence, run.lease_expires_at,
-                         lease.next_seq)
+            return run.lease_expires_at
 
     def _event_batches(self, run_id: str, since: int) -> Generator[list[Any], None, None]:
         with self._lock:
@@ -132,16 +115,16 @@ class InMemoryCheckpointer(BaseCheckpointer):
         run = self._get(run_id)
         return _info(run) if run else None
 
-    def _all_infos(self) -> Iterable[RunInfo]:
+    def _run_infos(self, status: RunStatus | None, limit: int | None) -> list[RunInfo]:
         with self._lock:
             return [_info(run) for run in self._runs.values()]
 
-    def load_steps(self, run_id: str, step: int) -> list[StepRecord]:
+    def _step_records(self, run_id: str, step: int) -> list[tuple[Any, Callable[[], str]]]:
         with self._lock:
-            run = self._get(run_id)
-            texts = [t for s, t in run.steps.values() if s == step] if run else []
-        return sorted((StepRecord.from_dict(jsonutil.loads(t)) for t in texts),
-                      key=lambda r: r.index)
+            run = self._runs.get(run_id)
+            texts = [text for _step, text in run.steps] if run else []
+        where = partial(self._where, run_id, "steps", step)
+        return [(data, where) for data in decode_all(texts, lambda _i: where())]
 
     def _latest_snapshot(self, run_id: str, max_version: int | None) -> tuple[int, str] | None:
         with self._lock:
@@ -156,14 +139,6 @@ class InMemoryCheckpointer(BaseCheckpointer):
             run = self._runs.get(run_id)
             return [(v, text) for v, _s, _n, text in (run.deltas if run else [])
                     if v > after and (upto is None or v <= upto)]
-
-    def _node_version(self, run_id: str, step: int) -> int | None:
-        with self._lock:
-            run = self._runs.get(run_id)
-            for version, s, node, _text in run.deltas if run else []:
-                if s == step and (node is not None or step == 0):
-                    return version
-        return None
 
     def _history(self, run_id: str) -> list[tuple[int, str]]:
         return self._deltas(run_id, 0, None)

@@ -17,11 +17,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
-from purpose_agent.errors import LeaseError, RunNotFound, StoreError
+from purpose_agent.errors import StoreError
 
 try:
     import psycopg
@@ -31,15 +32,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
                      ) from exc
 
 from purpose_agent.runtime import jsonutil
-from purpose_agent.runtime.checkpoint._base import (
-    BaseCheckpointer,
-    PreparedCommit,
-    minimal_header,
-    number_events,
-    refuse_existing,
-    splice_header,
-    validate_run_id,
-)
+from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
 from purpose_agent.runtime.checkpoint._postgres_db import (
     DEFAULT_SCHEMA,
     SCHEMA_VERSION,
@@ -50,14 +43,17 @@ from purpose_agent.runtime.checkpoint._postgres_db import (
     split_url,
     store_error,
 )
-from purpose_agent.runtime.journal import (
-    CommitResult,
-    Lease,
-    RunInfo,
-    StepRecord,
-    check_lease_free,
-    sort_infos,
+from purpose_agent.runtime.checkpoint._prepare import (
+    Held,
+    PreparedCommit,
+    minimal_header,
+    number_events,
+    refuse_existing,
+    splice_header,
+    validate_run_id,
 )
+from purpose_agent.runtime.journal import CommitResult, RunInfo
+from purpose_agent.runtime.state import RunStatus
 
 __all__ = ["SCHEMA_VERSION", "PostgresCheckpointer"]
 
@@ -88,6 +84,9 @@ _STATEMENTS = {
     "renew": (f"UPDATE {{s}}.runs SET lease_expires_at = {_NOW} + %s WHERE run_id = %s "
               "AND fence = %s AND owner = %s RETURNING lease_expires_at"),
     "cancel": "UPDATE {s}.runs SET cancel_requested = true WHERE run_id = %s",
+    "prune": ("DELETE FROM {s}.runs WHERE run_id IN (SELECT run_id FROM {s}.runs "
+              "WHERE status = ANY(%s) AND updated_at < %s LIMIT %s FOR UPDATE SKIP LOCKED) "
+              "RETURNING run_id"),
     "lock_timeout": "SELECT set_config('lock_timeout', %s, true)",
     "events": "SELECT body FROM {s}.events WHERE run_id = %s AND seq > %s",
     "next_seq": "SELECT next_seq FROM {s}.runs WHERE run_id = %s",
@@ -97,8 +96,6 @@ _STATEMENTS = {
                     "AND version <= %s ORDER BY version DESC LIMIT 1"),
     "deltas": ("SELECT version, ops, header FROM {s}.states WHERE run_id = %s "
                "AND version > %s AND version <= %s ORDER BY version"),
-    "node_version": ("SELECT min(version) FROM {s}.states WHERE run_id = %s AND step = %s "
-                     "AND (node IS NOT NULL OR %s = 0)"),
     "history": "SELECT version, node, header FROM {s}.states WHERE run_id = %s ORDER BY version",
 }
 _TABLES = ("runs", "events", "states", "snapshots", "steps")
@@ -187,6 +184,8 @@ class PostgresCheckpointer(BaseCheckpointer):
         sql = self._sql
         with self._transaction() as cur:
             row = None if p.create else cur.execute(sql["lock"], (run_id,)).fetchone()
+            if row is None and p.must_exist:
+                raise self._not_found(run_id)
             if row is None:
                 header = p.header or minimal_header(run_id)
                 row = cur.execute(sql["create"], (
@@ -199,16 +198,7 @@ class PostgresCheckpointer(BaseCheckpointer):
                     row = cur.execute(sql["lock"], (run_id,)).fetchone()
                     assert row is not None  # the lock keeps it from being deleted since
             _status, fence, owner, expires, cancel, next_seq, version, now = row
-            if p.fence is not None and p.fence != fence:
-                raise LeaseError(
-                    f"run {run_id!r} was taken over by another owner (lease {fence}, this "
-                    f"writer holds {p.fence}); this process must stop advancing it"
-                )
-            if p.acquire is not None:
-                check_lease_free(run_id, owner, expires, now, p.acquire[0])
-                fence, owner, expires = fence + 1, p.acquire[0], now + p.acquire[1]
-            if p.release:
-                owner = expires = None
+            held = p.lease_after(run_id, Held(owner, expires, fence), now)
             events = number_events(run_id, p.events, next_seq)
             if events:
                 cur.executemany(sql["event"], [
@@ -228,17 +218,12 @@ class PostgresCheckpointer(BaseCheckpointer):
             new = p.header  # None: the header stays as it is
             cur.execute(sql["update"], (
                 new["status"] if new else None, new["updated_at"] if new else None,
-                p.header_json if new else None, next_seq, version, owner, expires, fence,
-                run_id))
-        lease = None if p.acquire is None else Lease(run_id, owner, fence, expires, next_seq)
-        return p.result(events, lease, bool(cancel))
+                p.header_json if new else None, next_seq, version, *held, run_id))
+        return p.result(run_id, events, held, next_seq, bool(cancel))
 
-    def request_cancel(self, run_id: str) -> None:
-        """Ask the run's live owner to stop at its next node boundary."""
+    def _request_cancel(self, run_id: str) -> bool:
         with self._connection() as conn:
-            found = conn.execute(self._sql["cancel"], (validate_run_id(run_id),)).rowcount
-        if not found:
-            raise RunNotFound(f"no run {run_id!r} in {self._server()}")
+            return conn.execute(self._sql["cancel"], (run_id,)).rowcount > 0
 
     def delete_run(self, run_id: str) -> bool:
         """Delete the run and everything journaled for it. True if it existed."""
@@ -247,32 +232,27 @@ class PostgresCheckpointer(BaseCheckpointer):
             # The runs row first: its lock waits for a commit under way to finish.
             found = cur.execute(f"DELETE FROM {self._tables[0]} WHERE run_id = %s "
                                 "RETURNING 1", (run_id,)).fetchone() is not None
-            for table in self._tables[1:]:
-                cur.execute(f"DELETE FROM {table} WHERE run_id = %s", (run_id,))
+            self._delete_records(cur, [run_id])
         return found
 
-    # ── leases ──────────────────────────────────────────────────────────────────
-    def acquire_lease(self, run_id: str, owner: str, ttl: float) -> Lease:
-        """Take the run's lease for ``owner`` or raise RunBusyError (nothing written)."""
-        validate_run_id(run_id)
+    def _prune_batch(self, updated_before: float, statuses: frozenset[RunStatus],
+                     batch: int) -> int:
+        """One transaction: the runs rows are chosen, locked and deleted together, so a
+        run being written meanwhile is skipped, never deleted mid-commit."""
         with self._transaction() as cur:
-            row = cur.execute(self._sql["lock"], (run_id,)).fetchone()
-            if row is None:
-                raise RunNotFound(f"no run {run_id!r} in {self._server()}")
-            _status, fence, held_by, expires, _cancel, next_seq, _version, now = row
-            check_lease_free(run_id, held_by, expires, now, owner)
-            fence, expires = fence + 1, now + float(ttl)
-            cur.execute(self._sql["lease"], (owner, expires, fence, run_id))
-        return Lease(run_id, owner, fence, expires, next_seq)
+            rows = cur.execute(self._sql["prune"], (sorted(map(str, statuses)), updated_before,
+                                                    batch)).fetchall()
+            self._delete_records(cur, [row[0] for row in rows])
+        return len(rows)
 
-    def renew_lease(self, lease: Lease, ttl: float) -> Lease:
-        """Extend a held lease; LeaseError if another owner has taken the run since."""
-        validate_run_id(lease.run_id)
-        rows = self._rows(self._sql["renew"], (float(ttl), lease.run_id, lease.fence,
-                                               lease.owner))
-        if not rows:
-            raise LeaseError(f"lease on run {lease.run_id!r} was lost to another owner")
-        return Lease(lease.run_id, lease.owner, lease.fence, rows[0][0], lease.next_seq)
+    def _delete_records(self, cur: psycopg.Cursor[tuple[Any, ...]], run_ids: list[str]) -> None:
+        for table in self._tables[1:]:
+            cur.execute(f"DELETE FROM {table} WHERE run_id = ANY(%s)", (run_ids,))
+
+    # ── leases ──────────────────────────────────────────────────────────────────
+    def _renew_lease(self, run_id: str, owner: str, fence: int, ttl: float) -> float | None:
+        rows = self._rows(self._sql["renew"], (ttl, run_id, fence, owner))
+        return float(rows[0][0]) if rows else None
 
     # ── reads ───────────────────────────────────────────────────────────────────
     def _event_batches(self, run_id: str, since: int) -> Generator[list[Any], None, None]:
@@ -290,8 +270,7 @@ class PostgresCheckpointer(BaseCheckpointer):
         rows = self._rows(self._sql["info"], (validate_run_id(run_id),))
         return _info(rows[0]) if rows else None
 
-    def list_run_infos(self, *, status: Any = None, limit: int | None = None) -> list[RunInfo]:
-        """Newest first (ties by run id, descending), filtered by status when given."""
+    def _run_infos(self, status: RunStatus | None, limit: int | None) -> list[RunInfo]:
         sql, params = self._info_sql, list[Any]()
         if status is not None:
             sql += " WHERE status = %s"
@@ -300,18 +279,14 @@ class PostgresCheckpointer(BaseCheckpointer):
         sql += ' ORDER BY updated_at DESC, run_id COLLATE "C" DESC'
         if limit is not None:
             sql += " LIMIT %s"
-            params.append(int(limit))
-        return sort_infos([_info(row) for row in self._rows(sql, tuple(params))], None, limit)
+            params.append(limit)
+        return [_info(row) for row in self._rows(sql, tuple(params))]
 
-    def _all_infos(self) -> Iterable[RunInfo]:
-        return self.list_run_infos()
-
-    def load_steps(self, run_id: str, step: int) -> list[StepRecord]:
-        """Journaled steps of node execution ``step``, in the order they were called."""
-        rows = self._rows(self._sql["steps_of"], (validate_run_id(run_id), int(step)))
-        return sorted((StepRecord.from_dict(data)
-                       for data in jsonutil.loads_many(r[0] for r in rows)),
-                      key=lambda r: r.index)
+    def _step_records(self, run_id: str, step: int) -> list[tuple[Any, Callable[[], str]]]:
+        """The steps table keeps the latest record of each key (an upsert)."""
+        rows = self._rows(self._sql["steps_of"], (run_id, step))
+        where = partial(self._where, run_id, "steps", step)
+        return [(data, where) for data in jsonutil.loads_many(r[0] for r in rows)]
 
     def _latest_snapshot(self, run_id: str, max_version: int | None) -> tuple[int, str] | None:
         rows = self._rows(self._sql["snapshot_at"], (
@@ -322,10 +297,6 @@ class PostgresCheckpointer(BaseCheckpointer):
         rows = self._rows(self._sql["deltas"], (
             run_id, after, upto if upto is not None else _NO_LIMIT))
         return [(int(version), splice_header(ops, header)) for version, ops, header in rows]
-
-    def _node_version(self, run_id: str, step: int) -> int | None:
-        rows = self._rows(self._sql["node_version"], (run_id, int(step), int(step)))
-        return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def _history(self, run_id: str) -> list[tuple[int, str]]:
         """Each state commit's node and header, without its delta (which may be large)."""

@@ -11,27 +11,24 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from purpose_agent.errors import LeaseError, RunNotFound, StoreError
+from purpose_agent.errors import StoreError
 from purpose_agent.runtime import jsonutil
-from purpose_agent.runtime.checkpoint._base import (
-    BaseCheckpointer,
+from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
+from purpose_agent.runtime.checkpoint._integrity import checked_header, corrupted, decode_all
+from purpose_agent.runtime.checkpoint._prepare import (
+    Held,
     PreparedCommit,
     minimal_header,
     number_events,
     refuse_existing,
     splice_header,
     validate_run_id,
-)
-from purpose_agent.runtime.checkpoint._integrity import (
-    checked_header,
-    corrupted,
-    decode_all,
-    step_problem,
 )
 from purpose_agent.runtime.checkpoint._sqlite_db import (
     POS_BITS,
@@ -48,14 +45,7 @@ from purpose_agent.runtime.checkpoint._sqlite_db import (
     store_error,
 )
 from purpose_agent.runtime.events import PAEvent
-from purpose_agent.runtime.journal import (
-    CommitResult,
-    Lease,
-    RunInfo,
-    StepRecord,
-    check_lease_free,
-    sort_infos,
-)
+from purpose_agent.runtime.journal import CommitResult, RunInfo
 from purpose_agent.runtime.state import RunStatus
 
 __all__ = ["SCHEMA_VERSION", "SQLiteCheckpointer"]
@@ -114,8 +104,7 @@ class SQLiteCheckpointer(BaseCheckpointer):
                 str(path), isolation_level=None, check_same_thread=False,
                 timeout=busy_timeout,
             )
-            db = self._db
-            db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            db = self._db  # timeout= is SQLite's busy_timeout, for this connection
             enable_wal(db, busy_timeout)
             db.execute(f"PRAGMA synchronous = {self.synchronous}")
             # Keep the WAL bounded: checkpoint every N pages, truncate it back to 4 MiB.
@@ -163,6 +152,8 @@ class SQLiteCheckpointer(BaseCheckpointer):
         with self._tx() as db:
             # A run to create is looked up by its INSERT alone (run_id is UNIQUE).
             tip = None if p.create else db.execute(_TIP, (run_id,)).fetchone()
+            if tip is None and p.must_exist:
+                raise self._not_found(run_id)
             if tip is None:
                 header = p.header or minimal_header(run_id)
                 num, status, fence, owner, expires, cancel = None, header["status"], 0, None, None, 0
@@ -171,17 +162,7 @@ class SQLiteCheckpointer(BaseCheckpointer):
                 num, status, fence, owner, expires, cancel, last_seq, version, pos = tip
                 last_seq, version = last_seq or 0, version or 0
                 pos = pos - (num << POS_BITS) if pos is not None else 0
-            if p.fence is not None and p.fence != fence:
-                raise LeaseError(
-                    f"run {run_id!r} was taken over by another owner (lease {fence}, this "
-                    f"writer holds {p.fence}); this process must stop advancing it"
-                )
-            if p.acquire is not None:
-                now = time.time()
-                check_lease_free(run_id, owner, expires, now, p.acquire[0])
-                fence, owner, expires = fence + 1, p.acquire[0], now + p.acquire[1]
-            if p.release:
-                owner = expires = None
+            held = p.lease_after(run_id, Held(owner, expires, fence), time.time())
             if num is None:  # a new run: its row, lease included, in one statement
                 try:
                     num = db.execute(
@@ -189,10 +170,11 @@ class SQLiteCheckpointer(BaseCheckpointer):
                         "lease_expires_at, fence) VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (run_id, header["status"], header["updated_at"],
                          p.header_json if p.header is not None else jsonutil.dumps(header),
-                         owner, expires, fence),
+                         *held),
                     ).lastrowid
                 except sqlite3.IntegrityError:  # p.create, and the run exists
                     raise refuse_existing(run_id) from None
+            assert num is not None
             events = number_events(run_id, p.events, last_seq + 1)
             next_seq = last_seq + 1 + len(events)
             if events or p.delta_json is not None or p.steps:
@@ -204,25 +186,23 @@ class SQLiteCheckpointer(BaseCheckpointer):
                                    "VALUES (?, ?, ?, ?)", (run_id, version, pos, p.snapshot_json))
                 self._append(db, run_id, num, pos, next_seq, version, events, p)
             if tip is not None:
-                self._update_row(db, num, status, owner, expires, fence, p)
-        lease = None if p.acquire is None else Lease(run_id, owner, fence, expires, next_seq)
-        return p.result(events, lease, bool(cancel))
+                self._update_row(db, num, status, held, p)
+        return p.result(run_id, events, held, next_seq, bool(cancel))
 
     @staticmethod
-    def _update_row(db: sqlite3.Connection, num: int, status: str, owner: str | None,
-                    expires: float | None, fence: int, p: PreparedCommit) -> None:
+    def _update_row(db: sqlite3.Connection, num: int, status: str, held: Held,
+                    p: PreparedCommit) -> None:
         """Bring the runs row up to date, unless nothing it holds changed: a running run's
         node commits leave it alone (see the schema)."""
         if p.header is not None and not (status == _RUNNING == p.header["status"]):
             db.execute(
                 "UPDATE runs SET status = ?, updated_at = ?, header = ?, owner = ?, "
                 "lease_expires_at = ?, fence = ? WHERE num = ?",
-                (p.header["status"], p.header["updated_at"], p.header_json, owner, expires,
-                 fence, num),
+                (p.header["status"], p.header["updated_at"], p.header_json, *held, num),
             )
         elif p.acquire is not None or p.release:
             db.execute("UPDATE runs SET owner = ?, lease_expires_at = ?, fence = ? "
-                       "WHERE num = ?", (owner, expires, fence, num))
+                       "WHERE num = ?", (*held, num))
 
     @staticmethod
     def _append(db: sqlite3.Connection, run_id: str, num: int, pos: int, next_seq: int,
@@ -243,55 +223,42 @@ class SQLiteCheckpointer(BaseCheckpointer):
              f"[{','.join(text for _rec, text in p.steps)}]" if p.steps else None),
         )
 
-    def request_cancel(self, run_id: str) -> None:
-        """Ask the run's live owner to stop at its next node boundary."""
+    def _request_cancel(self, run_id: str) -> bool:
         with self._tx() as db:
-            if not db.execute("UPDATE runs SET cancel_requested = 1 WHERE run_id = ?",
-                              (validate_run_id(run_id),)).rowcount:
-                raise RunNotFound(f"no run {run_id!r} in {self.path}")
+            return db.execute("UPDATE runs SET cancel_requested = 1 WHERE run_id = ?",
+                              (run_id,)).rowcount > 0
 
     def delete_run(self, run_id: str) -> bool:
         """Delete the run and everything journaled for it. True if it existed."""
         validate_run_id(run_id)
         with self._tx() as db:
-            ids = _run_span(db, run_id)
-            if ids is not None:
-                db.execute("DELETE FROM journal WHERE id > ? AND id < ?", ids)
-            found = db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount > 0
-            for table in ("snapshots", "steps"):
-                db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
-        return found
+            row = db.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            _delete(db, row[0] if row is not None else None, run_id)
+        return row is not None
+
+    def _prune_batch(self, updated_before: float, statuses: frozenset[RunStatus],
+                     batch: int) -> int:
+        """One transaction: the runs are chosen and deleted under the same write lock, so
+        a run resumed meanwhile (no longer finished) is never deleted. (A finished run's
+        runs row is current: only a running run's lags its journal.)"""
+        marks = ",".join("?" * len(statuses))
+        with self._tx() as db:
+            rows = db.execute(
+                f"SELECT num, run_id FROM runs WHERE status IN ({marks}) AND updated_at < ? "
+                "LIMIT ?", (*sorted(map(str, statuses)), updated_before, batch)).fetchall()
+            for num, run_id in rows:
+                _delete(db, num, run_id)
+        return len(rows)
 
     # ── leases ──────────────────────────────────────────────────────────────────
-    def acquire_lease(self, run_id: str, owner: str, ttl: float) -> Lease:
-        """Take the run's lease for ``owner`` or raise RunBusyError (nothing written)."""
-        validate_run_id(run_id)
-        with self._tx() as db:
-            tip = db.execute(_TIP, (run_id,)).fetchone()
-            if tip is None:
-                raise RunNotFound(f"no run {run_id!r} in {self.path}")
-            num, _status, fence, held_by, expires, _cancel, last_seq, _version, _pos = tip
-            now = time.time()
-            check_lease_free(run_id, held_by, expires, now, owner)
-            fence, expires = fence + 1, now + ttl
-            db.execute(
-                "UPDATE runs SET owner = ?, lease_expires_at = ?, fence = ? WHERE num = ?",
-                (owner, expires, fence, num),
-            )
-        return Lease(run_id, owner, fence, expires, (last_seq or 0) + 1)
-
-    def renew_lease(self, lease: Lease, ttl: float) -> Lease:
-        """Extend a held lease; LeaseError if another owner has taken the run since."""
-        validate_run_id(lease.run_id)
+    def _renew_lease(self, run_id: str, owner: str, fence: int, ttl: float) -> float | None:
         expires = time.time() + ttl
         with self._tx() as db:
             changed = db.execute(
                 "UPDATE runs SET lease_expires_at = ? WHERE run_id = ? AND fence = ? "
-                "AND owner = ?", (expires, lease.run_id, lease.fence, lease.owner),
+                "AND owner = ?", (expires, run_id, fence, owner),
             ).rowcount
-        if not changed:
-            raise LeaseError(f"lease on run {lease.run_id!r} was lost to another owner")
-        return Lease(lease.run_id, lease.owner, lease.fence, expires, lease.next_seq)
+        return expires if changed else None
 
     # ── reads ───────────────────────────────────────────────────────────────────
     def _event_batches(self, run_id: str, since: int) -> Generator[list[Any], None, None]:
@@ -341,9 +308,9 @@ class SQLiteCheckpointer(BaseCheckpointer):
             rows = db.execute(f"{_INFO} WHERE run_id = ?", (validate_run_id(run_id),)).fetchall()
             return self._info(db, rows[0]) if rows else None
 
-    def list_run_infos(self, *, status: Any = None, limit: int | None = None) -> list[RunInfo]:
-        """Newest first. A run that is not running was last updated with its runs row, so
-        SQL orders and limits those; the few running runs are read from their journal."""
+    def _run_infos(self, status: RunStatus | None, limit: int | None) -> list[RunInfo]:
+        """A run that is not running was last updated with its runs row, so SQL orders
+        and limits those; the few running runs are read from their journal."""
         wanted = str(status) if status is not None else None
         settled = f"{_INFO} WHERE status != ?"
         params: list[Any] = [_RUNNING]
@@ -358,8 +325,7 @@ class SQLiteCheckpointer(BaseCheckpointer):
             rows = db.execute(settled, params).fetchall() if wanted != _RUNNING else []
             if wanted in (None, _RUNNING):
                 rows += db.execute(f"{_INFO} WHERE status = ?", (_RUNNING,)).fetchall()
-            infos = [self._info(db, row) for row in rows]
-        return sort_infos(infos, None, limit)
+            return [self._info(db, row) for row in rows]
 
     def _info(self, db: sqlite3.Connection, row: tuple[Any, ...]) -> RunInfo:
         header, run_id, num = row[0], row[6], row[5]
@@ -374,15 +340,10 @@ class SQLiteCheckpointer(BaseCheckpointer):
         return RunInfo.from_header(checked_header(header, run_id, where), owner=row[1],
                                    lease_expires_at=row[2], cancel_requested=row[3])
 
-    def load_steps(self, run_id: str, step: int) -> list[StepRecord]:
-        """Journaled steps of node execution ``step``, in the order they were called.
-
-        A step's records ride in its commit's journal row. Execution ``step`` began after
-        node execution ``step - 1`` committed, so only the run's rows after that one are
-        read: found from the end, they are the current node's few. The latest record of a
-        key wins (a started at-most-once step, then its result)."""
-        validate_run_id(run_id)
-        step = int(step)
+    def _step_records(self, run_id: str, step: int) -> list[tuple[Any, Callable[[], str]]]:
+        """A step's records ride in its commit's journal row. Execution ``step`` began
+        after node execution ``step - 1`` committed, so only the run's rows after that one
+        are read: found from the end, they are the current node's few."""
         with self._reading() as db:
             ids = _run_span(db, run_id)
             if ids is None:
@@ -398,25 +359,22 @@ class SQLiteCheckpointer(BaseCheckpointer):
             # Schema 2 kept step records in a table of their own.
             legacy = db.execute("SELECT body, key FROM steps WHERE run_id = ? AND step = ?",
                                 (run_id, step)).fetchall()
-            num = (low >> POS_BITS)
+        num = low >> POS_BITS
         place = f"SQLite store {str(self.path)!r}, run {run_id!r}"
         names = ([f"{place}, the steps table's row {key!r}" for _body, key in legacy]
                  + [self._row(run_id, num, row_id) for _steps, row_id in rows])
         texts = [body for body, _key in legacy] + [steps for steps, _id in rows]
-        found: dict[str, StepRecord] = {}
+        out: list[tuple[Any, Callable[[], str]]] = []
         for index, value in enumerate(decode_all(texts, names.__getitem__)):
-            records = [value] if index < len(legacy) else value
-            problem = (f"its steps column holds a {type(value).__name__}, not a list"
-                       if type(records) is not list else None)
-            for data in records if problem is None else ():
-                problem = step_problem(data)
-                if problem is not None:
-                    break
-                if data["step"] == step:
-                    found[data["key"]] = StepRecord.from_dict(data)
-            if problem is not None:
-                raise corrupted(names[index], problem)
-        return sorted(found.values(), key=lambda r: r.index)
+            where = partial(str, names[index])
+            if index < len(legacy):
+                out.append((value, where))
+            elif type(value) is not list:
+                raise corrupted(names[index], f"its steps column holds a "
+                                f"{type(value).__name__}, not a list")
+            else:
+                out.extend((data, where) for data in value)
+        return out
 
     def _latest_snapshot(self, run_id: str, max_version: int | None) -> tuple[int, str] | None:
         rows = self._read(
@@ -459,17 +417,6 @@ class SQLiteCheckpointer(BaseCheckpointer):
                     out.append((version, text if header is None else splice_header(text, header)))
         return out
 
-    def _node_version(self, run_id: str, step: int) -> int | None:
-        with self._reading() as db:
-            ids = _run_span(db, run_id)
-            if ids is None:
-                return None
-            return db.execute(
-                "SELECT min(version) FROM journal WHERE id > ? AND id < ? AND step = ? "
-                "AND delta IS NOT NULL AND (node IS NOT NULL OR ? = 0)",
-                (*ids, int(step), int(step)),
-            ).fetchone()[0]
-
     def _history(self, run_id: str) -> list[tuple[int, str]]:
         """Each state commit's node and header, without its delta (which may be large)."""
         out: list[tuple[int, str]] = []
@@ -499,6 +446,15 @@ class SQLiteCheckpointer(BaseCheckpointer):
 
     def __repr__(self) -> str:
         return f"SQLiteCheckpointer({str(self.path)!r}, synchronous={self.synchronous!r})"
+
+
+def _delete(db: sqlite3.Connection, num: int | None, run_id: str) -> None:
+    """Delete run ``run_id`` (runs row ``num``, None if it has none) and its records."""
+    if num is not None:
+        db.execute("DELETE FROM journal WHERE id > ? AND id < ?", span(num))
+        db.execute("DELETE FROM runs WHERE num = ?", (num,))
+    for table in ("snapshots", "steps"):
+        db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
 
 
 def _run_span(db: sqlite3.Connection, run_id: str) -> tuple[int, int] | None:
