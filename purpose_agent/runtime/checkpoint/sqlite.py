@@ -56,6 +56,7 @@ from purpose_agent.runtime.journal import (
     check_lease_free,
     sort_infos,
 )
+from purpose_agent.runtime.queue._sqlite import insert_entry
 from purpose_agent.runtime.state import RunStatus
 
 __all__ = ["SCHEMA_VERSION", "SQLiteCheckpointer"]
@@ -161,6 +162,8 @@ class SQLiteCheckpointer(BaseCheckpointer):
     # ── writes ──────────────────────────────────────────────────────────────────
     def _write(self, run_id: str, p: PreparedCommit) -> CommitResult:
         with self._tx() as db:
+            if p.enqueue is not None:
+                insert_entry(db, run_id, p.enqueue)
             # A run to create is looked up by its INSERT alone (run_id is UNIQUE).
             tip = None if p.create else db.execute(_TIP, (run_id,)).fetchone()
             if tip is None:
@@ -258,7 +261,7 @@ class SQLiteCheckpointer(BaseCheckpointer):
             if ids is not None:
                 db.execute("DELETE FROM journal WHERE id > ? AND id < ?", ids)
             found = db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount > 0
-            for table in ("snapshots", "steps"):
+            for table in ("snapshots", "steps", "queue"):
                 db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         return found
 
