@@ -338,3 +338,7 @@ def delete(
             raise typer.Exit(1)
     cp.delete_run(run_id)
     _console().print(literal(f"deleted run {run_id}"))
+
+
+# The queue commands register themselves on `app` (enqueue, worker, workers).
+from . import queue_cmds  # noqa: E402,F401

@@ -125,8 +125,11 @@ class PostgresQueue:
                      takeovers, taken_over)
 
     def set_active(self, run_id: str, active: bool) -> None:
-        self.store._rows(f"UPDATE {self.s}.queue SET active = %s WHERE run_id = %s "
-                         "RETURNING 1", (active, run_id))
+        # Put back on its queue by a person (approve, resume): its takeovers count again
+        # from zero.
+        self.store._rows(f"UPDATE {self.s}.queue SET active = %s, takeovers = CASE WHEN %s "
+                         "THEN 0 ELSE takeovers END WHERE run_id = %s RETURNING 1",
+                         (active, active, run_id))
 
     def queue_rows(self, run_ids: list[str] | None = None) -> dict[str, QueueRow]:
         sql, params = f"SELECT {_ROW} FROM {self.s}.queue", ()  # type: tuple[str, tuple[Any, ...]]

@@ -105,7 +105,10 @@ class SQLiteQueue:
 
     def set_active(self, run_id: str, active: bool) -> None:
         with self.store._tx() as db:
-            db.execute("UPDATE queue SET active = ? WHERE run_id = ?", (int(active), run_id))
+            # Put back on its queue by a person (approve, resume): its takeovers count
+            # again from zero.
+            db.execute("UPDATE queue SET active = ?, takeovers = CASE WHEN ? THEN 0 ELSE "
+                       "takeovers END WHERE run_id = ?", (int(active), int(active), run_id))
 
     def queue_rows(self, run_ids: list[str] | None = None) -> dict[str, QueueRow]:
         sql, params = f"SELECT {_ROW} FROM queue", ()  # type: tuple[str, tuple[Any, ...]]
