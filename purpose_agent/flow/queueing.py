@@ -3,7 +3,8 @@
 ``enqueue`` journals a run as ``start`` does (its first event, its data, its flow's
 name and reference) but QUEUED and without a lease, together with its queue row, in one
 commit; a worker (:mod:`purpose_agent.worker`) claims it and advances it with
-:func:`take_up`. :func:`requeue` hands a run that a person answered back to the workers.
+:func:`take_up`. :func:`answer_for_workers` journals a person's answer to such a run and
+hands it back to the workers.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from purpose_agent.errors import QueueUnsupported, RunNotFound
-from purpose_agent.flow.engine import MIN_SNAPSHOT_BYTES, Runner
+from purpose_agent.errors import QueueUnsupported, RunNotFound, RunStateError
+from purpose_agent.flow import operations
+from purpose_agent.flow.engine import MIN_SNAPSHOT_BYTES, MISSING, Runner
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import BaseCheckpointer, validate_run_id
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import Commit, Delta, Lease
+from purpose_agent.runtime.owners import driver
 from purpose_agent.runtime.queue import DuplicateEnqueue, make_entry, queue_store
 from purpose_agent.runtime.redact import summarize
 from purpose_agent.runtime.state import RunState, RunStatus
@@ -76,6 +79,23 @@ def take_up(flow: Flow, cp: BaseCheckpointer, lease: Lease, runner_class: type[R
     return runner
 
 
+def answer_for_workers(flow: Flow, cp: BaseCheckpointer, run_id: str, *,
+                       answer: Any = MISSING, update: dict[str, Any] | None = None,
+                       retry_in_doubt: bool = False) -> RunState:
+    """Resume a run that came from a queue the way the workers will: journal the answer
+    (or edit, or retry) exactly as ``flow.resume`` does, then give the lease back and put
+    the run back on its queue, without running any of its nodes here. Returns the state
+    as committed (RUNNING). Raises what ``flow.resume`` raises before writing anything."""
+    if not requeue(cp, run_id):  # active first: still PAUSED / FAILED, so not claimable
+        raise RunStateError(f"run {run_id!r} did not come from a queue; resume it in-process")
+    with driver() as owner:
+        runner = operations.resume(flow, cp, run_id, owner, answer=answer, update=update,
+                                   retry_in_doubt=retry_in_doubt)
+        runner.commit(state=False, release=True)  # from now on a worker may claim it
+    queue_store(cp).notify()
+    return runner.state
+
+
 def requeue(cp: BaseCheckpointer, run_id: str) -> bool:
     """Put a queued run back on its queue for the workers (after a person answered it);
     False if the run never came from a queue (it then runs in-process, as before)."""
@@ -90,4 +110,4 @@ def requeue(cp: BaseCheckpointer, run_id: str) -> bool:
     return True
 
 
-__all__ = ["enqueue", "requeue", "take_up"]
+__all__ = ["answer_for_workers", "enqueue", "requeue", "take_up"]
