@@ -18,7 +18,7 @@ import typer
 from purpose_agent.flow import Flow
 from purpose_agent.flow.registry import ENV_VAR, FlowRef, declared_refs
 from purpose_agent.runtime.queue import DEFAULT_QUEUE, WorkerInfo, queue_store
-from purpose_agent.worker import Worker
+from purpose_agent.worker import DEFAULT_TAKEOVER_LIMIT, Worker
 
 from .app import JsonOption, _console, app
 from .common import EXIT_USAGE, CliError, DbOption, open_store, parse_json, resolve_url, stdout_json
@@ -80,6 +80,9 @@ def worker(
         show_default=False)] = None,
     poll: Annotated[float, typer.Option("--poll", metavar="SECONDS", min=0.01,
                                         help="How often an idle worker looks for runs.")] = 1.0,
+    takeover_limit: Annotated[int, typer.Option(
+        "--takeover-limit", metavar="N", min=0, help="Fail a run taken over from dead "
+        "workers more than N times.")] = DEFAULT_TAKEOVER_LIMIT,
     db: DbOption = None,
 ) -> None:
     """Claim queued runs and advance them until SIGTERM or Ctrl-C.
@@ -100,7 +103,7 @@ def worker(
         flows = [ref.load() for ref in refs]
     cp = open_store(resolve_url(db))
     pool = Worker(cp, flows=flows, queues=queue or [DEFAULT_QUEUE], concurrency=concurrency,
-                  lease_ttl=lease, poll_interval=poll)
+                  lease_ttl=lease, poll_interval=poll, takeover_limit=takeover_limit)
     _log_to_stderr()
 
     def stop(signum: int, _frame: FrameType | None) -> None:

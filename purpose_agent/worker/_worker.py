@@ -238,6 +238,8 @@ class Worker:
             "queue"))
         self._queue.set_active(claim.run_id, False)
         self._count("failed")
+        log.warning("run %s failed: taken over %d times (limit %d)", claim.run_id,
+                    claim.takeovers, self.takeover_limit)
 
     def _count(self, what: str) -> None:
         with self._lock:

@@ -26,8 +26,17 @@ def wait_for(condition: Callable[[], T], *, timeout: float, what: str,
         tick.wait(every)  # re-checks a condition: polling, not synchronisation by time
 
 
-def effects(path: Path) -> Counter[str]:
-    """How many times each effect line (``run node step``) happened."""
+def effect_lines(path: Path) -> list[tuple[str, str, str, int]]:
+    """Every effect that happened: (run, node, step, pid), in order."""
     if not path.exists():
-        return Counter()
-    return Counter(line for line in path.read_text().splitlines() if line)
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        run, node, step, pid = line.split()
+        out.append((run, node, step, int(pid)))
+    return out
+
+
+def effects(path: Path) -> Counter[str]:
+    """How many times each effect (``run node step``) happened, whichever process."""
+    return Counter(f"{run} {node} {step}" for run, node, step, _pid in effect_lines(path))

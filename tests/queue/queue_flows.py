@@ -1,8 +1,8 @@
 """Flows the queue tests enqueue and their worker processes serve (loaded by file path).
 
-Every durable step appends one line, ``run_id node step-name effect``, to the file
+Every durable step appends one line, ``run_id node step-name pid``, to the file
 ``$QUEUE_EFFECTS`` (fsynced before the step returns), so a test can count how many
-times each effect happened.
+times each effect happened, and in which process.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ _lock = threading.Lock()
 
 def record(ctx: NodeContext, name: str) -> str:
     """The side effect: one fsynced line naming the run and the step."""
-    line = f"{ctx.run_id} {ctx.node} {name}\n"
+    line = f"{ctx.run_id} {ctx.node} {name} {os.getpid()}\n"
     path = os.environ.get("QUEUE_EFFECTS")
     if path:
         with _lock:
@@ -37,6 +37,8 @@ effects = Flow("effects", purpose="Three nodes, two durable steps each", lease_t
 def _node(name: str):  # type: ignore[no-untyped-def]
     def node(ctx: NodeContext) -> dict[str, object]:
         first = ctx.step(f"{name}-a", record, ctx, f"{name}-a")
+        if work := ctx.data.get("work"):  # the node's own work, between its two steps
+            threading.Event().wait(work)
         second = ctx.step(f"{name}-b", record, ctx, f"{name}-b")
         return {name: [first, second]}
     node.__name__ = name
