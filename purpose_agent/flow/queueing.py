@@ -96,18 +96,25 @@ def answer_for_workers(flow: Flow, cp: BaseCheckpointer, run_id: str, *,
     return runner.state
 
 
-def requeue(cp: BaseCheckpointer, run_id: str) -> bool:
-    """Put a queued run back on its queue for the workers (after a person answered it);
-    False if the run never came from a queue (it then runs in-process, as before)."""
+def came_from_queue(cp: BaseCheckpointer, run_id: str) -> bool:
+    """True for a run enqueued for workers (``flow.enqueue``), False for one started
+    in-process or a store without a queue."""
     try:
         queues = queue_store(cp)
     except QueueUnsupported:
         return False
-    if run_id not in queues.queue_rows([run_id]):
+    return run_id in queues.queue_rows([run_id])
+
+
+def requeue(cp: BaseCheckpointer, run_id: str) -> bool:
+    """Put a queued run back on its queue for the workers (after a person answered it);
+    False if the run never came from a queue (it then runs in-process, as before)."""
+    if not came_from_queue(cp, run_id):
         return False
+    queues = queue_store(cp)
     queues.set_active(run_id, True)
     queues.notify()
     return True
 
 
-__all__ = ["answer_for_workers", "enqueue", "requeue", "take_up"]
+__all__ = ["answer_for_workers", "came_from_queue", "enqueue", "requeue", "take_up"]
