@@ -20,8 +20,18 @@ from purpose_agent.flow.registry import ENV_VAR, FlowRef, declared_refs
 from purpose_agent.runtime.queue import DEFAULT_QUEUE, WorkerInfo, queue_store
 from purpose_agent.worker import DEFAULT_TAKEOVER_LIMIT, Worker
 
-from .app import JsonOption, _console, app
-from .common import EXIT_USAGE, CliError, DbOption, open_store, parse_json, resolve_url, stdout_json
+from .app import _console, app
+from .common import (
+    EXIT_USAGE,
+    CliError,
+    DbOption,
+    JsonOption,
+    open_store,
+    parse_json,
+    resolve_url,
+    stdout_json,
+)
+from .queue_view import worker_state
 from .render import literal, relative_time
 
 QueueOption = Annotated[list[str] | None, typer.Option(
@@ -128,13 +138,6 @@ def _log_to_stderr() -> None:
     logger = logging.getLogger("purpose_agent.worker")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-
-
-def worker_state(info: WorkerInfo, now: float) -> str:
-    """``running``, ``stopped`` or ``gone`` (no heartbeat for three intervals)."""
-    if info.stopped_at is not None:
-        return "stopped"
-    return "running" if now - info.heartbeat_at < 20.0 else "gone"
 
 
 def worker_row(info: WorkerInfo, now: float) -> dict[str, Any]:
