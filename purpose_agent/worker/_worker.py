@@ -174,7 +174,9 @@ class Worker:
             self._idle(seen)
 
     def _ttl(self, flows: tuple[str, ...]) -> float:
-        return min(self.flows[name].lease_ttl for name in flows)
+        # The claim's lease must outlast the first renewal of whichever flow it turns out
+        # to be (every lease_ttl / 3): the longest of them.
+        return max(self.flows[name].lease_ttl for name in flows)
 
     def _idle(self, seen: int) -> None:
         timeout = self.poll_interval * random.uniform(0.5, 1.5)  # jitter: no herd
