@@ -23,9 +23,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from helpers import effect_lines, wait_for
-from processes import WorkerProcess
 from queue_flows import STEPS, effects
+from queue_helpers import effect_lines, wait_for
+from queue_processes import WorkerProcess
 
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind

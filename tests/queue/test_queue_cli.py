@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import wait_for
-from processes import FLOWS, SCRIPT, WorkerProcess
+from queue_helpers import wait_for
+from queue_processes import FLOWS, SCRIPT, WorkerProcess
 
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.state import RunStatus

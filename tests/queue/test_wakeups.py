@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
-from helpers import wait_for
 from queue_flows import effects
+from queue_helpers import wait_for
 
 from purpose_agent.runtime.checkpoint import open_checkpointer
 from purpose_agent.runtime.events import EventKind

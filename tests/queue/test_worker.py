@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import effects, wait_for
 from queue_flows import STEPS, approval, gated
 from queue_flows import effects as effects_flow
+from queue_helpers import effects, wait_for
 
 from purpose_agent.errors import QueueUnsupported
 from purpose_agent.flow.queueing import answer_for_workers

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import effects, wait_for
-from processes import WorkerProcess
 from queue_flows import gated
+from queue_helpers import effects, wait_for
+from queue_processes import WorkerProcess
 
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind
