@@ -8,7 +8,8 @@ Every error the library raises on purpose derives from :class:`PurposeAgentError
     │   ├── SchemaVersionError      the store was written by a newer purpose-agent
     │   ├── SeqConflictError        an event seq would leave a gap or a duplicate
     │   ├── StoreCorrupted          what is stored is damaged (names the file or row)
-    │   └── LeaseError              a write without the current lease
+    │   ├── LeaseError              a write without the current lease
+    │   └── QueueUnsupported        the store has no run queue (JSONL, in-memory)
     ├── SerializationError          a value is not strict JSON (names the key path)
     ├── InvalidRunId                a run id that is empty, too long or could escape a directory
     ├── RunNotFound                 no run with that id in the store
@@ -21,6 +22,7 @@ Every error the library raises on purpose derives from :class:`PurposeAgentError
     ├── FlowImportError             the flow recorded in a run cannot be imported
     │   └── FlowNotAllowed          the run's flow is not one this process was given
     ├── MaxStepsExceeded            a run went past its ``max_steps`` bound
+    ├── QueueError                  a bad queue option (queue name, delay, priority)
     └── NodeTimeout                 a node ran longer than its ``timeout``
 
 Control-flow signals (:class:`ControlSignal` and its subclasses) are *not* errors: they
@@ -117,6 +119,14 @@ class FlowNotAllowed(FlowImportError):
         self.allowed = allowed
 
 
+class QueueUnsupported(StoreError):
+    """The store cannot hold a run queue: queues and workers need SQLite or PostgreSQL."""
+
+
+class QueueError(PurposeAgentError, ValueError):
+    """A bad queue option: a queue name, a delay, a priority or a dedup key."""
+
+
 class MaxStepsExceeded(PurposeAgentError):
     """The run executed more nodes than its ``max_steps`` allows."""
 
@@ -179,6 +189,8 @@ __all__ = [
     "MaxStepsExceeded",
     "NodeTimeout",
     "PurposeAgentError",
+    "QueueError",
+    "QueueUnsupported",
     "RunBusyError",
     "RunFailed",
     "RunNotFound",

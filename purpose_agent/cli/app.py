@@ -22,7 +22,7 @@ from purpose_agent.runtime.state import RunStatus
 from purpose_agent.runtime.transcript import render_transcript
 from purpose_agent.runtime.usage import usage_totals
 
-from . import running
+from . import queue_view, running
 from .common import (
     EXIT_CODES_HELP,
     EXIT_USAGE,
@@ -138,11 +138,16 @@ def runs(
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """List runs, newest first: id, flow, status, current node, steps, last update."""
+    """List runs, newest first: id, flow, status, current node, steps, last update; for
+    runs from a queue, the worker advancing one, or why one waits."""
     url = resolve_url(db)
-    infos = open_store(url, read_only=True).list_run_infos(status=status, limit=limit)
+    cp = open_store(url, read_only=True)
+    infos = cp.list_run_infos(status=status, limit=limit)
+    queued = queue_view.queue_details(cp, infos)
     if as_json:
-        stdout_json([run_row(info) for info in infos])
+        stdout_json([{**run_row(info), **({"queue": queued[info.run_id]}
+                                          if info.run_id in queued else {})}
+                     for info in infos])
     elif not infos:
         _console().print(literal(f"no runs in {url}"
                                  + (f" with status {status}" if status else "")
@@ -150,6 +155,10 @@ def runs(
     else:
         console = _console()
         console.print(runs_table(infos, console.width))
+        for info in infos:
+            if info.run_id in queued and (info.status is RunStatus.QUEUED
+                                          or info.status is RunStatus.RUNNING):
+                console.print(literal(queue_view.describe(info.run_id, queued[info.run_id])))
         if len(infos) == limit:
             console.print(literal(f"the newest {limit} runs; --limit N shows more", style="dim"))
 
@@ -386,3 +395,7 @@ def prune(
     runs = "run" if pruned == 1 else "runs"
     _console().print(literal(f"pruned {pruned} {runs} ({', '.join(statuses)}) last updated "
                              f"more than {older_than} ago from {url}"))
+
+
+# The queue commands register themselves on `app` (enqueue, worker, workers).
+from . import queue_cmds  # noqa: E402,F401

@@ -16,6 +16,7 @@ from purpose_agent.errors import (
     InvalidRunId,
     LeaseError,
     PurposeAgentError,
+    QueueError,
     RunBusyError,
     RunNotFound,
     StoreError,
@@ -45,7 +46,8 @@ EXIT_CODES_HELP = """Exit codes:
 \b
   0  ok (a run left paused, waiting for a person, is ok too)
   1  error, or the run failed
-  2  bad usage: unknown option, bad JSON in --answer / --set, invalid run id
+  2  bad usage: unknown option, bad JSON in --answer / --set / --data, invalid run
+     id, bad queue name or --delay
   3  no such run
   4  the run is busy: another live process is advancing it
   5  the store cannot be opened, read or written: no store at that path, not a
@@ -78,7 +80,8 @@ def exit_code_for(exc: PurposeAgentError) -> int:
         return exc.code
     for kind, code in ((RunNotFound, EXIT_NOT_FOUND), (RunBusyError, EXIT_BUSY),
                        (LeaseError, EXIT_BUSY), (StoreError, EXIT_STORE),
-                       (InvalidRunId, EXIT_USAGE), (FlowImportError, EXIT_FLOW),
+                       (InvalidRunId, EXIT_USAGE), (QueueError, EXIT_USAGE),
+                       (FlowImportError, EXIT_FLOW),
                        (FlowChangedError, EXIT_FLOW)):
         if isinstance(exc, kind):
             return code

@@ -20,6 +20,7 @@ from rich.prompt import Confirm
 from purpose_agent.errors import RunStateError
 from purpose_agent.flow import NodeContext
 from purpose_agent.flow.plan import MISSING
+from purpose_agent.flow.queueing import answer_for_workers, came_from_queue
 from purpose_agent.flow.registry import RecordedFlow
 from purpose_agent.runtime.checkpoint import BaseCheckpointer, parse_store_url
 from purpose_agent.runtime.events import EventKind, PAEvent
@@ -200,6 +201,16 @@ def resume_run(console: Console, url: str, run_id: str, *, flow_ref: str | None 
             f"{continue_command('reject', run_id, url=url, flow_arg=flow_arg)}, or resume "
             f"with --answer JSON{note}")
     choice = choose_flow(run_id, recorded, given=flow_ref, verb=verb, url=url)
+    if came_from_queue(cp, run_id):
+        # A run a worker advanced goes back to the workers: the answer is journaled here
+        # and nothing of the flow runs in this process.
+        answer_for_workers(choice.flow, cp, run_id, answer=answer, update=update,
+                           retry_in_doubt=retry_in_doubt)
+        console.print(literal(
+            f"run {run_id} ({state.status}) is back on its queue: a worker serving flow "
+            f"{choice.flow.name} continues it. Follow it with: "
+            + command_for("events", run_id, "--follow", url=url)))
+        return EXIT_OK
     console.print(literal(f"resuming run {run_id} ({state.status}) with flow {choice.ref}",
                           style="bold"))
     flow = choice.flow

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from purpose_agent.errors import FlowDefinitionError, LeaseError
-from purpose_agent.flow import operations
+from purpose_agent.flow import operations, queueing
 from purpose_agent.flow.operations import cancel_run, fork_run, load_state
 from purpose_agent.flow.plan import (
     END,
@@ -244,6 +244,24 @@ class Flow:
         with driver() as owner:
             runner = operations.start(self._plan(), data, cp, run_id, session_id, owner)
             return _drive(runner.drive)
+
+    def enqueue(self, data: dict[str, Any] | None = None, *,
+                checkpointer: BaseCheckpointer | None = None, run_id: str | None = None,
+                queue: str = "default", priority: int = 0, delay: float | str | None = None,
+                dedup_key: str | None = None) -> str:
+        """Put a run on a queue for the workers (``purpose-agent worker``) and return its id
+        at once; nothing of the flow runs here.
+
+        The run is journaled as a start is (its first event, its data, this flow's name
+        and reference), QUEUED, with its queue row, in one commit. Workers serving this
+        flow and ``queue`` claim it highest ``priority`` first, then oldest, once
+        ``delay`` (seconds, or ``"10s"``, ``"5m"``…, on the store's clock) has passed.
+        With ``dedup_key``, a key already used returns that run's id and enqueues
+        nothing. Needs a SQLite or PostgreSQL store (QueueUnsupported otherwise); a bad
+        option raises QueueError, a taken ``run_id`` RunStateError.
+        """
+        return queueing.enqueue(self, _store(checkpointer), data, run_id=run_id, queue=queue,
+                                priority=priority, delay=delay, dedup_key=dedup_key)
 
     async def arun(self, data: dict[str, Any] | None = None, *,
                    checkpointer: BaseCheckpointer | None = None, run_id: str | None = None,

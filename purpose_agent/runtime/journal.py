@@ -169,6 +169,9 @@ class Commit:
     release: bool = False
     create: bool = False  # the run must not exist yet (RunStateError if it does)
     acquire: tuple[str, float] | None = None  # (owner, ttl): take the lease in this commit
+    # A QueueEntry (runtime.queue): the run's queue row, written in this commit (a store
+    # without a queue refuses it). Only with ``create``.
+    enqueue: Any = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -17,8 +17,10 @@ from purpose_agent.runtime import jsonutil
 
 
 class RunStatus(StrEnum):
-    """Lifecycle of a run. PAUSED covers both a human interrupt and an in-doubt step."""
+    """Lifecycle of a run. PAUSED covers both a human interrupt and an in-doubt step;
+    QUEUED is a run enqueued for a worker (``flow.enqueue``) that no worker has started."""
 
+    QUEUED = "queued"
     PENDING = "pending"
     RUNNING = "running"
     PAUSED = "paused"

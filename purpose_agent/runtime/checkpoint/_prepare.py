@@ -69,6 +69,7 @@ class PreparedCommit:
     event_json: list[str] = field(default_factory=list)  # one text per event, as given
     ops_json: str | None = None  # the delta without the header (stores keeping it apart)
     must_exist: bool = False  # RunNotFound rather than creating the run (acquire_lease)
+    enqueue: Any = None  # a runtime.queue.QueueEntry to write with the run (see Commit)
 
     def event_texts(self, numbered: list[PAEvent]) -> list[str]:
         """The JSON of ``numbered`` (``events`` after numbering), encoding again only
@@ -164,6 +165,7 @@ def prepare(run_id: str, commit: Commit, *, now: float | None = None) -> Prepare
         delta_json=delta_json, snapshot_json=snapshot_json, step=step, node=node,
         steps=steps, fence=commit.fence, release=commit.release, create=commit.create,
         acquire=commit.acquire, event_json=event_json, ops_json=ops_json,
+        enqueue=commit.enqueue,
     )
 
 

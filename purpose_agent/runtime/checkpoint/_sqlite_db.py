@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from purpose_agent.errors import SchemaVersionError, StoreCorrupted, StoreError, StoreNotFound
+from purpose_agent.runtime.queue._sqlite import QUEUE_SCHEMA
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
@@ -71,7 +72,10 @@ CREATE INDEX IF NOT EXISTS steps_by_step ON steps (run_id, step);
 # run is current until the run commits under schema 3, which writes headers to the
 # journal); its runs.next_seq and runs.version columns are left in place, unused.
 UPGRADES = {2: ["ALTER TABLE journal ADD COLUMN header TEXT",
-                "ALTER TABLE journal ADD COLUMN steps TEXT"]}
+                "ALTER TABLE journal ADD COLUMN steps TEXT"],
+            # Schema 4 adds the run queue's tables (QUEUE_SCHEMA, created below with
+            # the rest) and the QUEUED status, which an earlier version cannot read.
+            3: []}
 
 POS_BITS = 32  # a run's rows have ids (num << 32) + 1 .. (num << 32) + 2**32 - 1
 
@@ -90,7 +94,7 @@ def create_schema(db: sqlite3.Connection, path: Path) -> None:
                 db.execute(statement)
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                    (str(SCHEMA_VERSION),))
-    for statement in SCHEMA.split(";"):  # so no ';' in its comments
+    for statement in (SCHEMA + ";" + QUEUE_SCHEMA).split(";"):  # so no ';' in comments
         if statement.strip():
             db.execute(statement)
     if found is None:

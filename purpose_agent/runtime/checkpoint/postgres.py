@@ -53,6 +53,7 @@ from purpose_agent.runtime.checkpoint._prepare import (
     validate_run_id,
 )
 from purpose_agent.runtime.journal import CommitResult, RunInfo
+from purpose_agent.runtime.queue._postgres import insert_entry
 from purpose_agent.runtime.state import RunStatus
 
 __all__ = ["SCHEMA_VERSION", "PostgresCheckpointer"]
@@ -98,7 +99,7 @@ _STATEMENTS = {
                "AND version > %s AND version <= %s ORDER BY version"),
     "history": "SELECT version, node, header FROM {s}.states WHERE run_id = %s ORDER BY version",
 }
-_TABLES = ("runs", "events", "states", "snapshots", "steps")
+_TABLES = ("runs", "events", "states", "snapshots", "steps", "queue")
 _NO_LIMIT = 2**62
 
 
@@ -117,6 +118,7 @@ class PostgresCheckpointer(BaseCheckpointer):
                  max_size: int = 8, connect_timeout: float = 10.0,
                  lock_timeout: float = 30.0, pool_timeout: float = 30.0) -> None:
         conninfo, options = split_url(url)
+        self._conninfo = conninfo  # with its password: for the queue's LISTEN connection
         self.url = redact_url(conninfo)
         self.schema = check_schema_name(schema or options.get("schema") or DEFAULT_SCHEMA)
         self._lock_timeout = f"{int(lock_timeout * 1000)}ms"
@@ -183,6 +185,8 @@ class PostgresCheckpointer(BaseCheckpointer):
     def _write(self, run_id: str, p: PreparedCommit) -> CommitResult:
         sql = self._sql
         with self._transaction() as cur:
+            if p.enqueue is not None:
+                insert_entry(cur, f'"{self.schema}"', run_id, p.enqueue)
             row = None if p.create else cur.execute(sql["lock"], (run_id,)).fetchone()
             if row is None and p.must_exist:
                 raise self._not_found(run_id)

@@ -46,6 +46,7 @@ from purpose_agent.runtime.checkpoint._sqlite_db import (
 )
 from purpose_agent.runtime.events import PAEvent
 from purpose_agent.runtime.journal import CommitResult, RunInfo
+from purpose_agent.runtime.queue._sqlite import insert_entry
 from purpose_agent.runtime.state import RunStatus
 
 __all__ = ["SCHEMA_VERSION", "SQLiteCheckpointer"]
@@ -150,6 +151,8 @@ class SQLiteCheckpointer(BaseCheckpointer):
     # ── writes ──────────────────────────────────────────────────────────────────
     def _write(self, run_id: str, p: PreparedCommit) -> CommitResult:
         with self._tx() as db:
+            if p.enqueue is not None:
+                insert_entry(db, run_id, p.enqueue)
             # A run to create is looked up by its INSERT alone (run_id is UNIQUE).
             tip = None if p.create else db.execute(_TIP, (run_id,)).fetchone()
             if tip is None and p.must_exist:
@@ -453,7 +456,7 @@ def _delete(db: sqlite3.Connection, num: int | None, run_id: str) -> None:
     if num is not None:
         db.execute("DELETE FROM journal WHERE id > ? AND id < ?", span(num))
         db.execute("DELETE FROM runs WHERE num = ?", (num,))
-    for table in ("snapshots", "steps"):
+    for table in ("snapshots", "steps", "queue"):
         db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
 
 

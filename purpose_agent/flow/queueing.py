@@ -1,0 +1,122 @@
+"""Runs for workers: enqueue a run, and take up a claimed one under its lease.
+
+``enqueue`` journals a run as ``start`` does (its first event, its data, its flow's
+name and reference) but QUEUED and without a lease, together with its queue row, in one
+commit; a worker (:mod:`purpose_agent.worker`) claims it and advances it with
+:func:`take_up`. :func:`answer_for_workers` journals a person's answer to such a run and
+hands it back to the workers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from purpose_agent.errors import QueueUnsupported, RunNotFound, RunStateError
+from purpose_agent.flow import operations
+from purpose_agent.flow.engine import MIN_SNAPSHOT_BYTES, Runner
+from purpose_agent.flow.plan import MISSING
+from purpose_agent.runtime import jsonutil
+from purpose_agent.runtime.checkpoint import BaseCheckpointer, validate_run_id
+from purpose_agent.runtime.events import EventKind, PAEvent
+from purpose_agent.runtime.journal import Commit, Delta, Lease
+from purpose_agent.runtime.owners import driver
+from purpose_agent.runtime.queue import DuplicateEnqueue, make_entry, queue_store
+from purpose_agent.runtime.redact import summarize
+from purpose_agent.runtime.state import RunState, RunStatus
+
+if TYPE_CHECKING:
+    from purpose_agent.flow.graph import Flow
+
+
+def enqueue(flow: Flow, cp: BaseCheckpointer, data: dict[str, Any] | None, *,
+            run_id: str | None, queue: str, priority: int, delay: Any,
+            dedup_key: str | None) -> str:
+    """Journal a QUEUED run of ``flow`` on ``queue`` and return its id (see Flow.enqueue)."""
+    if data is not None and not isinstance(data, dict):
+        raise TypeError(f"a run's data is a dict, got {type(data).__name__}")
+    entry = make_entry(queue=queue, flow=flow.name, priority=priority, delay=delay,
+                       dedup_key=dedup_key)
+    queues = queue_store(cp)  # QueueUnsupported before anything is written
+    plan = flow._plan()  # a flow that cannot run is refused here, not by a worker
+    run_id = validate_run_id(run_id or f"{flow.name}-{uuid.uuid4().hex[:12]}")
+    text = jsonutil.dumps(data or {}, "$.data")
+    data = jsonutil.loads(text)
+    state = RunState(run_id=run_id, status=RunStatus.QUEUED, purpose=flow.purpose,
+                     flow=flow.name, flow_ref=flow.ref, flow_file=flow.ref_file,
+                     current_node=plan.entry, max_steps=plan.max_steps, data=data)
+    first = PAEvent(run_id, EventKind.RUN_STARTED, seq=1, payload={
+        "flow": flow.name, "purpose": flow.purpose, "entry": plan.entry,
+        "data": summarize(data, 500), "queue": entry.queue, "priority": entry.priority,
+        "delay": entry.delay, "dedup_key": entry.dedup_key})
+    snapshot = len(text) >= MIN_SNAPSHOT_BYTES
+    ops = {} if snapshot else {key: ["set", value] for key, value in data.items()}
+    try:
+        cp.commit(run_id, Commit(events=[first], state=state, delta=Delta(ops),
+                                 snapshot=snapshot, create=True, enqueue=entry))
+    except DuplicateEnqueue as dup:
+        return dup.run_id
+    queues.notify()  # a hint, after the commit: never inside the transaction
+    return run_id
+
+
+def take_up(flow: Flow, cp: BaseCheckpointer, lease: Lease, runner_class: type[Runner] = Runner,
+            **runner_options: Any) -> Runner | None:
+    """A Runner for a run whose lease a worker claimed, its ``run.resumed`` committed
+    (status RUNNING), or None when there is nothing to advance (the run finished or
+    paused meanwhile: the lease is then given back)."""
+    run_id = lease.run_id
+    state = cp.load_latest(run_id)
+    if state is None:
+        raise RunNotFound(f"no run {run_id!r} in {cp!r}")
+    if state.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+        cp.commit(run_id, Commit(fence=lease.fence, release=True))
+        return None
+    runner = runner_class(flow._plan(), cp, state, lease, **runner_options)
+    previous = state.status
+    state.status, state.pending, state.error = RunStatus.RUNNING, None, None
+    runner.event(EventKind.RUN_RESUMED, state.current_node, previous=str(previous),
+                 updated=[], worker=True)
+    runner.commit(delta=Delta({}))
+    return runner
+
+
+def answer_for_workers(flow: Flow, cp: BaseCheckpointer, run_id: str, *,
+                       answer: Any = MISSING, update: dict[str, Any] | None = None,
+                       retry_in_doubt: bool = False) -> RunState:
+    """Resume a run that came from a queue the way the workers will: journal the answer
+    (or edit, or retry) exactly as ``flow.resume`` does, then give the lease back and put
+    the run back on its queue, without running any of its nodes here. Returns the state
+    as committed (RUNNING). Raises what ``flow.resume`` raises before writing anything."""
+    if not requeue(cp, run_id):  # active first: still PAUSED / FAILED, so not claimable
+        raise RunStateError(f"run {run_id!r} did not come from a queue; resume it in-process")
+    with driver() as owner:
+        runner = operations.resume(flow._plan(), cp, run_id, owner, answer=answer, update=update,
+                                   retry_in_doubt=retry_in_doubt)
+        runner.commit(state=False, release=True)  # from now on a worker may claim it
+    queue_store(cp).notify()
+    return runner.state
+
+
+def came_from_queue(cp: BaseCheckpointer, run_id: str) -> bool:
+    """True for a run enqueued for workers (``flow.enqueue``), False for one started
+    in-process or a store without a queue."""
+    try:
+        queues = queue_store(cp)
+    except QueueUnsupported:
+        return False
+    return run_id in queues.queue_rows([run_id])
+
+
+def requeue(cp: BaseCheckpointer, run_id: str) -> bool:
+    """Put a queued run back on its queue for the workers (after a person answered it);
+    False if the run never came from a queue (it then runs in-process, as before)."""
+    if not came_from_queue(cp, run_id):
+        return False
+    queues = queue_store(cp)
+    queues.set_active(run_id, True)
+    queues.notify()
+    return True
+
+
+__all__ = ["answer_for_workers", "came_from_queue", "enqueue", "requeue", "take_up"]

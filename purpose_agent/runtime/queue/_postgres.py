@@ -1,0 +1,188 @@
+"""The run queue on PostgreSQL: a claim is one statement (``FOR UPDATE SKIP LOCKED``).
+
+Times are epoch seconds on the database's clock. ``NOTIFY`` on the store's channel is a
+wake-up hint sent after (outside) the transaction that made a run claimable; workers
+``LISTEN`` on it and poll with jitter all the same (a notification can be missed: a
+worker that was reconnecting, a server restart).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from purpose_agent.runtime.journal import Lease
+from purpose_agent.runtime.queue import (
+    Claim,
+    DuplicateEnqueue,
+    QueueEntry,
+    QueueRow,
+    WorkerInfo,
+    queue_row,
+    worker_info,
+)
+
+if TYPE_CHECKING:
+    from purpose_agent.runtime.checkpoint.postgres import PostgresCheckpointer
+
+_NOW = "extract(epoch FROM clock_timestamp())::float8"
+
+# ``{s}`` is the quoted schema name; appended to the store's schema (split on ';').
+QUEUE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS {s}.queue (
+    run_id text PRIMARY KEY, seq bigint GENERATED ALWAYS AS IDENTITY,
+    queue text NOT NULL, flow text NOT NULL, priority integer NOT NULL,
+    available_at double precision NOT NULL, enqueued_at double precision NOT NULL,
+    dedup_key text UNIQUE, active boolean NOT NULL DEFAULT true,
+    takeovers integer NOT NULL DEFAULT 0, claims integer NOT NULL DEFAULT 0, worker text);
+CREATE INDEX IF NOT EXISTS queue_ready ON {s}.queue (queue, priority DESC, seq) WHERE active;
+CREATE TABLE IF NOT EXISTS {s}.workers (
+    id text PRIMARY KEY, host text NOT NULL, pid integer NOT NULL, version text NOT NULL,
+    started_at double precision NOT NULL, heartbeat_at double precision NOT NULL,
+    in_flight integer NOT NULL, concurrency integer NOT NULL, queues text NOT NULL,
+    flows text NOT NULL, stopped_at double precision)
+"""
+
+_ROW = ("run_id, queue, flow, priority, available_at, enqueued_at, dedup_key, active, "
+        "takeovers, claims, worker")
+_WORKER = ("id, host, pid, version, started_at, heartbeat_at, in_flight, concurrency, "
+           "queues, flows, stopped_at")
+
+# Pick the next claimable run and take its lease, in one statement: the rows it picks
+# are locked (others skip them), the run's fence moves on, its queue row counts the
+# claim (and the takeover, when a lease had to expire first).
+_CLAIM = f"""
+WITH picked AS (
+    SELECT q.run_id, (r.owner IS NOT NULL) AS taken_over
+    FROM {{s}}.queue q JOIN {{s}}.runs r ON r.run_id = q.run_id
+    WHERE q.active AND q.queue = ANY(%(queues)s) AND q.flow = ANY(%(flows)s)
+      AND q.available_at <= {_NOW} AND r.status IN ('queued', 'running')
+      AND (r.owner IS NULL OR r.lease_expires_at <= {_NOW})
+    ORDER BY q.priority DESC, q.seq LIMIT 1
+    FOR UPDATE OF q, r SKIP LOCKED
+), leased AS (
+    UPDATE {{s}}.runs r SET owner = %(owner)s, lease_expires_at = {_NOW} + %(ttl)s,
+        fence = r.fence + 1
+    FROM picked WHERE r.run_id = picked.run_id
+    RETURNING r.run_id, r.fence, r.lease_expires_at, r.next_seq
+)
+UPDATE {{s}}.queue q SET takeovers = q.takeovers + picked.taken_over::int,
+    claims = q.claims + 1, worker = %(worker)s
+FROM picked JOIN leased ON leased.run_id = picked.run_id
+WHERE q.run_id = picked.run_id
+RETURNING q.run_id, q.flow, q.queue, leased.fence, leased.lease_expires_at,
+    leased.next_seq, q.takeovers, picked.taken_over
+"""
+
+
+def channel(schema: str) -> str:
+    """The NOTIFY channel of a store's queue (schema names are plain identifiers)."""
+    return f"purpose_agent_queue_{schema}"
+
+
+def insert_entry(cur: psycopg.Cursor[Any], s: str, run_id: str, entry: QueueEntry) -> None:
+    """The run's queue row, in the enqueue's own transaction. Raises DuplicateEnqueue
+    when the dedup key is taken (a concurrent enqueue with the same key waits for the
+    first one's transaction, then finds its row)."""
+    row = cur.execute(
+        f"INSERT INTO {s}.queue (run_id, queue, flow, priority, available_at, enqueued_at, "
+        f"dedup_key) VALUES (%s, %s, %s, %s, {_NOW} + %s, {_NOW}, %s) "
+        "ON CONFLICT DO NOTHING RETURNING run_id",
+        (run_id, entry.queue, entry.flow, entry.priority, entry.delay,
+         entry.dedup_key)).fetchone()
+    if row is None and entry.dedup_key is not None:
+        held = cur.execute(f"SELECT run_id FROM {s}.queue WHERE dedup_key = %s",
+                           (entry.dedup_key,)).fetchone()
+        if held is not None:
+            raise DuplicateEnqueue(held[0])
+
+
+class PostgresQueue:
+    """The queue operations of a :class:`PostgresCheckpointer` (see QueueStore)."""
+
+    def __init__(self, store: PostgresCheckpointer) -> None:
+        self.store = store
+        self.s = f'"{store.schema}"'
+        self.channel = channel(store.schema)
+
+    def now(self) -> float:
+        return float(self.store._rows(f"SELECT {_NOW}", ())[0][0])
+
+    def claim(self, *, owner: str, worker: str, queues: tuple[str, ...],
+              flows: tuple[str, ...], ttl: float) -> Claim | None:
+        if not queues or not flows:
+            return None
+        rows = self.store._rows(_CLAIM.format(s=self.s), {  # type: ignore[arg-type]
+            "queues": list(queues), "flows": list(flows), "owner": owner,
+            "ttl": float(ttl), "worker": worker})
+        if not rows:
+            return None
+        run_id, flow, queue, fence, expires, next_seq, takeovers, taken_over = rows[0]
+        return Claim(run_id, flow, queue, Lease(run_id, owner, fence, expires, next_seq),
+                     takeovers, taken_over)
+
+    def set_active(self, run_id: str, active: bool) -> None:
+        # Put back on its queue by a person (approve, resume): its takeovers count again
+        # from zero.
+        self.store._rows(f"UPDATE {self.s}.queue SET active = %s, takeovers = CASE WHEN %s "
+                         "THEN 0 ELSE takeovers END WHERE run_id = %s RETURNING 1",
+                         (active, active, run_id))
+
+    def queue_rows(self, run_ids: list[str] | None = None) -> dict[str, QueueRow]:
+        sql, params = f"SELECT {_ROW} FROM {self.s}.queue", ()  # type: tuple[str, tuple[Any, ...]]
+        if run_ids is not None:
+            sql += " WHERE run_id = ANY(%s)"
+            params = (list(run_ids),)
+        return {r[0]: queue_row(r) for r in self.store._rows(sql, params)}
+
+    def register_worker(self, info: WorkerInfo) -> None:
+        self.store._rows(
+            f"INSERT INTO {self.s}.workers ({_WORKER}) VALUES (%s, %s, %s, %s, {_NOW}, "
+            f"{_NOW}, %s, %s, %s, %s, NULL) ON CONFLICT (id) DO UPDATE SET "
+            f"heartbeat_at = {_NOW}, stopped_at = NULL RETURNING 1",
+            (info.id, info.host, info.pid, info.version, info.in_flight, info.concurrency,
+             json.dumps(list(info.queues)), json.dumps(list(info.flows))))
+
+    def beat_worker(self, worker_id: str, in_flight: int) -> None:
+        self.store._rows(f"UPDATE {self.s}.workers SET heartbeat_at = {_NOW}, in_flight = %s "
+                         "WHERE id = %s RETURNING 1", (in_flight, worker_id))
+
+    def stop_worker(self, worker_id: str) -> None:
+        self.store._rows(f"UPDATE {self.s}.workers SET stopped_at = {_NOW}, in_flight = 0 "
+                         "WHERE id = %s RETURNING 1", (worker_id,))
+
+    def list_workers(self) -> list[WorkerInfo]:
+        rows = self.store._rows(f"SELECT {_WORKER} FROM {self.s}.workers "
+                                "ORDER BY started_at DESC", ())
+        return [worker_info(r) for r in rows]
+
+    def notify(self) -> None:
+        with self.store._connection() as conn:
+            conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
+
+    def listen(self) -> Listener:
+        """A connection of its own that LISTENs on this queue's channel."""
+        return Listener(self.store, self.channel)
+
+
+class Listener:
+    """Waits for the queue's NOTIFY hints on a dedicated connection (not from the pool:
+    LISTEN is session state, which a pooled or PgBouncer connection must not keep)."""
+
+    def __init__(self, store: PostgresCheckpointer, name: str) -> None:
+        self.conn = psycopg.connect(store._conninfo, autocommit=True, prepare_threshold=None)
+        self.conn.execute(f'LISTEN "{name}"')
+
+    def wait(self, timeout: float) -> bool:
+        """True if a hint came within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        for _ in self.conn.notifies(timeout=max(0.0, deadline - time.monotonic()),
+                                    stop_after=1):
+            return True
+        return False
+
+    def close(self) -> None:
+        self.conn.close()
