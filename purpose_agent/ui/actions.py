@@ -46,6 +46,7 @@ class Activity:
     done: bool = False
     outcome: str = ""
     error: str | None = None
+    finished: threading.Event = field(default_factory=threading.Event, repr=False)
 
 
 def parse_json_field(name: str, text: str) -> Any:
@@ -116,7 +117,6 @@ class Actions:
                                 "not waiting for a person's answer")
         flow = self.flow_for(state)
         activity = Activity(verb)
-        done = threading.Event()
 
         def drive() -> None:
             try:
@@ -127,12 +127,12 @@ class Actions:
                 activity.error = f"{type(exc).__name__}: {exc}"
             finally:
                 activity.done = True
-                done.set()
+                activity.finished.set()
 
         with self._lock:
             self.activity[run_id] = activity
         threading.Thread(target=drive, name=f"purpose-ui-{verb}-{run_id}", daemon=True).start()
-        done.wait(SETTLE_SECONDS)
+        activity.finished.wait(SETTLE_SECONDS)
         return activity
 
     # ── no flow code ───────────────────────────────────────────────────────────────

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from jinja2 import Environment, PackageLoader
 from starlette.applications import Starlette
@@ -40,6 +40,7 @@ from .timeline import duration_text
 TABS = ("timeline", "transcript", "state", "events")
 _FLOW_VERBS = ("approve", "reject", "answer", "resume", "retry", "record")
 VERBS = (*_FLOW_VERBS, "cancel", "fork", "delete")
+MAX_FORM_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +173,7 @@ def create_app(settings: Settings, *, checkpointer: BaseCheckpointer | None = No
     # ── actions ────────────────────────────────────────────────────────────────────
     async def act(request: Request) -> Response:
         run_id, verb = request.path_params["run_id"], request.path_params["verb"]
-        form = await request.form()
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        fields = await _form(request)
         session = request.scope.get("state", {}).get("session")
         if not guard.csrf_ok(session, fields.get("csrf")):
             return render(request, "error.html", status=403, back=f"/runs/{run_id}",
@@ -234,6 +234,20 @@ def create_app(settings: Settings, *, checkpointer: BaseCheckpointer | None = No
     app.add_middleware(GuardMiddleware, guard=guard)  # type: ignore[arg-type]
     app.state.checkpointer, app.state.actions, app.state.guard = cp, actions, guard
     return app
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The fields of a url-encoded form (the only kind the pages send), at most
+    MAX_FORM_BYTES of it; anything else reads as no fields, so the CSRF check refuses it."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        return {}
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return {}
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
 def _int(text: str | None) -> int:

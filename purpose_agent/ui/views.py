@@ -95,10 +95,8 @@ class InboxItem:
 
 def inbox(cp: BaseCheckpointer, *, limit: int = INBOX_LIMIT) -> list[InboxItem]:
     """Every paused run's question, newest first."""
-    items = []
-    for info in cp.list_run_infos(status=RunStatus.PAUSED, limit=limit):
-        items.append(inbox_item(info, None))
-    return items
+    return [inbox_item(info, cp.load_latest(info.run_id))
+            for info in cp.list_run_infos(status=RunStatus.PAUSED, limit=limit)]
 
 
 def inbox_item(info: RunInfo, state: RunState | None) -> InboxItem:
