@@ -387,6 +387,8 @@ def ui(
         sys.stdout.flush()
     try:
         serve(settings, announce=announce)
+    except KeyboardInterrupt:  # Ctrl-C is how a person stops it: not an error
+        console.print(literal("inspector stopped"))
     except UnsafeBind as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     except OSError as exc:
