@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from purpose_agent.cli.flowref import allowed_flows
 from purpose_agent.cli.render import stalled
@@ -25,7 +25,7 @@ from purpose_agent.flow.engine import MISSING
 from purpose_agent.flow.graph import cancel_run, fork_run
 from purpose_agent.flow.registry import ENV_VAR, FlowRef, FlowRegistry, RecordedFlow
 from purpose_agent.runtime import jsonutil
-from purpose_agent.runtime.checkpoint import BaseCheckpointer
+from purpose_agent.runtime.checkpoint import BaseCheckpointer, Checkpointer
 from purpose_agent.runtime.state import RunState, RunStatus
 
 # How long a POST waits for the run it continued before showing the run page: a run
@@ -77,6 +77,9 @@ class Actions:
     def __init__(self, cp: BaseCheckpointer, url: str, *, flow_refs: tuple[str, ...] = (),
                  flows: tuple[Flow, ...] = (), cwd: Path | None = None) -> None:
         self.cp, self.url = cp, url
+        # The same store, typed by the protocol that declares run_info and delete_run
+        # (BaseCheckpointer leaves them to each backend).
+        self.store = cast(Checkpointer, cp)
         base = (cwd or Path.cwd()).resolve()
         given = [FlowRef.parse(ref, source="ui --flow", base=base) for ref in flow_refs]
         self.registry = FlowRegistry([*given, *allowed_flows(base).refs], flows=flows)
@@ -107,7 +110,7 @@ class Actions:
         if state.status.is_terminal:
             raise RunStateError(f"run {run_id!r} is {state.status}; nothing to resume (fork "
                                 "it to run part of it again)")
-        info = self.cp.run_info(run_id)
+        info = self.store.run_info(run_id)
         if state.status is RunStatus.RUNNING and info is not None and not stalled(info):
             raise RunStateError(f"run {run_id!r} is being advanced by {info.owner}; wait, "
                                 "or cancel it")
@@ -148,7 +151,7 @@ class Actions:
     def delete(self, run_id: str, *, confirm: str) -> None:
         """Delete the run, as ``purpose-agent delete``: never one a live process is
         advancing; ``confirm`` must repeat the run id."""
-        info = self.cp.run_info(run_id)
+        info = self.store.run_info(run_id)
         if info is None:
             raise RunNotFound(f"no run {run_id!r} in {self.url}")
         if confirm != run_id:
@@ -156,7 +159,7 @@ class Actions:
         if info.status is RunStatus.RUNNING and not stalled(info):
             raise RunStateError(f"run {run_id!r} is being advanced by {info.owner}; cancel "
                                 "it first, or wait until it stops")
-        self.cp.delete_run(run_id)
+        self.store.delete_run(run_id)
         self.activity.pop(run_id, None)
 
     def _state(self, run_id: str) -> RunState:

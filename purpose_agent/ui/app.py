@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
 
 from jinja2 import Environment, PackageLoader
@@ -27,7 +27,12 @@ from purpose_agent.cli.render import state_json
 from purpose_agent.errors import InvalidRunId, PurposeAgentError, RunNotFound, StoreError
 from purpose_agent.flow import Flow
 from purpose_agent.flow.engine import MISSING
-from purpose_agent.runtime.checkpoint import BaseCheckpointer, open_checkpointer, validate_run_id
+from purpose_agent.runtime.checkpoint import (
+    BaseCheckpointer,
+    Checkpointer,
+    open_checkpointer,
+    validate_run_id,
+)
 from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.state import RunStatus
 from purpose_agent.runtime.usage import usage_totals
@@ -70,6 +75,7 @@ def create_app(settings: Settings, *, checkpointer: BaseCheckpointer | None = No
     read-only with ``settings.read_only``) and ``flows`` (Flow objects allowed besides
     ``settings.flow_refs``) are for embedding it in a process that has them."""
     cp = checkpointer or open_checkpointer(settings.url, read_only=settings.read_only)
+    store = cast(Checkpointer, cp)  # the protocol declares the whole API
     guard = Guard(settings.host, settings.port, settings.token)
     actions = Actions(cp, settings.url, flow_refs=settings.flow_refs, flows=flows)
     env = _environment()
@@ -114,7 +120,7 @@ def create_app(settings: Settings, *, checkpointer: BaseCheckpointer | None = No
                 + ", ".join(s.value for s in RunStatus)))
 
         def work() -> Response:
-            listing = views.runs_page(cp, status=status, flow=q.get("flow") or "",
+            listing = views.runs_page(store, status=status, flow=q.get("flow") or "",
                                       q=(q.get("q") or "").strip(), page=page)
             if q.get("format") == "json":
                 return JSONResponse({"runs": listing.rows, "page": listing.page,
@@ -128,7 +134,7 @@ def create_app(settings: Settings, *, checkpointer: BaseCheckpointer | None = No
 
     async def inbox(request: Request) -> Response:
         def work() -> Response:
-            items = views.inbox(cp)
+            items = views.inbox(store)
             template = "_inbox_items.html" if request.query_params.get("fragment") \
                 else "inbox.html"
             return render(request, template, items=items, next="/inbox")
@@ -141,7 +147,7 @@ def create_app(settings: Settings, *, checkpointer: BaseCheckpointer | None = No
 
         def work() -> Response:
             validate_run_id(run_id)
-            header = views.run_header(cp, run_id)
+            header = views.run_header(store, run_id)
             if header is None:
                 raise RunNotFound(f"no run {run_id!r} in {settings.url}")
             context: dict[str, Any] = {"h": header, "tab": tab, "run_id": run_id,
@@ -155,11 +161,11 @@ def create_app(settings: Settings, *, checkpointer: BaseCheckpointer | None = No
                 return render(request, "_run_header.html", **context)
             if tab == "events":
                 context["events"] = views.events_page(
-                    cp, run_id, since=max(_int(q.get("since")), 0), kind=q.get("kind") or "")
+                    store, run_id, since=max(_int(q.get("since")), 0), kind=q.get("kind") or "")
                 context["kinds"] = [str(k) for k in EventKind]
             elif tab == "state":
                 step = q.get("step")
-                context["sv"] = views.state_view(cp, run_id, _int(step) if step else None)
+                context["sv"] = views.state_view(store, run_id, _int(step) if step else None)
             else:
                 events = cp.list_events(run_id)
                 if tab == "timeline":
@@ -231,7 +237,7 @@ def create_app(settings: Settings, *, checkpointer: BaseCheckpointer | None = No
               name="static"),
     ]
     app = Starlette(routes=routes)
-    app.add_middleware(GuardMiddleware, guard=guard)  # type: ignore[arg-type]
+    app.add_middleware(GuardMiddleware, guard=guard)
     app.state.checkpointer, app.state.actions, app.state.guard = cp, actions, guard
     return app
 

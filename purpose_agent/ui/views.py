@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from purpose_agent.cli.render import relative_time, run_row, stalled
-from purpose_agent.runtime.checkpoint import BaseCheckpointer
+from purpose_agent.runtime.checkpoint import Checkpointer
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import RunInfo
 from purpose_agent.runtime.redact import redact
@@ -57,7 +57,7 @@ def row_of(info: RunInfo) -> dict[str, Any]:
     return row
 
 
-def runs_page(cp: BaseCheckpointer, *, status: RunStatus | None, flow: str, q: str,
+def runs_page(cp: Checkpointer, *, status: RunStatus | None, flow: str, q: str,
               page: int, size: int = RUNS_PAGE) -> RunsPage:
     """One page of runs, newest first.
 
@@ -93,7 +93,7 @@ class InboxItem:
     edit: str  # the data keys the question shows, as a JSON object to edit
 
 
-def inbox(cp: BaseCheckpointer, *, limit: int = INBOX_LIMIT) -> list[InboxItem]:
+def inbox(cp: Checkpointer, *, limit: int = INBOX_LIMIT) -> list[InboxItem]:
     """Every paused run's question, newest first."""
     return [inbox_item(info, cp.load_latest(info.run_id))
             for info in cp.list_run_infos(status=RunStatus.PAUSED, limit=limit)]
@@ -134,7 +134,7 @@ class RunHeader:
     parent: dict[str, Any] | None
 
 
-def run_header(cp: BaseCheckpointer, run_id: str) -> RunHeader | None:
+def run_header(cp: Checkpointer, run_id: str) -> RunHeader | None:
     info = cp.run_info(run_id)
     state = cp.load_latest(run_id)
     if info is None or state is None:
@@ -178,7 +178,7 @@ class StateView:
     edit: str
 
 
-def state_view(cp: BaseCheckpointer, run_id: str, step: int | None) -> StateView:
+def state_view(cp: Checkpointer, run_id: str, step: int | None) -> StateView:
     """The data right after node execution ``step`` (default: the latest) and what that
     execution changed, from ``load_at`` (the store's own state reconstruction)."""
     history = cp.list_history(run_id)
@@ -232,7 +232,7 @@ class EventsPage:
     kind: str
 
 
-def events_page(cp: BaseCheckpointer, run_id: str, *, since: int, kind: str,
+def events_page(cp: Checkpointer, run_id: str, *, since: int, kind: str,
                 size: int = EVENTS_PAGE) -> EventsPage:
     """One page of raw events after seq ``since``: at most ``size + 1`` are read (the
     extra one says whether there is a next page), whatever the run's length."""
