@@ -166,12 +166,11 @@ def create_app(settings: Settings, *, checkpointer: BaseCheckpointer | None = No
             elif tab == "state":
                 step = q.get("step")
                 context["sv"] = views.state_view(store, run_id, _int(step) if step else None)
+            elif tab == "timeline":
+                context["tl"], context["window"] = views.timeline_window(store, run_id)
             else:
-                events = cp.list_events(run_id)
-                if tab == "timeline":
-                    context["tl"] = views.timeline_of(events)
-                else:
-                    context["tr"] = views.transcript(events)
+                context["tr"], context["window"] = views.transcript_window(
+                    store, run_id, since=max(_int(q.get("since")), 0))
             template = "_run_tab.html" if q.get("fragment") == "tab" else "run.html"
             return render(request, template, **context)
         return await guarded(request, work)

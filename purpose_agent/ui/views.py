@@ -26,6 +26,7 @@ from . import timeline
 
 RUNS_PAGE = 50
 EVENTS_PAGE = 100
+WINDOW_EVENTS = 2000  # events a timeline or transcript is drawn from at a time
 INBOX_LIMIT = 500
 
 
@@ -164,8 +165,41 @@ def transcript(events: list[PAEvent]) -> dict[str, Any]:
             "totals": totals, "totals_text": usage_text(totals) if totals else None}
 
 
-def timeline_of(events: list[PAEvent], *, now: float | None = None) -> timeline.Timeline:
-    return timeline.build(events, now=now if now is not None else time.time())
+@dataclass(slots=True)
+class Window:
+    """Which events a tab was drawn from: seqs after ``since``, ``next_since`` when more
+    follow (the tab shows a link to them)."""
+
+    since: int
+    next_since: int | None
+    size: int
+
+
+def _window(cp: Checkpointer, run_id: str, since: int,
+            size: int) -> tuple[list[PAEvent], Window]:
+    found = cp.list_events(run_id, since_seq=since, limit=size + 1)
+    shown = found[:size]
+    return shown, Window(since, shown[-1].seq if len(found) > size else None, size)
+
+
+def timeline_window(cp: Checkpointer, run_id: str, *,
+                    size: int = WINDOW_EVENTS) -> tuple[timeline.Timeline, Window]:
+    """The waterfall of the run's first ``size`` events: a long run's page opens at the
+    cost of one window, not of its whole journal."""
+    events, window = _window(cp, run_id, 0, size)
+    return timeline.build(events, now=time.time()), window
+
+
+def transcript_window(cp: Checkpointer, run_id: str, *, since: int,
+                      size: int = WINDOW_EVENTS) -> tuple[dict[str, Any], Window]:
+    """The transcript of ``size`` events after seq ``since``; the run's total model usage
+    comes from all of its ``model.response`` events."""
+    events, window = _window(cp, run_id, since, size)
+    out = transcript(events)
+    if since > 0 or window.next_since is not None:
+        totals = usage_totals(cp.list_events(run_id, kinds=[EventKind.MODEL_RESPONSE.value]))
+        out["totals"], out["totals_text"] = totals, usage_text(totals) if totals else None
+    return out, window
 
 
 @dataclass(slots=True)
@@ -247,5 +281,6 @@ def events_page(cp: Checkpointer, run_id: str, *, since: int, kind: str,
 
 
 __all__ = ["EVENTS_PAGE", "RUNS_PAGE", "EventsPage", "InboxItem", "RunHeader", "RunsPage",
-           "StateView", "diff", "events_page", "inbox", "inbox_item", "pretty", "row_of",
-           "run_header", "runs_page", "state_view", "timeline_of", "transcript"]
+           "StateView", "Window", "diff", "events_page", "inbox", "inbox_item", "pretty",
+           "row_of", "run_header", "runs_page", "state_view", "timeline_window", "transcript",
+           "transcript_window"]

@@ -221,6 +221,14 @@ def test_events_are_paged_without_reading_the_whole_run(
     seqs = [int(s) for s in re.findall(r'<tr class="event" data-seq="(\d+)">', later)]
     assert seqs == list(range(9951, 10_004 + 1))[:len(seqs)] and seqs[0] == 9951
     assert asked and all(limit == 101 for limit in asked)  # one page (+1), never the run
+    asked.clear()
+    opened = ui.get("/runs/long-1").text  # the timeline: drawn from one window of events
+    assert asked == [2001]
+    assert 'id="more"' in opened and "?tab=events&amp;since=2000" in opened
+    transcript = ui.get("/runs/long-1?tab=transcript&since=2000").text
+    assert "#2001 " in transcript and "#4001 " not in transcript
+    assert 'id="next-page" href="?tab=transcript&amp;since=4000"' in transcript
+    assert 'id="prev-page" href="?tab=transcript&amp;since=0"' in transcript
 
 
 def test_every_page_escapes_run_values(start_inspector: StartInspector, db_url: str) -> None:
