@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
@@ -135,6 +135,8 @@ def create_app(settings: Settings, *, checkpointer: BaseCheckpointer | None = No
     async def inbox(request: Request) -> Response:
         def work() -> Response:
             items = views.inbox(store)
+            if request.query_params.get("format") == "json":
+                return JSONResponse({"inbox": [asdict(item) for item in items]})
             template = "_inbox_items.html" if request.query_params.get("fragment") \
                 else "inbox.html"
             return render(request, template, items=items, next="/inbox")

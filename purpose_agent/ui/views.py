@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from purpose_agent.cli.render import relative_time, run_row, stalled
+from purpose_agent.cli.render import lease_text, relative_time, run_row, stalled
 from purpose_agent.runtime.checkpoint import Checkpointer
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import RunInfo
@@ -133,6 +133,7 @@ class RunHeader:
     item: InboxItem | None
     error: str | None
     parent: dict[str, Any] | None
+    lease: str
 
 
 def run_header(cp: Checkpointer, run_id: str) -> RunHeader | None:
@@ -144,7 +145,8 @@ def run_header(cp: Checkpointer, run_id: str) -> RunHeader | None:
     err = state.error
     error = (f"{err.get('type')}: {err.get('message')} (node {err.get('node')}, attempt "
              f"{err.get('attempt')})" if err else None)
-    return RunHeader(info, state, row_of(info), item, error, state.parent)
+    return RunHeader(info, state, row_of(info), item, error, state.parent,
+                     lease_text(info.owner, info.lease_expires_at))
 
 
 def transcript(events: list[PAEvent]) -> dict[str, Any]:

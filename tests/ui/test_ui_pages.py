@@ -8,11 +8,11 @@ from conftest import StartInspector
 from markupsafe import escape
 from ui_flows import GATE, XSS, agent_flow, approval, one_node
 
-from purpose_agent import SQLiteCheckpointer
+from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.state import RunStatus
 
 
-def _paused(cp: SQLiteCheckpointer, run_id: str) -> None:
+def _paused(cp: BaseCheckpointer, run_id: str) -> None:
     state = approval.run({}, checkpointer=cp, run_id=run_id)
     assert state.status is RunStatus.PAUSED
 
@@ -265,3 +265,17 @@ def test_no_api_key_reaches_a_page(start_inspector: StartInspector, db_url: str)
         body = ui.get(f"/runs/leak-1?tab={tab}").text
         assert key not in body, tab
     assert "[redacted]" in ui.get("/runs/leak-1?tab=state").text
+
+
+def test_a_jsonl_store_works_the_same(start_inspector: StartInspector, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"jsonl:///{tmp_path / 'journal'}"
+    ui = start_inspector(url, flows=(approval,))
+    _paused(ui.cp, "j-1")
+    assert _rows(ui.get("/runs?status=paused").text) == ["j-1"]
+    assert ui.get("/inbox?format=json").json()["inbox"][0]["run_id"] == "j-1"
+    assert ui.post("/runs/j-1/approve").status_code == 303
+    ui.finished("j-1")
+    assert _rows(ui.get("/runs?status=completed").text) == ["j-1"]
+    assert "run finished after 3 node(s)" in ui.get("/runs/j-1?tab=transcript").text
+    assert 'data-seq="1"' in ui.get("/runs/j-1?tab=events").text
+    assert "lease" not in ui.get("/runs/j-1?fragment=header").text  # released when it ended
