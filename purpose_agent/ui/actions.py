@@ -119,6 +119,11 @@ class Actions:
             raise RunStateError(f"cannot {verb} run {run_id!r}: it is {state.status} and "
                                 "not waiting for a person's answer")
         flow = self.flow_for(state)
+        if update:
+            # The edit form starts from the run's own values: only what a person changed
+            # is an edit (and is reported as one in the run's events).
+            update = {k: v for k, v in update.items()
+                      if k not in state.data or state.data[k] != v} or None
         activity = Activity(verb)
 
         def drive() -> None:

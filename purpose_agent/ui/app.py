@@ -87,22 +87,22 @@ def create_app(settings: Settings, *, checkpointer: BaseCheckpointer | None = No
             store=settings.url, request_path=request.url.path, **context)
         return HTMLResponse(body, status_code=status)
 
-    def failure(request: Request, exc: Exception, status: int) -> Response:
-        return render(request, "error.html", status=status,
-                      message=f"{type(exc).__name__}: {exc}",
-                      back=request.headers.get("referer") or "/runs")
-
-    async def guarded(request: Request, work: Callable[[], Response]) -> Response:
+    async def guarded(request: Request, work: Callable[[], Response], *,
+                      back: str = "/runs") -> Response:
+        """``work`` in a worker thread (the store blocks); a refusal is an error page
+        saying why, with a link ``back``."""
         try:
             return await run_in_threadpool(work)
         except (InvalidRunId, ActionRefused) as exc:
-            return failure(request, exc, 400)
+            status, error = 400, exc
         except RunNotFound as exc:
-            return failure(request, exc, 404)
+            status, error = 404, exc
         except StoreError as exc:
-            return failure(request, exc, 503)
+            status, error = 503, exc
         except PurposeAgentError as exc:  # the run's state, a flow not allowed here, …
-            return failure(request, exc, 409)
+            status, error = 409, exc
+        return render(request, "error.html", status=status, back=back,
+                      message=f"{type(error).__name__}: {error}")
 
     # ── pages ──────────────────────────────────────────────────────────────────────
     async def home(request: Request) -> Response:
@@ -200,7 +200,7 @@ def create_app(settings: Settings, *, checkpointer: BaseCheckpointer | None = No
             validate_run_id(run_id)
             target = perform(run_id, verb, fields)
             return RedirectResponse(target or back, status_code=303)
-        return await guarded(request, work)
+        return await guarded(request, work, back=back)
 
     def perform(run_id: str, verb: str, fields: dict[str, str]) -> str | None:
         """Do ``verb``; returns where to go next when it is not back where we came from."""

@@ -3,6 +3,7 @@ and the flow allow-list, over real HTTP."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -138,3 +139,16 @@ def test_busy_run_is_not_resumed_twice(start_inspector: StartInspector, db_url: 
         GATE.set()
         worker.join(30)
     assert ui.cp.load_latest("busy-1").status is RunStatus.COMPLETED  # type: ignore[union-attr]
+
+
+def test_an_unchanged_edit_form_is_not_an_edit(start_inspector: StartInspector,
+                                               db_url: str) -> None:
+    ui = start_inspector(db_url, flows=(approval,))
+    _paused(ui, "same-1")
+    draft = ui.cp.load_latest("same-1").data["draft"]  # type: ignore[union-attr]
+    assert ui.post("/runs/same-1/answer", {"answer": "true",
+                                          "update": json.dumps({"draft": draft})}
+                   ).status_code == 303
+    ui.finished("same-1")
+    resumed = [e for e in ui.cp.list_events("same-1") if str(e.kind) == "run.resumed"]
+    assert resumed[0].payload["updated"] == []
