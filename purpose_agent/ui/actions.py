@@ -114,10 +114,18 @@ class Actions:
         if state.status is RunStatus.RUNNING and info is not None and not stalled(info):
             raise RunStateError(f"run {run_id!r} is being advanced by {info.owner}; wait, "
                                 "or cancel it")
-        pending = state.pending or {}
-        if verb in ("approve", "reject", "answer") and pending.get("kind") != "interrupt":
+        waits_for = (state.pending or {}).get("kind")
+        if verb in ("approve", "reject", "answer") and waits_for != "interrupt":
             raise RunStateError(f"cannot {verb} run {run_id!r}: it is {state.status} and "
                                 "not waiting for a person's answer")
+        if verb in ("record", "retry") and waits_for != "in_doubt":
+            raise RunStateError(f"run {run_id!r} has no step in doubt")
+        if verb == "resume" and waits_for == "interrupt":
+            raise RunStateError(f"run {run_id!r} waits for a person's answer: approve, "
+                                "reject or answer it")
+        if verb == "resume" and waits_for == "in_doubt":
+            raise RunStateError(f"run {run_id!r} has a step in doubt: record its result if "
+                                "it happened, or retry it")
         flow = self.flow_for(state)
         if update:
             # The edit form starts from the run's own values: only what a person changed

@@ -152,3 +152,18 @@ def test_an_unchanged_edit_form_is_not_an_edit(start_inspector: StartInspector,
     ui.finished("same-1")
     resumed = [e for e in ui.cp.list_events("same-1") if str(e.kind) == "run.resumed"]
     assert resumed[0].payload["updated"] == []
+
+
+def test_actions_that_do_not_fit_the_run_are_refused_before_anything_runs(
+        start_inspector: StartInspector, db_url: str) -> None:
+    ui = start_inspector(db_url, flows=(approval,))
+    _paused(ui, "fit-1")
+    for verb, why in (("resume", "approve, reject or answer it"),
+                      ("record", "has no step in doubt"), ("retry", "has no step in doubt")):
+        refused = ui.post(f"/runs/fit-1/{verb}", {"answer": "1"})
+        assert refused.status_code == 409 and why in refused.text, verb
+    assert "fit-1" not in ui.actions.activity
+    assert ui.post("/runs/fit-1/approve").status_code == 303
+    ui.finished("fit-1")
+    refused = ui.post("/runs/fit-1/approve")
+    assert refused.status_code == 409 and "is completed" in refused.text
