@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import StartInspector
 from ui_flows import approval, charge
+from ui_server import StartInspector
 
 from purpose_agent.runtime.state import RunStatus
 

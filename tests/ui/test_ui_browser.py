@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser import Browser
-from conftest import StartInspector
+from ui_browser import Browser
 from ui_flows import ENTERED, GATE, XSS, agent_flow, approval, gated
+from ui_server import StartInspector
 
 from purpose_agent.runtime.state import RunStatus
 

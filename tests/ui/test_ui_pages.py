@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from conftest import StartInspector
 from markupsafe import escape
 from ui_flows import GATE, XSS, agent_flow, approval, one_node
+from ui_server import StartInspector
 
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.state import RunStatus

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from conftest import StartInspector
 from ui_flows import XSS, approval
+from ui_server import StartInspector
 
 from purpose_agent.runtime.checkpoint import open_checkpointer
 from purpose_agent.runtime.state import RunStatus

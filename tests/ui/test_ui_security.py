@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import StartInspector
 from ui_flows import approval
+from ui_server import StartInspector
 
 from purpose_agent.runtime.state import RunStatus
 from purpose_agent.ui.security import Guard, UnsafeBind, check_bind
