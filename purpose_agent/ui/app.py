@@ -91,6 +91,7 @@ def create_app(settings: Settings, *, checkpointer: BaseCheckpointer | None = No
                       back: str = "/runs") -> Response:
         """``work`` in a worker thread (the store blocks); a refusal is an error page
         saying why, with a link ``back``."""
+        error: PurposeAgentError
         try:
             return await run_in_threadpool(work)
         except (InvalidRunId, ActionRefused) as exc:
