@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.prompt import Confirm
 
 import purpose_agent
-from purpose_agent.errors import RunStateError
+from purpose_agent.errors import RunStateError, StoreNotFound
 from purpose_agent.flow.operations import cancel_run, fork_run
 from purpose_agent.flow.plan import MISSING
 from purpose_agent.runtime.checkpoint import FINISHED
@@ -395,6 +395,60 @@ def prune(
     runs = "run" if pruned == 1 else "runs"
     _console().print(literal(f"pruned {pruned} {runs} ({', '.join(statuses)}) last updated "
                              f"more than {older_than} ago from {url}"))
+
+
+@app.command()
+def ui(
+    host: Annotated[str, typer.Option(
+        "--host", metavar="HOST", help="Address to listen on. Anything but loopback needs "
+        "--token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535,
+                                      help="Port to listen on (0: a free one).")] = 8765,
+    token: Annotated[str | None, typer.Option(
+        "--token", metavar="TOKEN", envvar="PURPOSE_AGENT_UI_TOKEN", help="Every request "
+        "must carry it (open the page once as URL?token=TOKEN, or send Authorization: "
+        "Bearer TOKEN). Required with a --host other than loopback. Default: "
+        "$PURPOSE_AGENT_UI_TOKEN.", show_default=False)] = None,
+    read_only: Annotated[bool, typer.Option(
+        "--read-only", help="Open the store read-only; the page offers no actions.")] = False,
+    flows: Annotated[list[str] | None, typer.Option(
+        "--flow", metavar="REF", help="A flow the page may run when you approve, resume or "
+        "retry (repeatable), as package.module:attr or path/to/file.py:attr; besides the "
+        "project's declared flows and the demo's. A run's record only selects among them.",
+        show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """Inspect and steer runs in the browser: runs, an inbox of questions, timelines.
+
+    Needs the ui extra (pip install 'purpose-agent[ui]'). Listens on 127.0.0.1 unless
+    told otherwise; approving from the page runs the flow's code in this process.
+    """
+    try:
+        from purpose_agent.ui import Settings, serve
+        from purpose_agent.ui.security import UnsafeBind
+    except ImportError as exc:
+        raise CliError(f"purpose-agent ui needs starlette, uvicorn and jinja2 ({exc}); "
+                       "pip install 'purpose-agent[ui]'") from None
+    url = resolve_url(db)
+    if not store_exists(url):
+        raise StoreNotFound(f"no store at {url}; start a run first (purpose-agent demo "
+                            "--db URL) or check --db / $PURPOSE_AGENT_DB")
+    settings = Settings(url=url, host=host, port=port, token=token or None,
+                        read_only=read_only, flow_refs=tuple(flows or ()))
+    console = _console()
+
+    def announce(address: str) -> None:
+        console.print(literal(f"inspector on {address} (store {url}"
+                              + (", read-only" if read_only else "") + "); Ctrl-C stops it"))
+        sys.stdout.flush()
+    try:
+        serve(settings, announce=announce)
+    except KeyboardInterrupt:  # Ctrl-C is how a person stops it: not an error
+        console.print(literal("inspector stopped"))
+    except UnsafeBind as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 # The queue commands register themselves on `app` (enqueue, worker, workers).

@@ -33,11 +33,11 @@ STATUS_STYLE = {
     RunStatus.COMPLETED: "green", RunStatus.FAILED: "red", RunStatus.CANCELLED: "dim",
 }
 _KIND_STYLE = {
-    EventKind.AGENT_STARTED: "bold cyan", EventKind.AGENT_FINISHED: "green",
-    EventKind.AGENT_ERROR: "red", EventKind.TOOL_ERROR: "red", EventKind.RUN_ERROR: "bold red",
+    EventKind.NODE_STARTED: "bold cyan", EventKind.NODE_COMPLETED: "green",
+    EventKind.NODE_FAILED: "red", EventKind.STEP_FAILED: "red", EventKind.RUN_ERROR: "bold red",
     EventKind.HITL_REQUEST: "yellow", EventKind.HITL_RESPONSE: "yellow",
     EventKind.RUN_PAUSED: "bold yellow", EventKind.RUN_FINISHED: "bold green",
-    EventKind.TOOL_CALL: "dim", EventKind.TOOL_RESULT: "dim",
+    EventKind.STEP_STARTED: "dim", EventKind.STEP_COMPLETED: "dim",
 }
 
 
@@ -227,7 +227,7 @@ def events_table(events: list[PAEvent], width: int = 120, *, header: bool = True
 
 def event_line(event: PAEvent) -> Text | None:
     """One progress line for a live run (the transcript's wording), or None."""
-    if event.kind == EventKind.TOOL_CALL and len(str(event.payload.get("args"))) > 60:
+    if event.kind == EventKind.STEP_STARTED and len(str(event.payload.get("args"))) > 60:
         # Long arguments (whole log excerpts, drafts) drown the progress; `events` and
         # `transcript` show them.
         event = replace(event, payload={**event.payload, "args": "…"})

@@ -28,7 +28,7 @@ def assert_exactly_once(child: Child, run_id: str) -> None:
     assert state.completed_nodes == NODES
     events = cp.list_events(run_id)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
-    finished = [e.node for e in events if e.kind == EventKind.AGENT_FINISHED]
+    finished = [e.node for e in events if e.kind == EventKind.NODE_COMPLETED]
     assert finished == NODES
 
 
@@ -55,7 +55,7 @@ def test_uninterrupted_run_is_the_reference(child: Child) -> None:
 def test_nodes_committed_before_a_crash_never_run_again(child: Child) -> None:
     child("run", "crash-five", "r1", crash="n4:between")
     result_of(child("resume", "crash-five", "r1"))
-    started = [e.node for e in child.store().list_events("r1", kinds=EventKind.AGENT_STARTED)]
+    started = [e.node for e in child.store().list_events("r1", kinds=EventKind.NODE_STARTED)]
     # n4 started twice (killed mid-node, then re-executed); n1-n3 once; n5 once.
     assert started.count("n4") == 2
     assert [n for n in started if n != "n4"] == ["n1", "n2", "n3", "n5"]

@@ -124,7 +124,7 @@ def test_failing_node_retries_and_replays_its_completed_steps(cp) -> None:
     state = flow.run({}, checkpointer=cp, run_id="r")
     assert state.status == "completed" and state.data == {"got": "payload"}
     assert calls == {"fetch": 1, "node": 3}
-    errors = cp.list_events("r", kinds=EventKind.AGENT_ERROR)
+    errors = cp.list_events("r", kinds=EventKind.NODE_FAILED)
     assert [e.payload["attempt"] for e in errors] == [1, 2]
 
 

@@ -84,7 +84,7 @@ def test_a_deep_update_completes_or_fails_at_its_own_node(cp, depth, leaf):
     assert stored.current_node == "deep", "resume must re-execute the node, not skip it"
     assert stored.completed_nodes == ["first"] and "tree" not in stored.data
     assert effects == ["fetch"]
-    finished = [e.node for e in cp.list_events("r", kinds=EventKind.AGENT_FINISHED)]
+    finished = [e.node for e in cp.list_events("r", kinds=EventKind.NODE_COMPLETED)]
     assert finished == ["first"]
 
     done = flow.resume("r", checkpointer=cp)
@@ -117,7 +117,7 @@ def test_a_deep_progress_payload_fails_where_it_is_emitted(cp, depth):
         assert "talked" not in stored.data
     else:
         assert state.status == "completed"
-        assert cp.list_events("r", kinds=EventKind.AGENT_PROGRESS)[0].payload["tree"] == \
+        assert cp.list_events("r", kinds=EventKind.NODE_PROGRESS)[0].payload["tree"] == \
             nested(depth)
 
 

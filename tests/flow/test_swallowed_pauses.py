@@ -130,7 +130,7 @@ def assert_paused_by_caught_signal(cp, run_id: str, reason: str) -> None:
     assert "approved" not in state.data and "sent" not in state.data
     info = cp.run_info(run_id)
     assert info.owner is None, "a paused run holds no lease"
-    caught = cp.list_events(run_id, kinds=EventKind.SIGNAL_CAUGHT)
+    caught = cp.list_events(run_id, kinds=EventKind.NODE_SIGNAL_CAUGHT)
     assert len(caught) == 1 and caught[0].node == "ask"
     assert caught[0].payload["signal"] == reason
     shown = render_transcript(cp.list_events(run_id))
@@ -235,7 +235,7 @@ def test_an_interrupt_inside_a_task_group_pauses(cp):
     state = flow.run({}, checkpointer=cp, run_id="r")
     assert state.status == "paused" and state.pending["kind"] == "interrupt"
     assert cp.run_info("r").owner is None
-    assert cp.list_events("r", kinds=EventKind.SIGNAL_CAUGHT) == [], \
+    assert cp.list_events("r", kinds=EventKind.NODE_SIGNAL_CAUGHT) == [], \
         "a group carrying the signal out is not user code catching it"
     done = flow.resume("r", checkpointer=cp, answer=42)
     assert done.status == "completed" and done.data == {"answer": 42}
@@ -298,7 +298,7 @@ def test_a_foreign_base_exception_leaves_the_run_resumable_not_leased(cp, raised
     assert info.status == "running" and info.owner is None
     stored = cp.load_latest("r")
     assert stored.current_node == "work" and stored.completed_nodes == []
-    stopped = cp.list_events("r", kinds=EventKind.AGENT_ERROR)
+    stopped = cp.list_events("r", kinds=EventKind.NODE_FAILED)
     assert stopped[-1].payload["error"] == raised.__name__
     done = flow.resume("r", checkpointer=cp)
     assert done.status == "completed" and effects == ["before"]
@@ -323,5 +323,5 @@ def test_a_keyboard_interrupt_after_a_swallowed_pause_pauses_and_still_propagate
     state = cp.load_latest("r")
     assert state.status == "paused" and state.pending["kind"] == "interrupt"
     assert cp.run_info("r").owner is None
-    assert cp.list_events("r", kinds=EventKind.SIGNAL_CAUGHT)[0].payload["how"] == \
+    assert cp.list_events("r", kinds=EventKind.NODE_SIGNAL_CAUGHT)[0].payload["how"] == \
         "raised KeyboardInterrupt"

@@ -202,7 +202,7 @@ def test_a_signal_anywhere_in_a_store_write_leaves_the_file_writable(tmp_path):
     interrupted, returned = 0, []
 
     def progress(n: int, **extra: Any) -> Commit:
-        return Commit(events=[create_event("r1", EventKind.AGENT_PROGRESS, seq=0, n=n,
+        return Commit(events=[create_event("r1", EventKind.NODE_PROGRESS, seq=0, n=n,
                                            **extra)])
 
     try:

@@ -107,7 +107,7 @@ def test_chaos_workers_sigkilled_at_random_lose_no_run_and_repeat_no_committed_s
         assert state is not None and state.completed_nodes == list(STEPS)
         events = queue_cp.list_events(run_id)  # raises StoreCorrupted on a gap
         assert [e.seq for e in events] == list(range(1, len(events) + 1)), run_id
-        finished = Counter(e.node for e in events if e.kind == EventKind.AGENT_FINISHED)
+        finished = Counter(e.node for e in events if e.kind == EventKind.NODE_COMPLETED)
         assert finished == {node: 1 for node in STEPS}, (run_id, finished)
         for node in STEPS:
             for part, result in zip("ab", state.data[node], strict=True):

@@ -7,7 +7,7 @@ from purpose_agent.runtime.events import EventKind, create_event
 from purpose_agent.runtime.journal import Commit, Delta, StepRecord
 from purpose_agent.runtime.state import RunState, RunStatus
 
-PROGRESS = EventKind.AGENT_PROGRESS
+PROGRESS = EventKind.NODE_PROGRESS
 NODES = 4  # node commits after the first: versions 2..5, seqs 2..9 (two per commit)
 
 

@@ -15,7 +15,7 @@ from purpose_agent.runtime.events import EventKind, create_event
 from purpose_agent.runtime.journal import Commit, Delta
 from purpose_agent.runtime.state import RunState
 
-PROGRESS = EventKind.AGENT_PROGRESS
+PROGRESS = EventKind.NODE_PROGRESS
 
 
 @pytest.fixture
@@ -229,4 +229,4 @@ def test_a_store_whose_directory_was_removed_says_so(store):
 
     shutil.rmtree(store.dir)
     with pytest.raises(StoreError, match=r"directory .* is gone"):
-        store.save_event(create_event("r1", EventKind.AGENT_PROGRESS))
+        store.save_event(create_event("r1", EventKind.NODE_PROGRESS))

@@ -27,7 +27,7 @@ from purpose_agent.runtime.checkpoint import JSONLCheckpointer
 from purpose_agent.runtime.events import EventKind, create_event
 
 store = JSONLCheckpointer(sys.argv[1])
-store.save_event(create_event("r1", EventKind.AGENT_PROGRESS, n=0))
+store.save_event(create_event("r1", EventKind.NODE_PROGRESS, n=0))
 journal = store.dir / "r1.jsonl"
 size = journal.stat().st_size
 if sys.argv[3] == "rlimit":
@@ -38,7 +38,7 @@ if sys.argv[3] == "rlimit":
     resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, hard))
 error = None
 try:
-    store.save_event(create_event("r1", EventKind.AGENT_PROGRESS, text="x" * int(sys.argv[2])))
+    store.save_event(create_event("r1", EventKind.NODE_PROGRESS, text="x" * int(sys.argv[2])))
 except StoreError as exc:
     error = str(exc)
 after = journal.stat().st_size
@@ -46,7 +46,7 @@ if sys.argv[3] == "rlimit":
     resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))  # the limit is raised
 fresh = JSONLCheckpointer(sys.argv[1])
 seqs = [e.seq for e in fresh.list_events("r1")]
-again = fresh.save_event(create_event("r1", EventKind.AGENT_PROGRESS, n=1)).seq
+again = fresh.save_event(create_event("r1", EventKind.NODE_PROGRESS, n=1)).seq
 print(json.dumps({"error": error, "size": size, "after": after, "seqs": seqs,
                   "again": again}))
 """
@@ -124,7 +124,7 @@ def test_a_damaged_lease_file_is_a_store_error_saying_what_to_do(tmp_path):
     assert store.acquire_lease("r1", "me:1", 30).fence == 1
     assert [e.seq for e in store.list_events("r1")] == []
     assert store.load_latest("r1") is not None
-    events = [create_event("r1", EventKind.AGENT_PROGRESS)]
+    events = [create_event("r1", EventKind.NODE_PROGRESS)]
     assert store.commit("r1", Commit(events=events)).events[0].seq == 1
 
 

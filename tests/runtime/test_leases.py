@@ -68,7 +68,7 @@ def test_a_live_owner_makes_a_second_acquirer_busy_and_nothing_is_written(store)
     with pytest.raises(RunBusyError, match=re.escape(ELSEWHERE)):
         store.acquire_lease("r1", "me:1", 30)
     assert _seen(store) == seen
-    store.commit("r1", Commit(events=[create_event("r1", EventKind.AGENT_PROGRESS)],
+    store.commit("r1", Commit(events=[create_event("r1", EventKind.NODE_PROGRESS)],
                               fence=lease.fence))  # the owner's fence is still current
     assert store.next_seq("r1") == 3
 
@@ -80,14 +80,14 @@ def test_an_expired_lease_can_be_taken_and_the_old_owner_is_fenced_off(store):
     assert new.fence == old.fence + 1
     seen = _seen(store)
     state.current_step = 1
-    stale = Commit(events=[create_event("r1", EventKind.AGENT_FINISHED)], state=state,
+    stale = Commit(events=[create_event("r1", EventKind.NODE_COMPLETED)], state=state,
                    delta=Delta({"n": ["set", 1]}, node="a"), snapshot=True, fence=old.fence)
     with pytest.raises(LeaseError):
         store.commit("r1", stale)
     assert _seen(store) == seen
     with pytest.raises(LeaseError):
         store.renew_lease(old, 30)
-    store.commit("r1", Commit(events=[create_event("r1", EventKind.AGENT_FINISHED)],
+    store.commit("r1", Commit(events=[create_event("r1", EventKind.NODE_COMPLETED)],
                               fence=new.fence))
 
 
@@ -224,7 +224,7 @@ HOLDER = """
         try:
             if line.strip() == "commit":
                 cp.commit("r1", Commit(fence=lease.fence, events=[
-                    create_event("r1", EventKind.AGENT_PROGRESS, by="holder")]))
+                    create_event("r1", EventKind.NODE_PROGRESS, by="holder")]))
             else:
                 lease = cp.renew_lease(lease, 60)
             print("ok", flush=True)
@@ -291,7 +291,7 @@ FROZEN_MID_COMMIT = """
         real_fsync(fd)
 
     os.fsync = frozen_fsync
-    cp.commit("r1", Commit(events=[create_event("r1", EventKind.AGENT_PROGRESS, by="frozen")]))
+    cp.commit("r1", Commit(events=[create_event("r1", EventKind.NODE_PROGRESS, by="frozen")]))
     os.fsync = real_fsync
     print("committed", flush=True)
 """

@@ -23,7 +23,7 @@ WRITER = """
     sys.stdin.readline()  # all writers start together
     state = RunState(run_id="shared")
     for i in range(count):
-        event = create_event("shared", EventKind.AGENT_PROGRESS, writer=name, i=i)
+        event = create_event("shared", EventKind.NODE_PROGRESS, writer=name, i=i)
         if mode == "commit":
             state.current_step = i
             cp.commit("shared", Commit(events=[event, create_event(
@@ -89,7 +89,7 @@ OPENER = """
         sys.stdin.readline()  # all openers open file f together
         cp = SQLiteCheckpointer(f"{directory}/new-{f}.db")
         for i in range(count):
-            cp.save_event(create_event("shared", EventKind.AGENT_PROGRESS, i=i))
+            cp.save_event(create_event("shared", EventKind.NODE_PROGRESS, i=i))
         cp.close()
     print("done", flush=True)
 """
@@ -164,7 +164,7 @@ KILLED_WRITER = """
         state.data["log"].append(i)
         state.data["pad"] = "z" * 50_000
         cp.commit("killed", Commit(
-            events=[create_event("killed", EventKind.AGENT_FINISHED, i=i)], state=state,
+            events=[create_event("killed", EventKind.NODE_COMPLETED, i=i)], state=state,
             delta=Delta({"log": ["append", [i]], "pad": ["set", state.data["pad"]]}, node="n"),
             snapshot=i % 3 == 0))
         if i == 20:

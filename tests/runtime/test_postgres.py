@@ -40,7 +40,7 @@ def test_both_url_schemes_open_the_postgres_store(pg_url):
         with open_checkpointer(url) as cp:
             assert isinstance(cp, PostgresCheckpointer)
             assert cp.schema == _schema_of(pg_url)
-            cp.save_event(create_event("r1", EventKind.AGENT_PROGRESS))
+            cp.save_event(create_event("r1", EventKind.NODE_PROGRESS))
     with open_checkpointer(pg_url) as cp:
         assert [e.seq for e in cp.list_events("r1")] == [1, 2]
 
@@ -147,7 +147,7 @@ def test_no_server_side_prepared_statement_is_ever_made(pg_url):
     with open_checkpointer(pg_url) as cp:
         for i in range(12):
             state = RunState(run_id="r1", status=RunStatus.RUNNING, current_step=i)
-            cp.commit("r1", Commit(events=[create_event("r1", EventKind.AGENT_PROGRESS)],
+            cp.commit("r1", Commit(events=[create_event("r1", EventKind.NODE_PROGRESS)],
                                    state=state, delta=Delta({"i": ["set", i]}, node="n")))
             cp.load_latest("r1")
             cp.list_events("r1")
@@ -170,7 +170,7 @@ def test_the_core_imports_without_psycopg():
 def test_list_runs_by_status_is_injection_safe(pg_url):
     with open_checkpointer(pg_url) as cp:
         cp.save_snapshot("r1", RunState(run_id="r1"))
-        cp.save_event(create_event("r1", EventKind.AGENT_PROGRESS))
+        cp.save_event(create_event("r1", EventKind.NODE_PROGRESS))
         injection = "x' OR '1'='1"
         with pytest.raises(ValueError, match="unknown run status"):
             cp.list_runs(status=injection)  # refused before any SQL, on every store

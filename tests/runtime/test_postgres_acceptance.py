@@ -22,7 +22,7 @@ def test_t2_1_interrupted_after_node_2_resumes_at_node_3(pg_url):
             state.mark_node_started(f"node_{i}")
             state.mark_node_completed(f"node_{i}", output={"result": f"done_{i}"})
             state.current_step = i
-            cp.save_event(create_event("flow1", EventKind.AGENT_FINISHED, seq=i,
+            cp.save_event(create_event("flow1", EventKind.NODE_COMPLETED, seq=i,
                                        node=f"node_{i}"))
         cp.save_snapshot("flow1", state)
     with open_checkpointer(pg_url) as cp:  # the "restart"
@@ -75,7 +75,7 @@ WRITER = """
                      data={"progress": "midway"})
     cp.save_snapshot("pg_test", state)
     for i in range(5):
-        cp.save_event(create_event("pg_test", EventKind.AGENT_PROGRESS, seq=i + 1))
+        cp.save_event(create_event("pg_test", EventKind.NODE_PROGRESS, seq=i + 1))
     os.kill(os.getpid(), signal.SIGKILL)  # no close, no clean exit
 """
 
@@ -95,7 +95,7 @@ def test_t2_4_what_a_killed_process_committed_survives(pg_url):
 def test_t2_5_the_event_log_reconstructs_the_transcript_also_from_a_seq_on(pg_url):
     with open_checkpointer(pg_url) as cp:
         for i in range(10):
-            cp.save_event(create_event("log_test", EventKind.AGENT_PROGRESS, seq=i + 1,
+            cp.save_event(create_event("log_test", EventKind.NODE_PROGRESS, seq=i + 1,
                                        message=f"step {i + 1}"))
         cp.save_snapshot("log_test", RunState(run_id="log_test", current_step=10))
     with open_checkpointer(pg_url) as cp:

@@ -13,7 +13,7 @@ from purpose_agent.runtime.state import RunState, RunStatus
 
 def _run(store, run_id: str, status: RunStatus) -> float:
     state = RunState(run_id=run_id, status=status, data={"id": run_id})
-    store.commit(run_id, Commit(events=[create_event(run_id, EventKind.AGENT_PROGRESS)],
+    store.commit(run_id, Commit(events=[create_event(run_id, EventKind.NODE_PROGRESS)],
                                 state=state, snapshot=True,
                                 steps=[StepRecord("k", 1, "n", 0, "s", result=1)]))
     return store.run_info(run_id).updated_at

@@ -33,7 +33,7 @@ GOOD_IDS = ["r", "r" * 128, "ticket-42", "a.b:c@d=e+f-g_h", "2026-11-24T21:41:43
 def _every_call(store, run_id: str) -> list:
     """Every store method that takes a run id, ready to be called with ``run_id``."""
     state = RunState(run_id=run_id)
-    event = PAEvent(run_id=run_id, kind=EventKind.AGENT_PROGRESS)
+    event = PAEvent(run_id=run_id, kind=EventKind.NODE_PROGRESS)
     return [
         lambda: store.save_event(event),
         lambda: store.save_snapshot(run_id, state),
@@ -83,7 +83,7 @@ def test_nothing_is_created_outside_the_jsonl_directory(tmp_path):
 def test_ordinary_run_ids_are_accepted(store, run_id):
     assert validate_run_id(run_id) == run_id
     store.save_snapshot(run_id, RunState(run_id=run_id, data={"ok": True}))
-    store.save_event(PAEvent(run_id=run_id, kind=EventKind.AGENT_PROGRESS))
+    store.save_event(PAEvent(run_id=run_id, kind=EventKind.NODE_PROGRESS))
     assert store.load_latest(run_id).data == {"ok": True}
     assert store.list_runs() == [run_id]
 

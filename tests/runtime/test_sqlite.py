@@ -14,7 +14,7 @@ from purpose_agent.runtime.events import EventKind, create_event
 from purpose_agent.runtime.journal import Commit, Delta, StepRecord
 from purpose_agent.runtime.state import RunState, RunStatus
 
-PROGRESS = EventKind.AGENT_PROGRESS
+PROGRESS = EventKind.NODE_PROGRESS
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from purpose_agent.runtime.checkpoint import SQLiteCheckpointer
 from purpose_agent.runtime.events import EventKind, create_event
 from purpose_agent.runtime.state import RunState
 
-PROGRESS = EventKind.AGENT_PROGRESS
+PROGRESS = EventKind.NODE_PROGRESS
 
 
 @pytest.mark.parametrize("table", ["fullname", "locked_rows", "busy_queue", "readonly_copy"])

@@ -15,7 +15,7 @@ from purpose_agent.runtime.events import EventKind, create_event
 from purpose_agent.runtime.journal import Commit, Delta, StepRecord
 from purpose_agent.runtime.state import RunState, RunStatus
 
-PROGRESS = EventKind.AGENT_PROGRESS
+PROGRESS = EventKind.NODE_PROGRESS
 
 
 @pytest.fixture
@@ -186,7 +186,7 @@ def test_a_durable_step_commit_writes_about_one_page(db_path):
     for i in range(200):
         rec = StepRecord(key=f"1/a/tool/{i:016x}/0", step=1, node="a", index=i, name="tool",
                          result={"i": i})
-        cp.commit("r1", Commit(events=[create_event("r1", EventKind.TOOL_RESULT, i=i)],
+        cp.commit("r1", Commit(events=[create_event("r1", EventKind.STEP_COMPLETED, i=i)],
                                steps=[rec], fence=fence))
     frames = cp._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
     assert frames / 200 < 1.5, f"{frames / 200:.2f} WAL frames per step commit"

@@ -12,7 +12,7 @@ from purpose_agent.runtime.events import EventKind, PAEvent, Visibility, create_
 from purpose_agent.runtime.journal import Commit, Delta, StepRecord
 from purpose_agent.runtime.state import NodeState, NodeStatus, RunState, RunStatus
 
-PROGRESS = EventKind.AGENT_PROGRESS
+PROGRESS = EventKind.NODE_PROGRESS
 
 
 def progress(run_id: str, seq: int = 0, **payload: object) -> PAEvent:
@@ -53,17 +53,17 @@ def test_save_event_takes_the_next_seq_and_returns_the_stored_event(store):
 
 
 def test_an_event_reads_back_with_every_field(store):
-    event = PAEvent(run_id="r1", kind=EventKind.TOOL_CALL, node="search",
+    event = PAEvent(run_id="r1", kind=EventKind.STEP_STARTED, node="search",
                     payload={"query": "tickets", "n": [1, 2.5, None, True]},
                     visibility=Visibility.INTERNAL, ts=1234.5)
     store.save_event(event)
     (back,) = store.list_events("r1")
     assert back.to_dict() == {**event.to_dict(), "seq": 1}
-    assert back.kind is EventKind.TOOL_CALL and back.visibility is Visibility.INTERNAL
+    assert back.kind is EventKind.STEP_STARTED and back.visibility is Visibility.INTERNAL
 
 
 def test_list_events_since_seq_kinds_and_limit(store):
-    kinds = [PROGRESS, EventKind.TOOL_CALL, PROGRESS, EventKind.TOOL_RESULT, PROGRESS]
+    kinds = [PROGRESS, EventKind.STEP_STARTED, PROGRESS, EventKind.STEP_COMPLETED, PROGRESS]
     for kind in kinds:
         store.save_event(create_event("r1", kind))
     assert seqs(store, "r1") == [1, 2, 3, 4, 5]
@@ -71,7 +71,7 @@ def test_list_events_since_seq_kinds_and_limit(store):
     assert seqs(store, "r1", since=5) == []
     assert [e.seq for e in store.list_events("r1", kinds=PROGRESS)] == [1, 3, 5]
     assert [e.seq for e in store.list_events("r1", kinds="tool.call")] == [2]
-    both = store.list_events("r1", kinds=[EventKind.TOOL_CALL, "tool.result"])
+    both = store.list_events("r1", kinds=[EventKind.STEP_STARTED, "tool.result"])
     assert [e.seq for e in both] == [2, 4]
     assert [e.seq for e in store.list_events("r1", limit=2)] == [1, 2]
     assert [e.seq for e in store.list_events("r1", 1, kinds=PROGRESS, limit=1)] == [3]

@@ -21,7 +21,7 @@ from purpose_agent.runtime.events import EventKind, create_event
 from purpose_agent.runtime.journal import Commit, Delta, StepRecord
 from purpose_agent.runtime.state import RunState, RunStatus
 
-PROGRESS = EventKind.AGENT_PROGRESS
+PROGRESS = EventKind.NODE_PROGRESS
 
 # Exactly what a store must provide: storage, never policy.
 PRIMITIVES = {
@@ -58,7 +58,7 @@ def test_every_backend_is_a_base_checkpointer(store):
 
 def _events(store, n: int = 5) -> None:
     for i in range(n):
-        store.save_event(create_event("r1", PROGRESS if i % 2 == 0 else EventKind.TOOL_CALL))
+        store.save_event(create_event("r1", PROGRESS if i % 2 == 0 else EventKind.STEP_STARTED))
 
 
 def _runs(store) -> None:

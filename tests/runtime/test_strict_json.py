@@ -46,7 +46,7 @@ ENVELOPES = [
 def _run_with_history(store) -> dict:
     state = RunState(run_id="r1", data={"good": [1, 2]})
     store.save_snapshot("r1", state)
-    store.save_event(create_event("r1", EventKind.AGENT_PROGRESS, ok=True))
+    store.save_event(create_event("r1", EventKind.NODE_PROGRESS, ok=True))
     return state.to_dict()
 
 
@@ -76,9 +76,9 @@ def test_a_non_json_value_in_a_delta_or_event_is_refused(store, bad):
     state = RunState(run_id="r1", current_step=1)
     with pytest.raises(SerializationError, match=r"\$\.update\.ops\.x\[1\]\[0\]"):
         store.commit("r1", Commit(state=state, delta=Delta(ops={"x": ["append", [bad]]}, node="a"),
-                                  events=[create_event("r1", EventKind.AGENT_FINISHED)]))
+                                  events=[create_event("r1", EventKind.NODE_COMPLETED)]))
     with pytest.raises(SerializationError, match=r"payload\.detail\.v"):
-        store.save_event(PAEvent(run_id="r1", kind=EventKind.TOOL_RESULT,
+        store.save_event(PAEvent(run_id="r1", kind=EventKind.STEP_COMPLETED,
                                  payload={"detail": {"v": bad}}))
     with pytest.raises(SerializationError, match=r"\$\.steps\.search\.result"):
         store.commit("r1", Commit(steps=[StepRecord("k", 1, "a", 0, "search", result=bad)]))
@@ -88,7 +88,7 @@ def test_a_non_json_value_in_a_delta_or_event_is_refused(store, bad):
 
 def test_create_event_refuses_a_bad_payload_where_it_is_built():
     with pytest.raises(SerializationError, match=r"\$\.payload\.tags") as err:
-        create_event("r1", EventKind.TOOL_CALL, tags={"a", "b"})
+        create_event("r1", EventKind.STEP_STARTED, tags={"a", "b"})
     assert err.value.path == "$.payload.tags"
 
 
@@ -135,7 +135,7 @@ def test_tuples_are_stored_as_lists(store):
 
 
 def test_str_and_int_enums_and_subclasses_store_as_their_values(store):
-    state = RunState(run_id="r1", data={"kind": EventKind.TOOL_CALL, "big": 2**80,
+    state = RunState(run_id="r1", data={"kind": EventKind.STEP_STARTED, "big": 2**80,
                                         "neg": -0.0, "tiny": 5e-324})
     store.save_snapshot("r1", state)
     data = store.load_latest("r1").data
@@ -189,7 +189,7 @@ def test_a_dict_shaped_like_a_serializer_envelope_is_just_a_dict(store, monkeypa
     monkeypatch.setattr(os, "system", forbidden)
     state = RunState(run_id="r1", data={"payload": envelope, "list": [envelope]})
     store.save_snapshot("r1", state)
-    store.save_event(PAEvent(run_id="r1", kind=EventKind.TOOL_RESULT, payload=dict(envelope)))
+    store.save_event(PAEvent(run_id="r1", kind=EventKind.STEP_COMPLETED, payload=dict(envelope)))
     loaded = store.load_latest("r1")
     assert loaded.data == {"payload": envelope, "list": [envelope]}
     assert type(loaded.data["payload"]) is dict
@@ -239,7 +239,7 @@ def test_any_json_value_round_trips_identically(store, value):
         assert store.load_latest(run_id) is None
         return
     store.save_snapshot(run_id, RunState(run_id=run_id, data={"v": value}))
-    store.save_event(create_event(run_id, EventKind.AGENT_PROGRESS, v=value))
+    store.save_event(create_event(run_id, EventKind.NODE_PROGRESS, v=value))
     loaded = store.load_latest(run_id).data["v"]
     # Compare the exact encoding too: == alone would accept True for 1 or 1.0 for 1.
     assert loaded == value
@@ -285,13 +285,13 @@ def test_a_forked_child_draws_event_ids_of_its_own():
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report one id and leave at once
-        os.write(write, PAEvent("r1", EventKind.AGENT_PROGRESS).event_id.encode())
+        os.write(write, PAEvent("r1", EventKind.NODE_PROGRESS).event_id.encode())
         os._exit(0)
     os.close(write)
     os.waitpid(pid, 0)
     child = os.read(read, 64).decode()
     os.close(read)
-    mine = PAEvent("r1", EventKind.AGENT_PROGRESS).event_id
+    mine = PAEvent("r1", EventKind.NODE_PROGRESS).event_id
     assert len(child) == len(mine) == 32
     assert child[:16] != mine[:16], "the child must not reuse the parent's id prefix"
 
