@@ -72,9 +72,9 @@ def test_a_journal_of_an_earlier_release_reads_filters_and_renders_as_before(
 
 
 def test_old_names_are_aliases_and_unknown_kinds_are_kept() -> None:
-    assert EventKind.NODE_COMPLETED is EventKind.NODE_COMPLETED  # the seed contract's name
-    assert EventKind.NODE_PROGRESS is EventKind.NODE_PROGRESS
-    assert EventKind.STEP_STARTED is EventKind.STEP_STARTED
+    assert EventKind.AGENT_FINISHED is EventKind.NODE_COMPLETED  # the seed contract's name
+    assert EventKind.AGENT_PROGRESS is EventKind.NODE_PROGRESS
+    assert EventKind.TOOL_CALL is EventKind.STEP_STARTED
     assert EventKind("tool.result") is EventKind.STEP_COMPLETED
     assert kind_values(EventKind.NODE_FAILED) == ("node.failed", "agent.error")
     assert kind_values("later.kind") == ("later.kind",)
