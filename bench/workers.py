@@ -119,24 +119,36 @@ def dbos_app(url: str, concurrency: int, poll: float) -> Any:
 
 
 def serve(system: str, url: str, concurrency: int, poll: float) -> dict[str, Any]:
-    """A worker process: serve until SIGTERM, then report the step timestamps."""
+    """A worker process: say ``ready`` once loaded, serve from the parent's ``go`` (so a
+    pool's processes start together) until SIGTERM, then report the step timestamps and
+    the CPU seconds it used while serving."""
+    import resource
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
     stop = threading.Event()
+    counts: dict[str, int] = {}
     if system == "dbos":
+        print("ready", flush=True)
+        sys.stdin.readline()
+        start = cpu()
         dbos = dbos_app(url, concurrency, poll)
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        print("ready", flush=True)
         stop.wait()
         dbos.destroy(workflow_completion_timeout_sec=10)
-        counts: dict[str, int] = {}
     else:
         from purpose_agent.worker import Worker
 
         worker = Worker(url, flows=[pa_flow()], concurrency=concurrency, poll_interval=poll)
         signal.signal(signal.SIGTERM, lambda *_: worker.stop())
         print("ready", flush=True)
+        sys.stdin.readline()
+        start = cpu()
         worker.run()
         counts = {k: v for k, v in worker.counts.items() if v}
-    return {"times": _times, "repeats": _repeats, "counts": counts}
+    return {"times": _times, "repeats": _repeats, "counts": counts, "cpu_s": cpu() - start}
 
 
 def enqueue(system: str, url: str, n: int, gap: float) -> dict[str, float]:
@@ -187,22 +199,30 @@ class Pool:
             proc = subprocess.Popen(
                 [python, str(Path(__file__).resolve()), "--role", "worker", "--system", system,
                  "--url", url, "--concurrency", str(concurrency), "--poll", str(poll)],
-                stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=str(ROOT))
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
+                cwd=str(ROOT))
             self.procs.append((proc, log))
 
-    def ready(self) -> None:
+    def start(self) -> None:
+        """Wait until every worker has loaded, then let them all serve at once."""
         for proc, log in self.procs:
             assert proc.stdout is not None
             if proc.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"a worker did not start:\n{tail(log)}")
+        for proc, _ in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
 
     def stop(self) -> dict[str, Any]:
         """SIGTERM every worker; their merged reports, plus their errors."""
         for proc, _ in self.procs:
             proc.send_signal(signal.SIGTERM)
-        merged: dict[str, Any] = {"times": {}, "repeats": [], "errors": [], "counts": {}}
+        merged: dict[str, Any] = {"times": {}, "repeats": [], "errors": [], "counts": {},
+                                  "cpu_s": 0.0}
         for proc, log in self.procs:
-            out, _ = proc.communicate(timeout=120)
+            out, _ = proc.communicate(timeout=120)  # closes stdin: a worker never told
+            # to go (the pool failed to start) reads EOF and goes, then stops at once
             text = tail(log, 4000)
             if proc.returncode != 0 or "Traceback" in text or " ERROR " in text:
                 merged["errors"].append(f"worker exit {proc.returncode}: {text[-600:]}")
@@ -215,6 +235,7 @@ class Pool:
                     merged["repeats"].append(run_id)
                 merged["times"][run_id] = stamps
             merged["repeats"] += report["repeats"]
+            merged["cpu_s"] += report["cpu_s"]
             for what, n in report["counts"].items():
                 merged["counts"][what] = merged["counts"].get(what, 0) + n
         return merged
@@ -240,51 +261,76 @@ def child(python: str, role: str, system: str, url: str, **options: Any) -> Any:
 
 
 class Target:
-    """Where one configuration's runs live: a fresh PostgreSQL database or SQLite file."""
+    """Where one configuration's runs live (a fresh PostgreSQL database, or a SQLite
+    file), read through one connection kept open (a new PostgreSQL connection per poll
+    would fork a server process each time, on the CPU being measured)."""
 
     def __init__(self, server: Any, system: str, tmp: Path) -> None:
         self.server, self.system = server, system
+        self.conn: Any = None
+        self.queries = 0  # ours, to leave out of the database's transaction count
         if system.endswith("SQLite"):
             self.path = tmp / f"runs-{time.monotonic_ns()}.db"
             self.url = f"sqlite:///{self.path}"
+            table, good, done = "runs", "'completed'", "('completed', 'failed')"
         else:
             self.url = server.new_database()
-            self.database = self.url.split("?")[0].rsplit("/", 1)[1]
-
-    def done(self) -> int:
-        """Runs finished so far (any final status: a failure is counted, then reported)."""
-        if self.system.endswith("SQLite"):
-            with sqlite3.connect(self.path) as db:
-                return int(db.execute("SELECT count(*) FROM runs WHERE status IN "
-                                      "('completed', 'failed')").fetchone()[0])
-        sql = ("SELECT count(*) FROM dbos.workflow_status WHERE status IN ('SUCCESS', 'ERROR')"
-               if self.system.startswith("dbos") else
-               "SELECT count(*) FROM purpose_agent.runs WHERE status IN ('completed', 'failed')")
-        return int(self.query(sql)[0])
-
-    def failed(self) -> int:
-        if self.system.endswith("SQLite"):
-            with sqlite3.connect(self.path) as db:
-                return int(db.execute("SELECT count(*) FROM runs WHERE status <> 'completed'"
-                                      ).fetchone()[0])
-        sql = ("SELECT count(*) FROM dbos.workflow_status WHERE status <> 'SUCCESS'"
-               if self.system.startswith("dbos") else
-               "SELECT count(*) FROM purpose_agent.runs WHERE status <> 'completed'")
-        return int(self.query(sql)[0])
-
-    def counters(self) -> tuple[int, int]:
-        """(transactions committed in this database, WAL position of the server)."""
-        if self.system.endswith("SQLite"):
-            return 0, 0
-        row = self.query("SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = "
-                         "current_database()), pg_current_wal_lsn() - '0/0'::pg_lsn")
-        return int(row[0]), int(row[1])
+            table, good, done = (
+                ("dbos.workflow_status", "'SUCCESS'", "('SUCCESS', 'ERROR')")
+                if system.startswith("dbos") else
+                ("purpose_agent.runs", "'completed'", "('completed', 'failed')"))
+        self.sql_done = f"SELECT count(*) FROM {table} WHERE status IN {done}"
+        self.sql_bad = f"SELECT count(*) FROM {table} WHERE status <> {good}"
 
     def query(self, sql: str) -> tuple[Any, ...]:
-        import psycopg
+        if self.conn is None:
+            if self.system.endswith("SQLite"):
+                self.conn = sqlite3.connect(self.path, isolation_level=None)
+            else:
+                import psycopg
 
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            return tuple(conn.execute(sql).fetchone() or ())
+                self.conn = psycopg.connect(self.url, autocommit=True)
+        self.queries += 1
+        return tuple(self.conn.execute(sql).fetchone() or ())
+
+    def done(self) -> int:
+        """Runs finished so far (a failed one too: it is counted, then reported)."""
+        return int(self.query(self.sql_done)[0])
+
+    def failed(self) -> int:
+        return int(self.query(self.sql_bad)[0])
+
+    def counters(self) -> tuple[int, int, float]:
+        """(transactions committed in this database, the server's WAL position, CPU
+        seconds the server's processes used so far)."""
+        if self.system.endswith("SQLite"):
+            return 0, 0, 0.0
+        row = self.query("SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = "
+                         "current_database()), pg_current_wal_lsn() - '0/0'::pg_lsn")
+        return int(row[0]) - self.queries, int(row[1]), server_cpu(self.server)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+def server_cpu(server: Any) -> float:
+    """CPU seconds of the PostgreSQL server's processes (the postmaster with its reaped
+    children, plus the live ones); 0 when this run did not start the server."""
+    if server.directory is None:
+        return 0.0
+    pid = int((server.directory / "data" / "postmaster.pid").read_text().split()[0])
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile: its time is in the postmaster's children's
+        if int(stat.parent.name) == pid:
+            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        elif int(fields[1]) == pid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def wait_for(target: Target, n: int, timeout: float, pool: Pool) -> None:
@@ -294,7 +340,7 @@ def wait_for(target: Target, n: int, timeout: float, pool: Pool) -> None:
             raise TimeoutError(f"{target.done()} of {n} runs finished in {timeout:.0f}s")
         if any(proc.poll() is not None for proc, _ in pool.procs):
             raise RuntimeError("a worker exited early:\n" + tail(pool.procs[0][1]))
-        time.sleep(0.05)  # the parent's own polling: it only decides when to stop
+        time.sleep(0.1)  # the parent's own polling: it only decides when to stop
 
 
 def pct(values: list[float], q: float) -> float:
@@ -305,54 +351,66 @@ def pct(values: list[float], q: float) -> float:
 def measure(server: Any, pythons: dict[str, str], system: str, workers: int,
             args: argparse.Namespace, tmp: Path, latency: bool) -> dict[str, Any]:
     kind = "dbos" if system.startswith("dbos") else "pa"
-    python = pythons[kind]
+    python, options = pythons[kind], {"concurrency": args.concurrency, "poll": args.poll}
     target = Target(server, system, tmp)
-    poll = args.poll
     if kind == "dbos":
-        child(python, "setup", kind, target.url, concurrency=args.concurrency, poll=poll)
+        child(python, "setup", kind, target.url, **options)
     enqueued = child(python, "enqueue", kind, target.url, n=args.runs, gap=0)
-    xact0, wal0 = target.counters()
-    pool = Pool(python, kind, target.url, workers, args.concurrency, poll, tmp)
+    pool = Pool(python, kind, target.url, workers, args.concurrency, args.poll, tmp)
     try:
+        xact0, wal0, cpu0 = target.counters()
+        pool.start()
         wait_for(target, args.runs, 600, pool)
     finally:
         report = pool.stop()
-    xact1, wal1 = target.counters()
+    xact1, wal1, cpu1 = target.counters()
     stamps = [report["times"].get(run_id) for run_id in enqueued]
     ok = [s for s in stamps if s and s[0] and s[1]]
-    window = max(s[1] for s in ok) - min(s[0] for s in ok) if ok else float("nan")
+    window = max(s[1] for s in ok) - min(s[0] for s in ok)
+    n = len(enqueued)
+    errors = list(report["errors"])
+    if bad := target.failed():
+        errors.append(f"{bad} runs not completed")
+    if report["repeats"]:
+        errors.append(f"{len(report['repeats'])} first steps ran twice")
+    if len(ok) < n:
+        errors.append(f"{n - len(ok)} runs without step timestamps")
+    target.close()
     out: dict[str, Any] = {
-        "runs": len(enqueued), "timed": len(ok), "window_s": window,
-        "runs_per_s": len(ok) / window, "steps_per_s": STEPS * len(ok) / window,
-        "xacts_per_run": (xact1 - xact0) / len(enqueued) if xact1 else None,
-        "wal_per_run": (wal1 - wal0) / len(enqueued) if wal1 else None,
-        "errors": report["errors"] + ([f"{target.failed()} runs not completed"]
-                                      if target.failed() else [])
-        + ([f"{len(report['repeats'])} first steps ran twice"] if report["repeats"] else [])
-        + ([f"{len(enqueued) - len(ok)} runs without step timestamps"]
-           if len(ok) < len(enqueued) else []),
-    }
+        "runs": n, "window_s": window, "runs_per_s": len(ok) / window,
+        "steps_per_s": STEPS * len(ok) / window,
+        "xacts_per_run": (xact1 - xact0) / n if xact1 else None,
+        "wal_per_run": (wal1 - wal0) / n if wal1 else None,
+        "worker_cpu_ms": report["cpu_s"] * 1e3 / n,
+        "server_cpu_ms": (cpu1 - cpu0) * 1e3 / n if cpu1 else None, "errors": errors}
     if latency:
-        target = Target(server, system, tmp)
-        if kind == "dbos":
-            child(python, "setup", kind, target.url, concurrency=args.concurrency, poll=poll)
-        else:
-            child(python, "enqueue", kind, target.url, n=0, gap=0)  # the store's schema
-        pool = Pool(python, kind, target.url, workers, args.concurrency, poll, tmp)
-        try:
-            pool.ready()
-            sent = child(python, "enqueue", kind, target.url, n=args.latency_runs + 2,
-                         gap=args.gap)
-            wait_for(target, len(sent), 120, pool)
-        finally:
-            report = pool.stop()
-        waits = [report["times"][r][0] - t for r, t in list(sent.items())[2:]  # warm-up: 2
-                 if r in report["times"]]
-        out["latency_ms"] = [w * 1e3 for w in waits]
-        out["p50_ms"], out["p99_ms"] = pct(out["latency_ms"], 0.5), pct(out["latency_ms"], 0.99)
-        out["errors"] += report["errors"] + ([f"{target.failed()} latency runs not completed"]
-                                             if target.failed() else [])
+        out.update(measure_latency(server, python, kind, system, workers, args, tmp))
     return out
+
+
+def measure_latency(server: Any, python: str, kind: str, system: str, workers: int,
+                    args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Enqueue → first step start on a fresh, idle pool, one run at a time."""
+    target = Target(server, system, tmp)
+    if kind == "dbos":
+        child(python, "setup", kind, target.url, concurrency=args.concurrency, poll=args.poll)
+    else:
+        child(python, "enqueue", kind, target.url, n=0, gap=0)  # the store's schema
+    pool = Pool(python, kind, target.url, workers, args.concurrency, args.poll, tmp)
+    try:
+        pool.start()
+        sent = child(python, "enqueue", kind, target.url, n=args.latency_runs + 2, gap=args.gap)
+        wait_for(target, len(sent), 120, pool)
+    finally:
+        report = pool.stop()
+    # The first two runs warm up (a worker may still be opening its LISTEN connection).
+    waits = [(report["times"][r][0] - t) * 1e3 for r, t in list(sent.items())[2:]
+             if r in report["times"]]
+    errors = report["errors"] + ([f"{bad} latency runs not completed"]
+                                 if (bad := target.failed()) else [])
+    target.close()
+    return {"latency_ms": waits, "p50_ms": pct(waits, 0.5), "p99_ms": pct(waits, 0.99),
+            "errors_latency": errors}
 
 
 def pg_settings(server: Any) -> dict[str, str]:
@@ -385,21 +443,23 @@ def fmt(value: float | None, spec: str = ".1f", suffix: str = "") -> str:
 def table(results: dict[tuple[str, int], list[dict[str, Any]]], systems: list[str],
           counts: list[int], args: argparse.Namespace) -> list[str]:
     lines = ["| system | workers | runs/s | step commits/s | × its 1 worker | enqueue → "
-             "first step p50 / p99 | transactions / run | WAL / run | errors |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "first step p50 / p99 | CPU ms / run: workers + server | transactions / run | "
+             "WAL / run | errors |", "|---|---|---|---|---|---|---|---|---|---|"]
     for system in systems:
         for workers in counts:
             rows = results.get((system, workers), [])
             if not rows:
                 continue
-            errors = sorted({e for r in rows for e in r["errors"]})
-            wal = med(rows, "wal_per_run")
+            errors = sorted({e for r in rows for e in r["errors"] + r.get("errors_latency", [])})
+            wal, server = med(rows, "wal_per_run"), med(rows, "server_cpu_ms")
             lat = rows[0]
             lines.append(
                 f"| {system} | {workers} | {fmt(med(rows, 'runs_per_s'))} | "
                 f"{fmt(med(rows, 'steps_per_s'), '.0f')} | "
                 f"{fmt(ratio(results, (system, workers), (system, counts[0])), '.2f', '×')} | "
                 f"{fmt(lat.get('p50_ms'), '.1f')} / {fmt(lat.get('p99_ms'), '.1f')} ms | "
+                f"{fmt(med(rows, 'worker_cpu_ms'))}"
+                f"{'' if server is None else f' + {server:.1f}'} | "
                 f"{fmt(med(rows, 'xacts_per_run'), '.1f')} | "
                 f"{fmt(None if wal is None else wal / 1024, '.1f', ' KiB')} | "
                 f"{'; '.join(errors)[:300] or 'none'} |")
