@@ -463,12 +463,18 @@ def table(results: dict[tuple[str, int], list[dict[str, Any]]], systems: list[st
                 f"{fmt(med(rows, 'xacts_per_run'), '.1f')} | "
                 f"{fmt(None if wal is None else wal / 1024, '.1f', ' KiB')} | "
                 f"{'; '.join(errors)[:300] or 'none'} |")
-    lines += ["", "| workers | purpose-agent PG ÷ DBOS PG (runs/s) | purpose-agent SQLite ÷ "
-              "DBOS PG |", "|---|---|---|"]
+    lines += ["", "| workers | purpose-agent PG ÷ DBOS PG, runs/s | purpose-agent SQLite ÷ "
+              "DBOS PG, runs/s | DBOS PG ÷ purpose-agent PG, CPU per run (workers + server) |",
+              "|---|---|---|---|"]
     for workers in counts:
+        pa, dbos = results.get(("purpose-agent PG", workers)), results.get(("dbos PG", workers))
         pg = ratio(results, ("purpose-agent PG", workers), ("dbos PG", workers))
         lite = ratio(results, ("purpose-agent SQLite", workers), ("dbos PG", workers))
-        lines.append(f"| {workers} | {fmt(pg, '.2f', '×')} | {fmt(lite, '.2f', '×')} |")
+        cpu = [(y["worker_cpu_ms"] + (y["server_cpu_ms"] or 0))
+               / (x["worker_cpu_ms"] + (x["server_cpu_ms"] or 0))
+               for x, y in zip(pa or [], dbos or [], strict=False)]
+        lines.append(f"| {workers} | {fmt(pg, '.2f', '×')} | {fmt(lite, '.2f', '×')} | "
+                     f"{fmt(statistics.median(cpu) if cpu else None, '.2f', '×')} |")
     rounds = max((len(v) for v in results.values()), default=0)
     lines += ["", f"{args.runs} runs per measurement, {rounds} round(s) (medians; ratios are "
               f"medians of same-round ratios); concurrency {args.concurrency} per worker "
@@ -539,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "setup":
         dbos_setup(args.url, args.concurrency, args.poll)
         return 0
-    args.runs = args.runs or (150 if args.quick else 600)
+    args.runs = args.runs or (150 if args.quick else 400)
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.latency_runs = args.latency_runs or (20 if args.quick else 60)
     return run_all(args)
