@@ -92,8 +92,8 @@ def pa_flow() -> Any:
     return flow
 
 
-def dbos_app(url: str, concurrency: int, poll: float) -> Any:
-    """DBOS: a workflow of five steps, and its queue (registered in the database)."""
+def dbos_app(url: str) -> Any:
+    """DBOS, configured, with a workflow of five steps (not launched yet)."""
     import logging
 
     from dbos import DBOS
@@ -112,16 +112,20 @@ def dbos_app(url: str, concurrency: int, poll: float) -> Any:
             noop(run_id, i)
         return STEPS
 
-    DBOS.launch()
-    DBOS.register_queue(QUEUE, worker_concurrency=concurrency, polling_interval_sec=poll,
-                        on_conflict="always_update")
     return DBOS
+
+
+def dbos_launch(dbos: Any, concurrency: int, poll: float) -> None:
+    """Launch DBOS and (re)register its queue in the database, where workers find it."""
+    dbos.launch()
+    dbos.register_queue(QUEUE, worker_concurrency=concurrency, polling_interval_sec=poll,
+                        on_conflict="always_update")
 
 
 def serve(system: str, url: str, concurrency: int, poll: float) -> dict[str, Any]:
     """A worker process: say ``ready`` once loaded, serve from the parent's ``go`` (so a
     pool's processes start together) until SIGTERM, then report the step timestamps and
-    the CPU seconds it used while serving."""
+    the CPU seconds it used from ``go`` on."""
     import resource
 
     def cpu() -> float:
@@ -129,13 +133,13 @@ def serve(system: str, url: str, concurrency: int, poll: float) -> dict[str, Any
         return usage.ru_utime + usage.ru_stime
 
     stop = threading.Event()
-    counts: dict[str, int] = {}
     if system == "dbos":
+        dbos = dbos_app(url)
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         print("ready", flush=True)
         sys.stdin.readline()
         start = cpu()
-        dbos = dbos_app(url, concurrency, poll)
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        dbos_launch(dbos, concurrency, poll)
         stop.wait()
         dbos.destroy(workflow_completion_timeout_sec=10)
     else:
@@ -147,8 +151,7 @@ def serve(system: str, url: str, concurrency: int, poll: float) -> dict[str, Any
         sys.stdin.readline()
         start = cpu()
         worker.run()
-        counts = {k: v for k, v in worker.counts.items() if v}
-    return {"times": _times, "repeats": _repeats, "counts": counts, "cpu_s": cpu() - start}
+    return {"times": _times, "repeats": _repeats, "cpu_s": cpu() - start}
 
 
 def enqueue(system: str, url: str, n: int, gap: float) -> dict[str, float]:
@@ -176,12 +179,6 @@ def enqueue(system: str, url: str, n: int, gap: float) -> dict[str, float]:
         if gap > 0:
             time.sleep(gap * random.uniform(0.5, 1.5))  # the arrival process, not a wait
     return out
-
-
-def dbos_setup(url: str, concurrency: int, poll: float) -> None:
-    """DBOS's system database (its migrations) and queue, before anything is enqueued:
-    DBOSClient runs no migrations."""
-    dbos_app(url, concurrency, poll).destroy()
 
 
 # ── the parent ──────────────────────────────────────────────────────────────────
@@ -218,8 +215,7 @@ class Pool:
         """SIGTERM every worker; their merged reports, plus their errors."""
         for proc, _ in self.procs:
             proc.send_signal(signal.SIGTERM)
-        merged: dict[str, Any] = {"times": {}, "repeats": [], "errors": [], "counts": {},
-                                  "cpu_s": 0.0}
+        merged: dict[str, Any] = {"times": {}, "repeats": [], "errors": [], "cpu_s": 0.0}
         for proc, log in self.procs:
             out, _ = proc.communicate(timeout=120)  # closes stdin: a worker never told
             # to go (the pool failed to start) reads EOF and goes, then stops at once
@@ -236,8 +232,6 @@ class Pool:
                 merged["times"][run_id] = stamps
             merged["repeats"] += report["repeats"]
             merged["cpu_s"] += report["cpu_s"]
-            for what, n in report["counts"].items():
-                merged["counts"][what] = merged["counts"].get(what, 0) + n
         return merged
 
 
@@ -432,7 +426,8 @@ def ratio(results: dict[tuple[str, int], list[dict[str, Any]]], a: tuple[str, in
     """Median over rounds of a's runs/s over b's in the same round (measured minutes
     apart, so the machine's load is as alike as it gets)."""
     pairs = zip(results.get(a, []), results.get(b, []), strict=False)
-    values = [x["runs_per_s"] / y["runs_per_s"] for x, y in pairs]
+    values = [x["runs_per_s"] / y["runs_per_s"] for x, y in pairs
+              if "runs_per_s" in x and "runs_per_s" in y]
     return statistics.median(values) if values else None
 
 
@@ -472,7 +467,8 @@ def table(results: dict[tuple[str, int], list[dict[str, Any]]], systems: list[st
         lite = ratio(results, ("purpose-agent SQLite", workers), ("dbos PG", workers))
         cpu = [(y["worker_cpu_ms"] + (y["server_cpu_ms"] or 0))
                / (x["worker_cpu_ms"] + (x["server_cpu_ms"] or 0))
-               for x, y in zip(pa or [], dbos or [], strict=False)]
+               for x, y in zip(pa or [], dbos or [], strict=False)
+               if "worker_cpu_ms" in x and "worker_cpu_ms" in y]
         lines.append(f"| {workers} | {fmt(pg, '.2f', '×')} | {fmt(lite, '.2f', '×')} | "
                      f"{fmt(statistics.median(cpu) if cpu else None, '.2f', '×')} |")
     rounds = max((len(v) for v in results.values()), default=0)
@@ -542,8 +538,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "enqueue":
         print(json.dumps(enqueue(args.system, args.url, args.n, args.gap)))
         return 0
-    if args.role == "setup":
-        dbos_setup(args.url, args.concurrency, args.poll)
+    if args.role == "setup":  # DBOS's migrations and queue: DBOSClient runs no migrations
+        dbos = dbos_app(args.url)
+        dbos_launch(dbos, args.concurrency, args.poll)
+        dbos.destroy()
         return 0
     args.runs = args.runs or (150 if args.quick else 400)
     args.rounds = args.rounds or (1 if args.quick else 3)
@@ -606,9 +604,12 @@ def run_all(args: argparse.Namespace) -> int:
                     for system in order:
                         print(f"round {rnd + 1}: {system}, {workers} worker(s) ...",
                               file=sys.stderr, flush=True)
-                        results.setdefault((system, workers), []).append(measure(
-                            server, pythons, system, workers, args, Path(tmp),
-                            latency=rnd == 0))
+                        try:
+                            row = measure(server, pythons, system, workers, args, Path(tmp),
+                                          latency=rnd == 0)
+                        except Exception as exc:  # reported in the table, the rest goes on
+                            row = {"errors": [f"{type(exc).__name__}: {exc}"[:300]]}
+                        results.setdefault((system, workers), []).append(row)
             settings = pg_settings(server)
     finally:
         server.stop()
