@@ -438,8 +438,9 @@ def fmt(value: float | None, spec: str = ".1f", suffix: str = "") -> str:
 def table(results: dict[tuple[str, int], list[dict[str, Any]]], systems: list[str],
           counts: list[int], args: argparse.Namespace) -> list[str]:
     lines = ["| system | workers | runs/s | step commits/s | × its 1 worker | enqueue → "
-             "first step p50 / p99 | CPU ms / run: workers + server | transactions / run | "
-             "WAL / run | errors |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "first step p50 / p99 | CPU ms / run: workers + server | cores busy | "
+             "transactions / run | WAL / run | errors |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for system in systems:
         for workers in counts:
             rows = results.get((system, workers), [])
@@ -447,6 +448,8 @@ def table(results: dict[tuple[str, int], list[dict[str, Any]]], systems: list[st
                 continue
             errors = sorted({e for r in rows for e in r["errors"] + r.get("errors_latency", [])})
             wal, server = med(rows, "wal_per_run"), med(rows, "server_cpu_ms")
+            busy = med([{"b": r["runs_per_s"] * (r["worker_cpu_ms"] + (r["server_cpu_ms"] or 0))
+                         / 1e3} for r in rows if "runs_per_s" in r], "b")
             lat = rows[0]
             lines.append(
                 f"| {system} | {workers} | {fmt(med(rows, 'runs_per_s'))} | "
@@ -454,7 +457,7 @@ def table(results: dict[tuple[str, int], list[dict[str, Any]]], systems: list[st
                 f"{fmt(ratio(results, (system, workers), (system, counts[0])), '.2f', '×')} | "
                 f"{fmt(lat.get('p50_ms'), '.1f')} / {fmt(lat.get('p99_ms'), '.1f')} ms | "
                 f"{fmt(med(rows, 'worker_cpu_ms'))}"
-                f"{'' if server is None else f' + {server:.1f}'} | "
+                f"{'' if server is None else f' + {server:.1f}'} | {fmt(busy, '.2f')} | "
                 f"{fmt(med(rows, 'xacts_per_run'), '.1f')} | "
                 f"{fmt(None if wal is None else wal / 1024, '.1f', ' KiB')} | "
                 f"{'; '.join(errors)[:300] or 'none'} |")
@@ -527,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=SYSTEMS, help="only this system")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"),
                         help="the report to add a section to ('-' for none)")
+    parser.add_argument("--raw", help="also write every measurement here, as JSON")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--system", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -613,6 +617,8 @@ def run_all(args: argparse.Namespace) -> int:
             settings = pg_settings(server)
     finally:
         server.stop()
+    if args.raw:
+        Path(args.raw).write_text(json.dumps({f"{s}|{w}": v for (s, w), v in results.items()}))
     lines = table(results, systems, counts, args)
     print("\n".join(lines))
     if args.out != "-":
