@@ -1,35 +1,25 @@
 """purpose-agent workers against DBOS queues, side by side, on one PostgreSQL server.
 
-    python -m bench.workers            # full run (about 10 minutes), adds its section to
-                                       # docs/benchmarks.md
+    python -m bench.workers            # full run (~15 minutes on a loaded machine); writes
+                                       # its section of docs/benchmarks.md
     python -m bench.workers --quick    # a short run, same table (noisier)
 
-Run it from the checkout's root with the project's virtualenv (it reuses
-``tests/pg_server.py`` for a throwaway PostgreSQL cluster, or ``$PURPOSE_AGENT_TEST_PG``,
-and ``bench/compare.py``'s peers virtualenv, ``bench/.peers/venv``, for DBOS, which is
-never a project dependency).
+Run from the checkout's root with the project's virtualenv: PostgreSQL comes from
+``tests/pg_server.py`` (a throwaway cluster, ``fsync`` and ``synchronous_commit`` on) or
+``$PURPOSE_AGENT_TEST_PG``; DBOS runs in ``bench/compare.py``'s peers virtualenv
+(``bench/.peers/venv``), never as a project dependency.
 
-The workload, for every system: a workflow of five no-op durable steps. purpose-agent: a
-flow of one node making five ``ctx.step`` calls (a step's result is journaled in its own
-commit before the node goes on, and a resumed run returns it instead of calling the
-function again: what a ``@DBOS.step`` is; five nodes would add five state commits that
-DBOS has no counterpart for). DBOS: a ``@DBOS.workflow`` calling a ``@DBOS.step`` five
-times, on a queue whose ``worker_concurrency`` equals purpose-agent's ``concurrency``.
-
-For each system and 1, 2 and 4 worker processes:
-
-- *throughput*: a separate process enqueues ``--runs`` runs up front; then the worker
-  processes start and drain the queue. runs/s and step commits/s are taken over
-  [first step started, last step ended], from timestamps taken inside the steps, so
-  neither start-up nor the parent's polling counts. Transactions and WAL bytes per run
-  are the database's own counters (``pg_stat_database``, ``pg_current_wal_lsn``) over the
-  pool's whole life, read after its processes exited.
-- *latency*: a fresh pool, idle, and an enqueuer that enqueues one run at a time at
-  random gaps: enqueue → first step start (the time ``enqueue`` returned in the enqueuer;
-  the time the first step's body began in the worker; one machine, one clock), p50/p99.
-
-purpose-agent also runs on SQLite (a file beside the others; WAL, ``synchronous=FULL``).
-PostgreSQL keeps its defaults (``fsync`` and ``synchronous_commit`` on) for both systems.
+The workload: five no-op durable steps per run. purpose-agent: a flow of one node making
+five ``ctx.step`` calls (each result committed before the node goes on and returned, not
+recomputed, on resume: what a ``@DBOS.step`` is). DBOS: a ``@DBOS.workflow`` calling a
+``@DBOS.step`` five times, on a queue whose ``worker_concurrency`` equals purpose-agent's
+``concurrency``. For each system and 1, 2, 4 worker processes, *throughput*: runs enqueued
+up front by a separate process, then the pool's processes start together and drain the
+queue (runs/s over [first step started, last step ended], timestamps taken inside the
+steps; CPU per run of the workers and of the server; the database's transactions and WAL
+per run); *latency*: a fresh idle pool, runs enqueued one at a time at random gaps,
+enqueue returned → first step began (one machine, one clock). docs/benchmarks.md says
+how to read the figures.
 
 This file is also each process of the run (``--role``); at module level it imports the
 standard library only, so DBOS's processes run it in the peers' interpreter.
@@ -553,27 +543,6 @@ def main(argv: list[str] | None = None) -> int:
     return run_all(args)
 
 
-def dbos_python(log: list[str]) -> str | None:
-    """The peers' interpreter with DBOS in it (bench/compare.py's virtualenv, created and
-    filled from bench/requirements-peers.txt if needed), or None, with why in ``log``."""
-    from bench.compare import REQUIREMENTS, VENV, _imports
-
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True,
-                       capture_output=True, timeout=300)
-    if not _imports(python, "dbos"):
-        wanted = [ln.strip() for ln in REQUIREMENTS.read_text().splitlines()
-                  if ln.strip().startswith("dbos")]
-        log.append(f"installing {' '.join(wanted)} into {VENV}")
-        proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *wanted],
-                              capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0 or not _imports(python, "dbos"):
-            log.append(f"DBOS could not be installed: {(proc.stderr or proc.stdout)[-300:]}")
-            return None
-    return str(python)
-
-
 def start_server(log: list[str]) -> Any:
     from tests.pg_server import find_bindir, server_from_environment, start_cluster
 
@@ -590,8 +559,13 @@ def start_server(log: list[str]) -> Any:
 
 
 def run_all(args: argparse.Namespace) -> int:
+    from bench.compare import peer_python
+
     log: list[str] = []
-    pythons = {"pa": sys.executable, "dbos": dbos_python(log) or ""}
+    python, problems = peer_python(log)  # compare.py's peers' virtualenv, filled if needed
+    if "dbos" in problems:
+        log.append(f"DBOS: {problems['dbos']}")
+    pythons = {"pa": sys.executable, "dbos": "" if "dbos" in problems else str(python)}
     systems = [s for s in SYSTEMS if (not args.only or s in args.only)
                and (pythons["dbos"] or not s.startswith("dbos"))]
     counts = [int(w) for w in args.workers.split(",")]
