@@ -25,7 +25,7 @@ PROGRESS = EventKind.NODE_PROGRESS
 
 # Exactly what a store must provide: storage, never policy.
 PRIMITIVES = {
-    "_write", "_latest_snapshot", "_deltas", "_history", "_event_batches",
+    "_write", "_latest_snapshot", "_deltas", "_history", "_commits_at", "_event_batches",
     "_step_records", "_run_infos", "_renew_lease", "_request_cancel",
     "next_seq", "run_info", "delete_run",
 }

@@ -120,6 +120,12 @@ class BaseCheckpointer(ABC):
         at least its ``"node"`` and ``"header"``; the delta may be left out)."""
 
     @abstractmethod
+    def _commits_at(self, run_id: str, step: int) -> list[tuple[int, str | None]]:
+        """The run's state commits made at node execution ``step`` (the run's
+        ``current_step`` then), as (version, the node they completed or None), in version
+        order."""
+
+    @abstractmethod
     def _event_batches(self, run_id: str, since: int) -> Generator[list[Any], None, None]:
         """The run's events as decoded dicts, in seq order, in batches: from the batch
         holding seq ``since + 1`` (earlier ones may come too), to the end unless closed
@@ -212,9 +218,9 @@ class BaseCheckpointer(ABC):
         or None if it never did: the first state commit of that execution that completed
         a node (at step 0, the first commit)."""
         step = operator.index(step)
-        for entry in self.list_history(run_id):
-            if entry["step"] == step and (entry["node"] is not None or step == 0):
-                return self._replay(run_id, entry["version"])
+        for version, node in self._commits_at(validate_run_id(run_id), step):
+            if node is not None or step == 0:
+                return self._replay(run_id, version)
         return None
 
     def load_steps(self, run_id: str, step: int) -> list[StepRecord]:

@@ -402,6 +402,10 @@ class JSONLCheckpointer(BaseCheckpointer):
         return [(rec["version"], jsonutil.dumps(rec["delta"])) for rec in self._commits(run_id)
                 if rec["version"] > after and (upto is None or rec["version"] <= upto)]
 
+    def _commits_at(self, run_id: str, step: int) -> list[tuple[int, str | None]]:
+        return [(rec["version"], rec["node"]) for rec in self._commits(run_id)
+                if rec["step"] == step]
+
     def _history(self, run_id: str) -> list[tuple[int, str]]:
         return self._deltas(run_id, 0, None)
 

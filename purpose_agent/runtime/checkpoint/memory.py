@@ -140,6 +140,11 @@ class InMemoryCheckpointer(BaseCheckpointer):
             return [(v, text) for v, _s, _n, text in (run.deltas if run else [])
                     if v > after and (upto is None or v <= upto)]
 
+    def _commits_at(self, run_id: str, step: int) -> list[tuple[int, str | None]]:
+        with self._lock:
+            run = self._runs.get(run_id)
+            return [(v, node) for v, s, node, _text in (run.deltas if run else []) if s == step]
+
     def _history(self, run_id: str) -> list[tuple[int, str]]:
         return self._deltas(run_id, 0, None)
 

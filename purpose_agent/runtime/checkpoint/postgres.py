@@ -97,6 +97,8 @@ _STATEMENTS = {
                     "AND version <= %s ORDER BY version DESC LIMIT 1"),
     "deltas": ("SELECT version, ops, header FROM {s}.states WHERE run_id = %s "
                "AND version > %s AND version <= %s ORDER BY version"),
+    "commits_at": ("SELECT version, node FROM {s}.states WHERE run_id = %s AND step = %s "
+                   "ORDER BY version"),
     "history": "SELECT version, node, header FROM {s}.states WHERE run_id = %s ORDER BY version",
 }
 _TABLES = ("runs", "events", "states", "snapshots", "steps", "queue")
@@ -301,6 +303,10 @@ class PostgresCheckpointer(BaseCheckpointer):
         rows = self._rows(self._sql["deltas"], (
             run_id, after, upto if upto is not None else _NO_LIMIT))
         return [(int(version), splice_header(ops, header)) for version, ops, header in rows]
+
+    def _commits_at(self, run_id: str, step: int) -> list[tuple[int, str | None]]:
+        return [(int(version), node) for version, node
+                in self._rows(self._sql["commits_at"], (run_id, step))]
 
     def _history(self, run_id: str) -> list[tuple[int, str]]:
         """Each state commit's node and header, without its delta (which may be large)."""

@@ -420,6 +420,13 @@ class SQLiteCheckpointer(BaseCheckpointer):
                     out.append((version, text if header is None else splice_header(text, header)))
         return out
 
+    def _commits_at(self, run_id: str, step: int) -> list[tuple[int, str | None]]:
+        with self._reading() as db:
+            ids = _run_span(db, run_id)
+            return [] if ids is None else db.execute(
+                "SELECT version, node FROM journal WHERE id > ? AND id < ? AND step = ? "
+                "AND delta IS NOT NULL ORDER BY id", (*ids, step)).fetchall()
+
     def _history(self, run_id: str) -> list[tuple[int, str]]:
         """Each state commit's node and header, without its delta (which may be large)."""
         out: list[tuple[int, str]] = []
