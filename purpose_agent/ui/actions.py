@@ -23,6 +23,7 @@ from purpose_agent.errors import FlowNotAllowed, PurposeAgentError, RunNotFound,
 from purpose_agent.flow import Flow
 from purpose_agent.flow.operations import cancel_run, fork_run
 from purpose_agent.flow.plan import MISSING
+from purpose_agent.flow.queueing import answer_for_workers, came_from_queue
 from purpose_agent.flow.registry import ENV_VAR, FlowRef, FlowRegistry, RecordedFlow
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
@@ -131,6 +132,17 @@ class Actions:
             update = {k: v for k, v in update.items()
                       if k not in state.data or state.data[k] != v} or None
         activity = Activity(verb)
+        if came_from_queue(self.cp, run_id):
+            # As the CLI does: a run the workers advance goes back to them; the answer is
+            # journaled here and none of the flow's nodes runs in this process.
+            answer_for_workers(flow, self.cp, run_id, answer=answer, update=update,
+                               retry_in_doubt=retry_in_doubt)
+            activity.outcome = "run is back on its queue for the workers"
+            activity.done = True
+            activity.finished.set()
+            with self._lock:
+                self.activity[run_id] = activity
+            return activity
 
         def drive() -> None:
             try:
