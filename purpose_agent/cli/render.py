@@ -110,7 +110,8 @@ def run_row(info: RunInfo) -> dict[str, Any]:
     """The stable JSON form of one row of ``purpose-agent runs``."""
     return {
         "run_id": info.run_id, "flow": info.flow, "status": str(info.status),
-        "current_node": info.current_node, "steps": info.current_step,
+        "current_node": info.current_node, "executions": info.current_step,
+        "steps": info.current_step,  # the earlier name of "executions", kept for scripts
         "updated_at": info.updated_at, "created_at": info.created_at,
         "purpose": info.purpose, "waiting_for": (info.pending or {}).get("kind"),
         "owner": info.owner, "stalled": stalled(info), "parent": info.parent,
@@ -131,7 +132,7 @@ def runs_table(infos: list[RunInfo], width: int) -> Table:
         rows.append([literal(info.run_id), literal(info.flow or "-"), status,
                      literal(info.current_node or "-"), literal(str(info.current_step)),
                      literal(relative_time(info.updated_at, now)), literal(info.purpose or "")])
-    names = ("id", "flow", "status", "current node", "steps", "updated", "purpose")
+    names = ("id", "flow", "status", "current node", "executions", "updated", "purpose")
     caps = (None, 24, None, 20, None, None, None)
     widths = [max([len(names[i])] + [row[i].cell_len for row in rows]) for i in range(len(names))]
     widths = [min(w, cap) if cap else w for w, cap in zip(widths, caps, strict=True)]
@@ -142,7 +143,7 @@ def runs_table(infos: list[RunInfo], width: int) -> Table:
     for i in range(keep):
         table.add_column(names[i], width=widths[i], no_wrap=i != 0,
                          overflow="fold" if i == 0 else "ellipsis",
-                         justify="right" if names[i] == "steps" else "left")
+                         justify="right" if names[i] == "executions" else "left")
     for row in rows:
         table.add_row(*row[:keep])
     return table
@@ -161,7 +162,8 @@ def print_state(console: Console, state: RunState, info: RunInfo | None,
     field("flow", f"{state.flow or '-'}  ({state.flow_ref or 'no importable reference'})")
     if state.purpose:
         field("purpose", state.purpose)
-    field("current node", f"{state.current_node or '-'}  (step {state.current_step})")
+    field("current node", f"{state.current_node or '-'}  (after node execution "
+                          f"{state.current_step})")
     field("updated", f"{relative_time(state.updated_at)}  "
                      f"({time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(state.updated_at))})")
     if info is not None:
@@ -169,7 +171,8 @@ def print_state(console: Console, state: RunState, info: RunInfo | None,
         if info.cancel_requested and state.status is RunStatus.RUNNING:
             field("cancel", "requested: stops at the next node boundary")
     if state.parent:
-        field("forked from", f"{state.parent.get('run_id')} at step {state.parent.get('step')}")
+        field("forked from", f"{state.parent.get('run_id')} after node execution "
+                             f"{state.parent.get('step')}")
     field("completed", " → ".join(state.completed_nodes) or "none yet")
     if usage is not None:
         field("model usage", usage_text(usage))

@@ -27,7 +27,8 @@ def test_newcomer_runs_the_demo_and_inspects_it(cli) -> None:
     assert "first" in runs.stdout and "incident-triage" in runs.stdout
     assert "completed" in runs.stdout and "ago" in runs.stdout
     rows = json.loads(cli.ok("runs", "--json").stdout)
-    assert [(r["run_id"], r["status"], r["steps"]) for r in rows] == [("first", "completed", 5)]
+    assert [(r["run_id"], r["status"], r["executions"], r["steps"]) for r in rows] == [
+        ("first", "completed", 5, 5)]
 
     show = cli.ok("show", "first")
     assert "completed" in show.stdout
