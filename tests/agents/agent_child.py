@@ -12,14 +12,14 @@ import sys
 
 from agent_flows import FLOWS
 
-from purpose_agent import SQLiteCheckpointer
+from purpose_agent.runtime.checkpoint import open_checkpointer
 
 
 def main() -> int:
     action, flow_name, db, run_id = sys.argv[1:5]
     extra = json.loads(sys.argv[5]) if len(sys.argv) > 5 else None
     flow = FLOWS[flow_name]
-    cp = SQLiteCheckpointer(db)
+    cp = open_checkpointer(db)  # a SQLite file or a store URL (PostgreSQL too)
     if action == "run":
         state = flow.run(extra or {}, checkpointer=cp, run_id=run_id)
     else:

@@ -6,12 +6,12 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from purpose_agent import SQLiteCheckpointer
 from purpose_agent.agents.testing import AnthropicTestServer, OpenAICompatibleTestServer
+from purpose_agent.runtime.checkpoint import BaseCheckpointer, open_checkpointer
 
 HERE = Path(__file__).parent
 CHILD = HERE / "agent_child.py"
@@ -20,13 +20,14 @@ API_KEY = "pa-test-key-7f3a9c21e5d84b06"  # not token-shaped: only explicit reda
 
 @dataclass
 class Child:
-    """Runs agent_child.py in a fresh interpreter, against one SQLite file and server
-    (an OpenAI-compatible one for the ``support`` flow, an Anthropic one for
-    ``support_claude``)."""
+    """Runs agent_child.py in a fresh interpreter, against one store (``db``: a SQLite
+    file or a store URL, PostgreSQL included) and server (an OpenAI-compatible one for
+    the ``support`` flow, an Anthropic one for ``support_claude``)."""
 
-    db: Path
+    db: Path | str
     effects: Path
     server: OpenAICompatibleTestServer | AnthropicTestServer
+    _store: BaseCheckpointer | None = field(default=None, init=False, repr=False)
 
     def __call__(self, action: str, run_id: str, extra: Any = None, *, flow: str = "support",
                  kill_at: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -46,8 +47,16 @@ class Child:
     def effects_lines(self) -> list[str]:
         return self.effects.read_text().splitlines() if self.effects.exists() else []
 
-    def store(self) -> SQLiteCheckpointer:
-        return SQLiteCheckpointer(str(self.db))
+    def store(self) -> BaseCheckpointer:
+        """The test's own handle on the child's store (one, closed by the fixture)."""
+        if self._store is None:
+            self._store = open_checkpointer(str(self.db))
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
 
 def result_of(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -55,6 +64,6 @@ def result_of(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def kinds(store: SQLiteCheckpointer, run_id: str, kind: str) -> list[dict[str, Any]]:
+def kinds(store: BaseCheckpointer, run_id: str, kind: str) -> list[dict[str, Any]]:
     """The payloads of a run's events of one kind, in seq order."""
     return [e.payload for e in store.list_events(run_id) if str(e.kind) == kind]

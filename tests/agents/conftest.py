@@ -1,5 +1,6 @@
 """Fixtures for the agent tests: a real OpenAI-compatible server on 127.0.0.1, real
-SQLite files, and real child processes that import tests/agents/agent_flows.py."""
+SQLite files and a real PostgreSQL, and real child processes that import
+tests/agents/agent_flows.py."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ def server() -> Iterator[OpenAICompatibleTestServer]:
         yield srv
 
 
-@pytest.fixture
-def child(tmp_path: Path, server: OpenAICompatibleTestServer) -> Child:
-    return Child(tmp_path / "runs.db", tmp_path / "effects.log", server)
+@pytest.fixture(params=["sqlite", "postgres"])
+def child(request: pytest.FixtureRequest, tmp_path: Path,
+          server: OpenAICompatibleTestServer) -> Iterator[Child]:
+    """A child process on a SQLite file, or on the session's PostgreSQL server."""
+    if request.param == "postgres":  # tests/conftest.py: skipped locally, required in CI
+        runner = Child(request.getfixturevalue("pg_url"), tmp_path / "effects.log", server)
+    else:
+        runner = Child(tmp_path / "runs.db", tmp_path / "effects.log", server)
+    yield runner
+    runner.close()

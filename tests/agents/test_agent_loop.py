@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from agent_helpers import API_KEY, kinds
 
-from purpose_agent import END, Flow, SQLiteCheckpointer
+from purpose_agent import END, Flow
 from purpose_agent.agents import Agent, OpenAIModel, ToolError, tool
 from purpose_agent.agents.testing import OpenAICompatibleTestServer, tool_call
+from purpose_agent.runtime.checkpoint import BaseCheckpointer, open_checkpointer
 
 calls: list[dict[str, Any]] = []
 
@@ -40,14 +42,18 @@ def _flow(server: OpenAICompatibleTestServer, **agent_options: Any) -> Flow:
     return flow
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> SQLiteCheckpointer:
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseCheckpointer]:
+    """A SQLite file, or the session's PostgreSQL server (tests/conftest.py)."""
     calls.clear()
-    return SQLiteCheckpointer(str(tmp_path / "runs.db"))
+    url = (request.getfixturevalue("pg_url") if request.param == "postgres"
+           else f"sqlite:///{tmp_path}/runs.db")
+    with open_checkpointer(url) as cp:
+        yield cp
 
 
 def test_two_turn_tool_loop(server: OpenAICompatibleTestServer,
-                            store: SQLiteCheckpointer) -> None:
+                            store: BaseCheckpointer) -> None:
     server.add({"tool_calls": [tool_call("get_weather", city="Paris")],
                 "usage": {"input_tokens": 40, "output_tokens": 7}},
                {"content": "It is 21 degrees in Paris.",
@@ -107,7 +113,7 @@ def test_two_turn_tool_loop(server: OpenAICompatibleTestServer,
     tool_call("launch_rockets", target="moon"),        # no such tool
 ], ids=["wrong-type", "unknown-arg", "broken-json", "not-object", "nan", "unknown-tool"])
 def test_invalid_tool_calls_go_back_to_the_model_and_the_run_completes(
-        server: OpenAICompatibleTestServer, store: SQLiteCheckpointer,
+        server: OpenAICompatibleTestServer, store: BaseCheckpointer,
         bad_call: dict[str, Any]) -> None:
     server.add({"tool_calls": [bad_call]},
                {"tool_calls": [tool_call("get_weather", city="Paris")]},
@@ -123,7 +129,7 @@ def test_invalid_tool_calls_go_back_to_the_model_and_the_run_completes(
 
 
 def test_tool_error_goes_back_to_the_model(server: OpenAICompatibleTestServer,
-                                           store: SQLiteCheckpointer) -> None:
+                                           store: BaseCheckpointer) -> None:
     server.add({"tool_calls": [tool_call("get_weather", city="Atlantis")]},
                "I could not find Atlantis.")
     state = _flow(server).run({"input": "Weather in Atlantis?"}, checkpointer=store,
@@ -134,7 +140,7 @@ def test_tool_error_goes_back_to_the_model(server: OpenAICompatibleTestServer,
 
 
 def test_no_answer_within_max_turns_fails_the_run_clearly(
-        server: OpenAICompatibleTestServer, store: SQLiteCheckpointer) -> None:
+        server: OpenAICompatibleTestServer, store: BaseCheckpointer) -> None:
     server.add(*[{"tool_calls": [tool_call("get_weather", city="Oslo")]}] * 2)
     state = _flow(server, max_turns=2).run({"input": "Weather?"}, checkpointer=store,
                                            run_id="w-4")

@@ -38,7 +38,7 @@ def lookup(order_id: str) -> str:
     return f"{order_id}: shipped"
 
 
-def _cli(db: Path, *args: str) -> str:
+def _cli(db: Path | str, *args: str) -> str:
     assert SCRIPT, "the purpose-agent script is not installed"
     proc = subprocess.run([SCRIPT, *args, "--db", str(db)], capture_output=True, text=True,
                           timeout=60, env={**os.environ, "COLUMNS": "200"})
