@@ -10,12 +10,12 @@ hands it back to the workers.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from purpose_agent.errors import QueueUnsupported, RunNotFound, RunStateError
 from purpose_agent.flow import operations
 from purpose_agent.flow.engine import MIN_SNAPSHOT_BYTES, Runner
-from purpose_agent.flow.plan import MISSING
+from purpose_agent.flow.plan import MISSING, Plan
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import BaseCheckpointer, validate_run_id
 from purpose_agent.runtime.events import EventKind, PAEvent
@@ -25,28 +25,32 @@ from purpose_agent.runtime.queue import DuplicateEnqueue, make_entry, queue_stor
 from purpose_agent.runtime.redact import summarize
 from purpose_agent.runtime.state import RunState, RunStatus
 
-if TYPE_CHECKING:
-    from purpose_agent.flow.graph import Flow
+
+class Planned(Protocol):
+    """What these functions take of a flow: its validated plan (a :class:`Flow` is one).
+    Not the Flow class itself, so flow/ imports in one direction (graph → queueing)."""
+
+    def _plan(self) -> Plan: ...
 
 
-def enqueue(flow: Flow, cp: BaseCheckpointer, data: dict[str, Any] | None, *,
+def enqueue(flow: Planned, cp: BaseCheckpointer, data: dict[str, Any] | None, *,
             run_id: str | None, queue: str, priority: int, delay: Any,
             dedup_key: str | None) -> str:
     """Journal a QUEUED run of ``flow`` on ``queue`` and return its id (see Flow.enqueue)."""
     if data is not None and not isinstance(data, dict):
         raise TypeError(f"a run's data is a dict, got {type(data).__name__}")
-    entry = make_entry(queue=queue, flow=flow.name, priority=priority, delay=delay,
+    plan = flow._plan()  # a flow that cannot run is refused here, not by a worker
+    entry = make_entry(queue=queue, flow=plan.name, priority=priority, delay=delay,
                        dedup_key=dedup_key)
     queues = queue_store(cp)  # QueueUnsupported before anything is written
-    plan = flow._plan()  # a flow that cannot run is refused here, not by a worker
-    run_id = validate_run_id(run_id or f"{flow.name}-{uuid.uuid4().hex[:12]}")
+    run_id = validate_run_id(run_id or f"{plan.name}-{uuid.uuid4().hex[:12]}")
     text = jsonutil.dumps(data or {}, "$.data")
     data = jsonutil.loads(text)
-    state = RunState(run_id=run_id, status=RunStatus.QUEUED, purpose=flow.purpose,
-                     flow=flow.name, flow_ref=flow.ref, flow_file=flow.ref_file,
+    state = RunState(run_id=run_id, status=RunStatus.QUEUED, purpose=plan.purpose,
+                     flow=plan.name, flow_ref=plan.ref, flow_file=plan.ref_file,
                      current_node=plan.entry, max_steps=plan.max_steps, data=data)
     first = PAEvent(run_id, EventKind.RUN_STARTED, seq=1, payload={
-        "flow": flow.name, "purpose": flow.purpose, "entry": plan.entry,
+        "flow": plan.name, "purpose": plan.purpose, "entry": plan.entry,
         "data": summarize(data, 500), "queue": entry.queue, "priority": entry.priority,
         "delay": entry.delay, "dedup_key": entry.dedup_key})
     snapshot = len(text) >= MIN_SNAPSHOT_BYTES
@@ -60,7 +64,7 @@ def enqueue(flow: Flow, cp: BaseCheckpointer, data: dict[str, Any] | None, *,
     return run_id
 
 
-def take_up(flow: Flow, cp: BaseCheckpointer, lease: Lease, runner_class: type[Runner] = Runner,
+def take_up(flow: Planned, cp: BaseCheckpointer, lease: Lease, runner_class: type[Runner] = Runner,
             **runner_options: Any) -> Runner | None:
     """A Runner for a run whose lease a worker claimed, its ``run.resumed`` committed
     (status RUNNING), or None when there is nothing to advance (the run finished or
@@ -81,7 +85,7 @@ def take_up(flow: Flow, cp: BaseCheckpointer, lease: Lease, runner_class: type[R
     return runner
 
 
-def answer_for_workers(flow: Flow, cp: BaseCheckpointer, run_id: str, *,
+def answer_for_workers(flow: Planned, cp: BaseCheckpointer, run_id: str, *,
                        answer: Any = MISSING, update: dict[str, Any] | None = None,
                        retry_in_doubt: bool = False) -> RunState:
     """Resume a run that came from a queue the way the workers will: journal the answer
