@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -238,7 +239,7 @@ def linear(n: int, is_async: bool) -> Flow:
             def node(ctx: object, i: int = i) -> dict[str, int]:
                 return {"last": i}
             flow.add(node, name=name)
-    for a, b in zip(names, names[1:], strict=False):
+    for a, b in pairwise(names):
         flow.edge(a, b)
     flow.edge(names[-1], END)
     return flow
