@@ -160,14 +160,15 @@ def langgraph(d: Path, c: int, runs: int, mode: str) -> tuple[float, Stamps]:
     from typing_extensions import TypedDict
 
     class State(TypedDict, total=False):
+        run: str
         i: int
 
     stamps = Stamps()
     graph = StateGraph(State)
     names = [f"n{i}" for i in range(NODES)]
     for i, name in enumerate(names):
-        def node(state: Any, config: Any, i: int = i) -> dict[str, Any]:
-            stamps.node(config["configurable"]["thread_id"])
+        def node(state: Any, i: int = i) -> dict[str, Any]:
+            stamps.node(state["run"])
             return {"i": i}
         graph.add_node(name, node)
     graph.add_edge(START, names[0])
@@ -186,7 +187,7 @@ def langgraph(d: Path, c: int, runs: int, mode: str) -> tuple[float, Stamps]:
         app = graph.compile(checkpointer=SqliteSaver(conn))
 
         def one(run: str) -> None:
-            app.invoke({"i": -1}, config(run), durability="sync")
+            app.invoke({"run": run, "i": -1}, config(run), durability="sync")
         in_threads(1, WARM_UP_RUNS, one)
         stamps.by_run.clear()
         return in_threads(c, runs, one), stamps
@@ -199,7 +200,7 @@ def langgraph(d: Path, c: int, runs: int, mode: str) -> tuple[float, Stamps]:
             app = graph.compile(checkpointer=AsyncSqliteSaver(conn))
 
             async def aone(run: str) -> None:
-                await app.ainvoke({"i": -1}, config(run), durability="sync")
+                await app.ainvoke({"run": run, "i": -1}, config(run), durability="sync")
             await in_tasks(1, WARM_UP_RUNS, aone)
             stamps.by_run.clear()
             return await in_tasks(c, runs, aone)
@@ -212,7 +213,7 @@ def dbos(d: Path, c: int, runs: int, mode: str) -> tuple[float, Stamps]:
     from dbos import DBOS, SetWorkflowID
 
     logging.getLogger("dbos").setLevel(logging.WARNING)
-    DBOS(config={"name": "w5", "system_database_url": f"sqlite:///{d / 'dbos.db'}",
+    DBOS(config={"name": "bench-w5", "system_database_url": f"sqlite:///{d / 'dbos.db'}",
                  "run_admin_server": False})
     stamps = Stamps()
 
@@ -381,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
-    lines = report(results, args, time.time() - started)
+    lines = report(results, args, time.time() - started, python)
     print("\n".join(lines))
     if args.out != "-":
         write_section(Path(args.out), lines)

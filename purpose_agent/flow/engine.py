@@ -20,16 +20,14 @@ from typing import Any
 from purpose_agent.errors import (
     LeaseError,
     MaxStepsExceeded,
-    SerializationError,
     StoreError,
 )
+from purpose_agent.flow.completion import completion, encode_update
 from purpose_agent.flow.context import NodeContext, current_context
 from purpose_agent.flow.leases import Heartbeat
-from purpose_agent.flow.plan import END, NodeSpec, Plan
-from purpose_agent.flow.reducers import to_ops
+from purpose_agent.flow.plan import NodeSpec, Plan
 from purpose_agent.flow.signals import Abandoned, InDoubt, LeaseLost, Pause, find_signal
 from purpose_agent.flow.timeouts import Alarm, acall_node, call_node
-from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import (
@@ -38,7 +36,6 @@ from purpose_agent.runtime.journal import (
     Delta,
     Lease,
     StepRecord,
-    apply_ops,
 )
 from purpose_agent.runtime.redact import summarize, traceback_text
 from purpose_agent.runtime.state import RunState, RunStatus
@@ -177,7 +174,7 @@ class Runner:
     def _committed(self, commit: Commit, result: CommitResult) -> None:
         """``commit`` landed (the caller holds _lock)."""
         self.first_seq += len(commit.events)
-        self.buffer = []
+        self.buffer = self.buffer[len(commit.events):]  # events buffered meanwhile stay
         self.released = commit.release
         self.cancel_requested = result.cancel_requested
         if result.snapshot_bytes:
@@ -291,61 +288,25 @@ class Runner:
         The update is checked and encoded before anything changes, as the commit writes
         it; if the commit fails all the same, the run is what its last durable commit
         says (reloaded from the store), still at this node (DESIGN rule 1)."""
-        ops, ops_json = self._encoded(spec, update)
+        ops, ops_json = encode_update(self.flow, self.state, spec, update)
         mark = self.mark()
         try:
-            self.commit(**self._completion(spec, ctx, update or {}, ops, ops_json))
+            self.commit(**completion(self.flow, self.state, spec, ctx, ops, ops_json,
+                                     self.event))
         except BaseException:
             self.rewind(mark, spec.name)
             raise
 
     async def acomplete(self, spec: NodeSpec, ctx: NodeContext, update: Any) -> None:
         """:meth:`complete` from the async driver (the loop is not held by the commit)."""
-        ops, ops_json = self._encoded(spec, update)
+        ops, ops_json = encode_update(self.flow, self.state, spec, update)
         mark = self.mark()
         try:
-            await self.acommit(**self._completion(spec, ctx, update or {}, ops, ops_json))
+            await self.acommit(**completion(self.flow, self.state, spec, ctx, ops, ops_json,
+                                            self.event))
         except BaseException:
             self.rewind(mark, spec.name)
             raise
-
-    def _encoded(self, spec: NodeSpec, update: Any) -> tuple[dict[str, Any], str]:
-        """The node's update as journal operations, and their JSON (checked)."""
-        if update is None:
-            update = {}
-        if not isinstance(update, dict):
-            raise TypeError(f"node {spec.name!r} returned a {type(update).__name__}; a node "
-                            "returns a dict of updates to the run data, or None")
-        path = f"$.update[{spec.name}]"
-        if self.flow.has_callable_reducers:  # they see the update: refuse non-JSON first
-            jsonutil.check(update, path, depth=2)
-        ops = to_ops(update, self.state.data, self.flow.reducers)
-        try:
-            # As deep as the journal holds them ({"ops": {key: [op, value]}}): the very
-            # text the commit writes, so the commit cannot refuse what passed here.
-            return ops, jsonutil.dumps(ops, path, depth=1)
-        except SerializationError:
-            jsonutil.check(update, path, depth=2)  # to name the key as the node returned it
-            raise
-
-    def _completion(self, spec: NodeSpec, ctx: NodeContext, update: dict[str, Any],
-                    ops: dict[str, Any], ops_json: str) -> dict[str, Any]:
-        """Apply the node's completion to the state in memory and buffer its events;
-        what to commit (the caller rewinds if anything fails)."""
-        state = self.state
-        apply_ops(state.data, ops)
-        nxt = self.flow.next_after(spec.name, state.data)
-        state.current_step += 1
-        node_state = state.mark_node_completed(spec.name)
-        state.current_node = None if nxt == END else nxt
-        self.event(EventKind.NODE_COMPLETED, spec.name, execution=state.current_step,
-                   updated=sorted(update), next=nxt, replayed_steps=ctx.replayed)
-        done = nxt == END
-        if done:
-            state.status = RunStatus.COMPLETED
-            self.event(EventKind.RUN_FINISHED, None, executions=state.current_step)
-        return {"delta": Delta(ops, spec.name, node_state.to_dict(), ops_json=ops_json),
-                "release": done}
 
     def mark(self) -> tuple[int, int]:
         """Where the buffer stands before an operation that may fail (see rewind)."""

@@ -35,14 +35,16 @@ log = logging.getLogger("purpose_agent")
 class Pending:
     """One commit waiting in the queue, and then its outcome."""
 
-    __slots__ = ("done", "error", "future", "loop", "prepared", "result", "run_id", "wake")
+    __slots__ = ("done", "error", "future", "loop", "prepared", "result", "run_id", "thread",
+                 "wake")
 
     def __init__(self, run_id: str, prepared: Any) -> None:
         self.run_id, self.prepared = run_id, prepared
         self.result: CommitResult | None = None
         self.error: BaseException | None = None
         self.done = False
-        self.wake: threading.Lock | None = None  # a waiting thread's: released to wake it
+        self.wake: threading.Event | None = None  # a waiting thread's: set to wake it
+        self.thread = threading.get_ident()
         self.loop: asyncio.AbstractEventLoop | None = None  # an awaiting task's
         self.future: asyncio.Future[None] | None = None
 
@@ -67,6 +69,7 @@ class GroupCommit:
         self._mutex = threading.Lock()
         self._queue: list[Pending] = []
         self._leading = False
+        self._leader: int | None = None  # the leading thread (None: the writer thread)
         self._writer: threading.Thread | None = None
         self._writer_wake = threading.Semaphore(0)
         self.batches = self.commits = self.largest = 0
@@ -74,32 +77,34 @@ class GroupCommit:
     def commit(self, run_id: str, prepared: Any) -> CommitResult:
         """Write ``prepared`` (with whatever else is queued); its result once durable."""
         item = Pending(run_id, prepared)
+        me = threading.get_ident()
         with self._mutex:
             self._queue.append(item)
-            lead = not self._leading
+            # A lead that this very thread holds was cut short by an exception a signal
+            # handler raised at a point no cleanup covers: nobody else will write the
+            # queue, so this thread takes it up again.
+            lead = not self._leading or self._leader == me
             if lead:
-                self._leading = True
+                self._leading, self._leader = True, me
             else:
-                item.wake = wake = threading.Lock()
-                wake.acquire()
-        interrupted: BaseException | None = None
-        if not lead:
-            # Released by a leader: once the commit is written, or to make this thread
-            # lead. An exception raised meanwhile by a signal handler (Ctrl-C) waits for
-            # that: a successor that left would leave every later commit hanging, and its
-            # caller would go on while its commit may still land.
-            while True:
-                try:
-                    wake.acquire()
-                    break
-                except BaseException as exc:
-                    interrupted = exc
-            if not item.done:
-                self._lead()
-            if interrupted is not None:
-                raise interrupted
+                item.wake = wake = threading.Event()
+        if lead:
+            self._lead()
             return item.outcome()
-        self._lead()
+        # Set by a leader: once the commit is written, or to make this thread lead. An
+        # exception raised meanwhile by a signal handler (Ctrl-C) waits for that: a
+        # successor that left would leave the commits after it hanging, and its caller
+        # would go on while its commit may still land.
+        interrupted: BaseException | None = None
+        while not wake.is_set():
+            try:
+                wake.wait()
+            except BaseException as exc:
+                interrupted = exc
+        if not item.done:
+            self._lead()
+        if interrupted is not None:
+            raise interrupted
         return item.outcome()
 
     async def acommit(self, run_id: str, prepared: Any) -> CommitResult:
@@ -115,7 +120,7 @@ class GroupCommit:
             self._queue.append(item)
             start = not self._leading
             if start:
-                self._leading = True
+                self._leading, self._leader = True, None
         if start:
             self._wake_writer()
         cancelled = False
@@ -131,9 +136,10 @@ class GroupCommit:
     # ── leading ─────────────────────────────────────────────────────────────────
     def _lead(self) -> None:
         """Write everything queued now as one batch, then hand the lead on."""
-        with self._mutex:
-            batch, self._queue = self._queue, []
+        batch: list[Pending] = []
         try:
+            with self._mutex:
+                batch, self._queue = self._queue, []
             self._write_batch(batch)
         except BaseException as exc:
             # A KeyboardInterrupt (or a bug) in the leader: no waiter may hang, and none
@@ -141,31 +147,36 @@ class GroupCommit:
             for item in batch:
                 if item.error is None and item.result is None:
                     item.error = StoreError(
-                        f"{self._name}: the write of this commit was interrupted in another "
-                        f"thread ({type(exc).__name__}); it may or may not have landed: "
-                        "read the run back before going on")
+                        f"{self._name}: the write of this commit was interrupted "
+                        f"({type(exc).__name__}); it may or may not have landed: read "
+                        "the run back before going on")
             raise
         finally:
             self._finish(batch)
 
     def _finish(self, batch: list[Pending]) -> None:
+        """Hand the lead on first (a waiter left without a leader would hang), then tell
+        the batch's callers."""
+        successor = None
         with self._mutex:
-            self.batches += 1
-            self.commits += len(batch)
-            self.largest = max(self.largest, len(batch))
             for item in batch:
                 item.done = True
-            successor = None
             if self._queue:
                 successor = next((i for i in self._queue if i.wake is not None), None)
+                self._leader = None if successor is None else successor.thread
                 if successor is None:  # only tasks wait: the writer thread leads for them
                     self._wake_writer()
             else:
-                self._leading = False
+                self._leading, self._leader = False, None
+            self.batches += 1
+            self.commits += len(batch)
+            self.largest = max(self.largest, len(batch))
+        if successor is not None and successor.wake is not None:
+            successor.wake.set()  # not done: it wakes up as the leader
         by_loop: dict[asyncio.AbstractEventLoop, list[Pending]] = {}
         for item in batch:
             if item.wake is not None:
-                item.wake.release()
+                item.wake.set()
             elif item.loop is not None:
                 by_loop.setdefault(item.loop, []).append(item)
         for loop, items in by_loop.items():
@@ -173,8 +184,6 @@ class GroupCommit:
                 loop.call_soon_threadsafe(_resolve, items)
             except RuntimeError:
                 pass  # the loop is closed: nobody awaits these any more
-        if successor is not None and successor.wake is not None:
-            successor.wake.release()  # not done: it wakes up as the leader
 
     def _wake_writer(self) -> None:
         if self._writer is None:
