@@ -24,6 +24,9 @@ Workloads:
       ms per node of the last 100 over the first 100 (timestamps taken inside the
       nodes), and bytes on disk per node (database + WAL, after the store is closed)
   W4  one node making 100 durable steps: ms per step
+  W5  C = 1, 8, 32, 128 concurrent runs of a 20-node flow in one process (threads and
+      asyncio): aggregate nodes/s, fsyncs per node, p50/p99 node latency; measured by
+      bench/concurrency.py (run from here, or alone: ``python -m bench.concurrency``)
 
 This file is also the worker: ``--worker SYSTEM`` runs one system's workload and prints
 one JSON line. The top level imports the standard library only, so the worker runs in
@@ -686,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"),
                         help="where to write the Markdown report ('-' for none)")
     parser.add_argument("--only", action="append", default=None,
-                        help="run only this workload (W1..W4); repeatable")
+                        help="run only this workload (W1..W5); repeatable")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--workload", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -714,10 +717,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{workload} n={n} {system} ...", file=sys.stderr, flush=True)
             results[(workload, n, system)] = run_worker(exe, system, workload, n, reps,
                                                         timeout=300)
-    lines = table(results, problems)
-    print("\n".join(lines))
-    if args.out != "-":
-        write_report(Path(args.out), lines, python, args.quick, time.time() - started)
+    if results:
+        lines = table(results, problems)
+        print("\n".join(lines))
+        if args.out != "-":
+            write_report(Path(args.out), lines, python, args.quick, time.time() - started)
+    if not args.only or "W5" in args.only:  # its own module, its own section of the report
+        subprocess.run([sys.executable, "-m", "bench.concurrency", "--out", args.out]
+                       + (["--quick"] if args.quick else []), cwd=str(ROOT),
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
     shutil.rmtree(PEERS / "tmp", ignore_errors=True)
     return 0
 

@@ -20,19 +20,23 @@ from typing import Any
 from purpose_agent.errors import (
     LeaseError,
     MaxStepsExceeded,
-    SerializationError,
     StoreError,
 )
+from purpose_agent.flow.completion import completion, encode_update
 from purpose_agent.flow.context import NodeContext, current_context
 from purpose_agent.flow.leases import Heartbeat
-from purpose_agent.flow.plan import END, NodeSpec, Plan
-from purpose_agent.flow.reducers import to_ops
+from purpose_agent.flow.plan import NodeSpec, Plan
 from purpose_agent.flow.signals import Abandoned, InDoubt, LeaseLost, Pause, find_signal
 from purpose_agent.flow.timeouts import Alarm, acall_node, call_node
-from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind, PAEvent
-from purpose_agent.runtime.journal import Commit, Delta, Lease, StepRecord, apply_ops
+from purpose_agent.runtime.journal import (
+    Commit,
+    CommitResult,
+    Delta,
+    Lease,
+    StepRecord,
+)
 from purpose_agent.runtime.redact import summarize, traceback_text
 from purpose_agent.runtime.state import RunState, RunStatus
 
@@ -81,6 +85,7 @@ class Runner:
         # or commit anything once its driver has moved on.
         self._lock = threading.Lock()
         self.writing = False  # a store write is under way: a timeout waits for its end
+        self.in_flight = False  # an async commit is being written: nothing else may commit
         self.alarm: Alarm | None = None  # the SIGALRM timeout of the attempt under way
         self.cancel_requested = False
         self.lease_lost = False
@@ -117,33 +122,65 @@ class Runner:
         """One atomic store write of the buffered events and what is given. A node's
         timeout never lands inside it: one due meanwhile is raised once it has returned."""
         with self._lock:
-            self._check_attempt()
-            if self.lease_lost:
-                raise LeaseLost(self.lease_lost_reason or self.state.run_id)
-            if snapshot is None:
-                snapshot = state and self.delta_bytes >= max(
-                    SNAPSHOT_RATIO * self.snapshot_bytes, MIN_SNAPSHOT_BYTES)
-            commit = Commit(events=self.buffer, state=self.state if state else None,
-                            delta=delta, snapshot=snapshot, steps=steps or [],
-                            fence=self.lease.fence, release=release)
+            commit = self._commit_of(state, delta, steps, release, snapshot)
             self.writing = True
             try:
                 try:
                     result = self.cp.commit(self.state.run_id, commit)
                 except LeaseError as exc:
                     raise LeaseLost(f"{exc}; the run is being advanced elsewhere now") from exc
-                self.first_seq += len(commit.events)
-                self.buffer = []
-                self.released = release
-                self.cancel_requested = result.cancel_requested
-                if result.snapshot_bytes:
-                    self.snapshot_bytes, self.delta_bytes = result.snapshot_bytes, 0
-                else:
-                    self.delta_bytes += result.delta_bytes
+                self._committed(commit, result)
             finally:
                 self.writing = False
             if self.alarm is not None:
                 self.alarm.deliver()
+
+    async def acommit(self, *, state: bool = True, delta: Delta | None = None,
+                      release: bool = False) -> None:
+        """:meth:`commit` from the async driver, between nodes: the event loop runs other
+        tasks while the commit is made durable (see BaseCheckpointer.acommit)."""
+        with self._lock:
+            commit = self._commit_of(state, delta, None, release, None)
+            self.in_flight = True
+        try:
+            try:
+                result = await self.cp.acommit(self.state.run_id, commit)
+            except LeaseError as exc:
+                raise LeaseLost(f"{exc}; the run is being advanced elsewhere now") from exc
+            with self._lock:
+                self._committed(commit, result)
+        finally:
+            self.in_flight = False
+
+    def _commit_of(self, state: bool, delta: Delta | None, steps: list[StepRecord] | None,
+                   release: bool, snapshot: bool | None) -> Commit:
+        """The commit of the buffered events and what is given (the caller holds _lock)."""
+        self._check_attempt()
+        if self.lease_lost:
+            raise LeaseLost(self.lease_lost_reason or self.state.run_id)
+        if self.in_flight:
+            # Only a task a node started and left running can get here: what it would
+            # commit cannot be ordered after the commit under way.
+            raise RuntimeError(f"run {self.state.run_id!r}: a step or event was committed "
+                               "while the run's node commit was being written; a task "
+                               "started by a node must end before the node returns")
+        if snapshot is None:
+            snapshot = state and self.delta_bytes >= max(
+                SNAPSHOT_RATIO * self.snapshot_bytes, MIN_SNAPSHOT_BYTES)
+        return Commit(events=list(self.buffer), state=self.state if state else None,
+                      delta=delta, snapshot=snapshot, steps=steps or [],
+                      fence=self.lease.fence, release=release)
+
+    def _committed(self, commit: Commit, result: CommitResult) -> None:
+        """``commit`` landed (the caller holds _lock)."""
+        self.first_seq += len(commit.events)
+        self.buffer = self.buffer[len(commit.events):]  # events buffered meanwhile stay
+        self.released = commit.release
+        self.cancel_requested = result.cancel_requested
+        if result.snapshot_bytes:
+            self.snapshot_bytes, self.delta_bytes = result.snapshot_bytes, 0
+        else:
+            self.delta_bytes += result.delta_bytes
 
     def check_lease(self) -> None:
         """Before a node or a step starts: stop (LeaseLost) if the lease is lost, or may be.
@@ -251,38 +288,22 @@ class Runner:
         The update is checked and encoded before anything changes, as the commit writes
         it; if the commit fails all the same, the run is what its last durable commit
         says (reloaded from the store), still at this node (DESIGN rule 1)."""
-        state = self.state
-        if update is None:
-            update = {}
-        if not isinstance(update, dict):
-            raise TypeError(f"node {spec.name!r} returned a {type(update).__name__}; a node "
-                            "returns a dict of updates to the run data, or None")
-        path = f"$.update[{spec.name}]"
-        if self.flow.has_callable_reducers:  # they see the update: refuse non-JSON first
-            jsonutil.check(update, path, depth=2)
-        ops = to_ops(update, state.data, self.flow.reducers)
-        try:
-            # As deep as the journal holds them ({"ops": {key: [op, value]}}): the very
-            # text the commit writes, so the commit cannot refuse what passed here.
-            ops_json = jsonutil.dumps(ops, path, depth=1)
-        except SerializationError:
-            jsonutil.check(update, path, depth=2)  # to name the key as the node returned it
-            raise
+        ops, ops_json = encode_update(self.flow, self.state, spec, update)
         mark = self.mark()
         try:
-            apply_ops(state.data, ops)
-            nxt = self.flow.next_after(spec.name, state.data)
-            state.current_step += 1
-            node_state = state.mark_node_completed(spec.name)
-            state.current_node = None if nxt == END else nxt
-            self.event(EventKind.NODE_COMPLETED, spec.name, execution=state.current_step,
-                       updated=sorted(update), next=nxt, replayed_steps=ctx.replayed)
-            done = nxt == END
-            if done:
-                state.status = RunStatus.COMPLETED
-                self.event(EventKind.RUN_FINISHED, None, executions=state.current_step)
-            self.commit(delta=Delta(ops, spec.name, node_state.to_dict(), ops_json=ops_json),
-                        release=done)
+            self.commit(**completion(self.flow, self.state, spec, ctx, ops, ops_json,
+                                     self.event))
+        except BaseException:
+            self.rewind(mark, spec.name)
+            raise
+
+    async def acomplete(self, spec: NodeSpec, ctx: NodeContext, update: Any) -> None:
+        """:meth:`complete` from the async driver (the loop is not held by the commit)."""
+        ops, ops_json = encode_update(self.flow, self.state, spec, update)
+        mark = self.mark()
+        try:
+            await self.acommit(**completion(self.flow, self.state, spec, ctx, ops, ops_json,
+                                            self.event))
         except BaseException:
             self.rewind(mark, spec.name)
             raise
@@ -410,7 +431,7 @@ class Runner:
                         except BaseException as exc:
                             outcome = self.node_raised(spec, ctx, attempt, exc)
                         else:
-                            outcome = self.node_returned(spec, ctx, attempt, update)
+                            outcome = await self.anode_returned(spec, ctx, attempt, update)
                         if outcome is _Outcome.NEXT:
                             break
                         if outcome is _Outcome.STOP:
@@ -432,6 +453,17 @@ class Runner:
         try:
             self.complete(spec, ctx, update)
         except BaseException as exc:  # refused update, routing error, store error
+            return self.node_raised(spec, ctx, attempt, exc)
+        return NEXT
+
+    async def anode_returned(self, spec: NodeSpec, ctx: NodeContext, attempt: int,
+                             update: Any) -> float | _Outcome:
+        """:meth:`node_returned` from the async driver."""
+        if ctx._pause is not None:
+            return self.paused(ctx, ctx._pause, "returned normally")
+        try:
+            await self.acomplete(spec, ctx, update)
+        except BaseException as exc:
             return self.node_raised(spec, ctx, attempt, exc)
         return NEXT
 

@@ -270,7 +270,7 @@ class Flow:
         cp = _store(checkpointer)
         run_id = validate_run_id(run_id or f"{self.name}-{uuid.uuid4().hex[:12]}")
         with driver() as owner:
-            runner = operations.start(self._plan(), data, cp, run_id, session_id, owner)
+            runner = await operations.astart(self._plan(), data, cp, run_id, session_id, owner)
             return await _adrive(runner.adrive)
 
     def resume(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None,

@@ -33,6 +33,26 @@ from purpose_agent.runtime.state import RunState, RunStatus
 
 def start(flow: Plan, data: dict[str, Any] | None, cp: BaseCheckpointer, run_id: str,
           session_id: str | None, owner: str) -> Runner:
+    state, commit = _first_commit(flow, data, run_id, session_id, owner)
+    result = cp.commit(run_id, commit)
+    assert result.lease is not None
+    return Runner(flow, cp, state, result.lease, snapshot_bytes=result.snapshot_bytes,
+                  reload_steps=False)
+
+
+async def astart(flow: Plan, data: dict[str, Any] | None, cp: BaseCheckpointer, run_id: str,
+                 session_id: str | None, owner: str) -> Runner:
+    """:func:`start` for ``arun``: the event loop is not held by the first commit."""
+    state, commit = _first_commit(flow, data, run_id, session_id, owner)
+    result = await cp.acommit(run_id, commit)
+    assert result.lease is not None
+    return Runner(flow, cp, state, result.lease, snapshot_bytes=result.snapshot_bytes,
+                  reload_steps=False)
+
+
+def _first_commit(flow: Plan, data: dict[str, Any] | None, run_id: str,
+                  session_id: str | None, owner: str) -> tuple[RunState, Commit]:
+    """A new run's state and the commit that creates it, lease included."""
     if data is not None and not isinstance(data, dict):
         raise TypeError(f"a run's data is a dict, got {type(data).__name__}")
     # A copy: the run's lists grow in place, and must not be the caller's own.
@@ -49,12 +69,8 @@ def start(flow: Plan, data: dict[str, Any] | None, cp: BaseCheckpointer, run_id:
     # of the snapshots table, somewhere in its B-tree.
     snapshot = len(text) >= MIN_SNAPSHOT_BYTES
     ops = {} if snapshot else {key: ["set", value] for key, value in data.items()}
-    result = cp.commit(run_id, Commit(events=[first], state=state, delta=Delta(ops),
-                                      snapshot=snapshot, create=True,
-                                      acquire=(owner, flow.lease_ttl)))
-    assert result.lease is not None
-    return Runner(flow, cp, state, result.lease, snapshot_bytes=result.snapshot_bytes,
-                  reload_steps=False)
+    return state, Commit(events=[first], state=state, delta=Delta(ops), snapshot=snapshot,
+                         create=True, acquire=(owner, flow.lease_ttl))
 
 
 def resume(flow: Plan, cp: BaseCheckpointer, run_id: str, owner: str, *, answer: Any,

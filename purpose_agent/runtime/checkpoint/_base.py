@@ -14,6 +14,7 @@ when it is opened, not in the middle of a run.
 
 from __future__ import annotations
 
+import asyncio
 import operator
 import time
 from abc import ABC, abstractmethod
@@ -212,6 +213,33 @@ class BaseCheckpointer(ABC):
         if commit.state is not None:
             commit.state.updated_at = now
         return result
+
+    async def acommit(self, run_id: str, commit: Commit) -> CommitResult:
+        """:meth:`commit` for a task: durable when the await returns, and the event loop
+        is not held while it is made durable (other tasks run meanwhile). The same
+        errors, raised the same way."""
+        now = time.time()
+        result = await self._awrite(run_id, prepare(run_id, commit, now=now))
+        if commit.state is not None:
+            commit.state.updated_at = now
+        return result
+
+    async def _awrite(self, run_id: str, prepared: PreparedCommit) -> CommitResult:
+        """:meth:`_write` without holding the event loop: in a thread of the loop's
+        default executor. A store with a way of its own (a group commit, no I/O at all)
+        overrides it. A cancelled task still waits for the write to end, so the store
+        is as the write left it once the cancellation is seen."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(None, self._write, run_id, prepared)
+        cancelled = False
+        while not future.done():
+            try:
+                await asyncio.shield(future)
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        return future.result()
 
     def load_at(self, run_id: str, step: int) -> RunState | None:
         """The state right after node execution number ``step`` committed (0: the start),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +257,70 @@ class Transaction:
             self.lock.release()
         if exc is not None and kind is None:
             raise exc
+
+
+def write_batch(db: sqlite3.Connection, lock: threading.RLock, path: Path,
+                batch: list[Any], apply: Callable[[sqlite3.Connection, str, Any], Any]) -> None:
+    """Write a group commit's ``batch`` (``Pending`` items) in one ``BEGIN IMMEDIATE`` …
+    ``COMMIT``: one fsync for all of them. Sets each item's ``result`` (``apply``'s) or
+    ``error``; raises only what is no commit's own failure (a KeyboardInterrupt), after
+    rolling back.
+
+    Each commit runs inside a SAVEPOINT of its own, so one that is refused (a stale
+    fence, a seq conflict, a run that exists) is rolled back alone and its neighbours
+    still commit. (A batch of one needs none: its failure rolls the transaction back.)
+    When SQLite rolls the whole transaction back by itself (a full disk, an I/O error)
+    or the COMMIT fails, every commit of the batch fails with that error: none landed.
+    """
+    with lock:
+        try:
+            if db.in_transaction:  # left open by a use cut short by a signal: never committed
+                db.execute("ROLLBACK")
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            _fail_all(db, batch, _caused(exc, path))
+            return
+        isolate = len(batch) > 1
+        try:
+            for item in batch:
+                if isolate:
+                    db.execute("SAVEPOINT one_commit")
+                try:
+                    item.result = apply(db, item.run_id, item.prepared)
+                except Exception as exc:
+                    item.error = _caused(exc, path) if isinstance(exc, sqlite3.Error) else exc
+                    if not db.in_transaction:  # SQLite gave the whole transaction up
+                        _fail_all(db, batch, item.error)
+                        return
+                    db.execute("ROLLBACK TO one_commit" if isolate else "ROLLBACK")
+                if isolate:
+                    db.execute("RELEASE one_commit")
+            if db.in_transaction:
+                db.execute("COMMIT")  # the fsync that makes every commit of it durable
+        except BaseException as exc:
+            error = _caused(exc, path) if isinstance(exc, sqlite3.Error) else StoreError(
+                f"SQLite store {str(path)!r}: writing this commit was interrupted "
+                f"({type(exc).__name__}); nothing of it was written")
+            _fail_all(db, batch, error)
+            if not isinstance(exc, sqlite3.Error):
+                raise
+
+
+def _caused(exc: sqlite3.Error, path: Path) -> StoreError:
+    """StoreError for ``exc`` (its cause), as ``raise ... from exc`` would make it."""
+    error = store_error(exc, path)
+    error.__cause__ = exc
+    return error
+
+
+def _fail_all(db: sqlite3.Connection, batch: list[Any], error: BaseException) -> None:
+    """Nothing of ``batch`` landed: roll back what is left of it, every commit that had
+    succeeded inside it fails with ``error``."""
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+    for item in batch:
+        if item.error is None or item.result is not None:
+            item.result, item.error = None, error
 
 
 def enable_wal(db: sqlite3.Connection, busy_timeout: float) -> None:

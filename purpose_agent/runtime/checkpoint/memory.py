@@ -47,6 +47,9 @@ class InMemoryCheckpointer(BaseCheckpointer):
         self._runs: dict[str, _Run] = {}
         self._lock = threading.RLock()
 
+    async def _awrite(self, run_id: str, p: PreparedCommit) -> CommitResult:
+        return self._write(run_id, p)  # no I/O: nothing to take off the event loop
+
     def _write(self, run_id: str, p: PreparedCommit) -> CommitResult:
         with self._lock:
             run = self._runs.get(run_id)

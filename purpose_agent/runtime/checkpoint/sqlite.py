@@ -20,6 +20,7 @@ from typing import Any, Literal
 from purpose_agent.errors import StoreError
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
+from purpose_agent.runtime.checkpoint._group_commit import GroupCommit, Pending
 from purpose_agent.runtime.checkpoint._integrity import checked_header, corrupted, decode_all
 from purpose_agent.runtime.checkpoint._prepare import (
     Held,
@@ -43,6 +44,7 @@ from purpose_agent.runtime.checkpoint._sqlite_db import (
     row_name,
     span,
     store_error,
+    write_batch,
 )
 from purpose_agent.runtime.events import PAEvent
 from purpose_agent.runtime.journal import CommitResult, RunInfo
@@ -87,6 +89,7 @@ class SQLiteCheckpointer(BaseCheckpointer):
         self.synchronous = str(synchronous).upper()
         self.read_only = read_only
         self._lock = threading.RLock()
+        self._group = GroupCommit(self._write_batch, f"SQLite store {str(self.path)!r}")
         if read_only:
             # Readers (listings, inspection) never create, upgrade or change a file.
             try:
@@ -150,46 +153,60 @@ class SQLiteCheckpointer(BaseCheckpointer):
 
     # ── writes ──────────────────────────────────────────────────────────────────
     def _write(self, run_id: str, p: PreparedCommit) -> CommitResult:
-        with self._tx() as db:
-            if p.enqueue is not None:
-                insert_entry(db, run_id, p.enqueue)
-            # A run to create is looked up by its INSERT alone (run_id is UNIQUE).
-            tip = None if p.create else db.execute(_TIP, (run_id,)).fetchone()
-            if tip is None and p.must_exist:
-                raise self._not_found(run_id)
-            if tip is None:
-                header = p.header or minimal_header(run_id)
-                num, status, fence, owner, expires, cancel = None, header["status"], 0, None, None, 0
-                last_seq = version = pos = 0
-            else:
-                num, status, fence, owner, expires, cancel, last_seq, version, pos = tip
-                last_seq, version = last_seq or 0, version or 0
-                pos = pos - (num << POS_BITS) if pos is not None else 0
-            held = p.lease_after(run_id, Held(owner, expires, fence), time.time())
-            if num is None:  # a new run: its row, lease included, in one statement
-                try:
-                    num = db.execute(
-                        "INSERT INTO runs (run_id, status, updated_at, header, owner, "
-                        "lease_expires_at, fence) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (run_id, header["status"], header["updated_at"],
-                         p.header_json if p.header is not None else jsonutil.dumps(header),
-                         *held),
-                    ).lastrowid
-                except sqlite3.IntegrityError:  # p.create, and the run exists
-                    raise refuse_existing(run_id) from None
-            assert num is not None
-            events = number_events(run_id, p.events, last_seq + 1)
-            next_seq = last_seq + 1 + len(events)
-            if events or p.delta_json is not None or p.steps:
-                pos += 1
-                if p.delta_json is not None:
-                    version += 1
-                    if p.snapshot_json is not None:
-                        db.execute("INSERT INTO snapshots (run_id, version, pos, body) "
-                                   "VALUES (?, ?, ?, ?)", (run_id, version, pos, p.snapshot_json))
-                self._append(db, run_id, num, pos, next_seq, version, events, p)
-            if tip is not None:
-                self._update_row(db, num, status, held, p)
+        """Through the group commit: with the commits other threads and tasks of this
+        process make meanwhile, in one transaction and one fsync (see write_batch)."""
+        self._tx()  # refuses a store opened read_only, before anything is queued
+        return self._group.commit(run_id, p)
+
+    async def _awrite(self, run_id: str, p: PreparedCommit) -> CommitResult:
+        """The same, written by another thread: the event loop goes on meanwhile."""
+        self._tx()
+        return await self._group.acommit(run_id, p)
+
+    def _write_batch(self, batch: list[Pending]) -> None:
+        write_batch(self._db, self._lock, self.path, batch, self._apply)
+
+    def _apply(self, db: sqlite3.Connection, run_id: str, p: PreparedCommit) -> CommitResult:
+        """One commit's statements, inside the batch's transaction (and its savepoint)."""
+        if p.enqueue is not None:
+            insert_entry(db, run_id, p.enqueue)
+        # A run to create is looked up by its INSERT alone (run_id is UNIQUE).
+        tip = None if p.create else db.execute(_TIP, (run_id,)).fetchone()
+        if tip is None and p.must_exist:
+            raise self._not_found(run_id)
+        if tip is None:
+            header = p.header or minimal_header(run_id)
+            num, status, fence, owner, expires, cancel = None, header["status"], 0, None, None, 0
+            last_seq = version = pos = 0
+        else:
+            num, status, fence, owner, expires, cancel, last_seq, version, pos = tip
+            last_seq, version = last_seq or 0, version or 0
+            pos = pos - (num << POS_BITS) if pos is not None else 0
+        held = p.lease_after(run_id, Held(owner, expires, fence), time.time())
+        if num is None:  # a new run: its row, lease included, in one statement
+            try:
+                num = db.execute(
+                    "INSERT INTO runs (run_id, status, updated_at, header, owner, "
+                    "lease_expires_at, fence) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, header["status"], header["updated_at"],
+                     p.header_json if p.header is not None else jsonutil.dumps(header),
+                     *held),
+                ).lastrowid
+            except sqlite3.IntegrityError:  # p.create, and the run exists
+                raise refuse_existing(run_id) from None
+        assert num is not None
+        events = number_events(run_id, p.events, last_seq + 1)
+        next_seq = last_seq + 1 + len(events)
+        if events or p.delta_json is not None or p.steps:
+            pos += 1
+            if p.delta_json is not None:
+                version += 1
+                if p.snapshot_json is not None:
+                    db.execute("INSERT INTO snapshots (run_id, version, pos, body) "
+                               "VALUES (?, ?, ?, ?)", (run_id, version, pos, p.snapshot_json))
+            self._append(db, run_id, num, pos, next_seq, version, events, p)
+        if tip is not None:
+            self._update_row(db, num, status, held, p)
         return p.result(run_id, events, held, next_seq, bool(cancel))
 
     @staticmethod
