@@ -27,7 +27,7 @@ from purpose_agent.errors import (
 )
 from purpose_agent.flow.engine import Runner
 from purpose_agent.flow.graph import Flow
-from purpose_agent.flow.queueing import take_up
+from purpose_agent.flow.queueing import fail_run, take_up
 from purpose_agent.flow.registry import FlowRef
 from purpose_agent.flow.signals import LeaseLost, find_signal
 from purpose_agent.runtime.checkpoint import BaseCheckpointer, open_checkpointer
@@ -229,11 +229,8 @@ class Worker:
 
     def _fail_taken_over(self, flow: Flow, claim: Claim) -> None:
         state = self.cp.load_latest(claim.run_id)
-        assert state is not None
-        plan = flow._plan()
-        runner = Runner(plan, self.cp, state, claim.lease)
-        node = state.current_node or plan.entry
-        runner.fail(node, 1, RunStateError(
+        node = (state.current_node if state is not None else None) or "its next node"
+        fail_run(flow, self.cp, claim.lease, RunStateError(
             f"run {claim.run_id!r} was taken over {claim.takeovers} times from workers "
             f"that stopped answering while advancing it (the limit is {self.takeover_limit}),"
             f" so it is failed rather than retried forever; node {node!r} may be what kills "
