@@ -1,7 +1,9 @@
 """A throwaway PostgreSQL cluster for the test session, started from the server binaries.
 
-``initdb`` + ``pg_ctl`` in a temporary directory, listening only on a Unix socket in that
-directory (no TCP port to collide with), ``fsync`` left on: the tests check durability.
+``initdb`` + ``pg_ctl`` in a temporary directory, listening on a Unix socket in that
+directory and on a free port of 127.0.0.1 (where every login needs its password, as a
+newcomer's server over the network would), ``fsync`` left on: the tests check
+durability.
 initdb refuses to run as root, so as root the cluster belongs to the ``postgres`` user
 (as in CI); as anyone else it is the caller's.
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
@@ -49,6 +52,7 @@ class Server:
     base_url: str  # a URL of its admin database (postgres)
     directory: Path | None = None  # the cluster's directory when this session started it
     bindir: Path | None = None
+    tcp_port: int | None = None  # its loopback port, when this session started it
     _made: set[str] = field(default_factory=set)
 
     def url(self, database: str | None = None, **options: str) -> str:
@@ -58,6 +62,12 @@ class Server:
         query = "&".join(q for q in (parts.query, urlencode(options)) if q)
         # Not urlunsplit: it drops the '//' of an empty host (postgresql:///db?host=/dir).
         return f"{parts.scheme}://{parts.netloc}{path}" + (f"?{query}" if query else "")
+
+    def tcp_url(self, user: str, password: str, database: str = "postgres") -> str:
+        """A URL over TCP to 127.0.0.1, where the password is checked (scram-sha-256)."""
+        assert self.tcp_port is not None, "only a cluster this session started has one"
+        return (f"postgresql://{quote(user)}:{quote(password, safe='')}@127.0.0.1:"
+                f"{self.tcp_port}/{quote(database)}")
 
     def admin(self, sql: str) -> None:
         """Run one statement on the admin database (autocommit: CREATE DATABASE needs it)."""
@@ -95,17 +105,12 @@ def start_cluster(bindir: Path) -> Server:
               "--auth=trust", "--no-instructions", "-E", "UTF8", "--locale=C.UTF-8",
               # initdb's own fsync of the new files; the server keeps fsync on.
               "--no-sync"])
-        # Passwords are checked for every user but the cluster's owner, so the tests can
-        # see a wrong password refused.
+        # Passwords are checked for every user but the cluster's owner on the socket, and
+        # for everyone over TCP, so the tests can see a wrong password refused.
         (data / "pg_hba.conf").write_text(
-            f"local all {SERVICE_USER} trust\nlocal all all scram-sha-256\n", encoding="utf-8")
-        # Only a socket in our directory; fsync stays on (the default): durability is
-        # what these tests are about. More connections than the default 100: every
-        # store holds a small pool, and many tests open several stores and processes.
-        options = (f"-c listen_addresses='' -c unix_socket_directories='{directory}' "
-                   "-c max_connections=400 -c shared_buffers=32MB")
-        _run([str(bindir / "pg_ctl"), "start", "-D", str(data), "-l", str(log), "-w",
-              "-t", "60", "-o", options])
+            f"local all {SERVICE_USER} trust\nlocal all all scram-sha-256\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n", encoding="utf-8")
+        port = _start(bindir, directory)
     except BaseException:
         text = log.read_text(errors="replace") if log.exists() else ""
         shutil.rmtree(directory, ignore_errors=True)
@@ -113,8 +118,41 @@ def start_cluster(bindir: Path) -> Server:
             raise RuntimeError(f"the test PostgreSQL server did not start:\n{text}") from None
         raise
     url = (f"postgresql:///{SERVICE_USER}?"
-           + urlencode({"host": str(directory), "user": SERVICE_USER}))
-    return Server(url, directory=directory, bindir=bindir)
+           + urlencode({"host": str(directory), "user": SERVICE_USER, "port": str(port)}))
+    return Server(url, directory=directory, bindir=bindir, tcp_port=port)
+
+
+def _start(bindir: Path, directory: Path) -> int:
+    """Start the server on a free loopback port; returns the port. Another process may
+    take the port between our probe and the server's bind: then try another one."""
+    for attempt in range(5):
+        port = _free_port()
+        # fsync stays on (the default): durability is what these tests are about. More
+        # connections than the default 100: every store holds a small pool, and many
+        # tests open several stores and processes.
+        options = (f"-c listen_addresses='127.0.0.1' -c port={port} "
+                   f"-c unix_socket_directories='{directory}' "
+                   "-c max_connections=400 -c shared_buffers=32MB")
+        try:
+            _run([str(bindir / "pg_ctl"), "start", "-D", str(directory / "data"), "-l",
+                  str(directory / "server.log"), "-w", "-t", "60", "-o", options])
+            return port
+        except RuntimeError:
+            if attempt == 4 or "could not bind" not in _log(directory):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _log(directory: Path) -> str:
+    log = directory / "server.log"
+    return log.read_text(errors="replace") if log.exists() else ""
 
 
 def _run(args: list[str]) -> None:

@@ -21,7 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import typer.main
 
         from .app import app
-        from .common import EXIT_ERROR, EXIT_USAGE, exit_code_for, fail
+        from .common import EXIT_ERROR, EXIT_USAGE, close_stores, exit_code_for, fail
     except ImportError as exc:
         print(f"error: the purpose-agent command needs typer and rich ({exc}); "
               "pip install 'purpose-agent[cli]'", file=sys.stderr)
@@ -66,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              "PURPOSE_AGENT_DEBUG=1 to see the traceback, and please report it)")
         return EXIT_ERROR
     finally:
+        close_stores()
         if isinstance(sys.stdout, _GuardedStdout):
             sys.stdout = stdout
     return result if isinstance(result, int) else 0

@@ -130,8 +130,26 @@ def open_store(url: str, *, read_only: bool = False) -> BaseCheckpointer:
 
     Commands that only read (runs, show, events, transcript) pass ``read_only=True``: they
     never create, upgrade or change a store, and a missing one is StoreNotFound.
+    The store is closed when the command ends (:func:`close_stores`), however it ends.
     """
-    return open_checkpointer(url, read_only=read_only)
+    cp = open_checkpointer(url, read_only=read_only)
+    _opened.append(cp)
+    return cp
+
+
+# The stores this command opened: closed by main() on every way out, so a PostgreSQL
+# pool's threads never outlive the command (left to the pool's __del__ at interpreter
+# exit, they printed "Exception ignored ... Traceback" under an error line).
+_opened: list[BaseCheckpointer] = []
+
+
+def close_stores() -> None:
+    """Close every store :func:`open_store` opened (a store's close is idempotent)."""
+    while _opened:
+        try:
+            _opened.pop().close()
+        except Exception:  # exiting anyway: the command's outcome and code stand
+            pass
 
 
 def require_store(url: str, run_id: str, *, read_only: bool = False) -> BaseCheckpointer:
@@ -209,8 +227,8 @@ def stdout_json(value: Any) -> None:
 
 __all__ = [
     "EXIT_BUSY", "EXIT_CODES_HELP", "EXIT_ERROR", "EXIT_FLOW", "EXIT_NOT_FOUND", "EXIT_OK",
-    "EXIT_STORE", "EXIT_USAGE", "CliError", "DbOption", "JsonOption", "command_for",
-    "exit_code_for", "fail", "is_interactive", "not_found", "one_line", "open_store",
-    "parse_age", "parse_json", "parse_sets", "require_run", "require_store", "resolve_url", "stdout_json",
-    "store_exists",
+    "EXIT_STORE", "EXIT_USAGE", "CliError", "DbOption", "JsonOption", "close_stores",
+    "command_for", "exit_code_for", "fail", "is_interactive", "not_found", "one_line",
+    "open_store", "parse_age", "parse_json", "parse_sets", "require_run", "require_store",
+    "resolve_url", "stdout_json", "store_exists",
 ]

@@ -12,10 +12,11 @@ from __future__ import annotations
 import uuid
 from typing import Any, Protocol
 
-from purpose_agent.errors import QueueUnsupported, RunNotFound, RunStateError
+from purpose_agent.errors import LeaseError, QueueUnsupported, RunNotFound, RunStateError
 from purpose_agent.flow import operations
 from purpose_agent.flow.engine import MIN_SNAPSHOT_BYTES, Runner
 from purpose_agent.flow.plan import MISSING, Plan
+from purpose_agent.flow.signals import LeaseLost
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import BaseCheckpointer, validate_run_id
 from purpose_agent.runtime.events import EventKind, PAEvent
@@ -85,6 +86,26 @@ def take_up(flow: Planned, cp: BaseCheckpointer, lease: Lease, runner_class: typ
     return runner
 
 
+def fail_run(flow: Planned, cp: BaseCheckpointer, lease: Lease, error: BaseException) -> RunState:
+    """FAIL a claimed run under its lease, without running any of its nodes: journal
+    ``run.error`` (``error`` as its message, at the node the run stands at) and give the
+    lease back, in one commit fenced by the lease (LeaseError, writing nothing, when
+    another worker took the run meanwhile). For a worker that must not advance a run,
+    e.g. one taken over too often. Returns the state as committed (FAILED)."""
+    state = cp.load_latest(lease.run_id)
+    if state is None:
+        raise RunNotFound(f"no run {lease.run_id!r} in {cp!r}")
+    plan = flow._plan()
+    runner = Runner(plan, cp, state, lease)
+    try:
+        runner.fail(state.current_node or plan.entry, 1, error)
+    except LeaseLost as lost:  # the engine's signal to stop a node; here, the store's error
+        if isinstance(lost.__cause__, LeaseError):
+            raise lost.__cause__ from None
+        raise
+    return runner.state
+
+
 def answer_for_workers(flow: Planned, cp: BaseCheckpointer, run_id: str, *,
                        answer: Any = MISSING, update: dict[str, Any] | None = None,
                        retry_in_doubt: bool = False) -> RunState:
@@ -123,4 +144,5 @@ def requeue(cp: BaseCheckpointer, run_id: str) -> bool:
     return True
 
 
-__all__ = ["answer_for_workers", "came_from_queue", "enqueue", "requeue", "take_up"]
+__all__ = ["answer_for_workers", "came_from_queue", "enqueue", "fail_run", "requeue",
+           "take_up"]

@@ -27,7 +27,7 @@ from purpose_agent.errors import (
 )
 from purpose_agent.flow.engine import Runner
 from purpose_agent.flow.graph import Flow
-from purpose_agent.flow.queueing import take_up
+from purpose_agent.flow.queueing import fail_run, take_up
 from purpose_agent.flow.registry import FlowRef
 from purpose_agent.flow.signals import LeaseLost, find_signal
 from purpose_agent.runtime.checkpoint import BaseCheckpointer, open_checkpointer
@@ -40,7 +40,6 @@ from purpose_agent.runtime.queue import (
     check_queue_name,
     queue_store,
 )
-from purpose_agent.runtime.state import RunStatus
 
 log = logging.getLogger("purpose_agent.worker")
 
@@ -111,7 +110,8 @@ class Worker:
                        "released": 0, "lost": 0}
         self._stopping = threading.Event()
         self._wake = threading.Condition()
-        self._wakeups = 0
+        self._hints = 0  # wake-ups not yet taken by a slot (at most one per slot)
+        self._polling = False  # an idle slot is waiting out the poll interval
         self._in_flight = 0
         self._lock = threading.Lock()
 
@@ -159,34 +159,59 @@ class Worker:
     def _slot(self) -> None:
         flows = tuple(self.flows)
         while not self._stopping.is_set():
-            seen = self._wakeups
             try:
                 with driver() as owner:
                     claim = self._queue.claim(owner=owner, worker=self.id, queues=self.queues,
                                               flows=flows, ttl=self._ttl(flows))
                     if claim is not None:
+                        # There may be more: let one idle slot look too (a chain, so a
+                        # burst of runs fans out slot by slot, and no slot polls for
+                        # nothing when one run came).
+                        self._hint()
                         self._advance(claim)
                         continue
             except PurposeAgentError as exc:
                 # The store is unreachable or busy: the runs stay where they are (their
                 # leases expire if they were ours); try again after a pause.
                 log.warning("worker %s: %s", self.id, exc)
-            self._idle(seen)
+            self._idle()
 
     def _ttl(self, flows: tuple[str, ...]) -> float:
         # The claim's lease must outlast the first renewal of whichever flow it turns out
         # to be (every lease_ttl / 3): the longest of them.
         return max(self.flows[name].lease_ttl for name in flows)
 
-    def _idle(self, seen: int) -> None:
-        timeout = self.poll_interval * random.uniform(0.5, 1.5)  # jitter: no herd
+    def _idle(self) -> None:
+        """Wait until this slot should try a claim: a hint (a NOTIFY, or another slot that
+        claimed a run), or — for the one idle slot that polls — the poll interval. The
+        other idle slots wait without a timeout, so a worker polls once per interval
+        however many slots it has, and one hint wakes one slot, not all of them."""
         with self._wake:
-            if self._wakeups == seen and not self._stopping.is_set():
-                self._wake.wait(timeout)
+            while not self._stopping.is_set():
+                if self._hints:
+                    self._hints -= 1
+                    return
+                if self._polling:
+                    self._wake.wait()
+                    continue
+                self._polling = True
+                try:
+                    # Jitter, so the workers of a pool do not poll in step.
+                    woken = self._wake.wait(self.poll_interval * random.uniform(0.5, 1.5))
+                finally:
+                    self._polling = False
+                    self._wake.notify()  # an idle slot takes over the polling
+                if not woken:
+                    return
+
+    def _hint(self) -> None:
+        """Wake one idle slot to try a claim (or the next slot to go idle, if none is)."""
+        with self._wake:
+            self._hints = min(self._hints + 1, self.concurrency)
+            self._wake.notify()
 
     def _wake_all(self) -> None:
         with self._wake:
-            self._wakeups += 1
             self._wake.notify_all()
 
     def _advance(self, claim: Claim) -> None:
@@ -207,10 +232,8 @@ class Worker:
             if runner is None:
                 self._queue.set_active(run_id, False)
                 return
-            state = runner.drive()
+            state = runner.drive()  # its last commit also took it off the queue's index
             self._count(str(state.status))
-            if state.status not in (RunStatus.RUNNING, RunStatus.QUEUED):
-                self._queue.set_active(run_id, False)
             log.info("run %s %s", run_id, state.status)
         except WorkerStopping:
             self._count("released")
@@ -229,17 +252,13 @@ class Worker:
 
     def _fail_taken_over(self, flow: Flow, claim: Claim) -> None:
         state = self.cp.load_latest(claim.run_id)
-        assert state is not None
-        plan = flow._plan()
-        runner = Runner(plan, self.cp, state, claim.lease)
-        node = state.current_node or plan.entry
-        runner.fail(node, 1, RunStateError(
+        node = (state.current_node if state is not None else None) or "its next node"
+        fail_run(flow, self.cp, claim.lease, RunStateError(
             f"run {claim.run_id!r} was taken over {claim.takeovers} times from workers "
             f"that stopped answering while advancing it (the limit is {self.takeover_limit}),"
             f" so it is failed rather than retried forever; node {node!r} may be what kills "
             "its workers. Check it, then `purpose-agent resume` puts the run back on its "
             "queue"))
-        self._queue.set_active(claim.run_id, False)
         self._count("failed")
         log.warning("run %s failed: taken over %d times (limit %d)", claim.run_id,
                     claim.takeovers, self.takeover_limit)
@@ -264,7 +283,7 @@ class Worker:
             try:
                 while not self._stopping.is_set():
                     if listener.wait(0.5):
-                        self._wake_all()
+                        self._hint()
             except Exception as exc:
                 log.warning("worker %s: LISTEN connection lost (%s); polling", self.id, exc)
             finally:

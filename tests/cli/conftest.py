@@ -4,6 +4,7 @@ real in a temporary directory whose store is ``$PURPOSE_AGENT_DB``."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,12 @@ class Cli:
     env: dict[str, str]
     effects_log: Path  # where the demo appends its side effects (next to a SQLite file)
     started: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    @property
+    def db_arg(self) -> str:
+        """The store as the CLI's printed commands give it (quoted for a shell: a
+        PostgreSQL URL has ``&`` and ``?``)."""
+        return shlex.quote(str(self.db))
 
     def __call__(self, *args: str, stdin: str | None = None,
                  timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -78,10 +85,12 @@ class Cli:
         return [line.split(" ", 1)[1] for line in lines if line.startswith(f"{run_id} ")]
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cli]:
-    """The command line on a SQLite store; a test runs on PostgreSQL too with
-    ``@pytest.mark.parametrize("cli", ["sqlite", "postgres"], indirect=True)``."""
+    """The command line on a SQLite file, and again on the session's PostgreSQL server
+    (tests/conftest.py: skipped with the reason on a developer's machine without one,
+    required in CI). A test about SQLite files alone says so with ``@SQLITE_ONLY``
+    (cli_stores.py) and why."""
     env = {k: v for k, v in os.environ.items() if k not in ("PURPOSE_AGENT_DEBUG", "COLUMNS")}
     db: Path | str
     if request.param == "postgres":  # the session's PostgreSQL server (tests/conftest.py)

@@ -57,7 +57,7 @@ def test_a_crash_inside_a_node_resumes_without_repeating_a_side_effect(cli) -> N
     assert crashed.returncode == -signal.SIGKILL, (crashed.returncode, crashed.stderr)
     assert "← assess_severity" in crashed.stdout  # the first step of classify committed
     resume_line = crashed.stdout.strip().splitlines()[-1]
-    assert resume_line == f"purpose-agent resume boom --db {cli.db}"
+    assert resume_line == f"purpose-agent resume boom --db {cli.db_arg}"
     assert cli.effects("boom") == DEMO_EFFECTS[:2]
     [row] = json.loads(cli.ok("runs", "--json").stdout)
     assert (row["status"], row["current_node"], row["stalled"]) == ("running", "classify", True)
@@ -75,8 +75,8 @@ def test_a_crash_inside_a_node_resumes_without_repeating_a_side_effect(cli) -> N
 def test_without_a_terminal_or_yes_the_demo_pauses_and_says_how_to_approve(cli) -> None:
     paused = cli.ok("demo", "--run-id", "ask")
     assert "⏸ run ask is paused: node approve waits for a person's answer" in paused.stdout
-    assert f"purpose-agent approve ask --db {cli.db}" in paused.stdout
-    assert f"purpose-agent reject ask --db {cli.db}" in paused.stdout
+    assert f"purpose-agent approve ask --db {cli.db_arg}" in paused.stdout
+    assert f"purpose-agent reject ask --db {cli.db_arg}" in paused.stdout
     state = json.loads(cli.ok("show", "ask", "--json").stdout)
     assert state["status"] == "paused" and state["pending"]["kind"] == "interrupt"
     assert state["pending"]["payload"]["question"] == "Send this reply to ACME Corp?"

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from cli_stores import SQLITE_ONLY
+
 NOT_FOUND, USAGE, BUSY, STORE, FLOW = 3, 2, 4, 5, 6
 COMMANDS = ("demo", "runs", "show", "events", "transcript", "resume", "approve", "reject",
             "cancel", "fork", "delete")
 
 
+@SQLITE_ONLY  # help text: no store is opened
 def test_the_help_lists_every_command_and_the_exit_codes(cli) -> None:
     top, *helps = cli.many(["--help"], ["demo", "--help"], ["resume", "--help"])
     assert top.returncode == 0 and "Exit codes:" in top.stdout
@@ -34,12 +37,14 @@ def test_an_unknown_run_id(cli) -> None:
         cli.assert_error(result, NOT_FOUND, "no run 'nope' in", str(cli.db))
 
 
+@SQLITE_ONLY  # a SQLite file not created (a PostgreSQL store is a schema that exists)
 def test_an_unknown_run_id_without_any_store_creates_none(cli) -> None:
     for args in (["show", "nope"], ["runs", "--json"], ["resume", "nope"], ["cancel", "nope"]):
         cli.assert_error(cli(*args), STORE, f"no store at {cli.db}")
     assert not cli.db.parent.exists()
 
 
+@SQLITE_ONLY  # usage errors, refused before a store is opened
 def test_an_invalid_run_id_and_bad_options_are_usage_errors(cli) -> None:
     invalid, bogus, status, crash_at, no_at = cli.many(
         ["show", "../etc"], ["runs", "--bogus"], ["runs", "--status", "sleeping"],
@@ -51,6 +56,7 @@ def test_an_invalid_run_id_and_bad_options_are_usage_errors(cli) -> None:
     cli.assert_error(no_at, USAGE, "--at")
 
 
+@SQLITE_ONLY  # edits the SQLite file's meta table (PostgreSQL: tests/runtime/test_postgres.py)
 def test_a_database_from_a_newer_version_is_refused(cli) -> None:
     cli.ok("demo", "--yes", "--run-id", "old")
     with sqlite3.connect(cli.db) as db:
@@ -60,6 +66,7 @@ def test_a_database_from_a_newer_version_is_refused(cli) -> None:
         cli.assert_error(result, STORE, "newer purpose-agent", "schema 99")
 
 
+@SQLITE_ONLY  # a file that is not a SQLite database
 def test_a_file_that_is_not_a_database(cli) -> None:
     cli.db.parent.mkdir(parents=True)
     cli.db.write_bytes(b"these are not the bytes you are looking for\n" * 100)
@@ -116,6 +123,7 @@ def _tamper(cli, sql: str) -> None:
 ROW = "(SELECT (num << 32) + {} FROM runs WHERE run_id = 'd')"
 
 
+@SQLITE_ONLY  # damages rows of the SQLite file and names them as SQLite does
 def test_a_tampered_store_is_a_store_error_naming_the_run_and_the_row(cli) -> None:
     """Damaged rows exit 5 with one line naming where, never "unexpected … (a bug)"."""
     cli.ok("demo", "--yes", "--run-id", "d")
@@ -132,6 +140,7 @@ def test_a_tampered_store_is_a_store_error_naming_the_run_and_the_row(cli) -> No
     cli.assert_error(cli("runs"), STORE, "schema_version 'abc'")
 
 
+@SQLITE_ONLY  # a JSONL store, given by --db
 def test_a_damaged_jsonl_line_is_a_store_error_naming_the_file_and_line(cli) -> None:
     store = cli.cwd / "journals"
     cli.ok("demo", "--yes", "--run-id", "j", "--db", f"jsonl:///{store}")

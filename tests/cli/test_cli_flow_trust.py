@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from cli_stores import SQLITE_ONLY
 
 FLOW = 6
 
@@ -121,6 +122,7 @@ def state_of(cli, run_id: str) -> dict:
     return json.loads(cli.ok("show", run_id, "--json").stdout)
 
 
+@SQLITE_ONLY  # rewrites the SQLite file's text columns (tamper)
 def test_a_tampered_store_cannot_choose_the_code_that_runs(cli, project, tmp_path) -> None:
     start(cli, project.root, "s1")
     assert state_of(cli, "s1")["flow_ref"] == "okflow:flow"
@@ -150,6 +152,7 @@ def test_a_tampered_store_cannot_choose_the_code_that_runs(cli, project, tmp_pat
     assert state_of(cli, "s1")["status"] == "paused"
 
 
+@SQLITE_ONLY  # rewrites the SQLite file's text columns (tamper)
 def test_a_recorded_file_is_only_compared_never_put_on_the_import_path(cli, project,
                                                                         tmp_path) -> None:
     """The run records ``okflow:flow`` and the file it came from; a store that points the
@@ -189,7 +192,7 @@ def test_a_project_that_declares_its_flows_needs_no_flow_option(cli, project) ->
     for run_id in ("by-module", "as-script"):
         first = in_project.ok("approve", run_id)
         assert f"⏸ run {run_id} is paused: node confirm" in first.stdout
-        assert f"approve:  purpose-agent approve {run_id} --db {cli.db}" in first.stdout
+        assert f"approve:  purpose-agent approve {run_id} --db {cli.db_arg}" in first.stdout
         assert "--flow" not in first.stdout
         assert f"✓ run {run_id} completed" in in_project.ok("reject", run_id).stdout
         assert state_of(cli, run_id)["data"] == {"first": True, "second": False}
@@ -211,16 +214,16 @@ def test_flow_on_the_command_line_and_hints_that_carry_it(cli, project, tmp_path
     refused = elsewhere("approve", "r")
     # From another directory the module name means nothing: the file is what works.
     cli.assert_error(refused, FLOW, f"run 'r' records flow okflow:flow in {project.flow_file}",
-                     f"purpose-agent approve r --flow {project.flow_file}:flow --db {cli.db}")
+                     f"purpose-agent approve r --flow {project.flow_file}:flow --db {cli.db_arg}")
     cli.assert_error(elsewhere("resume", "r", "--flow", f"{project.flow_file}:flow"), 1,
                      "waits for a person's answer", f"purpose-agent approve r --flow "
-                     f"{project.flow_file}:flow --db {cli.db}")
+                     f"{project.flow_file}:flow --db {cli.db_arg}")
     first = elsewhere.ok("approve", "r", "--flow", f"{project.flow_file}:flow")
     assert f"resuming run r (paused) with flow {project.flow_file}:flow" in first.stdout
     hints = {line.split(":", 1)[0]: line.split(":", 1)[1].strip()
              for line in first.stdout.splitlines() if line.startswith(("approve:", "reject:"))}
     assert hints["reject"] == (f"purpose-agent reject r --flow {project.flow_file}:flow "
-                               f"--db {cli.db}")
+                               f"--db {cli.db_arg}")
     done = elsewhere.ok(*shlex.split(hints["approve"])[1:])  # the printed command works
     assert "✓ run r completed" in done.stdout
 
@@ -235,6 +238,7 @@ def test_flow_on_the_command_line_and_hints_that_carry_it(cli, project, tmp_path
     assert state_of(cli, "s")["status"] == "paused"
 
 
+@SQLITE_ONLY  # rewrites the SQLite file's text columns (tamper)
 def test_a_recorded_name_that_is_not_the_allowed_flows_is_refused(cli, project) -> None:
     (project.root / "pyproject.toml").write_text(
         '[tool.purpose-agent]\nflows = ["okflow:flow"]\n', encoding="utf-8")
@@ -247,6 +251,7 @@ def test_a_recorded_name_that_is_not_the_allowed_flows_is_refused(cli, project) 
     assert cli.ok("events", "r", "--json").stdout == events
 
 
+@SQLITE_ONLY  # rewrites the SQLite file's text columns (rewrite)
 def test_a_run_recorded_before_flow_files_still_resumes(cli, project) -> None:
     start(cli, project.root, "old")
     rewrite(cli.db, f'"flow_file":{json.dumps(str(project.flow_file))}', '"flow_file":null')
@@ -301,6 +306,7 @@ def test_runs_record_the_file_of_their_flow(cli, project) -> None:
     assert demo["flow_file"].endswith("purpose_agent/cli/demo_flow.py")
 
 
+@SQLITE_ONLY  # a memory:// store, given by --db
 def test_a_demo_in_memory_says_its_run_is_gone_instead_of_printing_hints(cli) -> None:
     paused = cli.ok("demo", "--db", "memory://", "--run-id", "m")
     assert "⏸ run m is paused: node approve waits for a person's answer" in paused.stdout
@@ -315,12 +321,12 @@ def test_a_fork_prints_the_resume_command_that_works_here(cli, project, tmp_path
     elsewhere = at(cli, tmp_path / "elsewhere")
     forked = elsewhere.ok("fork", "r", "--at", "0", "--id", "copy")
     hint, note = forked.stdout.split("advance it: ", 1)[1].strip().split(" (", 1)
-    assert hint == f"purpose-agent resume copy --flow {project.flow_file}:flow --db {cli.db}"
+    assert hint == f"purpose-agent resume copy --flow {project.flow_file}:flow --db {cli.db_arg}"
     assert note.startswith("if you trust that code")
     assert "⏸ run copy is paused: node ask" in elsewhere.ok(*shlex.split(hint)[1:]).stdout
     declared = at(cli, project.root, PURPOSE_AGENT_FLOWS="okflow:flow")
     again = declared.ok("fork", "r", "--at", "0", "--id", "copy2").stdout
-    assert f"advance it: purpose-agent resume copy2 --db {cli.db}" in again
+    assert f"advance it: purpose-agent resume copy2 --db {cli.db_arg}" in again
 
 
 def test_a_run_whose_flow_has_no_reference_needs_the_flow_option(cli, project) -> None:
@@ -338,7 +344,7 @@ def test_a_run_whose_flow_has_no_reference_needs_the_flow_option(cli, project) -
     runner = at(cli, project.root)
     cli.assert_error(runner("approve", "b"), FLOW,
                      "run 'b' (named 'built') records no reference to its flow",
-                     f"purpose-agent approve b --flow package.module:attr --db {cli.db}")
+                     f"purpose-agent approve b --flow package.module:attr --db {cli.db_arg}")
     (project.root / "named.py").write_text("from built import build\nflow = build()\n",
                                            encoding="utf-8")
     assert "✓ run b completed" in runner.ok("approve", "b", "--flow", "named:flow").stdout

@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-# Run on SQLite and on PostgreSQL (the session's server, tests/conftest.py).
-ON_BOTH_STORES = pytest.mark.parametrize("cli", ["sqlite", "postgres"], indirect=True)
-
 BUSY = 4
 
 
-@ON_BOTH_STORES
 def test_resume_of_a_run_live_elsewhere_is_refused_and_writes_nothing(cli, live_run) -> None:
     child = live_run("live")
     before = json.loads(cli.ok("events", "live", "--json").stdout)
@@ -48,7 +42,6 @@ def test_events_follow_tails_a_live_run_until_it_ends(cli, live_run) -> None:
     assert len(kinds) + 1 == len(json.loads(cli.ok("events", "tailed", "--json").stdout))
 
 
-@ON_BOTH_STORES
 def test_cancel_of_a_live_run_stops_it_at_its_next_node(cli, live_run) -> None:
     child = live_run("stopme")
     asked = cli.ok("cancel", "stopme")

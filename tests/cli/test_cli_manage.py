@@ -8,10 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
-# Run on SQLite and on PostgreSQL (the session's server, tests/conftest.py).
-ON_BOTH_STORES = pytest.mark.parametrize("cli", ["sqlite", "postgres"], indirect=True)
+from cli_stores import SQLITE_ONLY
 
 IN_DOUBT_FLOW = '''
 import os
@@ -42,7 +39,6 @@ if __name__ == "__main__":
 '''
 
 
-@ON_BOTH_STORES
 def test_fork_a_run_and_resume_the_copy_with_an_edit(cli) -> None:
     cli.ok("demo", "--yes", "--run-id", "orig")
     forked = cli.ok("fork", "orig", "--at", "3", "--id", "copy", "--set",
@@ -84,7 +80,7 @@ def test_an_in_doubt_step_is_settled_by_a_person(cli) -> None:
         paused = cli.ok("resume", run_id, "--flow", "payments.py:flow")
         assert "step charge in node pay is in doubt" in paused.stdout
         assert (f"purpose-agent resume {run_id} --retry-in-doubt --flow payments.py:flow "
-                f"--db {cli.db}") in paused.stdout
+                f"--db {cli.db_arg}") in paused.stdout
         assert "paused (in doubt)" in cli.ok("runs").stdout
         cli.assert_error(cli("approve", run_id), 1, "in-doubt step")
 
@@ -97,6 +93,7 @@ def test_an_in_doubt_step_is_settled_by_a_person(cli) -> None:
         "charged": 42}
 
 
+@SQLITE_ONLY  # a JSONL store, given by --db, and a SQLite file that must not be created
 def test_a_jsonl_store(cli, tmp_path) -> None:
     url = f"jsonl:///{tmp_path}/journal"
     cli.ok("demo", "--yes", "--run-id", "j", "--db", url)

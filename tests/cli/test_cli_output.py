@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_stores import SQLITE_ONLY
 
 from purpose_agent import __version__
 from purpose_agent.cli.common import CliError, parse_json, parse_sets
@@ -117,6 +118,7 @@ def test_following_a_live_run_into_head_ends_quietly_when_head_exits(cli, live_r
     assert follower.stderr.read() == ""
 
 
+@SQLITE_ONLY  # no store is opened
 def test_version(cli) -> None:
     for flag in ("--version", "-V"):
         out = cli.ok(flag).stdout

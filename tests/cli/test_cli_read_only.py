@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_stores import SQLITE_ONLY
 
 from purpose_agent.runtime.checkpoint import SQLiteCheckpointer, open_checkpointer
 
@@ -33,6 +34,7 @@ def _listing(path: Path) -> dict[str, bytes]:
             if p.is_file()}
 
 
+@SQLITE_ONLY  # about SQLite and JSONL files and directories
 def test_a_missing_store_is_reported_and_not_created(cli) -> None:
     for args in _readers():
         cli.assert_error(cli(*args), STORE, f"no store at {cli.db}")
@@ -41,6 +43,7 @@ def test_a_missing_store_is_reported_and_not_created(cli) -> None:
     assert not cli.db.parent.exists() and not jsonl.exists()
 
 
+@SQLITE_ONLY  # about SQLite and JSONL files and directories
 @pytest.mark.parametrize("journal_mode", ["delete", "wal"])
 def test_another_applications_database_is_refused_untouched(cli, journal_mode) -> None:
     cli.db.parent.mkdir()
@@ -56,6 +59,7 @@ def test_another_applications_database_is_refused_untouched(cli, journal_mode) -
     assert _listing(cli.db.parent) == before, "same files, same bytes"
 
 
+@SQLITE_ONLY  # about SQLite and JSONL files and directories
 def test_an_empty_file_stays_empty(cli) -> None:
     cli.db.parent.mkdir()
     cli.db.touch()
@@ -65,6 +69,7 @@ def test_an_empty_file_stays_empty(cli) -> None:
     assert _listing(cli.db.parent) == {"runs.db": b""}
 
 
+@SQLITE_ONLY  # about SQLite and JSONL files and directories
 def test_a_store_of_the_previous_schema_is_read_without_being_upgraded(cli) -> None:
     cli.db.parent.mkdir()
     shutil.copy(SCHEMA2, cli.db)
@@ -136,6 +141,7 @@ def _finished_run(cli) -> None:
     assert sorted(p.name for p in cli.db.parent.iterdir()) == ["demo-effects.log", "runs.db"]
 
 
+@SQLITE_ONLY  # about SQLite and JSONL files and directories
 @needs_read_only
 @pytest.mark.parametrize("store", ["sqlite", "jsonl"])
 @pytest.mark.parametrize("which", ["directory", "file"])
@@ -162,6 +168,7 @@ def test_a_store_in_a_read_only_place_can_be_listed_and_inspected(cli, which, st
         assert cli.db.read_bytes() == before[cli.db.name]
 
 
+@SQLITE_ONLY  # about SQLite and JSONL files and directories
 @needs_read_only
 def test_a_read_only_directory_with_a_live_writers_files_reads_the_newest_commits(cli):
     _finished_run(cli)

@@ -9,7 +9,8 @@ import pytest
 from queue_flows import effects
 
 from purpose_agent import JSONLCheckpointer
-from purpose_agent.errors import QueueError, QueueUnsupported, RunStateError
+from purpose_agent.errors import LeaseError, QueueError, QueueUnsupported, RunStateError
+from purpose_agent.flow.queueing import came_from_queue, fail_run, take_up
 from purpose_agent.runtime.checkpoint import (
     BaseCheckpointer,
     InMemoryCheckpointer,
@@ -159,3 +160,43 @@ def test_a_schema_1_postgres_store_is_upgraded_in_place(pg_new_url: str) -> None
     run_id = effects.enqueue({}, checkpointer=cp)
     assert queue_store(cp).queue_rows([run_id])
     cp.close()
+
+
+def test_fail_run_fails_a_claimed_run_under_its_lease_and_only_then(
+        queue_cp: BaseCheckpointer) -> None:
+    run_id = effects.enqueue({}, checkpointer=queue_cp)
+    with driver() as first, driver() as second:
+        stale = _claim(queue_cp, first, ttl=0.0)
+        claim = _claim(queue_cp, second)  # took the run over: the first lease is stale
+        assert stale is not None and claim is not None
+        events = queue_cp.list_events(run_id)
+        with pytest.raises(LeaseError):
+            fail_run(effects, queue_cp, stale.lease, RunStateError("from a stale claim"))
+        assert queue_cp.list_events(run_id) == events  # nothing written
+        failed = fail_run(effects, queue_cp, claim.lease, RunStateError("given up"))
+    assert failed.status is RunStatus.FAILED and failed.error is not None
+    assert failed.error["message"] == "given up" and failed.error["node"] == "one"
+    info = queue_cp.run_info(run_id)
+    assert info is not None and info.status is RunStatus.FAILED and info.owner is None
+    assert queue_cp.list_events(run_id)[-1].kind == EventKind.RUN_ERROR
+
+
+def test_a_fork_of_a_queued_run_stays_in_process(queue_cp: BaseCheckpointer,
+                                                 tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUEUE_EFFECTS", str(tmp_path / "effects.log"))
+    run_id = effects.enqueue({}, checkpointer=queue_cp)
+    with driver() as owner:  # a worker's part: claim it and advance it to its end
+        claim = _claim(queue_cp, owner)
+        assert claim is not None
+        runner = take_up(effects, queue_cp, claim.lease)
+        assert runner is not None and runner.drive().status is RunStatus.COMPLETED
+    fork = effects.fork(run_id, at_step=1, checkpointer=queue_cp, new_run_id="the-fork")
+    assert fork.status is RunStatus.PENDING
+    # The fork has no place in any queue: no worker claims it, and resume/approve advance
+    # it here, as for any run started in-process.
+    assert not came_from_queue(queue_cp, "the-fork") and came_from_queue(queue_cp, run_id)
+    assert "the-fork" not in queue_store(queue_cp).queue_rows()
+    with driver() as owner:
+        assert _claim(queue_cp, owner) is None
+    assert effects.resume("the-fork", checkpointer=queue_cp).status is RunStatus.COMPLETED

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -80,6 +81,27 @@ def test_unreachable_database_and_wrong_password_are_clear(pg_server, tmp_path: 
                   f"postgresql:///x?host={tmp_path}/no-socket-here")
     assert nowhere.returncode == 5 and "cannot connect to the PostgreSQL store" in nowhere.stderr
     assert "is the server running" in nowhere.stderr
+    closed = cli("enqueue", "--flow", f"{FLOWS}:effects", "--db",
+                 "postgresql://agent@127.0.0.1:1/agents")  # nothing listens on port 1
+    assert closed.returncode == 5 and "is the server running" in closed.stderr
+    if pg_server.tcp_port is None:
+        pytest.skip("a wrong password needs the session's own cluster (its loopback port "
+                    "checks passwords)")
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    pg_server.admin(f"CREATE ROLE {role} LOGIN PASSWORD 'right-pw'")
+    pg_server.admin(f"GRANT CREATE ON DATABASE postgres TO {role}")
+    wrong = pg_server.tcp_url(role, "wrong-pw")
+    for command in (["worker", "--flow", f"{FLOWS}:effects"],
+                    ["enqueue", "--flow", f"{FLOWS}:effects"], ["runs"], ["workers"]):
+        refused = cli(*command, "--db", wrong)
+        lines = refused.stderr.strip().splitlines()
+        assert refused.returncode == 5 and len(lines) == 1, (command, refused.stderr)
+        assert f'password authentication failed for user "{role}"' in lines[0]
+        assert "check the user name and password" in lines[0]
+        assert "wrong-pw" not in refused.stdout + refused.stderr
+    right = cli("enqueue", "--flow", f"{FLOWS}:effects", "--db",
+                pg_server.tcp_url(role, "right-pw") + f"?schema={role}")
+    assert right.returncode == 0 and right.stdout.startswith("effects-"), right.stderr
 
 
 def test_runs_says_why_a_queued_run_waits_and_who_owns_a_running_one(

@@ -103,23 +103,41 @@ def _unsplit(parts: SplitResult) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}{query}"
 
 
+_CHECK_LOGIN = "check the user name and password (in the URL, $PGPASSWORD or ~/.pgpass)"
+_CREATE_DB = "create the database (createdb NAME) or fix its name in the URL"
+_IS_IT_UP = "is the server running, and are the host and port (or socket) right?"
+# By SQLSTATE, when the error carries one (a server that accepted the connection and
+# then refused it, e.g. through PgBouncer, sends the code with its message).
+_BY_SQLSTATE = {
+    "28P01": _CHECK_LOGIN,  # invalid_password
+    "28000": _CHECK_LOGIN,  # invalid_authorization_specification: no such role, pg_hba
+    "3D000": _CREATE_DB,  # invalid_catalog_name
+}
+
+
 def connect_error(exc: psycopg.Error, where: str) -> StoreError:
     """A one-line StoreError for a failed connection attempt, saying what to check."""
     text = " ".join(str(exc).split())
-    low = text.lower()
-    if "password" in low and ("authentication failed" in low or "no password" in low):
-        hint = "check the user name and password (in the URL, $PGPASSWORD or ~/.pgpass)"
-    elif "role" in low and "does not exist" in low:
-        hint = "check the user name in the URL"
-    elif "database" in low and "does not exist" in low:
-        hint = "create the database (createdb NAME) or fix its name in the URL"
-    elif "timeout" in low or "timed out" in low:
-        hint = "is the server running, and reachable from here (host, port, firewall)?"
-    elif any(s in low for s in ("refused", "no such file", "could not translate", "host")):
-        hint = "is the server running, and are the host and port (or socket) right?"
-    else:
-        hint = "check the URL and that the server accepts connections from here"
+    hint = _BY_SQLSTATE.get(exc.sqlstate or "") or _connect_hint(exc, text.lower())
     return StoreError(f"cannot connect to the PostgreSQL store {where}: {text} ({hint})")
+
+
+def _connect_hint(exc: psycopg.Error, low: str) -> str:
+    if isinstance(exc, psycopg.errors.ConnectionTimeout) or "timeout" in low \
+            or "timed out" in low:
+        return "is the server running, and reachable from here (host, port, firewall)?"
+    # libpq refuses a login before any session exists: psycopg (3.3) then raises a plain
+    # OperationalError without a SQLSTATE, and the server's message is all there is.
+    if "password" in low and ("authentication failed" in low or "no password" in low):
+        return _CHECK_LOGIN
+    if "role" in low and "does not exist" in low:
+        return "check the user name in the URL"
+    if "database" in low and "does not exist" in low:
+        return _CREATE_DB
+    if any(s in low for s in ("refused", "no such file", "could not translate",
+                              "resolve host", "host")):
+        return _IS_IT_UP
+    return "check the URL and that the server accepts connections from here"
 
 
 def store_error(exc: BaseException, where: str) -> StoreError:

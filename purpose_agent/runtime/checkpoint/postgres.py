@@ -53,7 +53,7 @@ from purpose_agent.runtime.checkpoint._prepare import (
     validate_run_id,
 )
 from purpose_agent.runtime.journal import CommitResult, RunInfo
-from purpose_agent.runtime.queue._postgres import insert_entry
+from purpose_agent.runtime.queue._postgres import insert_entry, settle_entry
 from purpose_agent.runtime.state import RunStatus
 
 __all__ = ["SCHEMA_VERSION", "PostgresCheckpointer"]
@@ -225,6 +225,8 @@ class PostgresCheckpointer(BaseCheckpointer):
             cur.execute(sql["update"], (
                 new["status"] if new else None, new["updated_at"] if new else None,
                 p.header_json if new else None, next_seq, version, *held, run_id))
+            if new is not None and not p.create:
+                settle_entry(cur, f'"{self.schema}"', run_id, new["status"])
         return p.result(run_id, events, held, next_seq, bool(cancel))
 
     def _request_cancel(self, run_id: str) -> bool:

@@ -48,7 +48,7 @@ from purpose_agent.runtime.checkpoint._sqlite_db import (
 )
 from purpose_agent.runtime.events import PAEvent
 from purpose_agent.runtime.journal import CommitResult, RunInfo
-from purpose_agent.runtime.queue._sqlite import insert_entry
+from purpose_agent.runtime.queue._sqlite import insert_entry, settle_entry
 from purpose_agent.runtime.state import RunStatus
 
 __all__ = ["SCHEMA_VERSION", "SQLiteCheckpointer"]
@@ -207,6 +207,8 @@ class SQLiteCheckpointer(BaseCheckpointer):
             self._append(db, run_id, num, pos, next_seq, version, events, p)
         if tip is not None:
             self._update_row(db, num, status, held, p)
+            if p.header is not None:
+                settle_entry(db, run_id, p.header["status"])
         return p.result(run_id, events, held, next_seq, bool(cancel))
 
     @staticmethod

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
 
 DEFAULT_QUEUE = "default"
+# The statuses in which a run may need a worker; in any other its queue row is inactive.
+CLAIMABLE = frozenset({"queued", "running"})
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _DELAY = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -225,6 +227,6 @@ def queue_store(cp: BaseCheckpointer) -> QueueStore:
         "(--db path/to/runs.db) or a PostgreSQL one (--db postgresql://user@host/db)")
 
 
-__all__ = ["DEFAULT_QUEUE", "Claim", "DuplicateEnqueue", "QueueEntry", "QueueRow",
+__all__ = ["CLAIMABLE", "DEFAULT_QUEUE", "Claim", "DuplicateEnqueue", "QueueEntry", "QueueRow",
            "QueueStore", "WorkerInfo", "check_queue_name", "make_entry", "parse_delay",
            "queue_row", "queue_store", "worker_info"]

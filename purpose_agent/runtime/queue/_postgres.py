@@ -16,6 +16,7 @@ import psycopg
 
 from purpose_agent.runtime.journal import Lease
 from purpose_agent.runtime.queue import (
+    CLAIMABLE,
     Claim,
     DuplicateEnqueue,
     QueueEntry,
@@ -98,6 +99,15 @@ def insert_entry(cur: psycopg.Cursor[Any], s: str, run_id: str, entry: QueueEntr
                            (entry.dedup_key,)).fetchone()
         if held is not None:
             raise DuplicateEnqueue(held[0])
+
+
+def settle_entry(cur: psycopg.Cursor[Any], s: str, run_id: str, status: str) -> None:
+    """In a commit that leaves the run in ``status`` (the caller's transaction): a run
+    that is no longer queued or running needs no worker, so its queue row leaves the
+    queue's index with the commit itself (no transaction of its own afterwards)."""
+    if status not in CLAIMABLE:
+        cur.execute(f"UPDATE {s}.queue SET active = false WHERE run_id = %s AND active",
+                    (run_id,))
 
 
 class PostgresQueue:

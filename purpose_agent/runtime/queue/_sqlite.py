@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from purpose_agent.runtime.queue import (
+    CLAIMABLE,
     Claim,
     DuplicateEnqueue,
     QueueEntry,
@@ -65,6 +66,14 @@ def insert_entry(db: sqlite3.Connection, run_id: str, entry: QueueEntry) -> None
          entry.dedup_key))
 
 
+def settle_entry(db: sqlite3.Connection, run_id: str, status: str) -> None:
+    """In a commit that leaves the run in ``status`` (the caller's transaction): a run
+    that is no longer queued or running needs no worker, so its queue row leaves the
+    queue's index with the commit itself (no transaction of its own afterwards)."""
+    if status not in CLAIMABLE:
+        db.execute("UPDATE queue SET active = 0 WHERE run_id = ? AND active = 1", (run_id,))
+
+
 class SQLiteQueue:
     """The queue operations of a :class:`SQLiteCheckpointer` (see QueueStore)."""
 
@@ -79,16 +88,21 @@ class SQLiteQueue:
         if not queues or not flows:
             return None
         marks_q, marks_f = ",".join("?" * len(queues)), ",".join("?" * len(flows))
-        with self.store._tx() as db:
-            now = time.time()
-            row = db.execute(
-                "SELECT q.run_id, q.flow, q.queue, r.owner, r.fence FROM queue q "
+        pick = ("SELECT q.run_id, q.flow, q.queue, r.owner, r.fence FROM queue q "
                 "JOIN runs r ON r.run_id = q.run_id "
                 f"WHERE q.active = 1 AND q.queue IN ({marks_q}) AND q.flow IN ({marks_f}) "
                 "AND q.available_at <= ? AND r.status IN ('queued', 'running') "
                 "AND (r.owner IS NULL OR r.lease_expires_at <= ?) "
-                "ORDER BY q.priority DESC, q.seq LIMIT 1",
-                (*queues, *flows, now, now)).fetchone()
+                "ORDER BY q.priority DESC, q.seq LIMIT 1")
+        # A read first, without the write lock: an idle worker's poll finds nothing and
+        # never holds up the processes that write. Only a run seen claimable is picked
+        # again under BEGIN IMMEDIATE (another worker may have taken it meanwhile).
+        now = time.time()
+        if not self._read(pick, (*queues, *flows, now, now)):
+            return None
+        with self.store._tx() as db:
+            now = time.time()
+            row = db.execute(pick, (*queues, *flows, now, now)).fetchone()
             if row is None:
                 return None
             run_id, flow, queue, previous, fence = row
