@@ -21,6 +21,7 @@ from purpose_agent.errors import (
     StepInDoubt,
 )
 from purpose_agent.flow.engine import MIN_SNAPSHOT_BYTES, Runner
+from purpose_agent.flow.observe import notify
 from purpose_agent.flow.plan import MISSING, Plan
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import BaseCheckpointer, validate_run_id
@@ -53,8 +54,11 @@ def start(flow: Plan, data: dict[str, Any] | None, cp: BaseCheckpointer, run_id:
                                       snapshot=snapshot, create=True,
                                       acquire=(owner, flow.lease_ttl)))
     assert result.lease is not None
-    return Runner(flow, cp, state, result.lease, snapshot_bytes=result.snapshot_bytes,
-                  reload_steps=False)
+    runner = Runner(flow, cp, state, result.lease, snapshot_bytes=result.snapshot_bytes,
+                    reload_steps=False)
+    if runner.observer is not None:
+        notify(runner.observer, state, [first])
+    return runner
 
 
 def resume(flow: Plan, cp: BaseCheckpointer, run_id: str, owner: str, *, answer: Any,
