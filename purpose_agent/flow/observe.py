@@ -36,11 +36,18 @@ def telemetry_wanted(flag: bool | None) -> bool:
     FlowDefinitionError when it is wanted but the ``otel`` extra is not installed."""
     wanted = flag if flag is not None else os.environ.get(ENV, "").strip().lower() in (
         "1", "true", "yes", "on")
-    if wanted and importlib.util.find_spec("opentelemetry.sdk") is None:
+    if wanted and not _installed("opentelemetry.sdk"):
         raise FlowDefinitionError(
             "telemetry is on (Flow(telemetry=True) or PURPOSE_AGENT_OTEL=1) but "
             "OpenTelemetry is not installed: pip install 'purpose-agent[otel]'")
     return bool(wanted)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package that cannot be imported
+        return False
 
 
 def observer_for(cp: BaseCheckpointer, owner: str) -> Observer:
