@@ -2,8 +2,9 @@
 
 Every page is server-rendered from Jinja templates with autoescaping on; a run's data,
 model output and tool arguments are always text in the page, never markup. Pages that
-change while a run advances are re-fetched as fragments (``?fragment=…``) by the small
-script in ``static/app.js``; nothing else runs in the browser.
+change while a run advances hold live fragments (``?fragment=…``), which the server
+pushes as server-sent events when they change (``&stream=1``, :mod:`.live`) and the small
+script in ``static/app.js`` swaps in; nothing else runs in the browser.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.state import RunStatus
 from purpose_agent.runtime.usage import usage_totals
 
-from . import views
+from . import live, views
 from .actions import ActionRefused, Actions, parse_json_field, parse_update
 from .security import Guard, GuardMiddleware
 from .timeline import duration_text
@@ -94,7 +95,10 @@ def create_app(settings: Settings, *, checkpointer: BaseCheckpointer | None = No
     async def guarded(request: Request, work: Callable[[], Response], *,
                       back: str = "/runs") -> Response:
         """``work`` in a worker thread (the store blocks); a refusal is an error page
-        saying why, with a link ``back``."""
+        saying why, with a link ``back``. A fragment asked for with ``stream=1`` is
+        served live (server-sent events, see :mod:`.live`)."""
+        if request.query_params.get("fragment") and request.query_params.get("stream") == "1":
+            return live.stream(request, work)
         error: PurposeAgentError
         try:
             return await run_in_threadpool(work)

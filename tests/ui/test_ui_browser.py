@@ -77,6 +77,11 @@ def test_the_runs_list_follows_a_running_run_without_reloading(
     browser.wait_for("document.querySelector('tr[data-run=\"live-1\"] .status').textContent"
                      " === 'completed'")
     assert browser.js("window.__same_page") is True  # swapped in place, not reloaded
+    # pushed by the server over one EventSource stream, not fetched again and again
+    assert browser.js("document.documentElement.getAttribute('data-live')") == "sse"
+    fetched = browser.js("performance.getEntriesByType('resource').map(e => e.name)"
+                         ".filter(n => n.includes('fragment='))")
+    assert all("stream=1" in url for url in fetched), fetched
 
 
 def test_fork_at_a_step_with_an_edited_value(browser: Browser,
