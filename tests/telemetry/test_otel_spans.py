@@ -4,6 +4,8 @@ attempt reports no replayed step again; contents only when opted in, redacted.""
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +17,7 @@ from purpose_agent.agents import Agent, tool
 from purpose_agent.agents.testing import ScriptedModel, tool_call
 from purpose_agent.runtime.state import RunStatus
 from purpose_agent.telemetry import CAPTURE_ENV, attempt_span_id, configure, run_trace_id
+from purpose_agent.worker import Worker
 
 SECRET = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -201,3 +204,47 @@ def test_telemetry_off_emits_nothing(tmp_path, spans, monkeypatch) -> None:
     monkeypatch.setenv("PURPOSE_AGENT_OTEL", "1")
     support_flow(script(), telemetry=None).run({}, checkpointer=cp, run_id="loud")
     assert "invoke_workflow support" in by_name(spans)
+
+
+class _Signalling(InMemorySpanExporter):
+    """An in-memory exporter that says when a span named ``wanted`` arrived."""
+
+    def __init__(self, wanted: str) -> None:
+        super().__init__()
+        self.wanted, self.arrived = wanted, threading.Event()
+
+    def export(self, spans):  # type: ignore[no-untyped-def]
+        result = super().export(spans)
+        if any(s.name == self.wanted for s in spans):
+            self.arrived.set()
+        return result
+
+
+def test_a_worker_s_run_is_one_attempt_with_its_worker(tmp_path) -> None:
+    exporter = _Signalling("invoke_workflow queued")
+    configure(exporter, batch=False)
+    try:
+        cp = SQLiteCheckpointer(tmp_path / "runs.db")
+        queued = Flow("queued", telemetry=True)
+        queued.add(lambda ctx: {"done": True}, name="only")
+        queued.edge("only", END)
+        run_id = queued.enqueue({}, checkpointer=cp)
+        worker = Worker(cp, flows=[queued], poll_interval=0.05)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        try:
+            assert exporter.arrived.wait(30)
+        finally:
+            worker.stop()
+            thread.join(30)
+        [attempt] = by_name(exporter)["invoke_workflow queued"]
+        assert attempt.attributes["purpose_agent.attempt"] == 1  # enqueuing is no attempt
+        assert attempt.attributes["purpose_agent.run_id"] == run_id
+        assert attempt.links == ()
+        [node] = by_name(exporter)["node only"]
+        owner = node.attributes["purpose_agent.worker"]
+        assert owner == attempt.attributes["purpose_agent.worker"]
+        assert owner.split(":")[1].split("/")[0] == str(os.getpid())  # host:pid/token
+        assert cp.load_latest(run_id).status is RunStatus.COMPLETED
+    finally:
+        configure(InMemorySpanExporter(), batch=False)
