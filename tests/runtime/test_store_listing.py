@@ -127,7 +127,8 @@ def test_cursor_accepts_a_key_and_refuses_garbage(store, monkeypatch):
     info = store.run_info(order[4])
     by_key = store.list_run_infos(after=(info.updated_at, info.run_id), limit=3)
     assert [i.run_id for i in by_key] == order[5:8]
-    for bad in ["run-1", (1.0,), ("x", "run-1"), (float("nan"), "r"), (True, "r"), 3]:
+    for bad in ["run-1", (1.0,), ("x", "run-1"), (float("nan"), "r"), (True, "r"), 3,
+                (1.0, "r\ud800"), (1.0, "r\x00")]:
         with pytest.raises(ValueError, match="after must be"):
             store.list_run_infos(after=bad)
     for bad in ["", "a\x00b", 3]:
@@ -139,7 +140,7 @@ def test_cursor_accepts_a_key_and_refuses_garbage(store, monkeypatch):
 
 def test_search_and_flow_are_values_not_sql(store, monkeypatch):
     written = fill(store, monkeypatch, 12)
-    for hostile in ["%", "_", "' OR 1=1 --", '"', "\\", "run-0000%"]:
+    for hostile in ["%", "_", "' OR 1=1 --", '"', "\\", "run-0000%", "\ud800", "é"]:
         assert store.list_run_infos(search=hostile) == []
         assert store.list_run_infos(flow=hostile) == []
     assert len(store.list_run_infos()) == len(written.runs)

@@ -79,10 +79,19 @@ def check_after(after: Any) -> tuple[float, str] | None:
         return RunQuery.key(after)
     if (isinstance(after, tuple) and len(after) == 2 and not isinstance(after[0], bool)
             and isinstance(after[0], (int, float)) and isinstance(after[1], str)
-            and after[0] == after[0] and abs(after[0]) != float("inf")):
+            and after[0] == after[0] and abs(after[0]) != float("inf")
+            and after[1].isprintable() and _utf8(after[1])):
         return (float(after[0]), after[1])
     raise ValueError("after must be None, the last RunInfo of the previous page, or its "
                      f"(updated_at, run_id) key, got {after!r}")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no run id holds one
+        return False
+    return True
 
 
 def run_query(*, status: Any = None, flow: Any = None, search: Any = None,

@@ -30,20 +30,30 @@ def conditions(query: RunQuery, dialect: str, *, keyed: bool = True,
     if query.status is not None:
         where.append(f"status = {mark}")
         params.append(str(query.status))
-    if query.search is not None:
+    if query.search is not None and _encodable(query.search):
         where.append(f"instr(run_id, {mark}) > 0" if dialect == "sqlite"
                      else f"strpos(run_id, {mark}) > 0")
         params.append(query.search)
-    if query.flow is not None and dialect == "sqlite":
+    if query.flow is not None and dialect == "sqlite" and _encodable(query.flow):
         # SQLite's JSON functions read escaped lone surrogates; PostgreSQL's refuse a
         # whole header holding one, so there the base filters flows.
         where.append(f"json_extract(header, '$.flow') = {mark}")
         params.append(query.flow)
-    if query.after is not None and keyed:
+    if query.after is not None and keyed:  # its run id is UTF-8 (check_after)
         run_id = _ORDER[dialect]
         where.append(f"(updated_at < {mark} OR (updated_at = {mark} AND {run_id} < {mark}))")
         params += [query.after[0], query.after[0], query.after[1]]
     return where, params
+
+
+def _encodable(text: str) -> bool:
+    """Whether a driver can bind ``text`` (a lone surrogate cannot be sent as UTF-8):
+    a value that cannot is left to the base's filter, which matches it exactly."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def order_by(dialect: str) -> str:
