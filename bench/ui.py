@@ -15,11 +15,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import uvicorn
 
 from purpose_agent import END, Flow, SQLiteCheckpointer
+from purpose_agent.cli.render import cursor_text
 from purpose_agent.ui import Settings, create_app
 from purpose_agent.ui.server import bind
 
@@ -61,7 +63,11 @@ def main() -> None:
                                                lifespan="off"))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
-        pages = ["/runs", "/runs?page=1", f"/runs?page={args.runs // 50 - 1}",
+        with SQLiteCheckpointer(str(db), read_only=True) as cp:
+            near, far = (cp.run_info(f"run-{i:05d}") for i in (args.runs - 51, 50))
+        assert near is not None and far is not None
+        pages = ["/runs", f"/runs?{urlencode({'after': cursor_text(near)})}",
+                 f"/runs?{urlencode({'after': cursor_text(far)})}",
                  "/runs?flow=bench-chatty", "/runs?q=run-0999", "/inbox",
                  "/runs/long", "/runs/long?tab=transcript", "/runs/long?tab=state",
                  "/runs/long?tab=events", f"/runs/long?tab=events&since={args.events - 50}"]

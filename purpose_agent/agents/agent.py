@@ -28,6 +28,7 @@ import inspect
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from purpose_agent.agents._errors import AgentError
@@ -210,7 +211,7 @@ class Agent:
             # are committed together with the response.
             last = request[-1]
             ctx.record_event(EventKind.MODEL_REQUEST, agent=self.name, model=model_name,
-                             turn=turn, messages=len(request), tools=sorted(self.tools),
+                             provider=getattr(self.model, "provider", None), turn=turn, messages=len(request), tools=sorted(self.tools),
                              last_role=last.role, last=summarize(last.content or ""))
             started = time.monotonic()
             try:
@@ -261,8 +262,8 @@ class Agent:
             problem = target.validate(args)
             if problem is not None:
                 return _error(f"the arguments a person approved are invalid: {problem}")
-        outcome = ctx.call(f"tool:{target.name}", target.step_fn, (args,), {},
-                           options=target.step_options)
+        options = replace(target.step_options, labels=(("call_id", call.id),))
+        outcome = ctx.call(f"tool:{target.name}", target.step_fn, (args,), {}, options=options)
         return content_for_model(outcome)
 
     def __repr__(self) -> str:

@@ -41,6 +41,8 @@ class AnthropicModel:
     ``output_type`` is sent as ``output_config`` (a JSON schema format).
     """
 
+    provider = "anthropic"  # gen_ai.provider.name in telemetry
+
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
                  max_tokens: int = 4096, timeout: float = 60.0, max_retries: int = 2,
                  extra: dict[str, Any] | None = None, prices: Price | None = None) -> None:

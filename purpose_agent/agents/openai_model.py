@@ -33,6 +33,8 @@ class OpenAIModel:
     An agent's ``output_type`` is sent as ``response_format`` (``json_schema``).
     """
 
+    provider = "openai"  # gen_ai.provider.name in telemetry
+
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
                  timeout: float = 60.0, max_retries: int = 2,
                  extra: dict[str, Any] | None = None, prices: Price | None = None) -> None:

@@ -74,6 +74,8 @@ class ScriptedModel:
     (None for none). An entry that is an exception is raised. Running out of script
     raises :class:`ModelError`. ``prices`` prices its calls like a real model's."""
 
+    provider = "purpose_agent.scripted"  # gen_ai.provider.name in telemetry
+
     def __init__(self, responses: Iterable[Any], *, name: str = "scripted",
                  prices: Price | None = None) -> None:
         self.name = name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import shlex
 import sys
 import time
 from typing import Annotated
@@ -43,8 +44,10 @@ from .common import (
 )
 from .render import (
     EventTail,
+    cursor_text,
     events_table,
     literal,
+    parse_cursor,
     print_state,
     run_row,
     runs_table,
@@ -134,6 +137,14 @@ def runs(
     status: Annotated[RunStatus | None, typer.Option(
         "--status", "-s", help="Only runs with this status.", case_sensitive=False,
         show_default=False)] = None,
+    flow: Annotated[str | None, typer.Option(
+        "--flow", "-f", help="Only runs of this flow.", show_default=False)] = None,
+    search: Annotated[str | None, typer.Option(
+        "--search", "-q", help="Only runs whose id contains this text (case-sensitive).",
+        show_default=False)] = None,
+    after: Annotated[str | None, typer.Option(
+        "--after", help="The runs older than this cursor (printed under a full listing).",
+        show_default=False)] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most N runs.")] = 20,
     as_json: JsonOption = False,
     db: DbOption = None,
@@ -141,8 +152,17 @@ def runs(
     """List runs, newest first: id, flow, status, current node, steps, last update; for
     runs from a queue, the worker advancing one, or why one waits."""
     url = resolve_url(db)
+    try:
+        cursor = parse_cursor(after or "")
+    except ValueError:
+        raise CliError(f"--after {after!r} is not a cursor; pass the one a full listing "
+                       "prints", EXIT_USAGE) from None
     cp = open_store(url, read_only=True)
-    infos = cp.list_run_infos(status=status, limit=limit)
+    try:
+        infos = cp.list_run_infos(status=status, flow=flow, search=search, after=cursor,
+                                  limit=limit)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
     queued = queue_view.queue_details(cp, infos)
     if as_json:
         stdout_json([{**run_row(info), **({"queue": queued[info.run_id]}
@@ -151,6 +171,9 @@ def runs(
     elif not infos:
         _console().print(literal(f"no runs in {url}"
                                  + (f" with status {status}" if status else "")
+                                 + (f" of flow {flow}" if flow else "")
+                                 + (f" matching {search}" if search else "")
+                                 + (" older than that cursor" if after else "")
                                  + "; start one with: purpose-agent demo"))
     else:
         console = _console()
@@ -160,7 +183,8 @@ def runs(
                                           or info.status is RunStatus.RUNNING):
                 console.print(literal(queue_view.describe(info.run_id, queued[info.run_id])))
         if len(infos) == limit:
-            console.print(literal(f"the newest {limit} runs; --limit N shows more", style="dim"))
+            console.print(literal(f"the newest {limit} runs; older ones: --after "
+                                  f"{shlex.quote(cursor_text(infos[-1]))}", style="dim"))
 
 
 @app.command()

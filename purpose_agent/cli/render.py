@@ -28,6 +28,24 @@ from purpose_agent.runtime.state import RunState, RunStatus
 from purpose_agent.runtime.transcript import transcript_lines
 from purpose_agent.runtime.usage import usage_text
 
+
+def cursor_text(info: RunInfo) -> str:
+    """A listing's page cursor as text (``runs --after``, the inspector's URLs): the
+    listing key of the last run of a page."""
+    return f"{info.updated_at!r}:{info.run_id}"
+
+
+def parse_cursor(text: str) -> tuple[float, str] | None:
+    """A cursor from :func:`cursor_text` (None for ""); ValueError if it is not one."""
+    if not text:
+        return None
+    when, sep, run_id = text.partition(":")
+    updated_at = float(when)
+    if not sep or not run_id or updated_at != updated_at or abs(updated_at) == float("inf"):
+        raise ValueError(f"not a page cursor: {text!r}")
+    return updated_at, run_id
+
+
 STATUS_STYLE = {
     RunStatus.PENDING: "blue", RunStatus.RUNNING: "cyan", RunStatus.PAUSED: "yellow",
     RunStatus.COMPLETED: "green", RunStatus.FAILED: "red", RunStatus.CANCELLED: "dim",

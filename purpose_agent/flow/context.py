@@ -50,6 +50,8 @@ class StepOptions:
     at_most_once: bool = False
     backoff: float = 0.1
     events: bool = True  # False: the step records its own events (an Agent's model call)
+    # Extra fields of its step.started event (an Agent's tool call id, for telemetry).
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 # A decorated step's original function and options, for ``ctx.step`` to unwrap it (one
@@ -292,8 +294,8 @@ class NodeContext:
                          name=name, status="started", at_most_once=opts.at_most_once,
                          attempt=attempt, args_digest=digest)
         if opts.events:
-            self._runner.event(EventKind.STEP_STARTED, self.node, step=name, attempt=attempt,
-                               args=call_text(args, kwargs))
+            self._runner.event(EventKind.STEP_STARTED, self.node, **dict(opts.labels), step=name,
+                               attempt=attempt, args=call_text(args, kwargs))
         if opts.at_most_once:
             # Journal the start durably before the side effect: if we die inside the
             # call, resume knows it may have happened and asks a person.

@@ -25,6 +25,7 @@ from purpose_agent.errors import (
 from purpose_agent.flow.completion import completion, encode_update
 from purpose_agent.flow.context import NodeContext, current_context
 from purpose_agent.flow.leases import Heartbeat
+from purpose_agent.flow.observe import notify, observer_for
 from purpose_agent.flow.plan import NodeSpec, Plan
 from purpose_agent.flow.signals import Abandoned, InDoubt, LeaseLost, Pause, find_signal
 from purpose_agent.flow.timeouts import Alarm, acall_node, call_node
@@ -104,6 +105,7 @@ class Runner:
         # Node attempts given up by their timeout (still running in a worker thread):
         # anything they try to journal from then on is refused.
         self._abandoned: weakref.WeakSet[NodeContext] = weakref.WeakSet()
+        self.observer = observer_for(cp, lease.owner) if flow.telemetry else None
 
     # ── events and commits ───────────────────────────────────────────────────────
     def event(self, kind: EventKind, node: str | None = None, /, **payload: Any) -> None:
@@ -175,6 +177,8 @@ class Runner:
         """``commit`` landed (the caller holds _lock)."""
         self.first_seq += len(commit.events)
         self.buffer = self.buffer[len(commit.events):]  # events buffered meanwhile stay
+        if self.observer is not None and commit.events:
+            notify(self.observer, self.state, commit.events)
         self.released = commit.release
         self.cancel_requested = result.cancel_requested
         if result.snapshot_bytes:

@@ -15,6 +15,7 @@ from typing import Any, overload
 
 from purpose_agent.errors import FlowDefinitionError, LeaseError
 from purpose_agent.flow import operations, queueing
+from purpose_agent.flow.observe import telemetry_wanted
 from purpose_agent.flow.operations import cancel_run, fork_run, load_state
 from purpose_agent.flow.plan import (
     END,
@@ -53,11 +54,14 @@ class Flow:
     The heartbeat is a Python thread: a C call that holds the GIL (a C extension that
     does not release it, a huge regex or JSON parse) starves it, so keep the lease well
     above the longest such call; the default, 60 s, lets one run ~40 s.
+    ``telemetry=True`` (or ``$PURPOSE_AGENT_OTEL=1`` when not given) exports each run's
+    spans with OpenTelemetry (``pip install 'purpose-agent[otel]'``; see
+    ``purpose_agent.telemetry``).
     """
 
     def __init__(self, name: str, *, purpose: str = "", max_steps: int | None = None,
                  reducers: Mapping[str, Reducer] | None = None,
-                 lease_ttl: float = 60.0) -> None:
+                 lease_ttl: float = 60.0, telemetry: bool | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise FlowDefinitionError("a flow needs a non-empty name")
         if not float(lease_ttl) > 0:
@@ -68,6 +72,7 @@ class Flow:
         self._max_steps = max_steps
         self.reducers = check_reducers(reducers)
         self.lease_ttl = float(lease_ttl)
+        self.telemetry = telemetry  # None: $PURPOSE_AGENT_OTEL decides, at each run
         self._nodes: dict[str, NodeSpec] = {}
         self._edges: dict[str, str] = {}
         self._routes: dict[str, tuple[Router, tuple[str, ...] | None]] = {}
@@ -177,7 +182,8 @@ class Flow:
         return Plan(name=self.name, purpose=self.purpose, entry=self._entry,
                     max_steps=self.max_steps, lease_ttl=self.lease_ttl,
                     reducers=self.reducers, nodes=dict(self._nodes), edges=dict(self._edges),
-                    routes=dict(self._routes), ref=self.ref, ref_file=self.ref_file)
+                    routes=dict(self._routes), ref=self.ref, ref_file=self.ref_file,
+                    telemetry=telemetry_wanted(self.telemetry))
 
     # ── what a reader asks ───────────────────────────────────────────────────────
     @property

@@ -21,11 +21,12 @@ from purpose_agent.errors import (
     StepInDoubt,
 )
 from purpose_agent.flow.engine import MIN_SNAPSHOT_BYTES, Runner
+from purpose_agent.flow.observe import notify
 from purpose_agent.flow.plan import MISSING, Plan
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import BaseCheckpointer, validate_run_id
 from purpose_agent.runtime.events import EventKind, PAEvent
-from purpose_agent.runtime.journal import Commit, Delta, StepRecord, apply_ops
+from purpose_agent.runtime.journal import Commit, CommitResult, Delta, StepRecord, apply_ops
 from purpose_agent.runtime.owners import driver
 from purpose_agent.runtime.redact import summarize
 from purpose_agent.runtime.state import RunState, RunStatus
@@ -35,9 +36,7 @@ def start(flow: Plan, data: dict[str, Any] | None, cp: BaseCheckpointer, run_id:
           session_id: str | None, owner: str) -> Runner:
     state, commit = _first_commit(flow, data, run_id, session_id, owner)
     result = cp.commit(run_id, commit)
-    assert result.lease is not None
-    return Runner(flow, cp, state, result.lease, snapshot_bytes=result.snapshot_bytes,
-                  reload_steps=False)
+    return _started(flow, cp, state, commit, result)
 
 
 async def astart(flow: Plan, data: dict[str, Any] | None, cp: BaseCheckpointer, run_id: str,
@@ -45,9 +44,18 @@ async def astart(flow: Plan, data: dict[str, Any] | None, cp: BaseCheckpointer, 
     """:func:`start` for ``arun``: the event loop is not held by the first commit."""
     state, commit = _first_commit(flow, data, run_id, session_id, owner)
     result = await cp.acommit(run_id, commit)
+    return _started(flow, cp, state, commit, result)
+
+
+def _started(flow: Plan, cp: BaseCheckpointer, state: RunState, commit: Commit,
+             result: CommitResult) -> Runner:
+    """The Runner of a run whose first commit landed (its observer told of it)."""
     assert result.lease is not None
-    return Runner(flow, cp, state, result.lease, snapshot_bytes=result.snapshot_bytes,
-                  reload_steps=False)
+    runner = Runner(flow, cp, state, result.lease, snapshot_bytes=result.snapshot_bytes,
+                    reload_steps=False)
+    if runner.observer is not None:
+        notify(runner.observer, state, commit.events)
+    return runner
 
 
 def _first_commit(flow: Plan, data: dict[str, Any] | None, run_id: str,

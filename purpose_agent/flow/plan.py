@@ -74,6 +74,7 @@ class Plan:
     routes: Mapping[str, tuple[Router, tuple[str, ...] | None]]
     ref: str | None = None
     ref_file: str | None = None
+    telemetry: bool = False  # spans of each run (purpose_agent.telemetry)
 
     @property
     def has_callable_reducers(self) -> bool:

@@ -245,16 +245,41 @@ class RunInfo:
         }
 
 
-def sort_infos(infos: Iterable[RunInfo], status: Any = None,
-               limit: int | None = None) -> list[RunInfo]:
-    """Filter by status and order newest first (ties broken by id, descending)."""
-    wanted = RunStatus(status) if status is not None else None
-    rows = [i for i in infos if wanted is None or i.status == wanted]
-    rows.sort(key=lambda i: (i.updated_at, i.run_id), reverse=True)
-    return rows[:limit] if limit is not None else rows
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    """Which runs a listing wants, checked (see ``_arguments.run_query``): of ``status``,
+    of ``flow``, whose id contains ``search`` (case-sensitive), after the listing key
+    ``after`` — ``(updated_at, run_id)`` of the last run of the previous page — and at
+    most ``limit`` of them (None: every one). The listing order is newest first, ties
+    by run id descending: :meth:`key` descending."""
+
+    status: RunStatus | None = None
+    flow: str | None = None
+    search: str | None = None
+    after: tuple[float, str] | None = None
+    limit: int | None = None
+
+    @staticmethod
+    def key(info: RunInfo) -> tuple[float, str]:
+        return (info.updated_at, info.run_id)
+
+    def matches(self, info: RunInfo) -> bool:
+        return ((self.status is None or info.status == self.status)
+                and (self.flow is None or info.flow == self.flow)
+                and (self.search is None or self.search in info.run_id)
+                and (self.after is None or self.key(info) < self.after))
+
+
+def sort_infos(infos: Iterable[RunInfo], query: RunQuery | None = None) -> list[RunInfo]:
+    """The runs of ``infos`` that ``query`` wants, newest first (ties broken by id,
+    descending), at most ``query.limit`` of them."""
+    query = query or RunQuery()
+    rows = [i for i in infos if query.matches(i)]
+    rows.sort(key=RunQuery.key, reverse=True)
+    return rows[:query.limit] if query.limit is not None else rows
 
 
 __all__ = [
-    "Commit", "CommitResult", "Delta", "Lease", "RunInfo", "StepRecord", "apply_delta", "apply_ops",
-    "check_lease_free", "owner_id", "owner_is_dead", "sort_infos",
+    "Commit", "CommitResult", "Delta", "Lease", "RunInfo", "RunQuery", "StepRecord",
+    "apply_delta", "apply_ops", "check_lease_free", "owner_id", "owner_is_dead", "sort_infos",
 ]

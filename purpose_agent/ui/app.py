@@ -2,8 +2,9 @@
 
 Every page is server-rendered from Jinja templates with autoescaping on; a run's data,
 model output and tool arguments are always text in the page, never markup. Pages that
-change while a run advances are re-fetched as fragments (``?fragment=…``) by the small
-script in ``static/app.js``; nothing else runs in the browser.
+change while a run advances hold live fragments (``?fragment=…``), which the server
+pushes as server-sent events when they change (``&stream=1``, :mod:`.live`) and the small
+script in ``static/app.js`` swaps in; nothing else runs in the browser.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from purpose_agent.cli.render import state_json
+from purpose_agent.cli.render import parse_cursor, state_json
 from purpose_agent.errors import InvalidRunId, PurposeAgentError, RunNotFound, StoreError
 from purpose_agent.flow import Flow
 from purpose_agent.flow.plan import MISSING
@@ -36,7 +37,7 @@ from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.state import RunStatus
 from purpose_agent.runtime.usage import usage_totals
 
-from . import views
+from . import live, views
 from .actions import ActionRefused, Actions, parse_json_field, parse_update
 from .security import Guard, GuardMiddleware
 from .timeline import duration_text
@@ -57,6 +58,11 @@ class Settings:
     token: str | None = None
     read_only: bool = False
     flow_refs: tuple[str, ...] = ()
+
+
+def _filter_text(value: str | None) -> str:
+    """A filter as typed: trimmed, without NUL (no run id or flow name holds one)."""
+    return (value or "").replace("\x00", "").strip()
 
 
 def _environment() -> Environment:
@@ -89,7 +95,10 @@ def create_app(settings: Settings, *, checkpointer: BaseCheckpointer | None = No
     async def guarded(request: Request, work: Callable[[], Response], *,
                       back: str = "/runs") -> Response:
         """``work`` in a worker thread (the store blocks); a refusal is an error page
-        saying why, with a link ``back``."""
+        saying why, with a link ``back``. A fragment asked for with ``stream=1`` is
+        served live (server-sent events, see :mod:`.live`)."""
+        if request.query_params.get("fragment") and request.query_params.get("stream") == "1":
+            return live.stream(request, work)
         error: PurposeAgentError
         try:
             return await run_in_threadpool(work)
@@ -111,20 +120,21 @@ def create_app(settings: Settings, *, checkpointer: BaseCheckpointer | None = No
     async def runs(request: Request) -> Response:
         q = request.query_params
         status_text = q.get("status") or ""
+        after = q.get("after") or ""
         try:
             status = RunStatus(status_text) if status_text else None
-            page = max(int(q.get("page") or 0), 0)
+            parse_cursor(after)  # the same cursor text as `runs --after`
         except ValueError:
             return render(request, "error.html", status=400, back="/runs", message=(
-                f"unknown status {status_text!r} or page; the statuses are "
-                + ", ".join(s.value for s in RunStatus)))
+                f"unknown status {status_text!r} or page cursor {after!r}; the statuses "
+                "are " + ", ".join(s.value for s in RunStatus)))
 
         def work() -> Response:
-            listing = views.runs_page(store, status=status, flow=q.get("flow") or "",
-                                      q=(q.get("q") or "").strip(), page=page)
+            listing = views.runs_page(store, status=status, flow=_filter_text(q.get("flow")),
+                                      q=_filter_text(q.get("q")), after=after)
             if q.get("format") == "json":
-                return JSONResponse({"runs": listing.rows, "page": listing.page,
-                                     "has_next": listing.has_next})
+                return JSONResponse({"runs": listing.rows, "after": listing.after,
+                                     "next_after": listing.next_after})
             query = {k: v for k, v in (("status", listing.status or ""), ("flow", listing.flow),
                                        ("q", listing.q)) if v}
             template = "_runs_rows.html" if q.get("fragment") == "rows" else "runs.html"

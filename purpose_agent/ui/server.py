@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from .app import Settings, create_app
 from .security import check_bind
@@ -38,6 +39,15 @@ def address(settings: Settings) -> str:
     return f"http://{shown}:{settings.port}/"
 
 
+def uvicorn_config(app: Any) -> Any:
+    """How the inspector is served. A live page holds a stream open (see ``live``):
+    shutting down waits for streams at most ``timeout_graceful_shutdown`` seconds."""
+    import uvicorn
+
+    return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                          server_header=False, timeout_graceful_shutdown=2)
+
+
 def serve(settings: Settings, *, announce: Callable[[str], None] = print) -> None:
     """Serve until interrupted. Refuses (UnsafeBind) a non-loopback host without a token;
     ``announce`` is told the address once the socket listens."""
@@ -48,9 +58,7 @@ def serve(settings: Settings, *, announce: Callable[[str], None] = print) -> Non
     settings = replace(settings, port=sock.getsockname()[1])
     app = create_app(settings)
     announce(address(settings))
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                            server_header=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    uvicorn.Server(uvicorn_config(app)).run(sockets=[sock])
 
 
-__all__ = ["address", "bind", "serve"]
+__all__ = ["address", "bind", "serve", "uvicorn_config"]

@@ -13,7 +13,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from purpose_agent.cli.render import lease_text, relative_time, run_row, stalled
+from purpose_agent.cli.render import (
+    cursor_text,
+    lease_text,
+    parse_cursor,
+    relative_time,
+    run_row,
+    stalled,
+)
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import RunInfo
@@ -39,8 +46,8 @@ def pretty(value: Any) -> str:
 @dataclass(slots=True)
 class RunsPage:
     rows: list[dict[str, Any]]
-    page: int
-    has_next: bool
+    after: str  # the cursor this page starts after ("" for the newest runs)
+    next_after: str  # the cursor of the next page ("" when this is the last)
     status: str | None
     flow: str
     q: str
@@ -59,23 +66,15 @@ def row_of(info: RunInfo) -> dict[str, Any]:
 
 
 def runs_page(cp: BaseCheckpointer, *, status: RunStatus | None, flow: str, q: str,
-              page: int, size: int = RUNS_PAGE) -> RunsPage:
-    """One page of runs, newest first.
-
-    Without a flow or id filter only the runs up to this page are read (the store orders
-    and limits them); a flow or id filter reads the runs with that status and filters
-    them here, as the store has no such query.
-    """
-    filtered = bool(flow or q)
-    want = None if filtered else (page + 1) * size + 1
-    infos = cp.list_run_infos(status=status, limit=want)
-    if flow:
-        infos = [i for i in infos if i.flow == flow]
-    if q:
-        needle = q.lower()
-        infos = [i for i in infos if needle in i.run_id.lower()]
-    window = infos[page * size:(page + 1) * size]
-    return RunsPage([row_of(i) for i in window], page, len(infos) > (page + 1) * size,
+              after: str = "", size: int = RUNS_PAGE) -> RunsPage:
+    """One page of runs, newest first, after the cursor ``after``: the store filters
+    (status, flow, run-id search) and pages by key, so a page costs a page however many
+    runs the store holds, and paging never repeats or skips a run."""
+    infos = cp.list_run_infos(status=status, flow=flow or None, search=q or None,
+                              after=parse_cursor(after), limit=size + 1)
+    window = infos[:size]
+    return RunsPage([row_of(i) for i in window], after,
+                    cursor_text(window[-1]) if len(infos) > size else "",
                     str(status) if status else None, flow, q,
                     sorted({i.flow for i in window if i.flow}))
 

@@ -15,7 +15,7 @@ from ui_server import Inspector, StartInspector
 from purpose_agent import Flow
 from purpose_agent.runtime.checkpoint import open_checkpointer
 from purpose_agent.ui import Settings, create_app
-from purpose_agent.ui.server import bind
+from purpose_agent.ui.server import bind, uvicorn_config
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def start_inspector() -> Iterator[StartInspector]:
         settings = Settings(url=url, host=host, port=sock.getsockname()[1], **options)
         cp = open_checkpointer(url, read_only=settings.read_only)
         app = create_app(settings, checkpointer=cp, flows=flows)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        server = uvicorn.Server(uvicorn_config(app))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
         inspector = Inspector(f"http://127.0.0.1:{settings.port}", cp, app.state.actions,

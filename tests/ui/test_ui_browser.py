@@ -57,6 +57,27 @@ def test_click_a_paused_run_approve_it_and_see_it_complete(
     assert browser.dialogs == []
 
 
+def test_approve_from_the_inbox_and_see_the_inbox_follow(
+        browser: Browser, start_inspector: StartInspector, db_url: str) -> None:
+    ui = start_inspector(db_url, flows=(approval,))
+    _paused(ui, "i-1")
+    _paused(ui, "i-2")
+    browser.open(f"{ui.base}/inbox")
+    assert browser.js("document.querySelectorAll('article.ask').length") == 2
+    browser.click_and_load('article[data-run="i-1"] button.approve')
+    ui.finished("i-1")
+    state = ui.cp.load_latest("i-1")
+    assert state is not None and state.status is RunStatus.COMPLETED
+    browser.wait_for("!document.querySelector('article[data-run=\"i-1\"]')")
+    browser.js("window.__same_page = true")
+    # answered elsewhere (the command line, another person): the open inbox follows
+    assert approval.resume("i-2", checkpointer=ui.cp, answer="yes").status \
+        is RunStatus.COMPLETED
+    browser.wait_for("document.querySelector('#inbox-empty') !== null")
+    assert browser.js("window.__same_page") is True
+    assert browser.dialogs == []
+
+
 def test_the_runs_list_follows_a_running_run_without_reloading(
         browser: Browser, start_inspector: StartInspector, db_url: str) -> None:
     ui = start_inspector(db_url, flows=(gated,))
@@ -77,6 +98,11 @@ def test_the_runs_list_follows_a_running_run_without_reloading(
     browser.wait_for("document.querySelector('tr[data-run=\"live-1\"] .status').textContent"
                      " === 'completed'")
     assert browser.js("window.__same_page") is True  # swapped in place, not reloaded
+    # pushed by the server over one EventSource stream, not fetched again and again
+    assert browser.js("document.documentElement.getAttribute('data-live')") == "sse"
+    fetched = browser.js("performance.getEntriesByType('resource').map(e => e.name)"
+                         ".filter(n => n.includes('fragment='))")
+    assert all("stream=1" in url for url in fetched), fetched
 
 
 def test_fork_at_a_step_with_an_edited_value(browser: Browser,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 from markupsafe import escape
@@ -47,19 +48,33 @@ def test_runs_newest_first_with_one_click_filters_and_search(
     assert rows[1]["waiting_for"] == "interrupt"
 
 
-def test_runs_are_paged(start_inspector: StartInspector, db_url: str) -> None:
+def _next_page(page: str) -> str | None:
+    found = re.search(r'id="next-page" href="([^"]+)"', page)
+    return html.unescape(found.group(1)) if found else None
+
+
+def test_runs_are_paged_by_key(start_inspector: StartInspector, db_url: str) -> None:
     ui = start_inspector(db_url)
     quick = one_node("ui-quick", lambda ctx: {})
     for i in range(120):
         quick.run({}, checkpointer=ui.cp, run_id=f"r-{i:03d}")
     first = ui.get("/runs").text
     assert _rows(first) == [f"r-{i:03d}" for i in range(119, 69, -1)]
-    assert 'id="next-page" href="/runs?page=1"' in first
-    last = ui.get("/runs?page=2").text
+    second_url = _next_page(first)
+    assert second_url is not None and "after=" in second_url
+    second = ui.get(second_url).text
+    assert _rows(second) == [f"r-{i:03d}" for i in range(69, 19, -1)]
+    assert 'id="newest-page" href="/runs"' in second
+    last = ui.get(_next_page(second) or "").text
     assert _rows(last) == [f"r-{i:03d}" for i in range(19, -1, -1)]
     assert 'id="next-page"' not in last
     # a search is paged too: 100 ids match, the second page shows the older 50
-    assert _rows(ui.get("/runs?page=1&q=r-0").text) == [f"r-{i:03d}" for i in range(49, -1, -1)]
+    searched = ui.get("/runs?q=r-0").text
+    assert "q=r-0" in (_next_page(searched) or "")
+    assert _rows(ui.get(_next_page(searched) or "").text) == [
+        f"r-{i:03d}" for i in range(49, -1, -1)]
+    assert ui.get("/runs?after=garbage").status_code == 400
+    assert ui.get("/runs?q=%00").status_code == 200
 
 
 def test_live_fragment_follows_a_running_run(start_inspector: StartInspector,

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from purpose_agent.runtime.events import EventKind, kind_values
+from purpose_agent.runtime.journal import RunInfo, RunQuery
 from purpose_agent.runtime.state import RunStatus
 
 # Runs nobody advances unless asked again: what retention (prune_runs) may delete.
@@ -59,6 +60,47 @@ def check_status(status: Any) -> RunStatus | None:
         raise ValueError(f"unknown run status {status!r}; use one of: {names}") from None
 
 
+def check_name(value: Any, what: str) -> str | None:
+    """A flow name or an id search: None (no filter) or a non-empty string without NUL."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise ValueError(f"{what} must be None (no filter) or a non-empty string without "
+                         f"NUL, got {value!r}")
+    return value
+
+
+def check_after(after: Any) -> tuple[float, str] | None:
+    """A listing's cursor: None (from the newest), the last :class:`RunInfo` of the
+    previous page, or its key ``(updated_at, run_id)``."""
+    if after is None:
+        return None
+    if isinstance(after, RunInfo):
+        return RunQuery.key(after)
+    if (isinstance(after, tuple) and len(after) == 2 and not isinstance(after[0], bool)
+            and isinstance(after[0], (int, float)) and isinstance(after[1], str)
+            and after[0] == after[0] and abs(after[0]) != float("inf")
+            and after[1].isprintable() and _utf8(after[1])):
+        return (float(after[0]), after[1])
+    raise ValueError("after must be None, the last RunInfo of the previous page, or its "
+                     f"(updated_at, run_id) key, got {after!r}")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no run id holds one
+        return False
+    return True
+
+
+def run_query(*, status: Any = None, flow: Any = None, search: Any = None,
+              after: Any = None, limit: Any = None) -> RunQuery:
+    """A run listing's arguments as every store reads them (each checked as above)."""
+    return RunQuery(check_status(status), check_name(flow, "flow"),
+                    check_name(search, "search"), check_after(after), check_limit(limit))
+
+
 def check_ttl(ttl: Any) -> float:
     """A lease's time to live in seconds: a number from 0 (expired at once) up."""
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl >= 0 \
@@ -92,5 +134,6 @@ def check_finished(statuses: Iterable[RunStatus | str] | None) -> frozenset[RunS
     return frozenset(wanted)
 
 
-__all__ = ["FINISHED", "check_batch", "check_finished", "check_kinds", "check_limit",
-           "check_since", "check_status", "check_ttl"]
+__all__ = ["FINISHED", "check_after", "check_batch", "check_finished", "check_kinds",
+           "check_limit", "check_name", "check_since", "check_status", "check_ttl",
+           "run_query"]

@@ -30,8 +30,8 @@ from purpose_agent.runtime.checkpoint._arguments import (
     check_kinds,
     check_limit,
     check_since,
-    check_status,
     check_ttl,
+    run_query,
 )
 from purpose_agent.runtime.checkpoint._integrity import (
     DAMAGE,
@@ -57,6 +57,7 @@ from purpose_agent.runtime.journal import (
     Delta,
     Lease,
     RunInfo,
+    RunQuery,
     StepRecord,
     apply_delta,
     sort_infos,
@@ -141,9 +142,11 @@ class BaseCheckpointer(ABC):
         base keeps the latest record of each key, then those of ``step``)."""
 
     @abstractmethod
-    def _run_infos(self, status: RunStatus | None, limit: int | None) -> Iterable[RunInfo]:
-        """Run listings: at least the newest ``limit`` runs (None: all) of ``status``
-        (None: any), ordered or not. The base filters, orders and cuts."""
+    def _run_infos(self, query: RunQuery) -> Iterable[RunInfo]:
+        """Run listings: at least the first ``query.limit`` runs (None: all) in the
+        listing order that ``query`` matches, ordered or not; others may come too. The
+        base filters, orders and cuts, so a store narrows with what it can index
+        (status, the listing key) and need not apply every filter itself."""
 
     @abstractmethod
     def _renew_lease(self, run_id: str, owner: str, fence: int, ttl: float) -> float | None:
@@ -267,13 +270,23 @@ class BaseCheckpointer(ABC):
                        if data["step"] == step), key=lambda r: r.index)
 
     def list_run_infos(self, *, status: RunStatus | str | None = None,
+                       flow: str | None = None, search: str | None = None,
+                       after: RunInfo | tuple[float, str] | None = None,
                        limit: int | None = None) -> list[RunInfo]:
-        """Run listings, newest first (ties by run id, descending), of ``status`` when
-        given, at most ``limit`` (see :func:`check_limit`)."""
-        wanted, limit = check_status(status), check_limit(limit)
-        if limit == 0:
+        """Run listings, newest first (ties by run id, descending): of ``status``, of
+        ``flow``, whose run id contains ``search`` (case-sensitive), each when given, at
+        most ``limit`` (see :func:`check_limit`).
+
+        Paging by key: pass the last listing of a page as ``after`` (or its
+        ``(updated_at, run_id)``) for the runs after it. Pages read this way never
+        repeat or skip a run that was not updated meanwhile (a run updated between two
+        pages moves to the top: it is listed again on a first page, not on a later
+        one). SQLite and PostgreSQL filter, order and cut in SQL, so a page costs a page
+        however many runs the store holds; JSONL reads every run's header."""
+        query = run_query(status=status, flow=flow, search=search, after=after, limit=limit)
+        if query.limit == 0:
             return []
-        return sort_infos(self._run_infos(wanted, limit), wanted, limit)
+        return sort_infos(self._run_infos(query), query)
 
     def acquire_lease(self, run_id: str, owner: str, ttl: float) -> Lease:
         """Take the run's lease for ``owner`` for ``ttl`` seconds, with a new fence.
@@ -326,7 +339,7 @@ class BaseCheckpointer(ABC):
         """Delete at most ``batch`` runs of ``statuses`` last updated before
         ``updated_before``; how many were deleted. This one lists the runs and deletes
         them one by one; a store that can do it in one transaction overrides it."""
-        doomed = [info.run_id for info in self._run_infos(None, None)
+        doomed = [info.run_id for info in self._run_infos(RunQuery())
                   if info.status in statuses and info.updated_at < updated_before][:batch]
         return sum(self.delete_run(run_id) for run_id in doomed)
 

@@ -51,8 +51,7 @@ from purpose_agent.runtime.checkpoint._prepare import (
     validate_run_id,
 )
 from purpose_agent.runtime.events import PAEvent
-from purpose_agent.runtime.journal import CommitResult, RunInfo
-from purpose_agent.runtime.state import RunStatus
+from purpose_agent.runtime.journal import CommitResult, RunInfo, RunQuery
 
 
 @dataclass
@@ -370,9 +369,12 @@ class JSONLCheckpointer(BaseCheckpointer):
                 return header
         return minimal_header(run_id)
 
-    def _run_infos(self, status: RunStatus | None, limit: int | None) -> Iterator[RunInfo]:
+    def _run_infos(self, query: RunQuery) -> Iterator[RunInfo]:
         for path in self.dir.glob("*.jsonl"):
-            info = self.run_info(path.name[: -len(".jsonl")])
+            run_id = path.name[: -len(".jsonl")]
+            if query.search is not None and query.search not in run_id:
+                continue  # the file name is the run id: no need to read its header
+            info = self.run_info(run_id)
             if info is not None:
                 yield info
 

@@ -20,8 +20,7 @@ from purpose_agent.runtime.checkpoint._prepare import (
     refuse_existing,
     validate_run_id,
 )
-from purpose_agent.runtime.journal import CommitResult, RunInfo
-from purpose_agent.runtime.state import RunStatus
+from purpose_agent.runtime.journal import CommitResult, RunInfo, RunQuery
 
 
 @dataclass
@@ -118,7 +117,7 @@ class InMemoryCheckpointer(BaseCheckpointer):
         run = self._get(run_id)
         return _info(run) if run else None
 
-    def _run_infos(self, status: RunStatus | None, limit: int | None) -> list[RunInfo]:
+    def _run_infos(self, query: RunQuery) -> list[RunInfo]:
         with self._lock:
             return [_info(run) for run in self._runs.values()]
 

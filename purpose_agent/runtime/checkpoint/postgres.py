@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
@@ -33,6 +33,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
+from purpose_agent.runtime.checkpoint._listing import conditions, order_by, scan
 from purpose_agent.runtime.checkpoint._postgres_db import (
     DEFAULT_SCHEMA,
     SCHEMA_VERSION,
@@ -52,7 +53,7 @@ from purpose_agent.runtime.checkpoint._prepare import (
     splice_header,
     validate_run_id,
 )
-from purpose_agent.runtime.journal import CommitResult, RunInfo
+from purpose_agent.runtime.journal import CommitResult, RunInfo, RunQuery
 from purpose_agent.runtime.queue._postgres import insert_entry, settle_entry
 from purpose_agent.runtime.state import RunStatus
 
@@ -278,16 +279,18 @@ class PostgresCheckpointer(BaseCheckpointer):
         rows = self._rows(self._sql["info"], (validate_run_id(run_id),))
         return _info(rows[0]) if rows else None
 
-    def _run_infos(self, status: RunStatus | None, limit: int | None) -> list[RunInfo]:
-        sql, params = self._info_sql, list[Any]()
-        if status is not None:
-            sql += " WHERE status = %s"
-            params.append(str(status))
-        # COLLATE "C": ties ordered by code point, as Python orders them (not the locale).
-        sql += ' ORDER BY updated_at DESC, run_id COLLATE "C" DESC'
-        if limit is not None:
+    def _run_infos(self, query: RunQuery) -> Iterable[RunInfo]:
+        if query.flow is not None:  # not in SQL (see _listing): read pages until enough
+            return scan(self._run_page, query)
+        return self._run_page(query)
+
+    def _run_page(self, query: RunQuery) -> list[RunInfo]:
+        where, params = conditions(query, "postgres")
+        sql = self._info_sql + (f" WHERE {' AND '.join(where)}" if where else "")
+        sql += order_by("postgres")
+        if query.limit is not None:
             sql += " LIMIT %s"
-            params.append(limit)
+            params.append(query.limit)
         return [_info(row) for row in self._rows(sql, tuple(params))]
 
     def _step_records(self, run_id: str, step: int) -> list[tuple[Any, Callable[[], str]]]:

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
 from purpose_agent.runtime.checkpoint._group_commit import GroupCommit, Pending
 from purpose_agent.runtime.checkpoint._integrity import checked_header, corrupted, decode_all
+from purpose_agent.runtime.checkpoint._listing import conditions, order_by
 from purpose_agent.runtime.checkpoint._prepare import (
     Held,
     PreparedCommit,
@@ -47,7 +49,7 @@ from purpose_agent.runtime.checkpoint._sqlite_db import (
     write_batch,
 )
 from purpose_agent.runtime.events import PAEvent
-from purpose_agent.runtime.journal import CommitResult, RunInfo
+from purpose_agent.runtime.journal import CommitResult, RunInfo, RunQuery
 from purpose_agent.runtime.queue._sqlite import insert_entry, settle_entry
 from purpose_agent.runtime.state import RunStatus
 
@@ -330,23 +332,21 @@ class SQLiteCheckpointer(BaseCheckpointer):
             rows = db.execute(f"{_INFO} WHERE run_id = ?", (validate_run_id(run_id),)).fetchall()
             return self._info(db, rows[0]) if rows else None
 
-    def _run_infos(self, status: RunStatus | None, limit: int | None) -> list[RunInfo]:
-        """A run that is not running was last updated with its runs row, so SQL orders
-        and limits those; the few running runs are read from their journal."""
-        wanted = str(status) if status is not None else None
-        settled = f"{_INFO} WHERE status != ?"
-        params: list[Any] = [_RUNNING]
-        if wanted is not None:
-            settled += " AND status = ?"
-            params.append(wanted)
-        settled += " ORDER BY updated_at DESC, run_id DESC"
-        if limit is not None:
-            settled += " LIMIT ?"
-            params.append(int(limit))
+    def _run_infos(self, query: RunQuery) -> list[RunInfo]:
+        """A run that is not running was last updated with its runs row, so SQL filters,
+        orders and limits those; the few running runs are read from their journal (their
+        runs row's ``updated_at`` is not their listing's: the base places them)."""
+        where, params = conditions(query, "sqlite")
+        settled = f"{_INFO} WHERE {' AND '.join([*where, 'status != ?'])}"
+        settled += order_by("sqlite") + (" LIMIT ?" if query.limit is not None else "")
+        params += [_RUNNING] + ([query.limit] if query.limit is not None else [])
+        live_where, live_params = conditions(replace(query, status=None), "sqlite",
+                                             keyed=False)
+        live = f"{_INFO} WHERE {' AND '.join([*live_where, 'status = ?'])}"
         with self._reading() as db:
-            rows = db.execute(settled, params).fetchall() if wanted != _RUNNING else []
-            if wanted in (None, _RUNNING):
-                rows += db.execute(f"{_INFO} WHERE status = ?", (_RUNNING,)).fetchall()
+            rows = db.execute(settled, params).fetchall() if query.status != _RUNNING else []
+            if query.status in (None, _RUNNING):
+                rows += db.execute(live, [*live_params, _RUNNING]).fetchall()
             return [self._info(db, row) for row in rows]
 
     def _info(self, db: sqlite3.Connection, row: tuple[Any, ...]) -> RunInfo:

@@ -1,12 +1,12 @@
-// Live refresh, and nothing else: every element with data-refresh="URL" is re-fetched
-// from the server (an escaped, server-rendered fragment) while the page is visible.
-// data-reload-on="ATTR": reload the whole page when the fragment's ATTR changes (a run
-// that paused or finished gets its new actions and tabs). data-keep-while-editing: not
-// replaced while a person is typing in it.
+// Live updates, and nothing else: every element with data-refresh="URL" (a fragment of
+// the page, escaped and rendered by the server) listens to that URL as server-sent
+// events (URL&stream=1): the server pushes the fragment whenever it changes, and it is
+// swapped in here. data-reload-on="ATTR": reload the whole page when the fragment's
+// ATTR changes (a run that paused or finished gets its new actions and tabs).
+// data-keep-while-editing: not replaced while a person is typing in it (the next push
+// after they are done brings it up to date).
 "use strict";
 (function () {
-  var INTERVAL = 1000;
-
   function edited(el) {
     if (el.contains(document.activeElement) && document.activeElement !== document.body) {
       return true;
@@ -24,34 +24,29 @@
     return node ? node.getAttribute(attr) : null;
   }
 
-  function refresh(el) {
-    if (document.visibilityState === "hidden") { return Promise.resolve(); }
-    if (el.hasAttribute("data-keep-while-editing") && edited(el)) { return Promise.resolve(); }
-    return fetch(el.getAttribute("data-refresh"), {credentials: "same-origin"})
-      .then(function (response) { return response.ok ? response.text() : null; })
-      .then(function (html) {
-        if (html === null) { return; }
-        var attr = el.getAttribute("data-reload-on");
-        var before = attr ? marker(el, attr) : null;
-        var probe = document.createElement("div");
-        probe.innerHTML = html;
-        if (attr && marker(probe, attr) !== before) { window.location.reload(); return; }
-        if (el.innerHTML !== html && !(el.hasAttribute("data-keep-while-editing") && edited(el))) {
-          el.innerHTML = html;
-        }
-        document.documentElement.setAttribute("data-refreshed", String(Date.now()));
-      })
-      .catch(function () { /* the server is restarting: the next round tries again */ });
+  function swap(el, html) {
+    if (el.hasAttribute("data-keep-while-editing") && edited(el)) { return; }
+    var attr = el.getAttribute("data-reload-on");
+    if (attr) {
+      var probe = document.createElement("div");
+      probe.innerHTML = html;  // inert: not in the document, and the CSP forbids inline code
+      if (marker(probe, attr) !== marker(el, attr)) { window.location.reload(); return; }
+    }
+    if (el.innerHTML !== html) { el.innerHTML = html; }
+    document.documentElement.setAttribute("data-refreshed", String(Date.now()));
   }
 
-  function loop() {
-    var targets = document.querySelectorAll("[data-refresh]");
-    var rounds = [];
-    for (var i = 0; i < targets.length; i++) { rounds.push(refresh(targets[i])); }
-    Promise.all(rounds).then(function () { window.setTimeout(loop, INTERVAL); });
+  function listen(el) {
+    var url = el.getAttribute("data-refresh");
+    var source = new EventSource(url + (url.indexOf("?") < 0 ? "?" : "&") + "stream=1");
+    source.addEventListener("fragment", function (event) { swap(el, event.data); });
+    // The fragment cannot be shown any more (the run was deleted): stop listening.
+    source.addEventListener("gone", function () { source.close(); });
+    document.documentElement.setAttribute("data-live", "sse");
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    if (document.querySelector("[data-refresh]")) { window.setTimeout(loop, INTERVAL); }
+    var targets = document.querySelectorAll("[data-refresh]");
+    for (var i = 0; i < targets.length; i++) { listen(targets[i]); }
   });
 })();
