@@ -27,7 +27,8 @@ from purpose_agent.flow.context import NodeContext, current_context
 from purpose_agent.flow.leases import Heartbeat
 from purpose_agent.flow.plan import END, NodeSpec, Plan
 from purpose_agent.flow.reducers import to_ops
-from purpose_agent.flow.signals import Abandoned, InDoubt, LeaseLost, Pause, find_signal
+from purpose_agent.flow.parking import park
+from purpose_agent.flow.signals import Abandoned, InDoubt, LeaseLost, Park, Pause, find_signal
 from purpose_agent.flow.timeouts import Alarm, acall_node, call_node
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
@@ -94,6 +95,7 @@ class Runner:
         self.renewed_at = time.monotonic()
         self.recheck_after = flow.lease_ttl / 2
         self.delta_bytes = 0
+        self.inline_wait = flow.inline_wait  # longer waits park the run (flow/parking.py)
         self.snapshot_bytes = snapshot_bytes
         self.reload_steps = reload_steps  # steps may be journaled for the next node
         # Node attempts given up by their timeout (still running in a worker thread):
@@ -204,6 +206,10 @@ class Runner:
     def commit_steps(self, steps: list[StepRecord]) -> None:
         self.commit(state=False, steps=steps)
 
+    def clock(self) -> float:
+        """The store's clock: wake-up times and deadlines are judged on it."""
+        return self.cp.clock()
+
     # ── the node loop's decisions ────────────────────────────────────────────────
     def next_node(self) -> NodeSpec | Ending:
         """The node to execute next, or how the run ends now (committed by :meth:`end`).
@@ -235,15 +241,36 @@ class Runner:
                 f"run {state.run_id!r} executed {state.current_step} nodes, its max_steps "
                 f"is {limit}; raise Flow(max_steps=...) if the loop is meant to be longer"))
 
-    def begin(self, spec: NodeSpec, attempt: int) -> NodeContext:
+    def begin(self, spec: NodeSpec, attempt: int | None) -> NodeContext:
+        """Start an attempt of the node (None: the one its journal says comes next)."""
         self.check_lease()
         execution = self.state.current_step + 1  # this node execution's number
         records = self.cp.load_steps(self.state.run_id, execution) if self.reload_steps else []
         self.reload_steps = False
+        retry = next((r for r in records if r.kind == "retry" and r.status == "waiting"), None)
+        if attempt is None:
+            attempt = retry.attempt if retry is not None else 1
         self.attempt = attempt
         self.state.mark_node_started(spec.name)
         self.event(EventKind.NODE_STARTED, spec.name, attempt=attempt, execution=execution)
-        return NodeContext(self, spec.name, attempt, execution, records)
+        ctx = NodeContext(self, spec.name, attempt, execution, records, is_async=spec.is_async)
+        if retry is not None and retry.attempt == attempt:
+            ctx._backoff_until[retry.key] = float(retry.result["wake_at"])
+        return ctx
+
+    def hold(self, ctx: NodeContext) -> float | _Outcome:
+        """Before a node attempt: seconds left of the journaled backoff before it (0:
+        none), or STOP when the rest is long enough to park the run for."""
+        key = _retry_key(ctx)
+        wake_at = ctx._backoff_until.pop(key, None)
+        if wake_at is None:
+            return 0.0
+        left = wake_at - self.clock()
+        if left <= self.inline_wait:
+            return max(left, 0.0)
+        park(self, {"kind": "sleep", "wake_at": wake_at, "reason": "retry", "node": ctx.node},
+             wake_at)
+        return STOP
 
     def complete(self, spec: NodeSpec, ctx: NodeContext, update: Any) -> None:
         """Commit the node's completion: update, completed node, next node, events.
@@ -316,21 +343,27 @@ class Runner:
             again = stored.mark_node_started(node)
             again.attempts, again.started_at = before.attempts, before.started_at
 
-    def attempt_failed(self, spec: NodeSpec, attempt: int, exc: BaseException) -> float | None:
-        """Journal a failed attempt. Returns the backoff before a retry, or None if the
-        run is now FAILED."""
+    def attempt_failed(self, ctx: NodeContext, spec: NodeSpec, attempt: int,
+                       exc: BaseException) -> float | _Outcome:
+        """Journal a failed attempt and the time the next one may start (a durable timer:
+        a crash during the wait resumes it, with this attempt count). Returns the seconds
+        to wait here before the retry, or STOP (the run failed, or parked until then)."""
         self.reload_steps = True
-        if attempt <= spec.retries:
-            self.event(EventKind.NODE_FAILED, spec.name, attempt=attempt,
-                       error=type(exc).__name__, message=summarize(str(exc), 1000),
-                       retry_in=spec.backoff * 2 ** (attempt - 1))
-            self.commit(state=False)
-            logger.warning("run %s: node %s failed (attempt %d of %d), retrying: %s: %s",
-                           self.state.run_id, spec.name, attempt, spec.retries + 1,
-                           type(exc).__name__, summarize(str(exc), 1000))
-            return float(spec.backoff * 2 ** (attempt - 1))
-        self.fail(spec.name, attempt, exc)
-        return None
+        policy = spec.policy
+        delay = policy.delay(attempt, exc)
+        if delay is None:
+            self.fail(spec.name, attempt, exc)
+            return STOP
+        wake_at = self.clock() + delay
+        self.event(EventKind.NODE_FAILED, spec.name, attempt=attempt,
+                   error=type(exc).__name__, message=summarize(str(exc), 1000),
+                   retry_in=delay)
+        self.commit(state=False, steps=[_retry_record(ctx._execution, ctx.node, attempt + 1, "waiting", wake_at)])
+        logger.warning("run %s: node %s failed (attempt %d of %d), retrying: %s: %s",
+                       self.state.run_id, spec.name, attempt, policy.max_attempts,
+                       type(exc).__name__, summarize(str(exc), 1000))
+        ctx._backoff_until[_retry_key(ctx)] = wake_at
+        return self.hold(ctx)
 
     def fail(self, node: str, attempt: int, exc: BaseException) -> None:
         state, mark = self.state, self.mark()
@@ -340,13 +373,17 @@ class Runner:
         state.status, state.error = RunStatus.FAILED, error
         state.mark_node_failed(node, error["message"])
         self.event(EventKind.RUN_ERROR, node, **error)
-        self.settle(mark, node, release=True)
+        cleared = _retry_record(state.current_step + 1, node, 1, "cleared", None)
+        self.settle(mark, node, steps=[cleared], release=True)
         # Once per failed run, after the failure is journaled; exc_info hands the
         # exception itself to the application's handlers.
         logger.error("run %s failed in node %s (attempt %d): %s: %s", state.run_id, node,
                      attempt, error["type"], error["message"], exc_info=exc)
 
-    def pause(self, signal_: Pause | InDoubt) -> None:
+    def pause(self, signal_: Pause | InDoubt | Park) -> None:
+        if isinstance(signal_, Park):
+            park(self, signal_.pending, signal_.wake_at)
+            return
         state, rec, mark = self.state, signal_.record, self.mark()
         state.status = RunStatus.PAUSED
         if isinstance(signal_, Pause):
@@ -376,9 +413,14 @@ class Runner:
         with self._heartbeat_running():
             try:
                 while isinstance(spec := self.next_node(), NodeSpec):
-                    attempt = 1
+                    attempt: int | None = None
                     while True:
                         ctx = self.begin(spec, attempt)
+                        attempt = ctx.attempt
+                        wait = self.hold(ctx)
+                        if wait is _Outcome.STOP:
+                            return self.state
+                        time.sleep(wait)
                         try:
                             update = call_node(spec, ctx, self)
                         except BaseException as exc:
@@ -402,9 +444,14 @@ class Runner:
         with self._heartbeat_running():
             try:
                 while isinstance(spec := self.next_node(), NodeSpec):
-                    attempt = 1
+                    attempt: int | None = None
                     while True:
                         ctx = self.begin(spec, attempt)
+                        attempt = ctx.attempt
+                        wait = self.hold(ctx)
+                        if wait is _Outcome.STOP:
+                            return self.state
+                        await asyncio.sleep(wait)
                         try:
                             update = await acall_node(spec, ctx, self)
                         except BaseException as exc:
@@ -441,8 +488,8 @@ class Runner:
 
         Returns the delay before a retry, NEXT or STOP; re-raises what stops the driver
         (a lost lease, a store error, a BaseException that is not the engine's)."""
-        signal_ = ctx._pause or find_signal(exc, (Pause, InDoubt))
-        if isinstance(signal_, (Pause, InDoubt)):
+        signal_ = ctx._pause or find_signal(exc, (Pause, InDoubt, Park))
+        if isinstance(signal_, (Pause, InDoubt, Park)):
             # Also when the signal comes wrapped in an exception group (asyncio.TaskGroup)
             # or the node turned it into another error after catching it.
             carried = find_signal(exc, type(signal_)) is signal_
@@ -456,14 +503,16 @@ class Runner:
             raise lost
         if isinstance(exc, StoreError) or not isinstance(exc, Exception):
             raise exc  # drive() gives the lease back on its way out
-        delay = self.attempt_failed(spec, attempt, exc)
-        return STOP if delay is None else delay
+        return self.attempt_failed(ctx, spec, attempt, exc)
 
-    def paused(self, ctx: NodeContext, signal_: Pause | InDoubt, caught: str | None) -> _Outcome:
+    def paused(self, ctx: NodeContext, signal_: Pause | InDoubt | Park,
+               caught: str | None) -> _Outcome:
         if caught is not None:
-            rec = signal_.record
-            self.event(EventKind.NODE_SIGNAL_CAUGHT, ctx.node, how=caught, step=rec.name,
-                       signal="interrupt" if isinstance(signal_, Pause) else "in_doubt",
+            step_name = signal_.pending["kind"] if isinstance(signal_, Park) \
+                else signal_.record.name
+            kind = {Pause: "interrupt", InDoubt: "in_doubt", Park: "wait"}[type(signal_)]
+            self.event(EventKind.NODE_SIGNAL_CAUGHT, ctx.node, how=caught, step=step_name,
+                       signal=kind,
                        message="the node's own code caught the signal; the run pauses "
                                "anyway and what the node did after it is discarded")
         self.pause(signal_)
@@ -489,6 +538,20 @@ class Runner:
 
     def _heartbeat_running(self) -> Heartbeat:
         return Heartbeat(self, self.flow.lease_ttl)
+
+
+def _retry_key(ctx: NodeContext) -> str:
+    return f"{ctx._execution}/{ctx.node}/@retry"
+
+
+def _retry_record(execution: int, node: str, attempt: int, status: str,
+                  wake_at: float | None) -> StepRecord:
+    """The node execution's retry record: the attempt that comes next and when it may
+    start ("waiting"), or "cleared" once the node failed for good (a resume of the failed
+    run starts again at attempt 1). Index -1: never the place of a step of the node."""
+    return StepRecord(key=f"{execution}/{node}/@retry", step=execution, node=node, index=-1,
+                      name="retry", kind="retry", status=status, attempt=attempt,
+                      result={"wake_at": wake_at})
 
 
 # Starting, resuming, forking and cancelling a run: flow/operations.py.

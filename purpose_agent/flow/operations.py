@@ -112,6 +112,11 @@ def _answer_pending(state: RunState, answer: Any, retry_in_doubt: bool) -> list[
                                 "answer; resume it without one")
         return []
     where = f"node {pending['node']!r} of run {state.run_id!r}"
+    if pending["kind"] in ("sleep", "message"):  # a parked run: its node re-executes
+        if answer is not MISSING:
+            raise RunStateError(f"{where} waits for {_waited(pending)}, not for an answer; "
+                                "resume it without one")
+        return []
     base = {"key": pending["key"], "step": pending["step"], "node": pending["node"],
             "index": pending["index"]}
     if pending["kind"] == "interrupt":
@@ -131,6 +136,13 @@ def _answer_pending(state: RunState, answer: Any, retry_in_doubt: bool) -> list[
     return [StepRecord(**base, name=pending["name"], status="done", result=answer,
                        at_most_once=True, attempt=pending["attempt"],
                        args_digest=pending.get("args_digest"))]
+
+
+def _waited(pending: dict[str, Any]) -> str:
+    if pending["kind"] == "message":
+        return f"a message on topic {pending.get('topic')!r}" + (
+            "" if pending.get("deadline") is None else " (or its deadline)")
+    return "a timer"
 
 
 def load_state(cp: BaseCheckpointer, run_id: str) -> RunState:

@@ -26,6 +26,9 @@ from purpose_agent.runtime.redact import summarize
 from purpose_agent.runtime.state import RunState, RunStatus
 
 
+WORKER_INLINE_WAIT = 1.0  # seconds a worker waits out itself (a short retry backoff)
+
+
 class Planned(Protocol):
     """What these functions take of a flow: its validated plan (a :class:`Flow` is one).
     Not the Flow class itself, so flow/ imports in one direction (graph → queueing)."""
@@ -77,6 +80,8 @@ def take_up(flow: Planned, cp: BaseCheckpointer, lease: Lease, runner_class: typ
         cp.commit(run_id, Commit(fence=lease.fence, release=True))
         return None
     runner = runner_class(flow._plan(), cp, state, lease, **runner_options)
+    # A worker's slot is for work: it parks the run on its queue for any longer wait.
+    runner.inline_wait = min(runner.inline_wait, WORKER_INLINE_WAIT)
     previous = state.status
     state.status, state.pending, state.error = RunStatus.RUNNING, None, None
     runner.event(EventKind.RUN_RESUMED, state.current_node, previous=str(previous),

@@ -70,6 +70,11 @@ class EventKind(StrEnum):
     HITL_REQUEST = "hitl.request"
     HITL_RESPONSE = "hitl.response"
     STATE_UPDATED = "state.updated"
+    # Durable waits (ctx.sleep, ctx.wait_for): a timer's journaled wake-up time, a message
+    # delivered to the run, a wait that reached its deadline.
+    TIMER_SET = "timer.set"
+    MESSAGE_RECEIVED = "message.received"
+    MESSAGE_TIMEOUT = "message.timeout"
 
     # Deprecated names (aliases of the kinds above; the seed contract uses two of them).
     AGENT_STARTED = "node.started"
