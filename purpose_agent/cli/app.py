@@ -301,6 +301,29 @@ def reject(run_id: RunArg, flow: FlowOption = None, db: DbOption = None) -> None
 
 
 @app.command()
+def send(
+    run_id: RunArg,
+    topic: Annotated[str, typer.Argument(metavar="TOPIC", help="The topic the run waits "
+                                         "on (ctx.wait_for(TOPIC)).", show_default=False)],
+    payload: Annotated[str, typer.Argument(metavar="JSON", help="The message, as JSON, "
+                                           "e.g. '{\"ok\": true}'.", show_default=False)],
+    dedup_key: Annotated[str | None, typer.Option(
+        "--dedup-key", metavar="KEY", help="Drop this message if the run already has one "
+        "with this key.", show_default=False)] = None,
+    flow: FlowOption = None,
+    db: DbOption = None,
+) -> None:
+    """Send a message to a run: ctx.wait_for(TOPIC) in it returns JSON.
+
+    Kept in order, delivered exactly once. A run waiting for it is woken: a queued run
+    goes back to the workers, a run started in-process is resumed here.
+    """
+    value = parse_json("JSON", payload)
+    raise typer.Exit(running.send_to_run(_console(), resolve_url(db), run_id, topic, value,
+                                         dedup_key=dedup_key, flow_ref=flow))
+
+
+@app.command()
 def cancel(run_id: RunArg, db: DbOption = None) -> None:
     """Cancel a run: at once if no live process advances it, else at its next node."""
     url = resolve_url(db)

@@ -106,6 +106,28 @@ def stalled(info: RunInfo) -> bool:
         info.owner, info.lease_expires_at, time.time()) != "live"
 
 
+def wait_text(pending: dict[str, Any] | None) -> str | None:
+    """What a parked run waits for, in words ("sleeping until 2026-12-01 09:00:00 UTC"),
+    or None when it waits for no timer or message."""
+    pending = pending or {}
+    kind = pending.get("kind")
+    if kind == "sleep":
+        why = " (retry backoff)" if pending.get("reason") == "retry" else ""
+        return f"sleeping until {utc_text(pending.get('wake_at'))}{why}"
+    if kind == "message":
+        until = pending.get("deadline")
+        return (f"waiting for message {pending.get('topic')!r}"
+                + (f" until {utc_text(until)}" if until is not None else ""))
+    return None
+
+
+def utc_text(ts: Any) -> str:
+    """An epoch time as ``2026-12-01 09:00:00 UTC``."""
+    if not isinstance(ts, (int, float)):
+        return "?"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
 def run_row(info: RunInfo) -> dict[str, Any]:
     """The stable JSON form of one row of ``purpose-agent runs``."""
     return {
@@ -115,7 +137,15 @@ def run_row(info: RunInfo) -> dict[str, Any]:
         "updated_at": info.updated_at, "created_at": info.created_at,
         "purpose": info.purpose, "waiting_for": (info.pending or {}).get("kind"),
         "owner": info.owner, "stalled": stalled(info), "parent": info.parent,
+        "wakes_at": _wakes_at(info.pending),
     }
+
+
+def _wakes_at(pending: dict[str, Any] | None) -> float | None:
+    pending = pending or {}
+    if pending.get("kind") == "sleep":
+        return pending.get("wake_at")
+    return pending.get("deadline") if pending.get("kind") == "message" else None
 
 
 def runs_table(infos: list[RunInfo], width: int) -> Table:
@@ -125,7 +155,10 @@ def runs_table(infos: list[RunInfo], width: int) -> Table:
     rows = []
     for info in infos:
         status = literal(str(info.status), style=STATUS_STYLE.get(info.status, ""))
-        if info.pending:
+        waiting = wait_text(info.pending)
+        if waiting is not None:
+            status.append(f" ({waiting})")
+        elif info.pending:
             status.append(f" ({'in doubt' if info.pending.get('kind') == 'in_doubt' else 'asks'})")
         elif stalled(info):
             status.append(" (stalled)")
@@ -180,6 +213,8 @@ def print_state(console: Console, state: RunState, info: RunInfo | None,
     if pending and pending.get("kind") == "interrupt":
         field("waiting for", f"a person's answer in node {pending.get('node')}")
         console.print(literal(pretty_json(pending.get("payload")), style="yellow"))
+    elif wait_text(pending) is not None:
+        field("waiting", str(wait_text(pending)))
     elif pending and pending.get("kind") == "in_doubt":
         field("in doubt", f"step {pending.get('name')} in node {pending.get('node')} started "
                           "but its result was never journaled: it may or may not have happened")

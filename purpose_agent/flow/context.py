@@ -25,8 +25,8 @@ from purpose_agent.flow.retry import RetryPolicy
 from purpose_agent.flow.signals import Abandoned, InDoubt, Park, Pause
 from purpose_agent.flow.waiting import DurableWaits, current_step
 from purpose_agent.runtime import jsonutil
-from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
+from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.journal import StepRecord
 from purpose_agent.runtime.redact import redact, summarize
 from purpose_agent.runtime.state import RunState

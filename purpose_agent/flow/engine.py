@@ -23,11 +23,12 @@ from purpose_agent.errors import (
     SerializationError,
     StoreError,
 )
+from purpose_agent.flow import node_retry
 from purpose_agent.flow.context import NodeContext, current_context
 from purpose_agent.flow.leases import Heartbeat
+from purpose_agent.flow.parking import park, pause_for_person
 from purpose_agent.flow.plan import END, NodeSpec, Plan
 from purpose_agent.flow.reducers import to_ops
-from purpose_agent.flow.parking import park
 from purpose_agent.flow.signals import Abandoned, InDoubt, LeaseLost, Park, Pause, find_signal
 from purpose_agent.flow.timeouts import Alarm, acall_node, call_node
 from purpose_agent.runtime import jsonutil
@@ -247,7 +248,7 @@ class Runner:
         execution = self.state.current_step + 1  # this node execution's number
         records = self.cp.load_steps(self.state.run_id, execution) if self.reload_steps else []
         self.reload_steps = False
-        retry = next((r for r in records if r.kind == "retry" and r.status == "waiting"), None)
+        retry = node_retry.next_attempt(records)
         if attempt is None:
             attempt = retry.attempt if retry is not None else 1
         self.attempt = attempt
@@ -259,18 +260,10 @@ class Runner:
         return ctx
 
     def hold(self, ctx: NodeContext) -> float | _Outcome:
-        """Before a node attempt: seconds left of the journaled backoff before it (0:
-        none), or STOP when the rest is long enough to park the run for."""
-        key = _retry_key(ctx)
-        wake_at = ctx._backoff_until.pop(key, None)
-        if wake_at is None:
-            return 0.0
-        left = wake_at - self.clock()
-        if left <= self.inline_wait:
-            return max(left, 0.0)
-        park(self, {"kind": "sleep", "wake_at": wake_at, "reason": "retry", "node": ctx.node},
-             wake_at)
-        return STOP
+        """Before a node attempt: seconds left of its journaled backoff (see
+        flow/node_retry.py), or STOP when the run was parked until its end."""
+        left = node_retry.hold(self, ctx)
+        return STOP if left is None else left
 
     def complete(self, spec: NodeSpec, ctx: NodeContext, update: Any) -> None:
         """Commit the node's completion: update, completed node, next node, events.
@@ -345,25 +338,10 @@ class Runner:
 
     def attempt_failed(self, ctx: NodeContext, spec: NodeSpec, attempt: int,
                        exc: BaseException) -> float | _Outcome:
-        """Journal a failed attempt and the time the next one may start (a durable timer:
-        a crash during the wait resumes it, with this attempt count). Returns the seconds
-        to wait here before the retry, or STOP (the run failed, or parked until then)."""
-        self.reload_steps = True
-        policy = spec.policy
-        delay = policy.delay(attempt, exc)
-        if delay is None:
-            self.fail(spec.name, attempt, exc)
-            return STOP
-        wake_at = self.clock() + delay
-        self.event(EventKind.NODE_FAILED, spec.name, attempt=attempt,
-                   error=type(exc).__name__, message=summarize(str(exc), 1000),
-                   retry_in=delay)
-        self.commit(state=False, steps=[_retry_record(ctx._execution, ctx.node, attempt + 1, "waiting", wake_at)])
-        logger.warning("run %s: node %s failed (attempt %d of %d), retrying: %s: %s",
-                       self.state.run_id, spec.name, attempt, policy.max_attempts,
-                       type(exc).__name__, summarize(str(exc), 1000))
-        ctx._backoff_until[_retry_key(ctx)] = wake_at
-        return self.hold(ctx)
+        """Journal a failed attempt: seconds to wait before the retry, or STOP (the run
+        failed, or was parked until the retry's time). See flow/node_retry.py."""
+        left = node_retry.after_failure(self, ctx, spec, attempt, exc)
+        return STOP if left is None else left
 
     def fail(self, node: str, attempt: int, exc: BaseException) -> None:
         state, mark = self.state, self.mark()
@@ -373,7 +351,7 @@ class Runner:
         state.status, state.error = RunStatus.FAILED, error
         state.mark_node_failed(node, error["message"])
         self.event(EventKind.RUN_ERROR, node, **error)
-        cleared = _retry_record(state.current_step + 1, node, 1, "cleared", None)
+        cleared = node_retry.retry_record(state.current_step + 1, node, 1, "cleared", None)
         self.settle(mark, node, steps=[cleared], release=True)
         # Once per failed run, after the failure is journaled; exc_info hands the
         # exception itself to the application's handlers.
@@ -381,23 +359,11 @@ class Runner:
                      attempt, error["type"], error["message"], exc_info=exc)
 
     def pause(self, signal_: Pause | InDoubt | Park) -> None:
+        """Commit the run as waiting for what ``signal_`` asks (flow/parking.py)."""
         if isinstance(signal_, Park):
             park(self, signal_.pending, signal_.wake_at)
-            return
-        state, rec, mark = self.state, signal_.record, self.mark()
-        state.status = RunStatus.PAUSED
-        if isinstance(signal_, Pause):
-            state.pending = {"kind": "interrupt", "node": rec.node, "key": rec.key,
-                             "index": rec.index, "step": rec.step, "payload": rec.result}
-            self.event(EventKind.HITL_REQUEST, rec.node, payload=rec.result)
-            self.event(EventKind.RUN_PAUSED, rec.node, reason="interrupt")
-            self.settle(mark, rec.node, steps=[rec], release=True)
         else:
-            state.pending = {"kind": "in_doubt", "node": rec.node, "key": rec.key,
-                             "index": rec.index, "step": rec.step, "name": rec.name,
-                             "attempt": rec.attempt, "args_digest": rec.args_digest}
-            self.event(EventKind.RUN_PAUSED, rec.node, reason="in_doubt", step_name=rec.name)
-            self.settle(mark, rec.node, release=True)
+            pause_for_person(self, signal_)
 
     def settle(self, mark: tuple[int, int], node: str, **commit: Any) -> None:
         """Commit; if the commit fails, the run is what the store says (see rewind)."""
@@ -539,19 +505,6 @@ class Runner:
     def _heartbeat_running(self) -> Heartbeat:
         return Heartbeat(self, self.flow.lease_ttl)
 
-
-def _retry_key(ctx: NodeContext) -> str:
-    return f"{ctx._execution}/{ctx.node}/@retry"
-
-
-def _retry_record(execution: int, node: str, attempt: int, status: str,
-                  wake_at: float | None) -> StepRecord:
-    """The node execution's retry record: the attempt that comes next and when it may
-    start ("waiting"), or "cleared" once the node failed for good (a resume of the failed
-    run starts again at attempt 1). Index -1: never the place of a step of the node."""
-    return StepRecord(key=f"{execution}/{node}/@retry", step=execution, node=node, index=-1,
-                      name="retry", kind="retry", status=status, attempt=attempt,
-                      result={"wake_at": wake_at})
 
 
 # Starting, resuming, forking and cancelling a run: flow/operations.py.

@@ -1,4 +1,5 @@
-"""Parking a run that waits (a timer, a retry's backoff, a message) and waking it.
+"""Pausing a run for a person, parking a run that waits (a timer, a retry's backoff, a
+message), and waking it.
 
 A parked run holds no process, no lease and no worker slot. Its state says what it waits
 for (``pending``: ``{"kind": "sleep", "wake_at": …}`` or ``{"kind": "message", "topic":
@@ -20,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from purpose_agent.errors import QueueUnsupported
+from purpose_agent.flow.signals import InDoubt, Pause
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.queue import NEVER, QueueStore, queue_store
@@ -56,6 +58,24 @@ def park(runner: Runner, pending: dict[str, Any], wake_at: float | None) -> None
         queues.notify()
 
 
+def pause_for_person(runner: Runner, signal_: Pause | InDoubt) -> None:
+    """Commit the run PAUSED for a person: an interrupt's question, or an in-doubt step."""
+    state, rec, mark = runner.state, signal_.record, runner.mark()
+    state.status = RunStatus.PAUSED
+    if isinstance(signal_, Pause):
+        state.pending = {"kind": "interrupt", "node": rec.node, "key": rec.key,
+                         "index": rec.index, "step": rec.step, "payload": rec.result}
+        runner.event(EventKind.HITL_REQUEST, rec.node, payload=rec.result)
+        runner.event(EventKind.RUN_PAUSED, rec.node, reason="interrupt")
+        runner.settle(mark, rec.node, steps=[rec], release=True)
+    else:
+        state.pending = {"kind": "in_doubt", "node": rec.node, "key": rec.key,
+                         "index": rec.index, "step": rec.step, "name": rec.name,
+                         "attempt": rec.attempt, "args_digest": rec.args_digest}
+        runner.event(EventKind.RUN_PAUSED, rec.node, reason="in_doubt", step_name=rec.name)
+        runner.settle(mark, rec.node, release=True)
+
+
 def message_waiting(cp: BaseCheckpointer, state: RunState) -> bool:
     """True when the run waits for a message of a topic that has one nobody received."""
     pending = state.pending or {}
@@ -76,4 +96,4 @@ def due(cp: BaseCheckpointer, state: RunState) -> bool:
     return end is not None and cp.clock() >= end
 
 
-__all__ = ["due", "message_waiting", "park", "queue_of"]
+__all__ = ["due", "message_waiting", "park", "pause_for_person", "queue_of"]

@@ -25,7 +25,6 @@ from purpose_agent.runtime.queue import DuplicateEnqueue, make_entry, queue_stor
 from purpose_agent.runtime.redact import summarize
 from purpose_agent.runtime.state import RunState, RunStatus
 
-
 WORKER_INLINE_WAIT = 1.0  # seconds a worker waits out itself (a short retry backoff)
 
 
