@@ -49,8 +49,10 @@ def park(runner: Runner, pending: dict[str, Any], wake_at: float | None) -> None
         queues.set_available_at(run_id, NEVER if wake_at is None else wake_at)
     state.status = RunStatus.QUEUED if queues is not None else RunStatus.PAUSED
     state.pending = pending
-    runner.event(EventKind.RUN_PAUSED, node, reason=pending["kind"],
-                 **{k: v for k, v in pending.items() if k not in ("kind", "node")})
+    detail = {k: v for k, v in pending.items() if k not in ("kind", "node", "reason")}
+    if "reason" in pending:  # why the node sleeps: a retry's backoff
+        detail["cause"] = pending["reason"]
+    runner.event(EventKind.RUN_PAUSED, node, reason=pending["kind"], **detail)
     runner.settle(mark, node, release=True)
     if queues is not None:
         if message_waiting(runner.cp, state):  # sent while the run was parking

@@ -89,3 +89,32 @@ def act(ctx: NodeContext) -> dict[str, object]:
 
 approval.edge("ask", "act")
 approval.edge("act", END)
+
+
+# Durable waits on a queue: a run that sleeps, and one that waits for a message; each
+# parks on its queue (QUEUED, holding no worker slot) until its time or its message.
+sleepy = Flow("sleepy", purpose="Sleeps between two steps", lease_ttl=1.5)
+
+
+@sleepy.node
+def nap(ctx: NodeContext) -> dict[str, object]:
+    ctx.step("before", record, ctx, "before")
+    ctx.sleep(float(ctx.data.get("seconds", 2.0)))  # type: ignore[arg-type]
+    ctx.step("after", record, ctx, "after")
+    return {"woke": True}
+
+
+sleepy.edge("nap", END)
+
+listener = Flow("listener", purpose="Waits for a message", lease_ttl=1.5)
+
+
+@listener.node
+def listen(ctx: NodeContext) -> dict[str, object]:
+    ctx.step("before", record, ctx, "before")
+    got = ctx.wait_for("note")
+    ctx.step("after", record, ctx, "after")
+    return {"got": got}
+
+
+listener.edge("listen", END)
