@@ -106,11 +106,14 @@ def stalled(info: RunInfo) -> bool:
         info.owner, info.lease_expires_at, time.time()) != "live"
 
 
-def wait_text(pending: dict[str, Any] | None) -> str | None:
+def wait_text(pending: dict[str, Any] | None, *, short: bool = False) -> str | None:
     """What a parked run waits for, in words ("sleeping until 2026-12-01 09:00:00 UTC"),
-    or None when it waits for no timer or message."""
+    or None when it waits for no timer or message. ``short``: for a table cell."""
     pending = pending or {}
     kind = pending.get("kind")
+    if short and kind in ("sleep", "message"):
+        return (f"sleeping until {utc_text(pending.get('wake_at'))}" if kind == "sleep"
+                else f"waits for {pending.get('topic')!r}")
     if kind == "sleep":
         why = " (retry backoff)" if pending.get("reason") == "retry" else ""
         return f"sleeping until {utc_text(pending.get('wake_at'))}{why}"
@@ -155,7 +158,7 @@ def runs_table(infos: list[RunInfo], width: int) -> Table:
     rows = []
     for info in infos:
         status = literal(str(info.status), style=STATUS_STYLE.get(info.status, ""))
-        waiting = wait_text(info.pending)
+        waiting = wait_text(info.pending, short=True)
         if waiting is not None:
             status.append(f" ({waiting})")
         elif info.pending:

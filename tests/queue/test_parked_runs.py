@@ -95,7 +95,7 @@ def test_a_message_sent_from_the_command_line_wakes_a_queued_run(queue_url: str,
         assert queue_cp.load_latest(run_id).pending["topic"] == "note"
         runs = subprocess.run([SCRIPT, "runs", "--db", queue_url], capture_output=True,
                               text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
-        assert "queued (waiting for message 'note')" in runs.stdout, runs.stdout
+        assert "queued (waits for 'note')" in runs.stdout, runs.stdout
         assert f"{run_id} waits on queue 'default': waiting for message 'note'" in runs.stdout
         sent = subprocess.run([SCRIPT, "send", run_id, "note", json.dumps({"hi": 1}),
                                "--db", queue_url], capture_output=True, text=True, timeout=60)
