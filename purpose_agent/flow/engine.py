@@ -259,11 +259,10 @@ class Runner:
             ctx._backoff_until[retry.key] = float(retry.result["wake_at"])
         return ctx
 
-    def hold(self, ctx: NodeContext) -> float | _Outcome:
+    def hold(self, ctx: NodeContext) -> float | None:
         """Before a node attempt: seconds left of its journaled backoff (see
-        flow/node_retry.py), or STOP when the run was parked until its end."""
-        left = node_retry.hold(self, ctx)
-        return STOP if left is None else left
+        flow/node_retry.py), or None when the run was parked until its end."""
+        return node_retry.hold(self, ctx)
 
     def complete(self, spec: NodeSpec, ctx: NodeContext, update: Any) -> None:
         """Commit the node's completion: update, completed node, next node, events.
@@ -384,7 +383,7 @@ class Runner:
                         ctx = self.begin(spec, attempt)
                         attempt = ctx.attempt
                         wait = self.hold(ctx)
-                        if wait is _Outcome.STOP:
+                        if wait is None:
                             return self.state
                         time.sleep(wait)
                         try:
@@ -415,7 +414,7 @@ class Runner:
                         ctx = self.begin(spec, attempt)
                         attempt = ctx.attempt
                         wait = self.hold(ctx)
-                        if wait is _Outcome.STOP:
+                        if wait is None:
                             return self.state
                         await asyncio.sleep(wait)
                         try:

@@ -26,7 +26,8 @@ from purpose_agent.runtime.journal import StepRecord
 from purpose_agent.runtime.redact import summarize
 
 if TYPE_CHECKING:
-    from purpose_agent.flow.context import NodeContext
+    from purpose_agent.flow.context import _Driver
+    from purpose_agent.flow.signals import InDoubt, Pause
 
 # The durable step running in this thread or task, as (its context, its key).
 current_step: ContextVar[tuple[object, str] | None] = ContextVar("purpose_agent_step",
@@ -52,7 +53,20 @@ def _seconds(value: object, what: str) -> float:
 class DurableWaits:
     """The waits of :class:`~.context.NodeContext` (mixed into it)."""
 
-    def sleep(self: NodeContext, seconds: float) -> Any:
+    if TYPE_CHECKING:  # NodeContext's own
+        _runner: _Driver
+        node: str
+        run_id: str
+        replayed: int
+        _execution: int
+        _by_index: dict[int, StepRecord]
+        _is_async: bool
+
+        def _check_live(self) -> None: ...
+        def _next_index(self, name: str, kind: str) -> int: ...
+        def _raising(self, signal: Pause | InDoubt | Park) -> Pause | InDoubt | Park: ...
+
+    def sleep(self, seconds: float) -> Any:
         """Sleep durably for ``seconds``: the wake-up time (the store's clock + seconds)
         is journaled first, so a run that crashes or parks meanwhile wakes at that time,
         not later by the downtime, and a re-executed node does not sleep again once it
@@ -61,7 +75,7 @@ class DurableWaits:
         seconds = _seconds(seconds, "ctx.sleep's duration")
         return self._timer(lambda now: now + seconds)
 
-    def sleep_until(self: NodeContext, when: datetime) -> Any:
+    def sleep_until(self, when: datetime) -> Any:
         """:meth:`sleep` until ``when`` (a timezone-aware datetime)."""
         if not isinstance(when, datetime) or when.tzinfo is None:
             raise ValueError(f"ctx.sleep_until takes a timezone-aware datetime (e.g. "
@@ -69,7 +83,7 @@ class DurableWaits:
         stamp = when.timestamp()
         return self._timer(lambda now: stamp)
 
-    def _timer(self: NodeContext, wake: Any) -> Any:
+    def _timer(self, wake: Any) -> Any:
         self._check_live()
         index = self._next_index("sleep", "sleep")
         rec = self._by_index.get(index)
@@ -89,7 +103,7 @@ class DurableWaits:
             time.sleep(left)
         return None
 
-    def _left(self: NodeContext, wake_at: float, pending: dict[str, Any]) -> float:
+    def _left(self, wake_at: float, pending: dict[str, Any]) -> float:
         """Seconds still to wait for ``wake_at`` here (0: it has passed); raises Park
         when that is longer than this driver waits in-process."""
         left = wake_at - self._runner.clock()
@@ -100,7 +114,7 @@ class DurableWaits:
         raise self._raising(Park({**pending, "node": self.node}, wake_at))
 
     # ── messages ─────────────────────────────────────────────────────────────────
-    def wait_for(self: NodeContext, topic: str, timeout: float | None = None) -> Any:
+    def wait_for(self, topic: str, timeout: float | None = None) -> Any:
         """Wait for a message on ``topic`` sent to this run (``flow.send`` or
         ``purpose-agent send``, from any process) and return its payload.
 
@@ -133,14 +147,14 @@ class DurableWaits:
                 return _outcome(outcome)
             time.sleep(outcome)
 
-    async def _await_message(self: NodeContext, rec: StepRecord) -> Any:
+    async def _await_message(self, rec: StepRecord) -> Any:
         while True:
             outcome = self._look(rec)
             if not isinstance(outcome, float):
                 return _outcome(outcome)
             await asyncio.sleep(outcome)
 
-    def _look(self: NodeContext, rec: StepRecord) -> dict[str, Any] | float:
+    def _look(self, rec: StepRecord) -> dict[str, Any] | float:
         """One look for the message: the journaled outcome (a payload or a timeout), or
         seconds to wait before the next look; raises Park to wait without a process."""
         self._check_live()
@@ -169,7 +183,7 @@ class DurableWaits:
         return min(POLL, self._left(deadline, pending)) or POLL
 
     # ── idempotency ──────────────────────────────────────────────────────────────
-    def idempotency_key(self: NodeContext) -> str:
+    def idempotency_key(self) -> str:
         """A key for the durable step running now, the same every time that step runs
         again (a retry, a re-execution after a crash): ``<run id>:<step key>``. Hand it to
         an external API that accepts one (Stripe's ``Idempotency-Key``, …) so a step run

@@ -77,10 +77,10 @@ class JSONLMailboxes:
             raise StoreError(f"cannot open mailbox {str(path)!r}: {exc}") from exc
         try:
             _flock(fd, write, path, self.lock_timeout)
-            chunks = []
-            while chunk := os.pread(fd, 1 << 20, sum(map(len, chunks))):
-                chunks.append(chunk)
-            box.parse(b"".join(chunks), path)
+            data = b""
+            while chunk := os.pread(fd, 1 << 20, len(data)):
+                data += chunk
+            box.parse(data, path)
             yield fd, box
         finally:
             os.close(fd)
