@@ -4,7 +4,6 @@ ordered per run, delivered once per receiver key, duplicates by dedup key droppe
 from __future__ import annotations
 
 import pytest
-from conftest import SharedStore
 
 from purpose_agent.errors import RunNotFound, SerializationError
 from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
@@ -67,7 +66,7 @@ def test_deleting_a_run_deletes_its_mailbox(store: BaseCheckpointer) -> None:
     assert store.list_messages("r") == []
 
 
-def test_messages_reach_another_process(shared: SharedStore) -> None:
+def test_messages_reach_another_process(shared) -> None:
     make_run(shared.store, "r")
     shared.store.send_message("r", "t", {"from": "here"})
     other = shared.reopen()
@@ -76,3 +75,50 @@ def test_messages_reach_another_process(shared: SharedStore) -> None:
         assert shared.store.receive_message("r", "t", "k2") is None
     finally:
         other.close()
+
+
+def test_a_schema_4_sqlite_store_gets_its_mailboxes_in_place(tmp_path) -> None:
+    import sqlite3
+
+    from purpose_agent.runtime.checkpoint import SQLiteCheckpointer
+    from purpose_agent.runtime.checkpoint.sqlite import SCHEMA_VERSION
+
+    path = tmp_path / "old.db"
+    with SQLiteCheckpointer(path) as cp:
+        make_run(cp, "r")
+    db = sqlite3.connect(path)
+    db.executescript("DROP TABLE messages; UPDATE meta SET value = '4' WHERE key = "
+                     "'schema_version';")
+    db.close()
+    with SQLiteCheckpointer(path, read_only=True) as reader:  # reads it as it is
+        assert reader.list_messages("r") == []
+    with SQLiteCheckpointer(path) as cp:  # a writer upgrades it
+        assert cp.send_message("r", "t", "hello").seq == 1
+        assert cp.load_latest("r") is not None
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta").fetchone() == (str(SCHEMA_VERSION),)
+    db.close()
+
+
+def test_a_schema_2_postgres_store_gets_its_mailboxes_in_place(pg_new_url: str) -> None:
+    import psycopg
+
+    from purpose_agent.runtime.checkpoint import open_checkpointer
+    from purpose_agent.runtime.checkpoint._postgres_db import SCHEMA_VERSION, split_url
+
+    cp = open_checkpointer(pg_new_url)
+    make_run(cp, "r")
+    schema = cp.schema  # type: ignore[attr-defined]
+    cp.close()
+    with psycopg.connect(split_url(pg_new_url)[0], autocommit=True) as conn:
+        conn.execute(f'DROP TABLE "{schema}".messages')
+        conn.execute(f"UPDATE \"{schema}\".meta SET value = '2'")
+    cp = open_checkpointer(pg_new_url)
+    try:
+        assert cp.send_message("r", "t", "hello").seq == 1
+        assert cp.receive_message("r", "t", "k").payload == "hello"
+    finally:
+        cp.close()
+    with psycopg.connect(split_url(pg_new_url)[0], autocommit=True) as conn:
+        found = conn.execute(f'SELECT value FROM "{schema}".meta').fetchone()
+    assert found == (str(SCHEMA_VERSION),)
