@@ -57,8 +57,11 @@ def test_killed_in_a_sleep_wakes_at_the_journaled_time(wchild: Child, flow: str)
     assert out["status"] == "completed"
     assert labels(wchild) == ["before", "after"]  # "before" replayed, not run again
     after = dict(effects(wchild))["after"]
-    # Never early, and not a fresh 3 s from the resume: the journaled time.
-    assert wake_at <= after < wake_at + 1.5, (after - wake_at)
+    restarted = [e for e in wchild.store().list_events("t1")
+                 if e.kind == EventKind.NODE_STARTED][-1].ts
+    # Never early; and it waited only for what was left of the journaled time (the new
+    # process may itself start after it, on a loaded machine).
+    assert wake_at <= after < max(wake_at, restarted) + 1.0, (after - wake_at)
     assert wake_time(wchild, "t1") == wake_at  # the resumed node did not set a new timer
 
 
