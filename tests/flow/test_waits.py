@@ -334,3 +334,23 @@ def test_an_idempotency_key_names_the_step_and_is_refused_outside_one(cp) -> Non
     first, second = state.data["keys"]
     assert first.startswith("i:") and first != second  # two calls: two steps, two keys
     assert state.data["outside"] == "refused"
+
+
+def test_an_async_node_awaits_its_messages(cp) -> None:
+    flow = Flow("async-wait", inline_wait=0.0)
+
+    @flow.node
+    async def listen(ctx):
+        first = await ctx.wait_for("t")
+        try:
+            await ctx.wait_for("never", timeout=0.0)
+        except WaitTimeout:
+            return {"got": first, "late": "timed out"}
+        return {}
+
+    flow.edge("listen", END)
+    state = asyncio.run(flow.arun({}, checkpointer=cp, run_id="aw"))
+    assert state.pending["topic"] == "t"
+    cp.send_message("aw", "t", {"n": 1})  # stored only: resumed below, asynchronously
+    state = asyncio.run(flow.aresume("aw", checkpointer=cp))
+    assert state.data == {"got": {"n": 1}, "late": "timed out"}
