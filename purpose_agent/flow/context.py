@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar, cast, overload
 
 from purpose_agent.errors import FlowChangedError
 from purpose_agent.flow.current import running
+from purpose_agent.flow.fanout import FanOut
 from purpose_agent.flow.retry import RetryPolicy
 from purpose_agent.flow.signals import Abandoned, InDoubt, Park, Pause
 from purpose_agent.flow.waiting import DurableWaits, current_step
@@ -176,7 +177,7 @@ def recorded_digest(rec: StepRecord) -> str | None:
     return None
 
 
-class NodeContext(DurableWaits):
+class NodeContext(DurableWaits, FanOut):
     """The handle a node gets: run data, durable steps, interrupts, progress events.
 
     Attributes (read them, do not assign them):
@@ -199,7 +200,7 @@ class NodeContext(DurableWaits):
     Methods: :meth:`step` (a durable step), :meth:`interrupt` (ask a person, pausing the
     run), :meth:`emit` (a progress event), :meth:`sleep` / :meth:`sleep_until` (durable
     timers), :meth:`wait_for` (a message from outside), :meth:`idempotency_key` (inside
-    a step).
+    a step), :meth:`map` (durable steps in parallel).
     """
 
     def __init__(self, runner: _Driver, node: str, attempt: int, execution: int,
@@ -249,11 +250,12 @@ class NodeContext(DurableWaits):
         return self.call(name, func, args, kwargs, options=opts)
 
     def call(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
-             kwargs: dict[str, Any], *, options: StepOptions) -> Any:
+             kwargs: dict[str, Any], *, options: StepOptions, index: int | None = None) -> Any:
         """:meth:`step` with its options given explicitly (for library code such as an
-        Agent's model and tool calls); ``fn`` is called as it is, never unwrapped."""
+        Agent's model and tool calls); ``fn`` is called as it is, never unwrapped.
+        ``index``: the step's place, reserved already (:meth:`map`)."""
         opts = options
-        rec, cached = self._begin(name, args, kwargs, opts)
+        rec, cached = self._begin(name, args, kwargs, opts, index)
         if inspect.iscoroutinefunction(fn):
             return self._astep(rec, cached, opts, fn, args, kwargs)
         if rec is None:
@@ -333,10 +335,11 @@ class NodeContext(DurableWaits):
         return True
 
     def _begin(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-               opts: StepOptions) -> tuple[StepRecord | None, Any]:
+               opts: StepOptions, index: int | None = None) -> tuple[StepRecord | None, Any]:
         """Replay the step from the journal, or journal its start. (record, cached)."""
         self._check_live()
-        index = self._next_index(name, "step")  # the name at this place was checked
+        if index is None:
+            index = self._next_index(name, "step")  # the name at this place was checked
         digest = args_digest(args, kwargs)
         recorded = self._by_index.get(index)
         key = f"{self._execution}/{self.node}/{name}/#{index}"

@@ -145,3 +145,17 @@ def test_an_idempotency_key_is_the_same_when_a_step_runs_again(wchild: Child) ->
     assert keys[0].startswith("c1:")
 
 
+
+
+def test_killed_between_fan_out_items_runs_only_the_unfinished_ones(wchild: Child) -> None:
+    killed = wchild("run", "fanout", "f1", crash="step.completed#3")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    committed = {e.payload["result"] for e in
+                 wchild.store().list_events("f1", kinds=EventKind.STEP_COMPLETED)}
+    assert len(committed) == 3
+    out = result_of(wchild("resume", "fanout", "f1"))
+    assert out["data"]["results"] == [f"item{n}" for n in range(6)]  # input order
+    done = labels(wchild)
+    for item in committed:  # journaled before the crash: never run again
+        assert done.count(item) == 1, done
+    assert set(done) == {f"item{n}" for n in range(6)}

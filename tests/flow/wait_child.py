@@ -2,8 +2,8 @@
 
     python wait_child.py run|arun|resume|aresume|send FLOW DB_URL RUN_ID [JSON]
 
-Prints the final status and data as one JSON line. ``CRASH_AT=<event kind>`` SIGKILLs
-the process right after a commit holding an event of that kind returned;
+Prints the final status and data as one JSON line. ``CRASH_AT=<event kind>[#N]`` SIGKILLs
+the process right after the (Nth) commit holding an event of that kind returned;
 ``CRASH_AT=receive`` right after a message was taken from the mailbox, before the engine
 journaled it.
 """
@@ -39,11 +39,15 @@ def arm(cp, crash: str) -> None:
         cp.receive_message = receive_then_die
         return
     commit = cp.commit
+    kind, _, nth = crash.partition("#")  # "step.completed#3": after the third such commit
+    seen = [0]
 
     def commit_then_die(run_id, c):
         result = commit(run_id, c)
-        if any(str(e.kind) == crash for e in c.events):
-            die()
+        if any(str(e.kind) == kind for e in c.events):
+            seen[0] += 1
+            if seen[0] >= int(nth or 1):
+                die()
         return result
 
     cp.commit = commit_then_die

@@ -141,4 +141,17 @@ def charge(ctx):
 
 charger.edge("charge", END)
 
-FLOWS = {f.name: f for f in (sleeper, asleeper, waiter, retrier, node_retrier, charger)}
+# ── fan-out: six durable steps, two at a time ──────────────────────────────────────────
+fanout = Flow("fanout")
+
+
+@fanout.node
+def spread(ctx):
+    return {"results": ctx.map(lambda n: effect(f"item{n}"), range(6), max_concurrency=2,
+                               name="item")}
+
+
+fanout.edge("spread", END)
+
+FLOWS = {f.name: f for f in (sleeper, asleeper, waiter, retrier, node_retrier, charger,
+                             fanout)}
