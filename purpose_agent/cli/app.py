@@ -14,6 +14,7 @@ from rich.prompt import Confirm
 
 import purpose_agent
 from purpose_agent.errors import RunStateError, StoreNotFound
+from purpose_agent.flow.children import children_of
 from purpose_agent.flow.operations import cancel_run, fork_run
 from purpose_agent.flow.plan import MISSING
 from purpose_agent.runtime.checkpoint import FINISHED
@@ -165,7 +166,8 @@ def runs(
 
 @app.command()
 def show(run_id: RunArg, as_json: JsonOption = False, db: DbOption = None) -> None:
-    """Show a run: status, data, completed nodes, what it waits for, lease, error."""
+    """Show a run: status, data, completed nodes, what it waits for, lease, error, its
+    parent and child runs."""
     url = resolve_url(db)
     cp = require_run(url, run_id, read_only=True)
     info = cp.run_info(run_id)
@@ -173,10 +175,11 @@ def show(run_id: RunArg, as_json: JsonOption = False, db: DbOption = None) -> No
     if state is None:
         raise not_found(run_id, url)
     usage = usage_totals(cp.list_events(run_id, kinds=[EventKind.MODEL_RESPONSE.value]))
+    children = children_of(cp, run_id)
     if as_json:
-        stdout_json(state_json(state, info, usage))
+        stdout_json(state_json(state, info, usage, children))
     else:
-        print_state(_console(), state, info, usage)
+        print_state(_console(), state, info, usage, children)
 
 
 def _known_kind(value: str) -> str | None:

@@ -111,6 +111,8 @@ def wait_text(pending: dict[str, Any] | None, *, short: bool = False) -> str | N
     or None when it waits for no timer or message. ``short``: for a table cell."""
     pending = pending or {}
     kind = pending.get("kind")
+    if kind == "child":
+        return f"waiting for child run {pending.get('run_id')}"
     if short and kind in ("sleep", "message"):
         return (f"sleeping until {utc_text(pending.get('wake_at'))}" if kind == "sleep"
                 else f"waits for {pending.get('topic')!r}")
@@ -148,6 +150,8 @@ def _wakes_at(pending: dict[str, Any] | None) -> float | None:
     pending = pending or {}
     if pending.get("kind") == "sleep":
         return pending.get("wake_at")
+    if pending.get("kind") == "child":
+        return None
     return pending.get("deadline") if pending.get("kind") == "message" else None
 
 
@@ -186,8 +190,9 @@ def runs_table(infos: list[RunInfo], width: int) -> Table:
 
 
 def print_state(console: Console, state: RunState, info: RunInfo | None,
-                usage: dict[str, Any] | None = None) -> None:
-    """The body of ``purpose-agent show``; ``usage`` is the run's model usage."""
+                usage: dict[str, Any] | None = None, children: list[str] | None = None) -> None:
+    """The body of ``purpose-agent show``; ``usage`` is the run's model usage,
+    ``children`` the runs it started with ``ctx.run_child``."""
     def field(name: str, value: str | Text) -> None:
         line = literal(f"{name:<14}", style="bold")
         line.append(value if isinstance(value, Text) else literal(value))
@@ -206,9 +211,14 @@ def print_state(console: Console, state: RunState, info: RunInfo | None,
         field("lease", lease_text(info.owner, info.lease_expires_at))
         if info.cancel_requested and state.status is RunStatus.RUNNING:
             field("cancel", "requested: stops at the next node boundary")
-    if state.parent:
+    if state.parent and state.parent.get("kind") == "child":
+        field("child of", f"{state.parent.get('run_id')} (node execution "
+                          f"{state.parent.get('step')})")
+    elif state.parent:
         field("forked from", f"{state.parent.get('run_id')} after node execution "
                              f"{state.parent.get('step')}")
+    if children:
+        field("children", ", ".join(children))
     field("completed", " → ".join(state.completed_nodes) or "none yet")
     if usage is not None:
         field("model usage", usage_text(usage))
@@ -233,15 +243,17 @@ def print_state(console: Console, state: RunState, info: RunInfo | None,
 
 
 def state_json(state: RunState, info: RunInfo | None,
-               usage: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The stable JSON form of ``purpose-agent show --json`` (the state, lease and model
-    usage added)."""
+               usage: dict[str, Any] | None = None,
+               children: list[str] | None = None) -> dict[str, Any]:
+    """The stable JSON form of ``purpose-agent show --json`` (the state, lease, model
+    usage and child runs added)."""
     out = state.to_dict()
     out.pop("tool_cache", None)
     out["owner"] = info.owner if info else None
     out["lease_expires_at"] = info.lease_expires_at if info else None
     out["cancel_requested"] = info.cancel_requested if info else False
     out["usage"] = usage
+    out["children"] = children or []
     return out
 
 

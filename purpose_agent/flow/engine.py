@@ -26,7 +26,7 @@ from purpose_agent.errors import (
 from purpose_agent.flow import node_retry
 from purpose_agent.flow.context import NodeContext, current_context
 from purpose_agent.flow.leases import Heartbeat
-from purpose_agent.flow.parking import park, pause_for_person
+from purpose_agent.flow.parking import ENDED, park, pause_for_person, wake_parent
 from purpose_agent.flow.plan import END, NodeSpec, Plan
 from purpose_agent.flow.reducers import to_ops
 from purpose_agent.flow.signals import Abandoned, InDoubt, LeaseLost, Park, Pause, find_signal
@@ -145,6 +145,8 @@ class Runner:
                     self.delta_bytes += result.delta_bytes
             finally:
                 self.writing = False
+            if release and self.state.parent and self.state.status in ENDED:
+                wake_parent(self.cp, self.state)  # a child run ended: its parent goes on
             if self.alarm is not None:
                 self.alarm.deliver()
 

@@ -1,5 +1,6 @@
 """Fan-out inside a node: ``ctx.map(fn, items, max_concurrency=N)`` runs ``fn(item)`` as
-one durable step per item, several at a time, results in input order.
+one durable step per item, several at a time, results in input order; and
+``ctx.run_child(flow, data)`` runs a child run (see flow/children.py).
 
 Each item's step has its own place in the node execution, reserved in input order before
 any of them starts, so the journal identifies every item the same way whatever order
@@ -16,14 +17,30 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from purpose_agent.flow.signals import Park
+from purpose_agent.runtime.checkpoint import validate_run_id
+from purpose_agent.runtime.events import EventKind
+from purpose_agent.runtime.journal import StepRecord
+
 if TYPE_CHECKING:
-    from purpose_agent.flow.context import StepOptions
+    from purpose_agent.flow.children import ChildFlow
+    from purpose_agent.flow.context import StepOptions, _Driver
+    from purpose_agent.flow.signals import InDoubt, Pause
 
 
 class FanOut:
-    """:meth:`map` of :class:`~.context.NodeContext` (mixed into it)."""
+    """:meth:`map` and :meth:`run_child` of :class:`~.context.NodeContext` (mixed in)."""
 
     if TYPE_CHECKING:  # NodeContext's own
+        _runner: _Driver
+        node: str
+        run_id: str
+        replayed: int
+        _execution: int
+        _by_index: dict[int, StepRecord]
+        _is_async: bool
+
+        def _raising(self, signal: Pause | InDoubt | Park) -> Pause | InDoubt | Park: ...
         def _next_index(self, name: str, kind: str) -> int: ...
         def _check_live(self) -> None: ...
         def call(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
@@ -68,6 +85,69 @@ class FanOut:
                        for i in range(len(batch))]
             outcomes = [_outcome(f) for f in futures]
         return _results(outcomes)
+
+
+    def run_child(self, flow: ChildFlow, data: dict[str, Any] | None = None, *,
+                  run_id: str | None = None) -> Any:
+        """Run ``flow`` as a child run with ``data`` and return its final data.
+
+        The child's id (``run_id``, default ``<this run>.c<execution>-<index>``) is
+        journaled before the child starts, so a crash never starts a second one: the
+        re-executed node finds the child where it is. Run in-process, the child runs
+        here; if it pauses, this run parks until it has finished and this run is
+        resumed. From a queue, the child is enqueued on this run's queue and this run
+        waits on its queue until the child ends. A failed child raises ``RunFailed``
+        here (this node fails, or retries); a cancelled one ``RunStateError``. In an
+        ``async`` node, await it.
+        """
+        from purpose_agent.flow import children
+
+        self._check_live()
+        index = self._next_index(flow.name, "child")
+        rec = self._by_index.get(index)
+        if rec is not None and rec.status == "done":
+            self.replayed += 1
+            return rec.result["data"] if not self._is_async else _ready(rec.result["data"])
+        if rec is None:
+            child_id = validate_run_id(run_id or children.child_run_id(
+                self.run_id, self._execution, index))
+            rec = StepRecord(key=f"{self._execution}/{self.node}/child/#{index}",
+                             step=self._execution, node=self.node, index=index,
+                             name=flow.name, kind="child", status="waiting",
+                             result={"run_id": child_id})
+            self._runner.event(EventKind.CHILD_STARTED, self.node, child=child_id,
+                               flow=flow.name)
+            self._runner.commit_steps([rec])
+            self._by_index[index] = rec
+        parent = {"run_id": self.run_id, "step": self._execution, "key": rec.key,
+                  "kind": "child"}
+        child_id = rec.result["run_id"]
+
+        def finish(state: Any) -> Any:
+            data = children.outcome(state)
+            if data is None:
+                raise self._raising(Park({"kind": "child", "run_id": child_id,
+                                          "node": self.node}, None))
+            rec.status, rec.result = "done", {"run_id": child_id, "data": data}
+            self._runner.event(EventKind.CHILD_FINISHED, self.node, child=child_id)
+            self._runner.commit_steps([rec])
+            return data
+
+        if self._is_async:
+            return _achild(finish, children.advance, flow, self._runner.cp, child_id, data,
+                           parent)
+        return finish(children.advance(flow, self._runner.cp, child_id, data, parent))
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
+async def _achild(finish: Callable[[Any], Any], advance: Callable[..., Any],
+                  *args: Any) -> Any:
+    # The child's own driver runs in a thread: it may run async nodes on a loop of its own.
+    state = await asyncio.to_thread(contextvars.copy_context().run, advance, *args)
+    return finish(state)
 
 
 async def _gather(one: Callable[[int], Any], count: int, limit: int) -> list[Any]:

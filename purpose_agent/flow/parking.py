@@ -27,6 +27,8 @@ from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.queue import NEVER, QueueStore, queue_store
 from purpose_agent.runtime.state import RunState, RunStatus
 
+ENDED = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
 if TYPE_CHECKING:
     from purpose_agent.flow.engine import Runner
 
@@ -55,7 +57,8 @@ def park(runner: Runner, pending: dict[str, Any], wake_at: float | None) -> None
     runner.event(EventKind.RUN_PAUSED, node, reason=pending["kind"], **detail)
     runner.settle(mark, node, release=True)
     if queues is not None:
-        if message_waiting(runner.cp, state):  # sent while the run was parking
+        if message_waiting(runner.cp, state) or child_ended(runner.cp, pending):
+            # What it waits for came while it was parking: the other side saw it running.
             queues.set_available_at(run_id, queues.now())
         queues.notify()
 
@@ -78,6 +81,28 @@ def pause_for_person(runner: Runner, signal_: Pause | InDoubt) -> None:
         runner.settle(mark, rec.node, release=True)
 
 
+def wake_parent(cp: BaseCheckpointer, state: RunState) -> None:
+    """A child run ended: put its parent back on its queue if it waits for it there."""
+    parent = state.parent or {}
+    if parent.get("kind") != "child" or state.status not in ENDED:
+        return
+    queues = queue_of(cp, parent["run_id"])
+    info = cp.run_info(parent["run_id"])
+    if queues is None or info is None or info.status is not RunStatus.QUEUED:
+        return
+    if (info.pending or {}).get("run_id") == state.run_id:
+        queues.set_available_at(parent["run_id"], queues.now())
+        queues.notify()
+
+
+def child_ended(cp: BaseCheckpointer, pending: dict[str, Any]) -> bool:
+    """True when ``pending`` is a wait for a child run that has ended."""
+    if pending.get("kind") != "child":
+        return False
+    info = cp.run_info(pending["run_id"])
+    return info is None or info.status in ENDED
+
+
 def message_waiting(cp: BaseCheckpointer, state: RunState) -> bool:
     """True when the run waits for a message of a topic that has one nobody received."""
     pending = state.pending or {}
@@ -90,12 +115,15 @@ def due(cp: BaseCheckpointer, state: RunState) -> bool:
     its wake-up time or deadline passed (so resuming it goes on at once)."""
     pending = state.pending or {}
     kind = pending.get("kind")
-    if state.status is not RunStatus.PAUSED or kind not in ("sleep", "message"):
+    if state.status is not RunStatus.PAUSED or kind not in ("sleep", "message", "child"):
         return False
+    if kind == "child":
+        return child_ended(cp, pending)
     if message_waiting(cp, state):
         return True
     end = pending.get("wake_at") if kind == "sleep" else pending.get("deadline")
     return end is not None and cp.clock() >= end
 
 
-__all__ = ["due", "message_waiting", "park", "pause_for_person", "queue_of"]
+__all__ = ["ENDED", "child_ended", "due", "message_waiting", "park", "pause_for_person",
+           "queue_of", "wake_parent"]

@@ -37,7 +37,7 @@ class Planned(Protocol):
 
 def enqueue(flow: Planned, cp: BaseCheckpointer, data: dict[str, Any] | None, *,
             run_id: str | None, queue: str, priority: int, delay: Any,
-            dedup_key: str | None) -> str:
+            dedup_key: str | None, parent: dict[str, Any] | None = None) -> str:
     """Journal a QUEUED run of ``flow`` on ``queue`` and return its id (see Flow.enqueue)."""
     if data is not None and not isinstance(data, dict):
         raise TypeError(f"a run's data is a dict, got {type(data).__name__}")
@@ -50,7 +50,8 @@ def enqueue(flow: Planned, cp: BaseCheckpointer, data: dict[str, Any] | None, *,
     data = jsonutil.loads(text)
     state = RunState(run_id=run_id, status=RunStatus.QUEUED, purpose=plan.purpose,
                      flow=plan.name, flow_ref=plan.ref, flow_file=plan.ref_file,
-                     current_node=plan.entry, max_steps=plan.max_steps, data=data)
+                     current_node=plan.entry, max_steps=plan.max_steps, data=data,
+                     parent=parent)
     first = PAEvent(run_id, EventKind.RUN_STARTED, seq=1, payload={
         "flow": plan.name, "purpose": plan.purpose, "entry": plan.entry,
         "data": summarize(data, 500), "queue": entry.queue, "priority": entry.priority,

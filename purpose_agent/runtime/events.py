@@ -75,6 +75,9 @@ class EventKind(StrEnum):
     TIMER_SET = "timer.set"
     MESSAGE_RECEIVED = "message.received"
     MESSAGE_TIMEOUT = "message.timeout"
+    # ctx.run_child: a child run started (its id journaled first), and its final data.
+    CHILD_STARTED = "child.started"
+    CHILD_FINISHED = "child.finished"
 
     # Deprecated names (aliases of the kinds above; the seed contract uses two of them).
     AGENT_STARTED = "node.started"

@@ -159,3 +159,23 @@ def test_killed_between_fan_out_items_runs_only_the_unfinished_ones(wchild: Chil
     for item in committed:  # journaled before the crash: never run again
         assert done.count(item) == 1, done
     assert set(done) == {f"item{n}" for n in range(6)}
+
+
+@pytest.mark.parametrize("crash", ["child.started", "run.finished", "child.finished#1"])
+def test_killed_between_children_never_starts_a_second_child(wchild: Child, crash: str) -> None:
+    """Killed right after a child's id was journaled (before the child exists), right
+    after the first child finished (before the parent journaled it), or right after the
+    parent journaled it: the resumed parent starts no child twice, and each child's
+    effect happened once."""
+    killed = wchild("run", "family", "fam", crash=crash)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    out = result_of(wchild("resume", "family", "fam"))
+    assert out["status"] == "completed", out
+    assert out["data"]["outs"] == ["kid1", "kid2"]
+    assert sorted(labels(wchild)) == ["kid1", "kid2"]
+    cp = wchild.store()
+    infos = [i for i in cp.list_run_infos() if i.run_id != "fam"]
+    assert sorted(i.run_id for i in infos) == ["fam.c1-0", "fam.c1-1"]
+    for info in infos:
+        started = cp.list_events(info.run_id, kinds=EventKind.RUN_STARTED)
+        assert len(started) == 1

@@ -153,5 +153,25 @@ def spread(ctx):
 
 fanout.edge("spread", END)
 
+# ── child runs: a parent starts two children, each with one effect ─────────────────────
+kid = Flow("kid")
+
+
+@kid.node
+def kid_work(ctx):
+    return {"out": ctx.step("effect", effect, f"kid{ctx.data['n']}")}
+
+
+kid.edge("kid_work", END)
+family = Flow("family")
+
+
+@family.node
+def spawn(ctx):
+    return {"outs": [ctx.run_child(kid, {"n": n})["out"] for n in (1, 2)]}
+
+
+family.edge("spawn", END)
+
 FLOWS = {f.name: f for f in (sleeper, asleeper, waiter, retrier, node_retrier, charger,
-                             fanout)}
+                             fanout, kid, family)}

@@ -118,3 +118,26 @@ def listen(ctx: NodeContext) -> dict[str, object]:
 
 
 listener.edge("listen", END)
+
+
+# Child runs on a queue: the parent enqueues its child and waits on its queue for it.
+kid = Flow("kid", purpose="A child run", lease_ttl=1.5)
+
+
+@kid.node
+def kid_work(ctx: NodeContext) -> dict[str, object]:
+    return {"out": ctx.step("work", record, ctx, "work")}
+
+
+kid.edge("kid_work", END)
+family = Flow("family", purpose="Starts two child runs", lease_ttl=1.5)
+
+
+@family.node
+def spawn(ctx: NodeContext) -> dict[str, object]:
+    first = ctx.run_child(kid, {"n": 1})
+    second = ctx.run_child(kid, {"n": 2})
+    return {"outs": [first["out"], second["out"]]}
+
+
+family.edge("spawn", END)

@@ -108,3 +108,23 @@ def test_a_message_sent_from_the_command_line_wakes_a_queued_run(queue_url: str,
     assert queue_cp.load_latest(run_id).data["got"] == {"hi": 1}
     counts = effects(log)
     assert counts[f"{run_id} listen before"] == 1 and counts[f"{run_id} listen after"] == 1
+
+
+def test_a_queued_parent_waits_on_its_queue_for_its_children(queue_url: str,
+                                                             queue_cp: BaseCheckpointer,
+                                                             tmp_path: Path) -> None:
+    from queue_flows import family
+
+    log = tmp_path / "effects.log"
+    worker = WorkerProcess(queue_url, log, "family", "kid", concurrency=1)
+    try:
+        run_id = family.enqueue({}, checkpointer=queue_cp)
+        wait_for(lambda: done(queue_cp, run_id), timeout=60, what="the parent to finish")
+    finally:
+        worker.terminate()
+        worker.wait()
+    kids = [f"{run_id}.c1-0", f"{run_id}.c1-1"]
+    assert queue_store(queue_cp).queue_rows(kids).keys() == set(kids)  # enqueued, not inline
+    counts = effects(log)
+    assert all(counts[f"{kid} kid_work work"] == 1 for kid in kids)
+    assert len(queue_cp.load_latest(run_id).data["outs"]) == 2
