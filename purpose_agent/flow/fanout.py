@@ -98,16 +98,23 @@ class FanOut:
         resumed. From a queue, the child is enqueued on this run's queue and this run
         waits on its queue until the child ends. A failed child raises ``RunFailed``
         here (this node fails, or retries); a cancelled one ``RunStateError``. In an
-        ``async`` node, await it.
+        ``async`` node, await it. Several children at once: :meth:`child` and
+        :meth:`gather`.
         """
+        handle = self.child(flow, data, run_id=run_id)
+        if self._is_async:
+            return _first(self.gather(handle))
+        return self.gather(handle)[0]
+
+    def child(self, flow: ChildFlow, data: dict[str, Any] | None = None, *,
+              run_id: str | None = None) -> ChildHandle:
+        """Journal a child run of ``flow`` (its id, as :meth:`run_child` does) without
+        starting it yet: hand the handles to :meth:`gather`, which runs them together."""
         from purpose_agent.flow import children
 
         self._check_live()
         index = self._next_index(flow.name, "child")
         rec = self._by_index.get(index)
-        if rec is not None and rec.status == "done":
-            self.replayed += 1
-            return rec.result["data"] if not self._is_async else _ready(rec.result["data"])
         if rec is None:
             child_id = validate_run_id(run_id or children.child_run_id(
                 self.run_id, self._execution, index))
@@ -119,35 +126,78 @@ class FanOut:
                                flow=flow.name)
             self._runner.commit_steps([rec])
             self._by_index[index] = rec
-        parent = {"run_id": self.run_id, "step": self._execution, "key": rec.key,
-                  "kind": "child"}
-        child_id = rec.result["run_id"]
+        return ChildHandle(flow, rec, data)
 
-        def finish(state: Any) -> Any:
-            data = children.outcome(state)
-            if data is None:
-                raise self._raising(Park({"kind": "child", "run_id": child_id,
-                                          "node": self.node}, None))
-            rec.status, rec.result = "done", {"run_id": child_id, "data": data}
-            self._runner.event(EventKind.CHILD_FINISHED, self.node, child=child_id)
-            self._runner.commit_steps([rec])
-            return data
+    def gather(self, *handles: ChildHandle, max_concurrency: int | None = None) -> Any:
+        """Run the children of ``handles`` (from :meth:`child`) together and return their
+        final data, in the order given. In-process they run in threads, at most
+        ``max_concurrency`` at a time (default: all); from a queue they are all enqueued
+        (workers run them in parallel). While any has not finished, this run parks until
+        all have ended. In an ``async`` node, await it."""
+        from purpose_agent.flow import children
 
+        self._check_live()
+        cp = self._runner.cp
+        todo = [h for h in handles if h.record.status != "done"]
+        self.replayed += len(handles) - len(todo)
+
+        def advance(h: ChildHandle) -> Any:
+            parent = {"run_id": self.run_id, "step": self._execution, "key": h.record.key,
+                      "kind": "child"}
+            return children.advance(h.flow, cp, h.run_id, h.data, parent)
+
+        def finish(states: list[Any]) -> list[Any]:
+            waiting = []
+            for h, state in zip(todo, states, strict=True):
+                data = children.outcome(state)
+                if data is None:
+                    waiting.append(h.run_id)
+                    continue
+                h.record.status = "done"
+                h.record.result = {"run_id": h.run_id, "data": data}
+                self._runner.event(EventKind.CHILD_FINISHED, self.node, child=h.run_id)
+                self._runner.commit_steps([h.record])
+            if waiting:
+                raise self._raising(Park({"kind": "child", "run_id": waiting[0],
+                                          "run_ids": waiting, "node": self.node}, None))
+            return [h.record.result["data"] for h in handles]
+
+        limit = max_concurrency or max(1, len(todo))
         if self._is_async:
-            return _achild(finish, children.advance, flow, self._runner.cp, child_id, data,
-                           parent)
-        return finish(children.advance(flow, self._runner.cp, child_id, data, parent))
+            return _achildren(finish, advance, todo, limit)
+        return finish(_in_threads(advance, todo, limit))
 
 
-async def _ready(value: Any) -> Any:
-    return value
+class ChildHandle:
+    """A child run journaled by :meth:`FanOut.child`, for :meth:`FanOut.gather`."""
+
+    def __init__(self, flow: ChildFlow, record: StepRecord, data: dict[str, Any] | None) -> None:
+        self.flow, self.record, self.data = flow, record, data
+        self.run_id: str = record.result["run_id"]
+
+    def __repr__(self) -> str:
+        return f"ChildHandle({self.run_id!r}, flow={self.flow.name!r})"
 
 
-async def _achild(finish: Callable[[Any], Any], advance: Callable[..., Any],
-                  *args: Any) -> Any:
-    # The child's own driver runs in a thread: it may run async nodes on a loop of its own.
-    state = await asyncio.to_thread(contextvars.copy_context().run, advance, *args)
-    return finish(state)
+def _in_threads(fn: Callable[[Any], Any], items: list[Any], limit: int) -> list[Any]:
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(limit, len(items)),
+                            thread_name_prefix="purpose-agent-child") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, fn, item) for item in items]
+        return _results([_outcome(f) for f in futures])
+
+
+async def _achildren(finish: Callable[[list[Any]], list[Any]], advance: Callable[[Any], Any],
+                     todo: list[Any], limit: int) -> list[Any]:
+    # The children's own drivers run in threads: they may run async nodes on loops of
+    # their own.
+    states = await asyncio.to_thread(_in_threads, advance, todo, limit)
+    return finish(states)
+
+
+async def _first(results: Any) -> Any:
+    return (await results)[0]
 
 
 async def _gather(one: Callable[[int], Any], count: int, limit: int) -> list[Any]:
@@ -182,4 +232,4 @@ def _results(outcomes: list[tuple[bool, Any]]) -> list[Any]:
     return [value for _ok, value in outcomes]
 
 
-__all__ = ["FanOut"]
+__all__ = ["ChildHandle", "FanOut"]

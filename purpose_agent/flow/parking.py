@@ -90,17 +90,19 @@ def wake_parent(cp: BaseCheckpointer, state: RunState) -> None:
     info = cp.run_info(parent["run_id"])
     if queues is None or info is None or info.status is not RunStatus.QUEUED:
         return
-    if (info.pending or {}).get("run_id") == state.run_id:
+    pending = info.pending or {}
+    if state.run_id in pending.get("run_ids", [pending.get("run_id")]) \
+            and child_ended(cp, pending):
         queues.set_available_at(parent["run_id"], queues.now())
         queues.notify()
 
 
 def child_ended(cp: BaseCheckpointer, pending: dict[str, Any]) -> bool:
-    """True when ``pending`` is a wait for a child run that has ended."""
+    """True when ``pending`` is a wait for child runs that have all ended."""
     if pending.get("kind") != "child":
         return False
-    info = cp.run_info(pending["run_id"])
-    return info is None or info.status in ENDED
+    infos = [cp.run_info(run_id) for run_id in pending.get("run_ids", [pending["run_id"]])]
+    return all(info is None or info.status in ENDED for info in infos)
 
 
 def message_waiting(cp: BaseCheckpointer, state: RunState) -> bool:

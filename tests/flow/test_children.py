@@ -76,7 +76,8 @@ def test_a_paused_child_parks_its_parent_until_it_has_finished(cp) -> None:
     parent, child = make_flows(calls, ask=True)
     state = parent.run({}, checkpointer=cp, run_id="p")
     assert state.status is RunStatus.PAUSED
-    assert state.pending == {"kind": "child", "run_id": "p.c1-0", "node": "spawn"}
+    assert state.pending == {"kind": "child", "run_id": "p.c1-0", "run_ids": ["p.c1-0"],
+                             "node": "spawn"}
     assert parent.resume("p", checkpointer=cp).status is RunStatus.PAUSED  # still waits
     child.resume("p.c1-0", checkpointer=cp, answer="yes")
     state = parent.resume("p", checkpointer=cp)  # the first child is done: the second runs
@@ -120,3 +121,56 @@ def test_an_async_parent_awaits_its_child(cp) -> None:
     parent.edge("spawn", END)
     state = asyncio.run(parent.arun({}, checkpointer=cp, run_id="a"))
     assert state.data == {"got": 42}
+
+
+def test_gather_runs_children_together_and_returns_in_order(cp) -> None:
+    import threading
+
+    barrier = threading.Barrier(3, timeout=20)
+    child = Flow("peer")
+
+    @child.node
+    def work(ctx):
+        barrier.wait()  # all three children are running at the same time
+        return {"v": ctx.data["n"] * 10}
+
+    child.edge("work", END)
+    parent = Flow("gatherer")
+
+    @parent.node
+    def spawn(ctx):
+        handles = [ctx.child(child, {"n": n}) for n in (3, 1, 2)]
+        return {"vs": [r["v"] for r in ctx.gather(*handles)]}
+
+    parent.edge("spawn", END)
+    state = parent.run({}, checkpointer=cp, run_id="g")
+    assert state.data == {"vs": [30, 10, 20]}
+    assert sorted(children_of(cp, "g")) == ["g.c1-0", "g.c1-1", "g.c1-2"]
+
+
+def test_a_gather_waits_for_every_child(cp) -> None:
+    child = Flow("maybe-ask")
+
+    @child.node
+    def work(ctx):
+        if ctx.data["ask"]:
+            ctx.interrupt("ok?")
+        return {"n": ctx.data["n"]}
+
+    child.edge("work", END)
+    parent = Flow("waits-all")
+
+    @parent.node
+    def spawn(ctx):
+        got = ctx.gather(ctx.child(child, {"n": 1, "ask": False}),
+                         ctx.child(child, {"n": 2, "ask": True}))
+        return {"ns": [g["n"] for g in got]}
+
+    parent.edge("spawn", END)
+    state = parent.run({}, checkpointer=cp, run_id="w")
+    assert state.pending == {"kind": "child", "run_id": "w.c1-1", "run_ids": ["w.c1-1"],
+                             "node": "spawn"}
+    child.resume("w.c1-1", checkpointer=cp, answer=True)
+    assert parent.resume("w", checkpointer=cp).data == {"ns": [1, 2]}
+    finished = cp.list_events("w", kinds=EventKind.CHILD_FINISHED)
+    assert [e.payload["child"] for e in finished] == ["w.c1-0", "w.c1-1"]  # each once

@@ -141,3 +141,15 @@ def spawn(ctx: NodeContext) -> dict[str, object]:
 
 
 family.edge("spawn", END)
+
+
+together = Flow("together", purpose="Starts two child runs at once", lease_ttl=1.5)
+
+
+@together.node
+def spawn_both(ctx: NodeContext) -> dict[str, object]:
+    got = ctx.gather(ctx.child(kid, {"n": 1}), ctx.child(kid, {"n": 2}))
+    return {"outs": [g["out"] for g in got]}
+
+
+together.edge("spawn_both", END)

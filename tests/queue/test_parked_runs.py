@@ -128,3 +128,22 @@ def test_a_queued_parent_waits_on_its_queue_for_its_children(queue_url: str,
     counts = effects(log)
     assert all(counts[f"{kid} kid_work work"] == 1 for kid in kids)
     assert len(queue_cp.load_latest(run_id).data["outs"]) == 2
+
+
+def test_a_queued_gather_enqueues_every_child_and_wakes_once_all_ended(
+        queue_url: str, queue_cp: BaseCheckpointer, tmp_path: Path) -> None:
+    from queue_flows import together
+
+    log = tmp_path / "effects.log"
+    worker = WorkerProcess(queue_url, log, "together", "kid", concurrency=2)
+    try:
+        run_id = together.enqueue({}, checkpointer=queue_cp)
+        wait_for(lambda: done(queue_cp, run_id), timeout=60, what="the parent to finish")
+    finally:
+        worker.terminate()
+        worker.wait()
+    kids = [f"{run_id}.c1-0", f"{run_id}.c1-1"]
+    counts = effects(log)
+    assert all(counts[f"{kid} kid_work work"] == 1 for kid in kids)
+    finished = queue_cp.list_events(run_id, kinds=EventKind.CHILD_FINISHED)
+    assert sorted(e.payload["child"] for e in finished) == kids
