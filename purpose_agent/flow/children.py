@@ -93,10 +93,11 @@ def outcome(state: RunState) -> dict[str, Any] | None:
 
 
 def children_of(cp: BaseCheckpointer, run_id: str) -> list[str]:
-    """The ids of the runs ``run_id`` started with ``ctx.run_child``, newest first."""
-    return [info.run_id for info in cp.list_run_infos()
-            if (info.parent or {}).get("kind") == "child"
-            and (info.parent or {}).get("run_id") == run_id]
+    """The ids of the runs ``run_id`` started with ``ctx.run_child`` / ``ctx.child``, in
+    the order of their ids (the order of their places in the parent)."""
+    return sorted(info.run_id for info in cp.list_run_infos()
+                  if (info.parent or {}).get("kind") == "child"
+                  and (info.parent or {}).get("run_id") == run_id)
 
 
 def _state(cp: BaseCheckpointer, run_id: str) -> RunState:
