@@ -23,8 +23,9 @@ from purpose_agent.errors import (
     StoreCorrupted,
     StoreError,
     StoreNotFound,
+    WaitTimeout,
 )
-from purpose_agent.flow import END, Flow, NodeContext, step
+from purpose_agent.flow import END, Flow, NodeContext, RetryPolicy, step
 from purpose_agent.runtime.checkpoint import (
     InMemoryCheckpointer,
     JSONLCheckpointer,
@@ -52,6 +53,7 @@ __all__ = [
     "NodeTimeout",
     "PAEvent",
     "PurposeAgentError",
+    "RetryPolicy",
     "RunBusyError",
     "RunFailed",
     "RunNotFound",
@@ -66,6 +68,7 @@ __all__ = [
     "StoreCorrupted",
     "StoreError",
     "StoreNotFound",
+    "WaitTimeout",
     "__version__",
     "open_checkpointer",
     "step",

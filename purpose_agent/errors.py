@@ -23,7 +23,8 @@ Every error the library raises on purpose derives from :class:`PurposeAgentError
     │   └── FlowNotAllowed          the run's flow is not one this process was given
     ├── MaxStepsExceeded            a run went past its ``max_steps`` bound
     ├── QueueError                  a bad queue option (queue name, delay, priority)
-    └── NodeTimeout                 a node ran longer than its ``timeout``
+    ├── NodeTimeout                 a node ran longer than its ``timeout``
+    └── WaitTimeout                 ``ctx.wait_for`` saw no message before its deadline
 
 Control-flow signals (:class:`ControlSignal` and its subclasses) are *not* errors: they
 derive from :class:`BaseException` so that a user's ``except Exception:`` around a tool
@@ -133,6 +134,12 @@ class MaxStepsExceeded(PurposeAgentError):
 
 class NodeTimeout(PurposeAgentError, TimeoutError):
     """A node ran longer than its ``timeout``."""
+
+
+class WaitTimeout(PurposeAgentError, TimeoutError):
+    """``ctx.wait_for(topic, timeout=...)`` reached its journaled deadline with no message.
+    Raised in the node (catch it to go on without the message); the timeout is journaled,
+    so a re-executed node gets the same outcome."""
 
 
 class StepInDoubt(RunStateError):

@@ -15,6 +15,7 @@ from rich.prompt import Confirm
 
 import purpose_agent
 from purpose_agent.errors import RunStateError, StoreNotFound
+from purpose_agent.flow.children import children_of
 from purpose_agent.flow.operations import cancel_run, fork_run
 from purpose_agent.flow.plan import MISSING
 from purpose_agent.runtime.checkpoint import FINISHED
@@ -189,7 +190,8 @@ def runs(
 
 @app.command()
 def show(run_id: RunArg, as_json: JsonOption = False, db: DbOption = None) -> None:
-    """Show a run: status, data, completed nodes, what it waits for, lease, error."""
+    """Show a run: status, data, completed nodes, what it waits for, lease, error, its
+    parent and child runs."""
     url = resolve_url(db)
     cp = require_run(url, run_id, read_only=True)
     info = cp.run_info(run_id)
@@ -197,10 +199,11 @@ def show(run_id: RunArg, as_json: JsonOption = False, db: DbOption = None) -> No
     if state is None:
         raise not_found(run_id, url)
     usage = usage_totals(cp.list_events(run_id, kinds=[EventKind.MODEL_RESPONSE.value]))
+    children = children_of(cp, run_id)
     if as_json:
-        stdout_json(state_json(state, info, usage))
+        stdout_json(state_json(state, info, usage, children))
     else:
-        print_state(_console(), state, info, usage)
+        print_state(_console(), state, info, usage, children)
 
 
 def _known_kind(value: str) -> str | None:
@@ -322,6 +325,29 @@ def reject(run_id: RunArg, flow: FlowOption = None, db: DbOption = None) -> None
     """Answer a paused run's question with false and continue it."""
     raise typer.Exit(running.answer_run(_console(), resolve_url(db), run_id, False,
                                         verb="reject", flow_ref=flow))
+
+
+@app.command()
+def send(
+    run_id: RunArg,
+    topic: Annotated[str, typer.Argument(metavar="TOPIC", help="The topic the run waits "
+                                         "on (ctx.wait_for(TOPIC)).", show_default=False)],
+    payload: Annotated[str, typer.Argument(metavar="JSON", help="The message, as JSON, "
+                                           "e.g. '{\"ok\": true}'.", show_default=False)],
+    dedup_key: Annotated[str | None, typer.Option(
+        "--dedup-key", metavar="KEY", help="Drop this message if the run already has one "
+        "with this key.", show_default=False)] = None,
+    flow: FlowOption = None,
+    db: DbOption = None,
+) -> None:
+    """Send a message to a run: ctx.wait_for(TOPIC) in it returns JSON.
+
+    Kept in order, delivered exactly once. A run waiting for it is woken: a queued run
+    goes back to the workers, a run started in-process is resumed here.
+    """
+    value = parse_json("JSON", payload)
+    raise typer.Exit(running.send_to_run(_console(), resolve_url(db), run_id, topic, value,
+                                         dedup_key=dedup_key, flow_ref=flow))
 
 
 @app.command()

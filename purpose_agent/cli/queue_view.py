@@ -10,7 +10,7 @@ from purpose_agent.runtime.journal import RunInfo
 from purpose_agent.runtime.queue import QueueRow, WorkerInfo, queue_store
 from purpose_agent.runtime.state import RunStatus
 
-from .render import stalled
+from .render import stalled, wait_text
 
 ALIVE = 20.0  # seconds without a heartbeat (four missed ones) before a worker counts as gone
 
@@ -22,8 +22,12 @@ def worker_state(info: WorkerInfo, now: float) -> str:
     return "running" if now - info.heartbeat_at < ALIVE else "gone"
 
 
-def why_waiting(row: QueueRow, workers: list[WorkerInfo], now: float) -> str:
+def why_waiting(row: QueueRow, workers: list[WorkerInfo], now: float,
+                pending: dict[str, Any] | None = None) -> str:
     """Why a claimable-looking run is not being advanced yet."""
+    waiting = wait_text(pending)
+    if waiting is not None and row.available_at > now:
+        return waiting  # parked by its own code: a timer or a message (flow/parking.py)
     if row.available_at > now:
         return f"delayed: due in {row.available_at - now:.0f}s"
     live = [w for w in workers if worker_state(w, now) == "running"]
@@ -55,7 +59,7 @@ def queue_details(cp: BaseCheckpointer, infos: list[RunInfo]) -> dict[str, dict[
         out[info.run_id] = {
             "queue": row.queue, "priority": row.priority, "worker": row.worker,
             "takeovers": row.takeovers, "available_at": row.available_at,
-            "waits": why_waiting(row, workers, now) if waiting else None}
+            "waits": why_waiting(row, workers, now, info.pending) if waiting else None}
     return out
 
 

@@ -124,6 +124,33 @@ def stalled(info: RunInfo) -> bool:
         info.owner, info.lease_expires_at, time.time()) != "live"
 
 
+def wait_text(pending: dict[str, Any] | None, *, short: bool = False) -> str | None:
+    """What a parked run waits for, in words ("sleeping until 2026-12-01 09:00:00 UTC"),
+    or None when it waits for no timer or message. ``short``: for a table cell."""
+    pending = pending or {}
+    kind = pending.get("kind")
+    if kind == "child":
+        return f"waiting for child run {pending.get('run_id')}"
+    if short and kind in ("sleep", "message"):
+        return (f"sleeping until {utc_text(pending.get('wake_at'))}" if kind == "sleep"
+                else f"waits for {pending.get('topic')!r}")
+    if kind == "sleep":
+        why = " (retry backoff)" if pending.get("reason") == "retry" else ""
+        return f"sleeping until {utc_text(pending.get('wake_at'))}{why}"
+    if kind == "message":
+        until = pending.get("deadline")
+        return (f"waiting for message {pending.get('topic')!r}"
+                + (f" until {utc_text(until)}" if until is not None else ""))
+    return None
+
+
+def utc_text(ts: Any) -> str:
+    """An epoch time as ``2026-12-01 09:00:00 UTC``."""
+    if not isinstance(ts, (int, float)):
+        return "?"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
 def run_row(info: RunInfo) -> dict[str, Any]:
     """The stable JSON form of one row of ``purpose-agent runs``."""
     return {
@@ -133,7 +160,17 @@ def run_row(info: RunInfo) -> dict[str, Any]:
         "updated_at": info.updated_at, "created_at": info.created_at,
         "purpose": info.purpose, "waiting_for": (info.pending or {}).get("kind"),
         "owner": info.owner, "stalled": stalled(info), "parent": info.parent,
+        "wakes_at": _wakes_at(info.pending),
     }
+
+
+def _wakes_at(pending: dict[str, Any] | None) -> float | None:
+    pending = pending or {}
+    if pending.get("kind") == "sleep":
+        return pending.get("wake_at")
+    if pending.get("kind") == "child":
+        return None
+    return pending.get("deadline") if pending.get("kind") == "message" else None
 
 
 def runs_table(infos: list[RunInfo], width: int) -> Table:
@@ -143,7 +180,10 @@ def runs_table(infos: list[RunInfo], width: int) -> Table:
     rows = []
     for info in infos:
         status = literal(str(info.status), style=STATUS_STYLE.get(info.status, ""))
-        if info.pending:
+        waiting = wait_text(info.pending, short=True)
+        if waiting is not None:
+            status.append(f" ({waiting})")
+        elif info.pending:
             status.append(f" ({'in doubt' if info.pending.get('kind') == 'in_doubt' else 'asks'})")
         elif stalled(info):
             status.append(" (stalled)")
@@ -168,8 +208,9 @@ def runs_table(infos: list[RunInfo], width: int) -> Table:
 
 
 def print_state(console: Console, state: RunState, info: RunInfo | None,
-                usage: dict[str, Any] | None = None) -> None:
-    """The body of ``purpose-agent show``; ``usage`` is the run's model usage."""
+                usage: dict[str, Any] | None = None, children: list[str] | None = None) -> None:
+    """The body of ``purpose-agent show``; ``usage`` is the run's model usage,
+    ``children`` the runs it started with ``ctx.run_child``."""
     def field(name: str, value: str | Text) -> None:
         line = literal(f"{name:<14}", style="bold")
         line.append(value if isinstance(value, Text) else literal(value))
@@ -188,9 +229,14 @@ def print_state(console: Console, state: RunState, info: RunInfo | None,
         field("lease", lease_text(info.owner, info.lease_expires_at))
         if info.cancel_requested and state.status is RunStatus.RUNNING:
             field("cancel", "requested: stops at the next node boundary")
-    if state.parent:
+    if state.parent and state.parent.get("kind") == "child":
+        field("child of", f"{state.parent.get('run_id')} (node execution "
+                          f"{state.parent.get('step')})")
+    elif state.parent:
         field("forked from", f"{state.parent.get('run_id')} after node execution "
                              f"{state.parent.get('step')}")
+    if children:
+        field("children", ", ".join(children))
     field("completed", " → ".join(state.completed_nodes) or "none yet")
     if usage is not None:
         field("model usage", usage_text(usage))
@@ -198,6 +244,8 @@ def print_state(console: Console, state: RunState, info: RunInfo | None,
     if pending and pending.get("kind") == "interrupt":
         field("waiting for", f"a person's answer in node {pending.get('node')}")
         console.print(literal(pretty_json(pending.get("payload")), style="yellow"))
+    elif wait_text(pending) is not None:
+        field("waiting", str(wait_text(pending)))
     elif pending and pending.get("kind") == "in_doubt":
         field("in doubt", f"step {pending.get('name')} in node {pending.get('node')} started "
                           "but its result was never journaled: it may or may not have happened")
@@ -213,15 +261,17 @@ def print_state(console: Console, state: RunState, info: RunInfo | None,
 
 
 def state_json(state: RunState, info: RunInfo | None,
-               usage: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The stable JSON form of ``purpose-agent show --json`` (the state, lease and model
-    usage added)."""
+               usage: dict[str, Any] | None = None,
+               children: list[str] | None = None) -> dict[str, Any]:
+    """The stable JSON form of ``purpose-agent show --json`` (the state, lease, model
+    usage and child runs added)."""
     out = state.to_dict()
     out.pop("tool_cache", None)
     out["owner"] = info.owner if info else None
     out["lease_expires_at"] = info.lease_expires_at if info else None
     out["cancel_requested"] = info.cancel_requested if info else False
     out["usage"] = usage
+    out["children"] = children or []
     return out
 
 

@@ -18,7 +18,7 @@ from rich.panel import Panel
 from rich.prompt import Confirm
 
 from purpose_agent.errors import RunStateError
-from purpose_agent.flow import NodeContext
+from purpose_agent.flow import NodeContext, messaging
 from purpose_agent.flow.plan import MISSING
 from purpose_agent.flow.queueing import answer_for_workers, came_from_queue
 from purpose_agent.flow.registry import RecordedFlow
@@ -234,6 +234,25 @@ def answer_run(console: Console, url: str, run_id: str, answer: Any, *, verb: st
                f"is {info.status}, not waiting for a person's answer")
         raise RunStateError(f"cannot {verb} run {run_id!r}: it {why}")
     return resume_run(console, url, run_id, answer=answer, flow_ref=flow_ref, verb=verb)
+
+
+def send_to_run(console: Console, url: str, run_id: str, topic: str, payload: Any, *,
+                dedup_key: str | None, flow_ref: str | None) -> int:
+    """Store a message for a run (``purpose-agent send``) and wake the run if it waits for
+    it: back on its queue, or resumed here when it was started in-process."""
+    cp = require_store(url, run_id)
+    if cp.run_info(run_id) is None:
+        raise not_found(run_id, url)
+    sent = messaging.send(cp, run_id, topic, payload, dedup_key=dedup_key)
+    if sent.message is None:
+        console.print(literal(f"dropped: run {run_id} already has a message with dedup key "
+                              f"{dedup_key!r}"))
+        return EXIT_OK
+    console.print(literal(f"message {sent.message.seq} on topic {topic!r} stored for run "
+                          f"{run_id}"))
+    if sent.resume_here:
+        return resume_run(console, url, run_id, flow_ref=flow_ref)
+    return EXIT_OK
 
 
 # ── the demo ──────────────────────────────────────────────────────────────────────────

@@ -21,8 +21,12 @@ from typing import Any, Protocol, TypeVar, cast, overload
 
 from purpose_agent.errors import FlowChangedError
 from purpose_agent.flow.current import running
-from purpose_agent.flow.signals import Abandoned, InDoubt, Pause
+from purpose_agent.flow.fanout import FanOut
+from purpose_agent.flow.retry import RetryPolicy
+from purpose_agent.flow.signals import Abandoned, InDoubt, Park, Pause
+from purpose_agent.flow.waiting import DurableWaits, current_step
 from purpose_agent.runtime import jsonutil
+from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.journal import StepRecord
 from purpose_agent.runtime.redact import redact, summarize
@@ -35,7 +39,10 @@ class _Driver(Protocol):
     """What a context needs of the engine driving its node (flow/engine.py's Runner)."""
 
     state: RunState
+    cp: BaseCheckpointer
+    inline_wait: float  # waits up to this long happen in-process; longer ones park the run
 
+    def clock(self) -> float: ...
     def event(self, kind: EventKind, node: str | None = None, /, **payload: Any) -> None: ...
     def commit_steps(self, steps: list[StepRecord]) -> None: ...
     def check_lease(self) -> None: ...
@@ -52,6 +59,11 @@ class StepOptions:
     events: bool = True  # False: the step records its own events (an Agent's model call)
     # Extra fields of its step.started event (an Agent's tool call id, for telemetry).
     labels: tuple[tuple[str, str], ...] = ()
+
+    retry: RetryPolicy | None = None  # when given, instead of retries / backoff
+
+    def policy(self) -> RetryPolicy:
+        return self.retry or RetryPolicy.of(self.retries, self.backoff)
 
 
 # A decorated step's original function and options, for ``ctx.step`` to unwrap it (one
@@ -81,9 +93,10 @@ def _unwrap(fn: Callable[..., Any]) -> tuple[Callable[..., Any], StepOptions]:
 def step(fn: F) -> F: ...
 @overload
 def step(*, name: str | None = None, retries: int = 0, at_most_once: bool = False,
-         backoff: float = 0.1) -> Callable[[F], F]: ...
+         backoff: float = 0.1, retry: RetryPolicy | None = None) -> Callable[[F], F]: ...
 def step(fn: Any = None, *, name: str | None = None, retries: int = 0,
-         at_most_once: bool = False, backoff: float = 0.1) -> Any:
+         at_most_once: bool = False, backoff: float = 0.1,
+         retry: RetryPolicy | None = None) -> Any:
     """Make a function a durable step wherever it is called inside a running node.
 
     Inside a run, each call is journaled: its JSON result is committed before the call
@@ -91,7 +104,10 @@ def step(fn: Any = None, *, name: str | None = None, retries: int = 0,
     retry) the recorded result is returned without calling the function again. A call
     is identified by its place in the node execution (name and call index), not by its
     arguments (see :meth:`NodeContext.step`). Outside a run it is a plain call.
-    ``retries`` re-calls it on an exception (with exponential ``backoff`` seconds).
+    ``retries`` re-calls it on an exception (with exponential ``backoff`` seconds);
+    ``retry=RetryPolicy(...)`` says more (attempts, wait bounds, non-retryable errors,
+    ``retry_after``). The waits between attempts are durable: a crash during one
+    resumes it at its journaled end, with the attempt count it had.
 
     Guarantee: a plain step is *at least once*: a crash after the function's effect and
     before its result is committed calls it again on resume; with an idempotent effect
@@ -103,7 +119,7 @@ def step(fn: Any = None, *, name: str | None = None, retries: int = 0,
     """
     def wrap(func: F) -> F:
         step_name = name or func.__qualname__
-        opts = StepOptions(retries, at_most_once, backoff)
+        opts = StepOptions(retries, at_most_once, backoff, retry=retry)
 
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)
@@ -164,7 +180,7 @@ def recorded_digest(rec: StepRecord) -> str | None:
     return None
 
 
-class NodeContext:
+class NodeContext(DurableWaits, FanOut):
     """The handle a node gets: run data, durable steps, interrupts, progress events.
 
     Attributes (read them, do not assign them):
@@ -185,11 +201,13 @@ class NodeContext:
         running.
 
     Methods: :meth:`step` (a durable step), :meth:`interrupt` (ask a person, pausing the
-    run), :meth:`emit` (a progress event).
+    run), :meth:`emit` (a progress event), :meth:`sleep` / :meth:`sleep_until` (durable
+    timers), :meth:`wait_for` (a message from outside), :meth:`idempotency_key` (inside
+    a step), :meth:`map` (durable steps in parallel).
     """
 
     def __init__(self, runner: _Driver, node: str, attempt: int, execution: int,
-                 records: list[StepRecord]) -> None:
+                 records: list[StepRecord], *, is_async: bool = False) -> None:
         self._runner = runner
         self.node = node
         self.attempt = attempt
@@ -201,9 +219,12 @@ class NodeContext:
         self._index = 0
         # The pause or in-doubt signal raised in this execution, if any: once raised, the
         # run pauses whatever the node's code does next (DESIGN 1c).
-        self._pause: Pause | InDoubt | None = None
+        self._pause: Pause | InDoubt | Park | None = None
         self._pause_swallowed = False  # the node went on after the signal was raised
         self.replayed = 0  # steps answered from the journal in this attempt
+        self._is_async = is_async  # waits return awaitables
+        # Step key -> the journaled end of the wait before its next attempt.
+        self._backoff_until: dict[str, float] = {}
 
     # ── durable steps ────────────────────────────────────────────────────────────
     def step(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -232,25 +253,31 @@ class NodeContext:
         return self.call(name, func, args, kwargs, options=opts)
 
     def call(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
-             kwargs: dict[str, Any], *, options: StepOptions) -> Any:
+             kwargs: dict[str, Any], *, options: StepOptions, index: int | None = None) -> Any:
         """:meth:`step` with its options given explicitly (for library code such as an
-        Agent's model and tool calls); ``fn`` is called as it is, never unwrapped."""
+        Agent's model and tool calls); ``fn`` is called as it is, never unwrapped.
+        ``index``: the step's place, reserved already (:meth:`map`)."""
         opts = options
-        rec, cached = self._begin(name, args, kwargs, opts)
+        rec, cached = self._begin(name, args, kwargs, opts, index)
         if inspect.iscoroutinefunction(fn):
             return self._astep(rec, cached, opts, fn, args, kwargs)
         if rec is None:
             return cached
-        for attempt in range(opts.retries + 1):
+        policy = opts.policy()
+        while True:
+            left = self._backoff_left(rec, opts)
+            if left:
+                time.sleep(left)
             self._check_live()
+            token = current_step.set((self, rec.key))
             try:
                 result = fn(*args, **kwargs)
                 break
             except Exception as exc:
-                if attempt >= opts.retries:
-                    self._failed(rec, exc, opts)
+                if not self._retrying(rec, exc, opts, policy):
                     raise
-                time.sleep(opts.backoff * 2**attempt)
+            finally:
+                current_step.reset(token)
         return self._finish(rec, result, opts)
 
     async def _astep(self, rec: StepRecord | None, cached: Any, opts: StepOptions,
@@ -258,23 +285,64 @@ class NodeContext:
                      kwargs: dict[str, Any]) -> Any:
         if rec is None:
             return cached
-        for attempt in range(opts.retries + 1):
+        policy = opts.policy()
+        while True:
+            left = self._backoff_left(rec, opts)
+            if left:
+                await asyncio.sleep(left)
             self._check_live()
+            token = current_step.set((self, rec.key))
             try:
                 result = await fn(*args, **kwargs)
                 break
             except Exception as exc:
-                if attempt >= opts.retries:
-                    self._failed(rec, exc, opts)
+                if not self._retrying(rec, exc, opts, policy):
                     raise
-                await asyncio.sleep(opts.backoff * 2**attempt)
+            finally:
+                current_step.reset(token)
         return self._finish(rec, result, opts)
 
+    def _backoff_left(self, rec: StepRecord, opts: StepOptions) -> float:
+        """Before an attempt: the seconds left of the journaled wait before it (raising
+        Park when the run should wait without a process); an at-most-once step's retry
+        is journaled as started first."""
+        wake_at = self._backoff_until.pop(rec.key, None)
+        if wake_at is None:
+            return 0.0
+        left = self._left(wake_at, {"kind": "sleep", "wake_at": wake_at, "reason": "retry",
+                                    "step": rec.name})
+        if opts.at_most_once:
+            self._runner.commit_steps([rec])
+        return left
+
+    def _retrying(self, rec: StepRecord, exc: Exception, opts: StepOptions,
+                  policy: RetryPolicy) -> bool:
+        """After a failed attempt: journal the wait before the next one (True), or the
+        step's failure (False: the exception goes on)."""
+        delay = policy.delay(rec.attempt, exc)
+        if delay is None:
+            self._failed(rec, exc, opts)
+            return False
+        wake_at = self._runner.clock() + delay
+        if opts.events:
+            self._runner.event(EventKind.STEP_FAILED, self.node, step=rec.name,
+                               attempt=rec.attempt, error=type(exc).__name__,
+                               message=summarize(str(exc), 500), retry_in=delay)
+        waiting = StepRecord(key=rec.key, step=rec.step, node=rec.node, index=rec.index,
+                             name=rec.name, status="backoff", at_most_once=rec.at_most_once,
+                             attempt=rec.attempt, args_digest=rec.args_digest,
+                             result={"wake_at": wake_at, "error": type(exc).__name__})
+        self._runner.commit_steps([waiting])
+        rec.attempt += 1
+        self._backoff_until[rec.key] = wake_at
+        return True
+
     def _begin(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-               opts: StepOptions) -> tuple[StepRecord | None, Any]:
+               opts: StepOptions, index: int | None = None) -> tuple[StepRecord | None, Any]:
         """Replay the step from the journal, or journal its start. (record, cached)."""
         self._check_live()
-        index = self._next_index(name, "step")  # the name at this place was checked
+        if index is None:
+            index = self._next_index(name, "step")  # the name at this place was checked
         digest = args_digest(args, kwargs)
         recorded = self._by_index.get(index)
         key = f"{self._execution}/{self.node}/{name}/#{index}"
@@ -290,15 +358,18 @@ class NodeContext:
                 raise self._raising(InDoubt(recorded))
             self._report_args(recorded, digest, "retried", args, kwargs)
             attempt = recorded.attempt + 1
+            if recorded.status == "backoff":  # a crash or a park came during the wait
+                self._backoff_until[key] = float(recorded.result["wake_at"])
         rec = StepRecord(key=key, step=self._execution, node=self.node, index=index,
                          name=name, status="started", at_most_once=opts.at_most_once,
                          attempt=attempt, args_digest=digest)
         if opts.events:
             self._runner.event(EventKind.STEP_STARTED, self.node, **dict(opts.labels), step=name,
                                attempt=attempt, args=call_text(args, kwargs))
-        if opts.at_most_once:
+        if opts.at_most_once and key not in self._backoff_until:
             # Journal the start durably before the side effect: if we die inside the
-            # call, resume knows it may have happened and asks a person.
+            # call, resume knows it may have happened and asks a person. (After a
+            # journaled backoff, the start is journaled once the wait is over.)
             self._runner.commit_steps([rec])
         return rec, None
 
@@ -380,7 +451,7 @@ class NodeContext:
         jsonutil.check(payload, f"$.event[{kind}]", depth=1)
         self._runner.event(EventKind(kind), self.node, **payload)
 
-    def _raising(self, signal: Pause | InDoubt) -> Pause | InDoubt:
+    def _raising(self, signal: Pause | InDoubt | Park) -> Pause | InDoubt | Park:
         if self._pause is None:
             self._pause = signal
         return signal

@@ -22,12 +22,14 @@ from purpose_agent.errors import (
     MaxStepsExceeded,
     StoreError,
 )
+from purpose_agent.flow import node_retry
 from purpose_agent.flow.completion import completion, encode_update
 from purpose_agent.flow.context import NodeContext, current_context
 from purpose_agent.flow.leases import Heartbeat
 from purpose_agent.flow.observe import notify, observer_for
+from purpose_agent.flow.parking import ENDED, park, pause_for_person, wake_parent
 from purpose_agent.flow.plan import NodeSpec, Plan
-from purpose_agent.flow.signals import Abandoned, InDoubt, LeaseLost, Pause, find_signal
+from purpose_agent.flow.signals import Abandoned, InDoubt, LeaseLost, Park, Pause, find_signal
 from purpose_agent.flow.timeouts import Alarm, acall_node, call_node
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind, PAEvent
@@ -100,6 +102,7 @@ class Runner:
         self.renewed_at = time.monotonic()
         self.recheck_after = flow.lease_ttl / 2
         self.delta_bytes = 0
+        self.inline_wait = flow.inline_wait  # longer waits park the run (flow/parking.py)
         self.snapshot_bytes = snapshot_bytes
         self.reload_steps = reload_steps  # steps may be journaled for the next node
         # Node attempts given up by their timeout (still running in a worker thread):
@@ -134,6 +137,8 @@ class Runner:
                 self._committed(commit, result)
             finally:
                 self.writing = False
+            if release and self.state.parent and self.state.status in ENDED:
+                wake_parent(self.cp, self.state)  # a child run ended: its parent goes on
             if self.alarm is not None:
                 self.alarm.deliver()
 
@@ -153,6 +158,8 @@ class Runner:
                 self._committed(commit, result)
         finally:
             self.in_flight = False
+        if release and self.state.parent and self.state.status in ENDED:
+            wake_parent(self.cp, self.state)  # a child run ended: its parent goes on
 
     def _commit_of(self, state: bool, delta: Delta | None, steps: list[StepRecord] | None,
                    release: bool, snapshot: bool | None) -> Commit:
@@ -245,6 +252,10 @@ class Runner:
     def commit_steps(self, steps: list[StepRecord]) -> None:
         self.commit(state=False, steps=steps)
 
+    def clock(self) -> float:
+        """The store's clock: wake-up times and deadlines are judged on it."""
+        return self.cp.clock()
+
     # ── the node loop's decisions ────────────────────────────────────────────────
     def next_node(self) -> NodeSpec | Ending:
         """The node to execute next, or how the run ends now (committed by :meth:`end`).
@@ -276,15 +287,27 @@ class Runner:
                 f"run {state.run_id!r} executed {state.current_step} nodes, its max_steps "
                 f"is {limit}; raise Flow(max_steps=...) if the loop is meant to be longer"))
 
-    def begin(self, spec: NodeSpec, attempt: int) -> NodeContext:
+    def begin(self, spec: NodeSpec, attempt: int | None) -> NodeContext:
+        """Start an attempt of the node (None: the one its journal says comes next)."""
         self.check_lease()
         execution = self.state.current_step + 1  # this node execution's number
         records = self.cp.load_steps(self.state.run_id, execution) if self.reload_steps else []
         self.reload_steps = False
+        retry = node_retry.next_attempt(records)
+        if attempt is None:
+            attempt = retry.attempt if retry is not None else 1
         self.attempt = attempt
         self.state.mark_node_started(spec.name)
         self.event(EventKind.NODE_STARTED, spec.name, attempt=attempt, execution=execution)
-        return NodeContext(self, spec.name, attempt, execution, records)
+        ctx = NodeContext(self, spec.name, attempt, execution, records, is_async=spec.is_async)
+        if retry is not None and retry.attempt == attempt:
+            ctx._backoff_until[retry.key] = float(retry.result["wake_at"])
+        return ctx
+
+    def hold(self, ctx: NodeContext) -> float | None:
+        """Before a node attempt: seconds left of its journaled backoff (see
+        flow/node_retry.py), or None when the run was parked until its end."""
+        return node_retry.hold(self, ctx)
 
     def complete(self, spec: NodeSpec, ctx: NodeContext, update: Any) -> None:
         """Commit the node's completion: update, completed node, next node, events.
@@ -341,21 +364,12 @@ class Runner:
             again = stored.mark_node_started(node)
             again.attempts, again.started_at = before.attempts, before.started_at
 
-    def attempt_failed(self, spec: NodeSpec, attempt: int, exc: BaseException) -> float | None:
-        """Journal a failed attempt. Returns the backoff before a retry, or None if the
-        run is now FAILED."""
-        self.reload_steps = True
-        if attempt <= spec.retries:
-            self.event(EventKind.NODE_FAILED, spec.name, attempt=attempt,
-                       error=type(exc).__name__, message=summarize(str(exc), 1000),
-                       retry_in=spec.backoff * 2 ** (attempt - 1))
-            self.commit(state=False)
-            logger.warning("run %s: node %s failed (attempt %d of %d), retrying: %s: %s",
-                           self.state.run_id, spec.name, attempt, spec.retries + 1,
-                           type(exc).__name__, summarize(str(exc), 1000))
-            return float(spec.backoff * 2 ** (attempt - 1))
-        self.fail(spec.name, attempt, exc)
-        return None
+    def attempt_failed(self, ctx: NodeContext, spec: NodeSpec, attempt: int,
+                       exc: BaseException) -> float | _Outcome:
+        """Journal a failed attempt: seconds to wait before the retry, or STOP (the run
+        failed, or was parked until the retry's time). See flow/node_retry.py."""
+        left = node_retry.after_failure(self, ctx, spec, attempt, exc)
+        return STOP if left is None else left
 
     def fail(self, node: str, attempt: int, exc: BaseException) -> None:
         state, mark = self.state, self.mark()
@@ -365,27 +379,19 @@ class Runner:
         state.status, state.error = RunStatus.FAILED, error
         state.mark_node_failed(node, error["message"])
         self.event(EventKind.RUN_ERROR, node, **error)
-        self.settle(mark, node, release=True)
+        cleared = node_retry.retry_record(state.current_step + 1, node, 1, "cleared", None)
+        self.settle(mark, node, steps=[cleared], release=True)
         # Once per failed run, after the failure is journaled; exc_info hands the
         # exception itself to the application's handlers.
         logger.error("run %s failed in node %s (attempt %d): %s: %s", state.run_id, node,
                      attempt, error["type"], error["message"], exc_info=exc)
 
-    def pause(self, signal_: Pause | InDoubt) -> None:
-        state, rec, mark = self.state, signal_.record, self.mark()
-        state.status = RunStatus.PAUSED
-        if isinstance(signal_, Pause):
-            state.pending = {"kind": "interrupt", "node": rec.node, "key": rec.key,
-                             "index": rec.index, "step": rec.step, "payload": rec.result}
-            self.event(EventKind.HITL_REQUEST, rec.node, payload=rec.result)
-            self.event(EventKind.RUN_PAUSED, rec.node, reason="interrupt")
-            self.settle(mark, rec.node, steps=[rec], release=True)
+    def pause(self, signal_: Pause | InDoubt | Park) -> None:
+        """Commit the run as waiting for what ``signal_`` asks (flow/parking.py)."""
+        if isinstance(signal_, Park):
+            park(self, signal_.pending, signal_.wake_at)
         else:
-            state.pending = {"kind": "in_doubt", "node": rec.node, "key": rec.key,
-                             "index": rec.index, "step": rec.step, "name": rec.name,
-                             "attempt": rec.attempt, "args_digest": rec.args_digest}
-            self.event(EventKind.RUN_PAUSED, rec.node, reason="in_doubt", step_name=rec.name)
-            self.settle(mark, rec.node, release=True)
+            pause_for_person(self, signal_)
 
     def settle(self, mark: tuple[int, int], node: str, **commit: Any) -> None:
         """Commit; if the commit fails, the run is what the store says (see rewind)."""
@@ -401,9 +407,14 @@ class Runner:
         with self._heartbeat_running():
             try:
                 while isinstance(spec := self.next_node(), NodeSpec):
-                    attempt = 1
+                    attempt: int | None = None
                     while True:
                         ctx = self.begin(spec, attempt)
+                        attempt = ctx.attempt
+                        wait = self.hold(ctx)
+                        if wait is None:
+                            return self.state
+                        time.sleep(wait)
                         try:
                             update = call_node(spec, ctx, self)
                         except BaseException as exc:
@@ -427,9 +438,14 @@ class Runner:
         with self._heartbeat_running():
             try:
                 while isinstance(spec := self.next_node(), NodeSpec):
-                    attempt = 1
+                    attempt: int | None = None
                     while True:
                         ctx = self.begin(spec, attempt)
+                        attempt = ctx.attempt
+                        wait = self.hold(ctx)
+                        if wait is None:
+                            return self.state
+                        await asyncio.sleep(wait)
                         try:
                             update = await acall_node(spec, ctx, self)
                         except BaseException as exc:
@@ -477,8 +493,8 @@ class Runner:
 
         Returns the delay before a retry, NEXT or STOP; re-raises what stops the driver
         (a lost lease, a store error, a BaseException that is not the engine's)."""
-        signal_ = ctx._pause or find_signal(exc, (Pause, InDoubt))
-        if isinstance(signal_, (Pause, InDoubt)):
+        signal_ = ctx._pause or find_signal(exc, (Pause, InDoubt, Park))
+        if isinstance(signal_, (Pause, InDoubt, Park)):
             # Also when the signal comes wrapped in an exception group (asyncio.TaskGroup)
             # or the node turned it into another error after catching it.
             carried = find_signal(exc, type(signal_)) is signal_
@@ -492,14 +508,16 @@ class Runner:
             raise lost
         if isinstance(exc, StoreError) or not isinstance(exc, Exception):
             raise exc  # drive() gives the lease back on its way out
-        delay = self.attempt_failed(spec, attempt, exc)
-        return STOP if delay is None else delay
+        return self.attempt_failed(ctx, spec, attempt, exc)
 
-    def paused(self, ctx: NodeContext, signal_: Pause | InDoubt, caught: str | None) -> _Outcome:
+    def paused(self, ctx: NodeContext, signal_: Pause | InDoubt | Park,
+               caught: str | None) -> _Outcome:
         if caught is not None:
-            rec = signal_.record
-            self.event(EventKind.NODE_SIGNAL_CAUGHT, ctx.node, how=caught, step=rec.name,
-                       signal="interrupt" if isinstance(signal_, Pause) else "in_doubt",
+            step_name = signal_.pending["kind"] if isinstance(signal_, Park) \
+                else signal_.record.name
+            kind = {Pause: "interrupt", InDoubt: "in_doubt", Park: "wait"}[type(signal_)]
+            self.event(EventKind.NODE_SIGNAL_CAUGHT, ctx.node, how=caught, step=step_name,
+                       signal=kind,
                        message="the node's own code caught the signal; the run pauses "
                                "anyway and what the node did after it is discarded")
         self.pause(signal_)
@@ -525,6 +543,7 @@ class Runner:
 
     def _heartbeat_running(self) -> Heartbeat:
         return Heartbeat(self, self.flow.lease_ttl)
+
 
 
 # Starting, resuming, forking and cancelling a run: flow/operations.py.

@@ -13,10 +13,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, overload
 
-from purpose_agent.errors import FlowDefinitionError, LeaseError
-from purpose_agent.flow import operations, queueing
+from purpose_agent.errors import FlowDefinitionError, LeaseError, RunBusyError
+from purpose_agent.flow import messaging, operations, queueing
 from purpose_agent.flow.observe import telemetry_wanted
 from purpose_agent.flow.operations import cancel_run, fork_run, load_state
+from purpose_agent.flow.parking import due
 from purpose_agent.flow.plan import (
     END,
     MISSING,
@@ -27,6 +28,7 @@ from purpose_agent.flow.plan import (
     is_async_callable,
 )
 from purpose_agent.flow.reducers import Reducer, check_reducers
+from purpose_agent.flow.retry import RetryPolicy
 from purpose_agent.flow.signals import LeaseLost
 from purpose_agent.runtime.checkpoint import (
     BaseCheckpointer,
@@ -57,11 +59,18 @@ class Flow:
     ``telemetry=True`` (or ``$PURPOSE_AGENT_OTEL=1`` when not given) exports each run's
     spans with OpenTelemetry (``pip install 'purpose-agent[otel]'``; see
     ``purpose_agent.telemetry``).
+
+    ``inline_wait``: a durable wait (``ctx.sleep``, a retry's backoff, a ``wait_for``
+    deadline) up to this many seconds is waited out by the process running the flow in
+    ``run`` / ``resume``; a longer one parks the run (PAUSED, holding no process) until
+    ``resume`` after its time, or ``send`` of the message it waits for. A worker waits
+    out at most 1 s itself and parks the run on its queue for anything longer.
     """
 
     def __init__(self, name: str, *, purpose: str = "", max_steps: int | None = None,
                  reducers: Mapping[str, Reducer] | None = None,
-                 lease_ttl: float = 60.0, telemetry: bool | None = None) -> None:
+                 lease_ttl: float = 60.0, inline_wait: float = 60.0,
+                 telemetry: bool | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise FlowDefinitionError("a flow needs a non-empty name")
         if not float(lease_ttl) > 0:
@@ -73,6 +82,10 @@ class Flow:
         self.reducers = check_reducers(reducers)
         self.lease_ttl = float(lease_ttl)
         self.telemetry = telemetry  # None: $PURPOSE_AGENT_OTEL decides, at each run
+        if not float(inline_wait) >= 0:
+            raise FlowDefinitionError(f"flow {name!r}: inline_wait must be >= 0 seconds, got "
+                                      f"{inline_wait!r}")
+        self.inline_wait = float(inline_wait)
         self._nodes: dict[str, NodeSpec] = {}
         self._edges: dict[str, str] = {}
         self._routes: dict[str, tuple[Router, tuple[str, ...] | None]] = {}
@@ -89,24 +102,30 @@ class Flow:
     def node(self, fn: NodeFn, /) -> NodeFn: ...
     @overload
     def node(self, fn: None = None, /, *, name: str | None = None, retries: int = 0,
-             timeout: float | None = None, backoff: float = 0.5) -> Callable[[NodeFn], NodeFn]: ...
+             timeout: float | None = None, backoff: float = 0.5,
+             retry: RetryPolicy | None = None) -> Callable[[NodeFn], NodeFn]: ...
     def node(self, fn: NodeFn | None = None, /, *, name: str | None = None, retries: int = 0,
-             timeout: float | None = None, backoff: float = 0.5) -> Any:
+             timeout: float | None = None, backoff: float = 0.5,
+             retry: RetryPolicy | None = None) -> Any:
         """Register a node: ``fn(ctx) -> dict | None``, sync or async.
 
         ``retries`` re-executes a failing node (its completed steps replay from the
-        journal) after ``backoff`` × 2^n seconds; ``timeout`` fails an attempt that runs
-        longer. Usable as ``@flow.node`` or ``@flow.node(retries=2, timeout=30.0)``, or
+        journal) after ``backoff`` × 2^n seconds; ``retry=RetryPolicy(...)`` says more
+        (attempts, wait bounds, non-retryable errors, ``retry_after``). The wait before a
+        retry is durable: a crash during it resumes it at its journaled end, with the
+        attempt count it had. ``timeout`` fails an attempt that runs longer. Usable as ``@flow.node`` or ``@flow.node(retries=2, timeout=30.0)``, or
         ``flow.node(agent)`` for any callable with a ``name``.
         """
         def register(func: NodeFn) -> NodeFn:
-            self.add(func, name=name, retries=retries, timeout=timeout, backoff=backoff)
+            self.add(func, name=name, retries=retries, timeout=timeout, backoff=backoff,
+                     retry=retry)
             return func
 
         return register(fn) if fn is not None else register
 
     def add(self, fn: NodeFn, *, name: str | None = None, retries: int = 0,
-            timeout: float | None = None, backoff: float = 0.5) -> NodeSpec:
+            timeout: float | None = None, backoff: float = 0.5,
+            retry: RetryPolicy | None = None) -> NodeSpec:
         """Register ``fn`` (a function, or an object such as an Agent) as a node."""
         node_name = name or getattr(fn, "name", None) or getattr(fn, "__name__", None)
         if not isinstance(node_name, str) or not node_name or node_name == END:
@@ -119,7 +138,10 @@ class Flow:
         if retries < 0 or (timeout is not None and timeout <= 0):
             raise FlowDefinitionError(f"node {node_name!r}: retries must be >= 0 and "
                                       "timeout > 0")
-        spec = NodeSpec(node_name, fn, retries, timeout, backoff, is_async_callable(fn))
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise FlowDefinitionError(f"node {node_name!r}: retry= takes a RetryPolicy, got "
+                                      f"{retry!r}")
+        spec = NodeSpec(node_name, fn, retries, timeout, backoff, is_async_callable(fn), retry)
         self._nodes[node_name] = spec
         if self._entry is None:
             self._entry = node_name
@@ -181,6 +203,7 @@ class Flow:
         assert self._entry is not None
         return Plan(name=self.name, purpose=self.purpose, entry=self._entry,
                     max_steps=self.max_steps, lease_ttl=self.lease_ttl,
+                    inline_wait=self.inline_wait,
                     reducers=self.reducers, nodes=dict(self._nodes), edges=dict(self._edges),
                     routes=dict(self._routes), ref=self.ref, ref_file=self.ref_file,
                     telemetry=telemetry_wanted(self.telemetry))
@@ -249,7 +272,8 @@ class Flow:
         run_id = validate_run_id(run_id or f"{self.name}-{uuid.uuid4().hex[:12]}")
         with driver() as owner:
             runner = operations.start(self._plan(), data, cp, run_id, session_id, owner)
-            return _drive(runner.drive)
+            state = _drive(runner.drive)
+        return self._go_on(cp, state)
 
     def enqueue(self, data: dict[str, Any] | None = None, *,
                 checkpointer: BaseCheckpointer | None = None, run_id: str | None = None,
@@ -277,7 +301,13 @@ class Flow:
         run_id = validate_run_id(run_id or f"{self.name}-{uuid.uuid4().hex[:12]}")
         with driver() as owner:
             runner = await operations.astart(self._plan(), data, cp, run_id, session_id, owner)
-            return await _adrive(runner.adrive)
+            state = await _adrive(runner.adrive)
+        while due(cp, state):
+            try:
+                state = await self._aresume(cp, state.run_id)
+            except RunBusyError:
+                break
+        return state
 
     def resume(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None,
                answer: Any = MISSING, update: dict[str, Any] | None = None,
@@ -291,17 +321,68 @@ class Flow:
         Raises RunBusyError (nothing written) if another live driver owns the run: another
         process, or another thread or task of this one.
         """
+        cp = _store(checkpointer)
+        return self._go_on(cp, self._resume(cp, run_id, answer=answer, update=update,
+                                            retry_in_doubt=retry_in_doubt))
+
+    def _resume(self, cp: BaseCheckpointer, run_id: str, *, answer: Any = MISSING,
+                update: dict[str, Any] | None = None, retry_in_doubt: bool = False) -> RunState:
         with driver() as owner:
-            runner = operations.resume(self._plan(), _store(checkpointer), validate_run_id(run_id), owner,
+            runner = operations.resume(self._plan(), cp, validate_run_id(run_id), owner,
                                        answer=answer, update=update, retry_in_doubt=retry_in_doubt)
             return _drive(runner.drive)
+
+    def _go_on(self, cp: BaseCheckpointer, state: RunState) -> RunState:
+        """A run that parked while what it waits for came (a message sent meanwhile could
+        not resume it: it was still being driven here) goes on at once."""
+        while due(cp, state):
+            try:
+                state = self._resume(cp, state.run_id)
+            except RunBusyError:  # another process resumed it first
+                break
+        return state
+
+    def send(self, run_id: str, topic: str, payload: Any = None, *,
+             checkpointer: BaseCheckpointer | None = None,
+             dedup_key: str | None = None) -> bool:
+        """Send a message to a run (from any process): ``ctx.wait_for(topic)`` in the run
+        returns ``payload``. The message is durable when this returns; messages are
+        delivered in the order they were sent, each exactly once; a second message with
+        the same ``dedup_key`` for the run is dropped (returns False).
+
+        A run parked waiting for ``topic`` is woken: one that came from a queue is made
+        claimable now (a worker continues it); one started in-process is resumed here,
+        by this call, with this flow. Raises RunNotFound, or RunStateError for a run that
+        has ended, before anything is stored.
+        """
+        cp = _store(checkpointer)
+        sent = messaging.send(cp, run_id, topic, payload, dedup_key=dedup_key)
+        if sent.resume_here:
+            try:
+                self._go_on(cp, self._resume(cp, run_id))
+            except RunBusyError:  # resumed by someone else meanwhile: it finds the message
+                pass
+        return sent.message is not None
 
     async def aresume(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None,
                       answer: Any = MISSING, update: dict[str, Any] | None = None,
                       retry_in_doubt: bool = False) -> RunState:
         """Async :meth:`resume`."""
+        cp = _store(checkpointer)
+        state = await self._aresume(cp, run_id, answer=answer, update=update,
+                                    retry_in_doubt=retry_in_doubt)
+        while due(cp, state):
+            try:
+                state = await self._aresume(cp, state.run_id)
+            except RunBusyError:
+                break
+        return state
+
+    async def _aresume(self, cp: BaseCheckpointer, run_id: str, *, answer: Any = MISSING,
+                       update: dict[str, Any] | None = None,
+                       retry_in_doubt: bool = False) -> RunState:
         with driver() as owner:
-            runner = operations.resume(self._plan(), _store(checkpointer), validate_run_id(run_id), owner,
+            runner = operations.resume(self._plan(), cp, validate_run_id(run_id), owner,
                                        answer=answer, update=update, retry_in_doubt=retry_in_doubt)
             return await _adrive(runner.adrive)
 

@@ -33,8 +33,9 @@ from purpose_agent.runtime.state import RunState, RunStatus
 
 
 def start(flow: Plan, data: dict[str, Any] | None, cp: BaseCheckpointer, run_id: str,
-          session_id: str | None, owner: str) -> Runner:
-    state, commit = _first_commit(flow, data, run_id, session_id, owner)
+          session_id: str | None, owner: str, *,
+          parent: dict[str, Any] | None = None) -> Runner:
+    state, commit = _first_commit(flow, data, run_id, session_id, owner, parent)
     result = cp.commit(run_id, commit)
     return _started(flow, cp, state, commit, result)
 
@@ -59,7 +60,8 @@ def _started(flow: Plan, cp: BaseCheckpointer, state: RunState, commit: Commit,
 
 
 def _first_commit(flow: Plan, data: dict[str, Any] | None, run_id: str,
-                  session_id: str | None, owner: str) -> tuple[RunState, Commit]:
+                  session_id: str | None, owner: str,
+                  parent: dict[str, Any] | None = None) -> tuple[RunState, Commit]:
     """A new run's state and the commit that creates it, lease included."""
     if data is not None and not isinstance(data, dict):
         raise TypeError(f"a run's data is a dict, got {type(data).__name__}")
@@ -68,7 +70,8 @@ def _first_commit(flow: Plan, data: dict[str, Any] | None, run_id: str,
     data = jsonutil.loads(text)
     state = RunState(run_id=run_id, session_id=session_id, status=RunStatus.RUNNING,
                      purpose=flow.purpose, flow=flow.name, flow_ref=flow.ref,
-                     flow_file=flow.ref_file, current_node=flow.entry, max_steps=flow.max_steps, data=data)
+                     flow_file=flow.ref_file, current_node=flow.entry, max_steps=flow.max_steps,
+                     data=data, parent=parent)
     first = PAEvent(run_id, EventKind.RUN_STARTED, seq=1, payload={
         "flow": flow.name, "purpose": flow.purpose, "entry": flow.entry,
         "data": summarize(data, 500)})
@@ -136,6 +139,11 @@ def _answer_pending(state: RunState, answer: Any, retry_in_doubt: bool) -> list[
                                 "answer; resume it without one")
         return []
     where = f"node {pending['node']!r} of run {state.run_id!r}"
+    if pending["kind"] in ("sleep", "message", "child"):  # parked: its node re-executes
+        if answer is not MISSING:
+            raise RunStateError(f"{where} waits for {_waited(pending)}, not for an answer; "
+                                "resume it without one")
+        return []
     base = {"key": pending["key"], "step": pending["step"], "node": pending["node"],
             "index": pending["index"]}
     if pending["kind"] == "interrupt":
@@ -155,6 +163,15 @@ def _answer_pending(state: RunState, answer: Any, retry_in_doubt: bool) -> list[
     return [StepRecord(**base, name=pending["name"], status="done", result=answer,
                        at_most_once=True, attempt=pending["attempt"],
                        args_digest=pending.get("args_digest"))]
+
+
+def _waited(pending: dict[str, Any]) -> str:
+    if pending["kind"] == "child":
+        return f"its child run {pending.get('run_id')!r}"
+    if pending["kind"] == "message":
+        return f"a message on topic {pending.get('topic')!r}" + (
+            "" if pending.get("deadline") is None else " (or its deadline)")
+    return "a timer"
 
 
 def load_state(cp: BaseCheckpointer, run_id: str) -> RunState:
@@ -191,7 +208,18 @@ def fork_run(cp: BaseCheckpointer, run_id: str, *, at_step: int,
 
 
 def cancel_run(cp: BaseCheckpointer, run_id: str, *, lease_ttl: float = 60.0) -> RunState:
-    """Cancel ``run_id``: at once if no live process owns it, else at its next node boundary."""
+    """Cancel ``run_id``: at once if no live process owns it, else at its next node
+    boundary; and the child runs it started (``ctx.run_child``) that have not ended."""
+    state = _cancel_one(cp, run_id, lease_ttl)
+    for info in cp.list_run_infos():
+        parent = info.parent or {}
+        if (parent.get("kind") == "child" and parent.get("run_id") == run_id
+                and info.status not in (RunStatus.COMPLETED, RunStatus.CANCELLED)):
+            cancel_run(cp, info.run_id, lease_ttl=lease_ttl)
+    return state
+
+
+def _cancel_one(cp: BaseCheckpointer, run_id: str, lease_ttl: float) -> RunState:
     state = load_state(cp, run_id)
     if state.status is RunStatus.CANCELLED:
         return state

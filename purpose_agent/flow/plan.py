@@ -18,6 +18,7 @@ from typing import Any
 
 from purpose_agent.errors import FlowChangedError, FlowDefinitionError
 from purpose_agent.flow.reducers import Reducer
+from purpose_agent.flow.retry import RetryPolicy
 
 END = "__end__"
 
@@ -57,6 +58,11 @@ class NodeSpec:
     timeout: float | None = None
     backoff: float = 0.5
     is_async: bool = False
+    retry: RetryPolicy | None = None  # when given, instead of retries / backoff
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return self.retry or RetryPolicy.of(self.retries, self.backoff)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +74,7 @@ class Plan:
     entry: str
     max_steps: int
     lease_ttl: float
+    inline_wait: float  # waits up to this long happen in-process; longer ones park the run
     reducers: Mapping[str, Reducer]
     nodes: Mapping[str, NodeSpec]
     edges: Mapping[str, str]

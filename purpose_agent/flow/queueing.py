@@ -26,6 +26,8 @@ from purpose_agent.runtime.queue import DuplicateEnqueue, make_entry, queue_stor
 from purpose_agent.runtime.redact import summarize
 from purpose_agent.runtime.state import RunState, RunStatus
 
+WORKER_INLINE_WAIT = 1.0  # seconds a worker waits out itself (a short retry backoff)
+
 
 class Planned(Protocol):
     """What these functions take of a flow: its validated plan (a :class:`Flow` is one).
@@ -36,7 +38,7 @@ class Planned(Protocol):
 
 def enqueue(flow: Planned, cp: BaseCheckpointer, data: dict[str, Any] | None, *,
             run_id: str | None, queue: str, priority: int, delay: Any,
-            dedup_key: str | None) -> str:
+            dedup_key: str | None, parent: dict[str, Any] | None = None) -> str:
     """Journal a QUEUED run of ``flow`` on ``queue`` and return its id (see Flow.enqueue)."""
     if data is not None and not isinstance(data, dict):
         raise TypeError(f"a run's data is a dict, got {type(data).__name__}")
@@ -49,7 +51,8 @@ def enqueue(flow: Planned, cp: BaseCheckpointer, data: dict[str, Any] | None, *,
     data = jsonutil.loads(text)
     state = RunState(run_id=run_id, status=RunStatus.QUEUED, purpose=plan.purpose,
                      flow=plan.name, flow_ref=plan.ref, flow_file=plan.ref_file,
-                     current_node=plan.entry, max_steps=plan.max_steps, data=data)
+                     current_node=plan.entry, max_steps=plan.max_steps, data=data,
+                     parent=parent)
     first = PAEvent(run_id, EventKind.RUN_STARTED, seq=1, payload={
         "flow": plan.name, "purpose": plan.purpose, "entry": plan.entry,
         "data": summarize(data, 500), "queue": entry.queue, "priority": entry.priority,
@@ -78,6 +81,8 @@ def take_up(flow: Planned, cp: BaseCheckpointer, lease: Lease, runner_class: typ
         cp.commit(run_id, Commit(fence=lease.fence, release=True))
         return None
     runner = runner_class(flow._plan(), cp, state, lease, **runner_options)
+    # A worker's slot is for work: it parks the run on its queue for any longer wait.
+    runner.inline_wait = min(runner.inline_wait, WORKER_INLINE_WAIT)
     previous = state.status
     state.status, state.pending, state.error = RunStatus.RUNNING, None, None
     runner.event(EventKind.RUN_RESUMED, state.current_node, previous=str(previous),

@@ -8,7 +8,7 @@ an abandoned attempt or a lost lease. Only the engine raises and catches them.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from purpose_agent.errors import ControlSignal
 from purpose_agent.runtime.journal import StepRecord
@@ -28,6 +28,17 @@ class InDoubt(ControlSignal):
     def __init__(self, record: StepRecord) -> None:
         super().__init__(record.name)
         self.record = record
+
+
+class Park(ControlSignal):
+    """The node waits for something longer than a process should hold it for: a timer
+    (``wake_at``), or a message (``pending["topic"]``, until ``wake_at`` if it has a
+    deadline). The run is parked with ``pending`` in its state, holding no process."""
+
+    def __init__(self, pending: dict[str, Any], wake_at: float | None) -> None:
+        super().__init__(pending["kind"])
+        self.pending = pending
+        self.wake_at = wake_at
 
 
 class Abandoned(ControlSignal):
@@ -54,4 +65,4 @@ def find_signal(exc: BaseException, kind: type[_E] | tuple[type[_E], ...]) -> _E
     return None
 
 
-__all__ = ["Abandoned", "InDoubt", "LeaseLost", "Pause", "find_signal"]
+__all__ = ["Abandoned", "InDoubt", "LeaseLost", "Park", "Pause", "find_signal"]

@@ -70,6 +70,14 @@ class EventKind(StrEnum):
     HITL_REQUEST = "hitl.request"
     HITL_RESPONSE = "hitl.response"
     STATE_UPDATED = "state.updated"
+    # Durable waits (ctx.sleep, ctx.wait_for): a timer's journaled wake-up time, a message
+    # delivered to the run, a wait that reached its deadline.
+    TIMER_SET = "timer.set"
+    MESSAGE_RECEIVED = "message.received"
+    MESSAGE_TIMEOUT = "message.timeout"
+    # ctx.run_child: a child run started (its id journaled first), and its final data.
+    CHILD_STARTED = "child.started"
+    CHILD_FINISHED = "child.finished"
 
     # Deprecated names (aliases of the kinds above; the seed contract uses two of them).
     AGENT_STARTED = "node.started"

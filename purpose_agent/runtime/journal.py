@@ -279,7 +279,28 @@ def sort_infos(infos: Iterable[RunInfo], query: RunQuery | None = None) -> list[
     return rows[:query.limit] if query.limit is not None else rows
 
 
+
+@dataclass(slots=True, frozen=True)
+class Message:
+    """A message sent to a run (``flow.send``): its place in the run's mailbox (``seq``,
+    1, 2, 3 … in the order they were sent), its topic and JSON payload, and the key of the
+    ``ctx.wait_for`` it was delivered to (None while nobody has received it)."""
+
+    run_id: str
+    seq: int
+    topic: str
+    payload: Any
+    sent_at: float
+    dedup_key: str | None = None
+    delivered_to: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "seq": self.seq, "topic": self.topic,
+                "payload": self.payload, "sent_at": self.sent_at,
+                "dedup_key": self.dedup_key, "delivered_to": self.delivered_to}
+
+
 __all__ = [
-    "Commit", "CommitResult", "Delta", "Lease", "RunInfo", "RunQuery", "StepRecord",
+    "Commit", "CommitResult", "Delta", "Lease", "Message", "RunInfo", "RunQuery", "StepRecord",
     "apply_delta", "apply_ops", "check_lease_free", "owner_id", "owner_is_dead", "sort_infos",
 ]

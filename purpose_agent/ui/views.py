@@ -20,6 +20,7 @@ from purpose_agent.cli.render import (
     relative_time,
     run_row,
     stalled,
+    wait_text,
 )
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind, PAEvent
@@ -59,7 +60,8 @@ def row_of(info: RunInfo) -> dict[str, Any]:
     row = run_row(info)
     pending = info.pending or {}
     row["waiting"] = ("in doubt" if pending.get("kind") == "in_doubt"
-                      else "asks a person" if pending.get("kind") == "interrupt" else "")
+                      else "asks a person" if pending.get("kind") == "interrupt"
+                      else wait_text(pending, short=True) or "")
     row["updated"] = relative_time(info.updated_at)
     row["live"] = info.status in (RunStatus.RUNNING, RunStatus.PENDING) and not stalled(info)
     return row
@@ -96,7 +98,14 @@ class InboxItem:
 def inbox(cp: BaseCheckpointer, *, limit: int = INBOX_LIMIT) -> list[InboxItem]:
     """Every paused run's question, newest first."""
     return [inbox_item(info, cp.load_latest(info.run_id))
-            for info in cp.list_run_infos(status=RunStatus.PAUSED, limit=limit)]
+            for info in cp.list_run_infos(status=RunStatus.PAUSED, limit=limit)
+            if asks_a_person(info)]
+
+
+def asks_a_person(info: RunInfo) -> bool:
+    """A paused run waits for a person (a question, a step in doubt), not for a timer or
+    a message (ctx.sleep, ctx.wait_for: nothing for a person to answer)."""
+    return (info.pending or {}).get("kind") in ("interrupt", "in_doubt")
 
 
 def inbox_item(info: RunInfo, state: RunState | None) -> InboxItem:
@@ -140,7 +149,8 @@ def run_header(cp: BaseCheckpointer, run_id: str) -> RunHeader | None:
     state = cp.load_latest(run_id)
     if info is None or state is None:
         return None
-    item = inbox_item(info, state) if info.status is RunStatus.PAUSED and info.pending else None
+    item = inbox_item(info, state) if info.status is RunStatus.PAUSED and asks_a_person(info) \
+        else None
     err = state.error
     error = (f"{err.get('type')}: {err.get('message')} (node {err.get('node')}, attempt "
              f"{err.get('attempt')})" if err else None)

@@ -23,6 +23,7 @@ class Child:
     url: str
     effects: Path
     _store: Any = field(default=None, repr=False, compare=False)
+    script: Path = CHILD  # the child program (wait_child.py for the durable-wait tests)
 
     def env(self, crash: str | None) -> dict[str, str]:
         env = {**os.environ, "EFFECTS_FILE": str(self.effects)}
@@ -33,7 +34,7 @@ class Child:
 
     def __call__(self, action: str, flow: str, run_id: str, extra: Any = None, *,
                  crash: str | None = None) -> subprocess.CompletedProcess[str]:
-        args = [sys.executable, str(CHILD), action, flow, self.url, run_id]
+        args = [sys.executable, str(self.script), action, flow, self.url, run_id]
         if extra is not None:
             args.append(json.dumps(extra))
         return subprocess.run(args, env=self.env(crash), capture_output=True, text=True,
@@ -42,7 +43,7 @@ class Child:
     def start(self, action: str, flow: str, run_id: str,
               extra: Any = None) -> subprocess.Popen[str]:
         """A child that keeps running; talk to it through stdin/stdout."""
-        args = [sys.executable, str(CHILD), action, flow, self.url, run_id]
+        args = [sys.executable, str(self.script), action, flow, self.url, run_id]
         if extra is not None:
             args.append(json.dumps(extra))
         return subprocess.Popen(args, env=self.env(None), stdin=subprocess.PIPE,

@@ -89,3 +89,67 @@ def act(ctx: NodeContext) -> dict[str, object]:
 
 approval.edge("ask", "act")
 approval.edge("act", END)
+
+
+# Durable waits on a queue: a run that sleeps, and one that waits for a message; each
+# parks on its queue (QUEUED, holding no worker slot) until its time or its message.
+sleepy = Flow("sleepy", purpose="Sleeps between two steps", lease_ttl=1.5)
+
+
+@sleepy.node
+def nap(ctx: NodeContext) -> dict[str, object]:
+    ctx.step("before", record, ctx, "before")
+    ctx.sleep(float(ctx.data.get("seconds", 2.0)))  # type: ignore[arg-type]
+    ctx.step("after", record, ctx, "after")
+    return {"woke": True}
+
+
+sleepy.edge("nap", END)
+
+listener = Flow("listener", purpose="Waits for a message", lease_ttl=1.5)
+
+
+@listener.node
+def listen(ctx: NodeContext) -> dict[str, object]:
+    ctx.step("before", record, ctx, "before")
+    got = ctx.wait_for("note")
+    ctx.step("after", record, ctx, "after")
+    return {"got": got}
+
+
+listener.edge("listen", END)
+
+
+# Child runs on a queue: the parent enqueues its child and waits on its queue for it.
+kid = Flow("kid", purpose="A child run", lease_ttl=1.5)
+
+
+@kid.node
+def kid_work(ctx: NodeContext) -> dict[str, object]:
+    return {"out": ctx.step("work", record, ctx, "work")}
+
+
+kid.edge("kid_work", END)
+family = Flow("family", purpose="Starts two child runs", lease_ttl=1.5)
+
+
+@family.node
+def spawn(ctx: NodeContext) -> dict[str, object]:
+    first = ctx.run_child(kid, {"n": 1})
+    second = ctx.run_child(kid, {"n": 2})
+    return {"outs": [first["out"], second["out"]]}
+
+
+family.edge("spawn", END)
+
+
+together = Flow("together", purpose="Starts two child runs at once", lease_ttl=1.5)
+
+
+@together.node
+def spawn_both(ctx: NodeContext) -> dict[str, object]:
+    got = ctx.gather(ctx.child(kid, {"n": 1}), ctx.child(kid, {"n": 2}))
+    return {"outs": [g["out"] for g in got]}
+
+
+together.edge("spawn_both", END)

@@ -131,6 +131,9 @@ def test_an_expired_claim_is_taken_over_and_counted(queue_cp: BaseCheckpointer) 
     assert queue_store(queue_cp).queue_rows()[run_id].claims == 2
 
 
+from purpose_agent.runtime.checkpoint.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA  # noqa: E402
+
+
 def test_a_schema_3_sqlite_store_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     SQLiteCheckpointer(path).close()
@@ -142,7 +145,7 @@ def test_a_schema_3_sqlite_store_is_upgraded_in_place(tmp_path: Path) -> None:
     run_id = effects.enqueue({}, checkpointer=cp)
     assert cp.run_info(run_id) is not None
     db = sqlite3.connect(path)
-    assert db.execute("SELECT value FROM meta").fetchone() == ("4",)
+    assert db.execute("SELECT value FROM meta").fetchone() == (str(SQLITE_SCHEMA),)
 
 
 def test_a_schema_1_postgres_store_is_upgraded_in_place(pg_new_url: str) -> None:

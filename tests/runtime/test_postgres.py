@@ -52,8 +52,8 @@ def test_the_store_lives_in_its_own_schema_and_a_second_schema_is_another_store(
         assert a.list_runs() == ["r1"] and b.list_runs() == []
     tables = _admin(pg_server, "SELECT table_name FROM information_schema.tables "
                                "WHERE table_schema = %s ORDER BY 1", (_schema_of(first),))
-    assert [t for (t,) in tables] == ["events", "meta", "queue", "runs", "snapshots", "states",
-                                      "steps", "workers"]
+    assert [t for (t,) in tables] == ["events", "messages", "meta", "queue", "runs",
+                                      "snapshots", "states", "steps", "workers"]
 
 
 def test_a_bad_schema_name_is_refused_before_connecting(pg_server):

@@ -15,9 +15,10 @@ from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 import psycopg
 
 from purpose_agent.errors import SchemaVersionError, StoreError
+from purpose_agent.runtime.checkpoint._postgres_messages import MESSAGES_SCHEMA
 from purpose_agent.runtime.queue._postgres import QUEUE_SCHEMA
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_SCHEMA = "purpose_agent"
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _OPTIONS = ("schema",)  # query options the store reads itself; the rest go to libpq
@@ -62,7 +63,8 @@ CREATE INDEX IF NOT EXISTS steps_by_step ON {s}.steps (run_id, step)
 
 # From version N to N + 1. Schema 2 adds the run queue's tables (QUEUE_SCHEMA, created
 # with the rest) and the QUEUED status, which an earlier version cannot read.
-UPGRADES: dict[int, list[str]] = {1: []}
+# Schema 3 adds the runs' mailboxes (MESSAGES_SCHEMA, created with the rest).
+UPGRADES: dict[int, list[str]] = {1: [], 2: []}
 
 
 def check_schema_name(name: str) -> str:
@@ -181,7 +183,7 @@ def create_schema(conn: psycopg.Connection[Any], schema: str, where: str) -> Non
             for version in range(found, SCHEMA_VERSION):
                 for statement in UPGRADES[version]:
                     conn.execute(statement.format(s=s))
-        for statement in (SCHEMA + ";" + QUEUE_SCHEMA).format(s=s).split(";"):
+        for statement in (SCHEMA + ";" + QUEUE_SCHEMA + ";" + MESSAGES_SCHEMA).format(s=s).split(";"):
             if statement.strip():
                 conn.execute(statement)
         conn.execute(f"INSERT INTO {s}.meta VALUES ('schema_version', %s) ON CONFLICT (key) "

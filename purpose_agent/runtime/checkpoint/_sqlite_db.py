@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from purpose_agent.errors import SchemaVersionError, StoreCorrupted, StoreError, StoreNotFound
+from purpose_agent.runtime.checkpoint._sqlite_messages import MESSAGES_SCHEMA
 from purpose_agent.runtime.queue._sqlite import QUEUE_SCHEMA
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
@@ -76,7 +77,9 @@ UPGRADES = {2: ["ALTER TABLE journal ADD COLUMN header TEXT",
                 "ALTER TABLE journal ADD COLUMN steps TEXT"],
             # Schema 4 adds the run queue's tables (QUEUE_SCHEMA, created below with
             # the rest) and the QUEUED status, which an earlier version cannot read.
-            3: []}
+            3: [],
+            # Schema 5 adds the runs' mailboxes (MESSAGES_SCHEMA, created below).
+            4: []}
 
 POS_BITS = 32  # a run's rows have ids (num << 32) + 1 .. (num << 32) + 2**32 - 1
 
@@ -95,7 +98,7 @@ def create_schema(db: sqlite3.Connection, path: Path) -> None:
                 db.execute(statement)
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                    (str(SCHEMA_VERSION),))
-    for statement in (SCHEMA + ";" + QUEUE_SCHEMA).split(";"):  # so no ';' in comments
+    for statement in (SCHEMA + ";" + QUEUE_SCHEMA + ";" + MESSAGES_SCHEMA).split(";"):  # so no ';' in comments
         if statement.strip():
             db.execute(statement)
     if found is None:

@@ -4,6 +4,7 @@ Layout of ``dir``::
 
     <run_id>.jsonl              the journal: one line per commit, appended and fsynced
     <run_id>.lease.json         the run's lease (owner, expiry, fencing token)
+    <run_id>.mailbox            the run's mailbox, JSON lines (see _jsonl_messages.py)
     <run_id>.snapshots/<v>.json full states, each written to a temp file, fsynced,
                                 renamed atomically, the directory fsynced
 
@@ -42,6 +43,7 @@ from purpose_agent.runtime.checkpoint._integrity import (
     seq_gap,
     version_gap,
 )
+from purpose_agent.runtime.checkpoint._jsonl_messages import JSONLMailboxes
 from purpose_agent.runtime.checkpoint._prepare import (
     Held,
     PreparedCommit,
@@ -65,7 +67,7 @@ class _Tail:
     header: dict[str, Any] | None = None
 
 
-class JSONLCheckpointer(BaseCheckpointer):
+class JSONLCheckpointer(JSONLMailboxes, BaseCheckpointer):
     """A run store in a directory of JSONL journals (created if missing).
 
     ``read_only=True`` opens an existing directory for reading only: nothing is created
@@ -324,6 +326,7 @@ class JSONLCheckpointer(BaseCheckpointer):
                 existed = True
             shutil.rmtree(self._snap_dir(run_id), ignore_errors=True)
             self._lease_path(run_id).unlink(missing_ok=True)
+            self._mailbox_path(run_id).unlink(missing_ok=True)
             journal.unlink()
             self._tails.pop(run_id, None)
         fsync_dir(self.dir)

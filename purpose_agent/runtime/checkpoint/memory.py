@@ -36,6 +36,8 @@ class _Run:
     deltas: list[tuple[int, int, str | None, str]] = field(default_factory=list)
     snapshots: list[tuple[int, str]] = field(default_factory=list)
     steps: list[tuple[int, str]] = field(default_factory=list)  # node execution, json
+    # (seq, topic, payload JSON, sent_at, dedup_key, delivered_to): the run's mailbox
+    messages: list[list[Any]] = field(default_factory=list)
 
 
 class InMemoryCheckpointer(BaseCheckpointer):
@@ -87,6 +89,34 @@ class InMemoryCheckpointer(BaseCheckpointer):
             if run is not None:
                 run.cancel_requested = True
             return run is not None
+
+    def _send_message(self, run_id: str, topic: str, payload_json: str,
+                      dedup_key: str | None, now: float) -> int | None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                raise self._not_found(run_id)
+            if dedup_key is not None and any(m[4] == dedup_key for m in run.messages):
+                return None
+            seq = len(run.messages) + 1
+            run.messages.append([seq, topic, payload_json, now, dedup_key, None])
+            return seq
+
+    def _receive_message(self, run_id: str, topic: str, key: str) -> tuple[int, str] | None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            mailbox = run.messages if run is not None else []
+            found = next((m for m in mailbox if m[5] == key), None) or next(
+                (m for m in mailbox if m[1] == topic and m[5] is None), None)
+            if found is None:
+                return None
+            found[5] = key
+            return found[0], found[2]
+
+    def _message_rows(self, run_id: str) -> list[tuple[Any, ...]]:
+        with self._lock:
+            run = self._runs.get(run_id)
+            return [tuple(m) for m in run.messages] if run is not None else []
 
     def _get(self, run_id: str) -> _Run | None:
         return self._runs.get(validate_run_id(run_id))

@@ -44,6 +44,7 @@ from purpose_agent.runtime.checkpoint._postgres_db import (
     split_url,
     store_error,
 )
+from purpose_agent.runtime.checkpoint._postgres_messages import PostgresMailboxes
 from purpose_agent.runtime.checkpoint._prepare import (
     Held,
     PreparedCommit,
@@ -102,11 +103,11 @@ _STATEMENTS = {
                    "ORDER BY version"),
     "history": "SELECT version, node, header FROM {s}.states WHERE run_id = %s ORDER BY version",
 }
-_TABLES = ("runs", "events", "states", "snapshots", "steps", "queue")
+_TABLES = ("runs", "events", "states", "snapshots", "steps", "queue", "messages")
 _NO_LIMIT = 2**62
 
 
-class PostgresCheckpointer(BaseCheckpointer):
+class PostgresCheckpointer(PostgresMailboxes, BaseCheckpointer):
     """A run store in a PostgreSQL database, safe to share between processes and hosts.
 
     ``url`` is a libpq URL (``postgresql://user:password@host:5432/db``, options such as

@@ -48,6 +48,7 @@ from purpose_agent.runtime.checkpoint._sqlite_db import (
     store_error,
     write_batch,
 )
+from purpose_agent.runtime.checkpoint._sqlite_messages import SQLiteMailboxes
 from purpose_agent.runtime.events import PAEvent
 from purpose_agent.runtime.journal import CommitResult, RunInfo, RunQuery
 from purpose_agent.runtime.queue._sqlite import insert_entry, settle_entry
@@ -71,7 +72,7 @@ _BATCH = 256
 Synchronous = Literal["FULL", "NORMAL", "EXTRA", "OFF"]
 
 
-class SQLiteCheckpointer(BaseCheckpointer):
+class SQLiteCheckpointer(SQLiteMailboxes, BaseCheckpointer):
     """A run store in one SQLite file, safe to share between processes on one machine.
 
     ``synchronous="FULL"`` (default) makes every commit survive a power cut;
@@ -482,7 +483,7 @@ def _delete(db: sqlite3.Connection, num: int | None, run_id: str) -> None:
     if num is not None:
         db.execute("DELETE FROM journal WHERE id > ? AND id < ?", span(num))
         db.execute("DELETE FROM runs WHERE num = ?", (num,))
-    for table in ("snapshots", "steps", "queue"):
+    for table in ("snapshots", "steps", "queue", "messages"):
         db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
 
 

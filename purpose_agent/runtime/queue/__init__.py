@@ -40,6 +40,7 @@ _QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _DELAY = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 MAX_DEDUP_KEY = 200
+NEVER = 253402300799.0  # 9999-12-31: "until woken" (a message wait without a deadline)
 
 
 def check_queue_name(name: object) -> str:
@@ -190,6 +191,11 @@ class QueueStore(Protocol):
         """Mark whether the run may need a worker (an index hint: its status decides)."""
         ...
 
+    def set_available_at(self, run_id: str, at: float) -> None:
+        """Make the run claimable from ``at`` (epoch seconds on the store's clock) on: a
+        parked run's wake-up time (a timer, a message wait's deadline, a message)."""
+        ...
+
     def queue_rows(self, run_ids: list[str] | None = None) -> dict[str, QueueRow]:
         ...
 
@@ -227,6 +233,6 @@ def queue_store(cp: BaseCheckpointer) -> QueueStore:
         "(--db path/to/runs.db) or a PostgreSQL one (--db postgresql://user@host/db)")
 
 
-__all__ = ["CLAIMABLE", "DEFAULT_QUEUE", "Claim", "DuplicateEnqueue", "QueueEntry", "QueueRow",
+__all__ = ["CLAIMABLE", "DEFAULT_QUEUE", "NEVER", "Claim", "DuplicateEnqueue", "QueueEntry", "QueueRow",
            "QueueStore", "WorkerInfo", "check_queue_name", "make_entry", "parse_delay",
            "queue_row", "queue_store", "worker_info"]

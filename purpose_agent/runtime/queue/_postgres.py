@@ -141,6 +141,10 @@ class PostgresQueue:
                          "THEN 0 ELSE takeovers END WHERE run_id = %s RETURNING 1",
                          (active, active, run_id))
 
+    def set_available_at(self, run_id: str, at: float) -> None:
+        self.store._rows(f"UPDATE {self.s}.queue SET available_at = %s, active = true "
+                         "WHERE run_id = %s RETURNING 1", (at, run_id))
+
     def queue_rows(self, run_ids: list[str] | None = None) -> dict[str, QueueRow]:
         sql, params = f"SELECT {_ROW} FROM {self.s}.queue", ()  # type: tuple[str, tuple[Any, ...]]
         if run_ids is not None:

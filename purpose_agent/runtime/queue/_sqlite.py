@@ -124,6 +124,11 @@ class SQLiteQueue:
             db.execute("UPDATE queue SET active = ?, takeovers = CASE WHEN ? THEN 0 ELSE "
                        "takeovers END WHERE run_id = ?", (int(active), int(active), run_id))
 
+    def set_available_at(self, run_id: str, at: float) -> None:
+        with self.store._tx() as db:
+            db.execute("UPDATE queue SET available_at = ?, active = 1 WHERE run_id = ?",
+                       (at, run_id))
+
     def queue_rows(self, run_ids: list[str] | None = None) -> dict[str, QueueRow]:
         sql, params = f"SELECT {_ROW} FROM queue", ()  # type: tuple[str, tuple[Any, ...]]
         if run_ids is not None:

@@ -1,0 +1,118 @@
+"""``ctx.map``: durable steps in parallel, at most ``max_concurrency`` at a time, results
+in input order, each journaled on its own (a re-executed node re-runs only the items
+whose result was not committed); sync (threads) and async, on every store."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from purpose_agent import END, Flow, InMemoryCheckpointer, JSONLCheckpointer, SQLiteCheckpointer
+from purpose_agent.runtime.events import EventKind
+from purpose_agent.runtime.state import RunStatus
+
+
+@pytest.fixture(params=["memory", "sqlite", "jsonl"])
+def cp(request, tmp_path):
+    store = {"memory": InMemoryCheckpointer,
+             "sqlite": lambda: SQLiteCheckpointer(tmp_path / "runs.db"),
+             "jsonl": lambda: JSONLCheckpointer(tmp_path / "runs")}[request.param]()
+    yield store
+    store.close()
+
+
+class Gauge:
+    """How many calls run at once, at most."""
+
+    def __init__(self) -> None:
+        self.lock, self.now, self.peak, self.calls = threading.Lock(), 0, 0, []
+        self.barrier = threading.Barrier(2, timeout=10)
+
+    def __enter__(self) -> None:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def __exit__(self, *exc: object) -> None:
+        with self.lock:
+            self.now -= 1
+
+
+def test_items_run_in_parallel_within_the_limit_and_come_back_in_order(cp) -> None:
+    gauge = Gauge()
+    flow = Flow("fan")
+
+    def square(n: int) -> int:
+        with gauge:
+            if n < 2:
+                gauge.barrier.wait()  # the first two are in flight together
+            gauge.calls.append(n)
+            return n * n
+
+    @flow.node
+    def spread(ctx):
+        return {"squares": ctx.map(square, range(8), max_concurrency=2)}
+
+    flow.edge("spread", END)
+    state = flow.run({}, checkpointer=cp, run_id="m")
+    assert state.data["squares"] == [n * n for n in range(8)]
+    assert gauge.peak == 2
+    steps = cp.load_steps("m", 1)
+    assert [(r.index, r.result) for r in steps] == [(n, n * n) for n in range(8)]
+
+
+def test_a_retried_node_reruns_only_the_items_that_failed(cp) -> None:
+    calls: list[int] = []
+    flow = Flow("fan-retry")
+
+    def fetch(n: int) -> int:
+        calls.append(n)
+        if n == 3 and calls.count(3) == 1:
+            raise ConnectionError("flaky")
+        return n
+
+    @flow.node(retries=1, backoff=0.0)
+    def spread(ctx):
+        return {"got": ctx.map(fetch, range(5), max_concurrency=3)}
+
+    flow.edge("spread", END)
+    state = flow.run({}, checkpointer=cp, run_id="r")
+    assert state.data["got"] == [0, 1, 2, 3, 4]
+    assert sorted(calls) == [0, 1, 2, 3, 3, 4]  # only item 3 ran twice
+    assert len(cp.list_events("r", kinds=EventKind.STEP_COMPLETED)) == 5
+
+
+def test_an_async_map_awaits_its_items(cp) -> None:
+    flow = Flow("afan")
+    running = {"now": 0, "peak": 0}
+
+    async def double(n: int) -> int:
+        running["now"] += 1
+        running["peak"] = max(running["peak"], running["now"])
+        await asyncio.sleep(0.01)
+        running["now"] -= 1
+        return 2 * n
+
+    @flow.node
+    async def spread(ctx):
+        return {"doubled": await ctx.map(double, range(6), max_concurrency=3)}
+
+    flow.edge("spread", END)
+    state = asyncio.run(flow.arun({}, checkpointer=cp, run_id="a"))
+    assert state.status is RunStatus.COMPLETED
+    assert state.data["doubled"] == [0, 2, 4, 6, 8, 10] and running["peak"] == 3
+
+
+def test_a_bad_max_concurrency_fails_the_node_with_a_clear_error(cp) -> None:
+    flow = Flow("bad")
+
+    @flow.node
+    def spread(ctx):
+        return {"r": ctx.map(str, [1], max_concurrency=0)}
+
+    flow.edge("spread", END)
+    state = flow.run({}, checkpointer=cp, run_id="b")
+    assert state.status is RunStatus.FAILED
+    assert "max_concurrency must be a whole number >= 1" in state.error["message"]
