@@ -24,11 +24,13 @@ Guarantees, on top of the flow engine's:
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
 
 from purpose_agent.agents._errors import AgentError
 from purpose_agent.agents.budget import Budget, Spent
@@ -36,6 +38,7 @@ from purpose_agent.agents.model import Message, Model, ModelResponse, Price, Too
 from purpose_agent.agents.output import OutputSpec
 from purpose_agent.agents.tools import Tool, content_for_model, tool
 from purpose_agent.flow.context import NodeContext, StepOptions
+from purpose_agent.flow.parallel import StepCall, acall_steps, call_steps
 from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.redact import summarize
 
@@ -43,6 +46,22 @@ from purpose_agent.runtime.redact import summarize
 _MODEL_CALL = StepOptions(events=False)
 
 Instructions = str | Callable[[Mapping[str, Any]], str]
+
+
+@dataclass(frozen=True, slots=True)
+class _ModelTurn:
+    """What the agent's loop asks its driver for: one model call (a durable step)."""
+
+    request: list[Message]
+    turn: int
+
+
+@dataclass(frozen=True, slots=True)
+class _ToolCalls:
+    """What the agent's loop asks its driver for: these tool calls, each a durable step,
+    their outcomes back in this order."""
+
+    calls: list[tuple[Tool, dict[str, Any]]]
 
 
 class Agent:
@@ -78,7 +97,8 @@ class Agent:
                  tools: Iterable[Tool | Callable[..., Any]] = (), max_turns: int = 10,
                  output_key: str | None = None, input_key: str = "input",
                  messages_key: str = "messages", output_type: Any = None,
-                 output_retries: int = 1, budget: Budget | None = None) -> None:
+                 output_retries: int = 1, budget: Budget | None = None,
+                 max_concurrent_tools: int = 8) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError("an Agent needs a non-empty name (it is the node's name)")
         if not callable(getattr(model, "complete", None)):
@@ -86,6 +106,10 @@ class Agent:
                             "complete(messages, tools) method)")
         if max_turns < 1:
             raise ValueError(f"agent {name!r}: max_turns must be at least 1")
+        if not isinstance(max_concurrent_tools, int) or max_concurrent_tools < 1:
+            raise ValueError(f"agent {name!r}: max_concurrent_tools must be an int >= 1 (1 "
+                             f"runs a response's tool calls one at a time), got "
+                             f"{max_concurrent_tools!r}")
         if output_retries < 0:
             raise ValueError(f"agent {name!r}: output_retries must be 0 or more")
         if budget is not None and not isinstance(budget, Budget):
@@ -95,6 +119,7 @@ class Agent:
             raise ValueError(f"agent {name!r}: a budget in dollars needs a model with "
                              "prices, e.g. OpenAIModel(..., prices=Price(...))")
         self.budget = budget
+        self.max_concurrent_tools = max_concurrent_tools
         self.name = name
         self.model = model
         self.instructions = instructions
@@ -113,16 +138,63 @@ class Agent:
                 raise ValueError(f"agent {name!r} has two tools named {t.name!r}")
             self.tools[t.name] = t
 
-    # ── the node ─────────────────────────────────────────────────────────────────
+    # ── the node: one loop, two drivers ──────────────────────────────────────────
     def __call__(self, ctx: NodeContext) -> dict[str, Any]:
-        """Run the tool-calling loop inside a flow node; returns the node's update."""
+        """Run the tool-calling loop inside a flow node (``flow.run``); returns the
+        node's update."""
+        loop, value = self._loop(ctx), cast(Any, None)
+        while True:
+            try:
+                effect = loop.send(value)
+            except StopIteration as done:
+                return cast("dict[str, Any]", done.value)
+            if isinstance(effect, _ModelTurn):
+                value = ModelResponse.from_dict(ctx.call(
+                    f"model:{self.name}", self._model_call(ctx, effect), (effect.turn,), {},
+                    options=_MODEL_CALL))
+            elif len(effect.calls) == 1 or self.max_concurrent_tools == 1:
+                value = [ctx.call(f"tool:{t.name}", t.step_fn, (args,), {},
+                                  options=t.step_options) for t, args in effect.calls]
+            else:
+                value = call_steps(ctx, [StepCall(f"tool:{t.name}", t.step_fn, (args,), {},
+                                                  t.step_options) for t, args in effect.calls],
+                                   max_concurrency=self.max_concurrent_tools)
+
+    async def acall(self, ctx: NodeContext) -> dict[str, Any]:
+        """The same loop for ``await flow.arun(...)``: model calls are awaited (the
+        model's ``acomplete``, else its ``complete`` in a thread) and tools are awaited
+        or run in threads, so one event loop drives many agents at once."""
+        loop, value = self._loop(ctx), cast(Any, None)
+        while True:
+            try:
+                effect = loop.send(value)
+            except StopIteration as done:
+                return cast("dict[str, Any]", done.value)
+            if isinstance(effect, _ModelTurn):
+                value = ModelResponse.from_dict(await ctx.call(
+                    f"model:{self.name}", self._amodel_call(ctx, effect), (effect.turn,), {},
+                    options=_MODEL_CALL))
+            elif len(effect.calls) == 1 or self.max_concurrent_tools == 1:
+                value = [await ctx.call(f"tool:{t.name}", t.astep_fn, (args,), {},
+                                        options=t.step_options) for t, args in effect.calls]
+            else:
+                value = await acall_steps(
+                    ctx, [StepCall(f"tool:{t.name}", t.astep_fn, (args,), {}, t.step_options)
+                          for t, args in effect.calls],
+                    max_concurrency=self.max_concurrent_tools)
+
+    def _loop(self, ctx: NodeContext) -> Generator[_ModelTurn | _ToolCalls, Any, dict[str, Any]]:
+        """The agent's decisions, without I/O: it yields the model turn or the tool calls
+        to make (the driver makes them as durable steps and sends back the response, or
+        the outcomes in the order asked) and returns the node's update. What it does
+        itself (budget checks, approvals) only reads the journal or pauses the run."""
         conversation = self._conversation(ctx.data)
         invalid = 0
         budget, spent = self.budget, Spent()
         for turn in range(1, self.max_turns + 1):
             if budget is not None:
                 budget = self._within_budget(ctx, budget, spent)
-            response = self._model_turn(ctx, conversation, turn)
+            response = yield _ModelTurn(self._system(ctx.data) + conversation, turn)
             spent.add(response)  # replayed responses too: they were paid for
             reply = response.message
             conversation.append(reply)
@@ -141,9 +213,20 @@ class Agent:
                 # The retry prompt is a plain message, so a replay rebuilds it exactly.
                 conversation.append(Message("user", self.output.retry_prompt(problem)))
                 continue
+            # Every call is checked (and approved, if its tool asks for it) before any
+            # runs; the ones to run then run together, and the model reads the results
+            # in the order it asked for them.
+            contents: list[str | None] = []
+            runs: list[tuple[Tool, dict[str, Any]]] = []
             for call in reply.tool_calls:
-                content = self._tool_turn(ctx, call)
-                conversation.append(Message("tool", content=content, tool_call_id=call.id))
+                checked = self._check_call(ctx, call)
+                contents.append(checked if isinstance(checked, str) else None)
+                if not isinstance(checked, str):
+                    runs.append(checked)
+            outcomes = iter((yield _ToolCalls(runs)) if runs else ())
+            for call, content in zip(reply.tool_calls, contents, strict=True):
+                text = content if content is not None else content_for_model(next(outcomes))
+                conversation.append(Message("tool", content=text, tool_call_id=call.id))
         raise AgentError(f"agent {self.name!r} made {self.max_turns} model calls without a "
                          "final answer; raise max_turns or tell the model when to stop")
 
@@ -196,49 +279,85 @@ class Agent:
         return [Message("system", text)] if text else []
 
     # ── one model call: a durable step ───────────────────────────────────────────
-    def _model_turn(self, ctx: NodeContext, conversation: list[Message],
-                    turn: int) -> ModelResponse:
-        request = self._system(ctx.data) + conversation
-        specs = [t.schema for t in self.tools.values()]
-        model_name = getattr(self.model, "name", type(self.model).__name__)
+    def _model_call(self, ctx: NodeContext, turn: _ModelTurn) -> Callable[[int], dict[str, Any]]:
+        """The step function of one model call (it runs only when this turn's response is
+        not in the journal yet; its events are committed together with the response)."""
+        specs, options = self._request_options()
+
+        def call_model(number: int) -> dict[str, Any]:
+            started = self._requested(ctx, turn.request, number)
+            try:
+                response = self.model.complete(turn.request, specs, **options)
+            except Exception as exc:
+                self._failed(ctx, exc, number, started)
+                raise
+            return self._responded(ctx, response, number, started)
+
+        return call_model
+
+    def _amodel_call(self, ctx: NodeContext, turn: _ModelTurn
+                     ) -> Callable[[int], Awaitable[dict[str, Any]]]:
+        """:meth:`_model_call` awaited: the model's ``acomplete`` if it has one, else its
+        ``complete`` in a thread, so the event loop is never blocked on the network."""
+        specs, options = self._request_options()
+        acomplete = getattr(self.model, "acomplete", None)
+
+        async def acall_model(number: int) -> dict[str, Any]:
+            started = self._requested(ctx, turn.request, number)
+            try:
+                if acomplete is not None:
+                    response = await acomplete(turn.request, specs, **options)
+                else:
+                    response = await asyncio.to_thread(self.model.complete, turn.request,
+                                                       specs, **options)
+            except Exception as exc:
+                self._failed(ctx, exc, number, started)
+                raise
+            return self._responded(ctx, response, number, started)
+
+        return acall_model
+
+    def _request_options(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         options: dict[str, Any] = {}
         if self.output is not None and self._native_output:
             options["output"] = self.output.request
+        return [t.schema for t in self.tools.values()], options
 
-        def call_model(turn: int) -> dict[str, Any]:
-            # Runs only when this turn's response is not in the journal yet; the events
-            # are committed together with the response.
-            last = request[-1]
-            ctx.record_event(EventKind.MODEL_REQUEST, agent=self.name, model=model_name,
-                             turn=turn, messages=len(request), tools=sorted(self.tools),
-                             last_role=last.role, last=summarize(last.content or ""))
-            started = time.monotonic()
-            try:
-                response = self.model.complete(request, specs, **options)
-            except Exception as exc:
-                ctx.record_event(EventKind.MODEL_RESPONSE, agent=self.name, model=model_name,
-                                 turn=turn, latency_ms=_ms(started), error=type(exc).__name__,
-                                 status_code=getattr(exc, "status_code", None),
-                                 message=summarize(str(exc), 500))
-                raise
-            prices = getattr(self.model, "prices", None)
-            if isinstance(prices, Price):
-                response.cost_usd = round(prices.cost(response.usage), 10)
-            cost = {} if response.cost_usd is None else {"cost_usd": response.cost_usd}
-            ctx.record_event(EventKind.MODEL_RESPONSE, agent=self.name,
-                             model=response.model or model_name, turn=turn,
-                             latency_ms=_ms(started), usage=response.usage.to_dict(), **cost,
-                             finish_reason=response.finish_reason,
-                             tool_calls=[c.name for c in response.message.tool_calls],
-                             content=summarize(response.message.content or ""))
-            return response.to_dict()
+    def _requested(self, ctx: NodeContext, request: list[Message], turn: int) -> float:
+        last = request[-1]
+        ctx.record_event(EventKind.MODEL_REQUEST, agent=self.name, model=self._model_name,
+                         turn=turn, messages=len(request), tools=sorted(self.tools),
+                         last_role=last.role, last=summarize(last.content or ""))
+        return time.monotonic()
 
-        # model.request / model.response say more than the generic step events.
-        return ModelResponse.from_dict(ctx.call(f"model:{self.name}", call_model, (turn,), {},
-                                                options=_MODEL_CALL))
+    def _failed(self, ctx: NodeContext, exc: Exception, turn: int, started: float) -> None:
+        ctx.record_event(EventKind.MODEL_RESPONSE, agent=self.name, model=self._model_name,
+                         turn=turn, latency_ms=_ms(started), error=type(exc).__name__,
+                         status_code=getattr(exc, "status_code", None),
+                         message=summarize(str(exc), 500))
 
-    # ── one tool call: checks, maybe a person's approval, then a durable step ────
-    def _tool_turn(self, ctx: NodeContext, call: ToolCall) -> str:
+    def _responded(self, ctx: NodeContext, response: ModelResponse, turn: int,
+                   started: float) -> dict[str, Any]:
+        prices = getattr(self.model, "prices", None)
+        if isinstance(prices, Price):
+            response.cost_usd = round(prices.cost(response.usage), 10)
+        cost = {} if response.cost_usd is None else {"cost_usd": response.cost_usd}
+        ctx.record_event(EventKind.MODEL_RESPONSE, agent=self.name,
+                         model=response.model or self._model_name, turn=turn,
+                         latency_ms=_ms(started), usage=response.usage.to_dict(), **cost,
+                         finish_reason=response.finish_reason,
+                         tool_calls=[c.name for c in response.message.tool_calls],
+                         content=summarize(response.message.content or ""))
+        return response.to_dict()
+
+    @property
+    def _model_name(self) -> str:
+        return str(getattr(self.model, "name", type(self.model).__name__))
+
+    # ── one tool call: checks and maybe a person's approval, before it runs ──────
+    def _check_call(self, ctx: NodeContext, call: ToolCall) -> str | tuple[Tool, dict[str, Any]]:
+        """(tool, arguments) to run, or the text the model reads instead (its mistake, or
+        a person's rejection)."""
         target = self.tools.get(call.name)
         if target is None:
             known = ", ".join(sorted(self.tools)) or "none"
@@ -261,9 +380,7 @@ class Agent:
             problem = target.validate(args)
             if problem is not None:
                 return _error(f"the arguments a person approved are invalid: {problem}")
-        outcome = ctx.call(f"tool:{target.name}", target.step_fn, (args,), {},
-                           options=target.step_options)
-        return content_for_model(outcome)
+        return target, args
 
     def __repr__(self) -> str:
         output = f", output_type={self.output.name}" if self.output is not None else ""
