@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from purpose_agent.agents._errors import ModelError
-from purpose_agent.agents._sdk import sdk_error
+from purpose_agent.agents._sdk import PerLoop, sdk_error
 from purpose_agent.agents.model import Message, ModelResponse, Price, ToolCall, Usage
 
 BASE_URL_ENV = ("PURPOSE_AGENT_BASE_URL", "OPENAI_BASE_URL")
@@ -31,6 +31,8 @@ class OpenAIModel:
     ``extra`` is passed to every request (e.g. ``{"temperature": 0}``). ``prices`` (a
     :class:`~purpose_agent.agents.Price`) makes every call's cost journaled with its usage.
     An agent's ``output_type`` is sent as ``response_format`` (``json_schema``).
+    Under ``await flow.arun(...)`` calls go through the SDK's ``AsyncOpenAI`` client
+    (:meth:`acomplete`), so one event loop drives many agents at once.
     """
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
@@ -62,6 +64,9 @@ class OpenAIModel:
         self._openai = openai
         self._client = openai.OpenAI(api_key=key, base_url=self.base_url,
                                      timeout=self.timeout, max_retries=self.max_retries)
+        self._async = PerLoop(lambda: openai.AsyncOpenAI(
+            api_key=key, base_url=self.base_url, timeout=self.timeout,
+            max_retries=self.max_retries))
 
     def complete(self, messages: list[Message], tools: list[dict[str, Any]], *,
                  output: dict[str, Any] | None = None) -> ModelResponse:
@@ -70,6 +75,25 @@ class OpenAIModel:
         ``output`` (``{"name", "description", "schema"}``) asks for a final answer in
         that JSON schema, as ``response_format``; what comes back is not trusted (the
         agent validates it)."""
+        request = self._request(messages, tools, output)
+        try:
+            completion = self._client.chat.completions.create(**request)
+        except self._openai.OpenAIError as exc:
+            raise self._error(exc) from None
+        return _response(completion, self.name)
+
+    async def acomplete(self, messages: list[Message], tools: list[dict[str, Any]], *,
+                        output: dict[str, Any] | None = None) -> ModelResponse:
+        """:meth:`complete` on the SDK's ``AsyncOpenAI`` client (one per event loop)."""
+        request = self._request(messages, tools, output)
+        try:
+            completion = await self._async.client().chat.completions.create(**request)
+        except self._openai.OpenAIError as exc:
+            raise self._error(exc) from None
+        return _response(completion, self.name)
+
+    def _request(self, messages: list[Message], tools: list[dict[str, Any]],
+                 output: dict[str, Any] | None) -> dict[str, Any]:
         request: dict[str, Any] = {**self.extra, "model": self.name,
                                    "messages": [m.to_dict() for m in messages]}
         if tools:
@@ -80,11 +104,7 @@ class OpenAIModel:
             request["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": output["name"], "description": output.get("description") or "",
                 "schema": output["schema"], "strict": False}}
-        try:
-            completion = self._client.chat.completions.create(**request)
-        except self._openai.OpenAIError as exc:
-            raise self._error(exc) from None
-        return _response(completion, self.name)
+        return request
 
     def _error(self, exc: Exception) -> ModelError:
         return sdk_error(self._openai, exc, api_key=self._api_key, timeout=self.timeout,

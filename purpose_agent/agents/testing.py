@@ -110,6 +110,9 @@ class _ScriptedServer:
     gets ``then`` (e.g. ``{"status": 500}`` for "500 forever"), or by default a 500
     marked not retryable that says the script ran out. Error answers carry
     ``retry-after-ms`` (``retry_after_ms``, default 1) so SDK retries are fast.
+    ``together=N`` answers no request before N are in flight at once (proof that a
+    client overlaps its calls: requests sent one at a time fail with a 500 after
+    ``together_timeout`` seconds); ``max_in_flight`` is the most that ever were.
     ``api_key``, when set, is required in the provider's credential header (else 401).
     ``request_count``, ``requests`` (JSON bodies) and ``authorizations`` (that header of
     each request, None when absent) record what clients sent. Use as a context manager,
@@ -121,8 +124,14 @@ class _ScriptedServer:
 
     def __init__(self, responses: Iterable[Any] = (), *, then: Any = None,
                  api_key: str | None = None, model: str = "test-model",
-                 retry_after_ms: int = 1) -> None:
+                 retry_after_ms: int = 1, together: int | None = None,
+                 together_timeout: float = 30.0) -> None:
         self.script = list(responses)
+        # ``together``: no request is answered before that many are in flight at once;
+        # a client that sends them one at a time gets a 500 after ``together_timeout``.
+        self._together = threading.Barrier(together) if together else None
+        self.together_timeout = together_timeout
+        self.in_flight = self.max_in_flight = 0
         self.then = then
         self.api_key = api_key
         self.model = model
@@ -168,7 +177,7 @@ class _ScriptedServer:
 
     def start(self) -> Any:
         if self._server is None:
-            self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self._answer))
+            self._server = _Server(("127.0.0.1", 0), _handler(self._answer))
             self._server.daemon_threads = True
             self._thread = threading.Thread(target=self._server.serve_forever,
                                             name=f"{type(self).__name__}", daemon=True)
@@ -203,6 +212,23 @@ class _ScriptedServer:
                                  f"{len(self.script)} scripted"}
 
     def _answer(self, handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], Any]:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self._together is not None:
+                try:
+                    self._together.wait(self.together_timeout)
+                except threading.BrokenBarrierError:
+                    return 500, {"x-should-retry": "false"}, self._error_body(
+                        500, f"requests did not overlap: {self._together.parties} were "
+                             f"expected in flight together within {self.together_timeout:g}s")
+            return self._answer_one(handler)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer_one(self, handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], Any]:
         if handler.path.split("?")[0].rstrip("/") not in self.routes:
             return 404, {}, self._error_body(404, f"no route {handler.path}")
         length = int(handler.headers.get("Content-Length") or 0)
@@ -332,6 +358,12 @@ class AnthropicTestServer(_ScriptedServer):
                       "cache_read_input_tokens": usage.cached_input_tokens,
                       "cache_creation_input_tokens": usage.cache_write_tokens},
         }
+
+
+class _Server(ThreadingHTTPServer):
+    # Many clients connect at once (one event loop's hundred agents): a listen backlog
+    # of 5, the default, would make the rest wait for SYN retries.
+    request_queue_size = 256
 
 
 Answer = Callable[[BaseHTTPRequestHandler], tuple[int, dict[str, str], Any]]
