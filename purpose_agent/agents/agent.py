@@ -84,6 +84,16 @@ class Agent:
     answer goes back to the model with the validation errors, at most
     ``output_retries`` times; then the node fails with :class:`AgentError`.
 
+    ``on_token`` (``fn(text)``) streams the model's answers: it gets each piece of text
+    as the model sends it (a model that cannot stream: each answer at once). Only the
+    whole response is journaled, when the call ends; a response replayed from the
+    journal is not streamed again. A crash mid-stream re-sends that one request: the
+    only model call that is ever paid twice.
+
+    A response's tool calls run together, at most ``max_concurrent_tools`` at a time
+    (threads under ``flow.run``, tasks under ``await flow.arun``), each its own durable
+    step; the model reads the results in the order it asked for them.
+
     ``budget`` (a :class:`Budget`) limits what one execution of the node spends: the
     model call that would go over it is not made, the run pauses with
     ``{"budget_reached": "3 of 3 model calls", "message": "budget reached: …; resume
@@ -98,7 +108,8 @@ class Agent:
                  output_key: str | None = None, input_key: str = "input",
                  messages_key: str = "messages", output_type: Any = None,
                  output_retries: int = 1, budget: Budget | None = None,
-                 max_concurrent_tools: int = 8) -> None:
+                 max_concurrent_tools: int = 8,
+                 on_token: Callable[[str], None] | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError("an Agent needs a non-empty name (it is the node's name)")
         if not callable(getattr(model, "complete", None)):
@@ -120,6 +131,10 @@ class Agent:
                              "prices, e.g. OpenAIModel(..., prices=Price(...))")
         self.budget = budget
         self.max_concurrent_tools = max_concurrent_tools
+        if on_token is not None and not callable(on_token):
+            raise TypeError(f"agent {name!r}: on_token must be a function of the text, got "
+                            f"{on_token!r}")
+        self.on_token = on_token
         self.name = name
         self.model = model
         self.instructions = instructions
@@ -129,8 +144,10 @@ class Agent:
         self.messages_key = messages_key
         self.output = OutputSpec(output_type, name) if output_type is not None else None
         self.output_retries = int(output_retries)
-        # A model whose complete() takes output= is asked for the schema natively.
-        self._native_output = _accepts_output(model)
+        # A model whose complete() takes output= is asked for the schema natively; one
+        # whose complete() takes on_token= streams.
+        self._native_output = _accepts(model, "output")
+        self._streams = _accepts(model, "on_token")
         self.tools: dict[str, Tool] = {}
         for item in tools:
             t = item if isinstance(item, Tool) else tool(item)
@@ -321,6 +338,8 @@ class Agent:
         options: dict[str, Any] = {}
         if self.output is not None and self._native_output:
             options["output"] = self.output.request
+        if self.on_token is not None and self._streams:
+            options["on_token"] = self.on_token
         return [t.schema for t in self.tools.values()], options
 
     def _requested(self, ctx: NodeContext, request: list[Message], turn: int) -> float:
@@ -338,6 +357,8 @@ class Agent:
 
     def _responded(self, ctx: NodeContext, response: ModelResponse, turn: int,
                    started: float) -> dict[str, Any]:
+        if self.on_token is not None and not self._streams and response.message.content:
+            self.on_token(response.message.content)  # a model that cannot stream: at once
         prices = getattr(self.model, "prices", None)
         if isinstance(prices, Price):
             response.cost_usd = round(prices.cost(response.usage), 10)
@@ -405,12 +426,12 @@ def _decision(answer: Any, proposed: dict[str, Any]) -> tuple[bool, Any, str | N
                              "so the call was not made")
 
 
-def _accepts_output(model: Model) -> bool:
+def _accepts(model: Model, option: str) -> bool:
     try:
         params = inspect.signature(model.complete).parameters
     except (TypeError, ValueError):
         return False
-    return "output" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return option in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def _error(message: str) -> str:
