@@ -85,7 +85,9 @@ class Agent:
     ``output_retries`` times; then the node fails with :class:`AgentError`.
 
     ``on_token`` (``fn(text)``) streams the model's answers: it gets each piece of text
-    as the model sends it (a model that cannot stream: each answer at once). Only the
+    as the model sends it (a model that cannot stream: each answer at once), and so do
+    the run's live readers on this host (``flow.stream(run_id)``, ``purpose-agent events
+    --follow``); ``stream=True`` streams to those without a callback. Only the
     whole response is journaled, when the call ends; a response replayed from the
     journal is not streamed again. A crash mid-stream re-sends that one request: the
     only model call that is ever paid twice.
@@ -109,7 +111,8 @@ class Agent:
                  messages_key: str = "messages", output_type: Any = None,
                  output_retries: int = 1, budget: Budget | None = None,
                  max_concurrent_tools: int = 8,
-                 on_token: Callable[[str], None] | None = None) -> None:
+                 on_token: Callable[[str], None] | None = None,
+                 stream: bool | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError("an Agent needs a non-empty name (it is the node's name)")
         if not callable(getattr(model, "complete", None)):
@@ -135,6 +138,7 @@ class Agent:
             raise TypeError(f"agent {name!r}: on_token must be a function of the text, got "
                             f"{on_token!r}")
         self.on_token = on_token
+        self.stream = on_token is not None if stream is None else bool(stream)
         self.name = name
         self.model = model
         self.instructions = instructions
@@ -304,7 +308,8 @@ class Agent:
         def call_model(number: int) -> dict[str, Any]:
             started = self._requested(ctx, turn.request, number)
             try:
-                response = self.model.complete(turn.request, specs, **options)
+                response = self.model.complete(turn.request, specs,
+                                               **self._streaming(ctx, number, options))
             except Exception as exc:
                 self._failed(ctx, exc, number, started)
                 raise
@@ -321,12 +326,13 @@ class Agent:
 
         async def acall_model(number: int) -> dict[str, Any]:
             started = self._requested(ctx, turn.request, number)
+            streaming = self._streaming(ctx, number, options)
             try:
                 if acomplete is not None:
-                    response = await acomplete(turn.request, specs, **options)
+                    response = await acomplete(turn.request, specs, **streaming)
                 else:
                     response = await asyncio.to_thread(self.model.complete, turn.request,
-                                                       specs, **options)
+                                                       specs, **streaming)
             except Exception as exc:
                 self._failed(ctx, exc, number, started)
                 raise
@@ -338,9 +344,22 @@ class Agent:
         options: dict[str, Any] = {}
         if self.output is not None and self._native_output:
             options["output"] = self.output.request
-        if self.on_token is not None and self._streams:
-            options["on_token"] = self.on_token
         return [t.schema for t in self.tools.values()], options
+
+    def _streaming(self, ctx: NodeContext, turn: int, options: dict[str, Any]
+                   ) -> dict[str, Any]:
+        """``options`` with the ``on_token`` that hands each piece of the answer to the
+        agent's callback and to the run's live readers (``flow.stream``)."""
+        if not self.stream or not self._streams:
+            return options
+        user = self.on_token
+
+        def on_token(text: str) -> None:
+            ctx.live(kind="model.token", agent=self.name, turn=turn, text=text)
+            if user is not None:
+                user(text)
+
+        return {**options, "on_token": on_token}
 
     def _requested(self, ctx: NodeContext, request: list[Message], turn: int) -> float:
         last = request[-1]
@@ -357,8 +376,12 @@ class Agent:
 
     def _responded(self, ctx: NodeContext, response: ModelResponse, turn: int,
                    started: float) -> dict[str, Any]:
-        if self.on_token is not None and not self._streams and response.message.content:
-            self.on_token(response.message.content)  # a model that cannot stream: at once
+        if self.stream and not self._streams and response.message.content:
+            # A model that cannot stream: the whole answer at once.
+            ctx.live(kind="model.token", agent=self.name, turn=turn,
+                     text=response.message.content)
+            if self.on_token is not None:
+                self.on_token(response.message.content)
         prices = getattr(self.model, "prices", None)
         if isinstance(prices, Price):
             response.cost_usd = round(prices.cost(response.usage), 10)

@@ -23,8 +23,10 @@ from purpose_agent.errors import FlowChangedError
 from purpose_agent.flow.current import running
 from purpose_agent.flow.signals import Abandoned, InDoubt, Pause
 from purpose_agent.runtime import jsonutil
+from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.journal import StepRecord
+from purpose_agent.runtime.live import live_path, write_live
 from purpose_agent.runtime.redact import redact, summarize
 from purpose_agent.runtime.state import RunState
 
@@ -35,6 +37,7 @@ class _Driver(Protocol):
     """What a context needs of the engine driving its node (flow/engine.py's Runner)."""
 
     state: RunState
+    cp: BaseCheckpointer
 
     def event(self, kind: EventKind, node: str | None = None, /, **payload: Any) -> None: ...
     def commit_steps(self, steps: list[StepRecord]) -> None: ...
@@ -377,6 +380,12 @@ class NodeContext:
         self._check_live()
         jsonutil.check(payload, f"$.event[{kind}]", depth=1)
         self._runner.event(EventKind(kind), self.node, **payload)
+
+    def live(self, **item: Any) -> None:
+        """Show ``item`` to the run's live readers on this host (``flow.stream``,
+        ``purpose-agent events --follow``) now: e.g. a piece of a model's streamed answer.
+        Never journaled, never replayed (see :mod:`purpose_agent.runtime.live`)."""
+        write_live(live_path(self._runner.cp, self.run_id), {"node": self.node, **item})
 
     def _raising(self, signal: Pause | InDoubt) -> Pause | InDoubt:
         if self._pause is None:

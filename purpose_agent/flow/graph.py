@@ -8,8 +8,9 @@ fork, cancel), and :mod:`.engine` drives the run.
 from __future__ import annotations
 
 import sys
+import threading
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, overload
 
@@ -27,6 +28,7 @@ from purpose_agent.flow.plan import (
 )
 from purpose_agent.flow.reducers import Reducer, check_reducers
 from purpose_agent.flow.signals import LeaseLost
+from purpose_agent.flow.streaming import LiveItem, follow
 from purpose_agent.runtime.checkpoint import (
     BaseCheckpointer,
     default_url,
@@ -34,6 +36,7 @@ from purpose_agent.runtime.checkpoint import (
     parse_store_url,
     validate_run_id,
 )
+from purpose_agent.runtime.events import PAEvent
 from purpose_agent.runtime.owners import driver
 from purpose_agent.runtime.state import RunState
 
@@ -313,6 +316,17 @@ class Flow:
         thread or task of this one — is asked to stop: it ends CANCELLED at its next node
         boundary, and the state returned is the one it had when asked."""
         return cancel_run(_store(checkpointer), validate_run_id(run_id), lease_ttl=self.lease_ttl)
+
+    def stream(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None,
+               since: int = 0, poll: float = 0.1,
+               stop: threading.Event | None = None) -> Iterator[PAEvent | LiveItem]:
+        """Follow a run as it happens (from another thread, task or process): its events
+        as they are committed, and the live output of its nodes on this host, such as an
+        Agent's answer as the model streams it (:class:`~.streaming.LiveItem`,
+        ``kind="model.token"``; never journaled). Ends once the run stops (completed,
+        paused, failed, cancelled) or ``stop`` is set; waits for a run not started yet."""
+        return follow(_store(checkpointer), validate_run_id(run_id), since=since, poll=poll,
+                      stop=stop)
 
     def get_state(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None) -> RunState:
         """The run's current state, as journaled."""
