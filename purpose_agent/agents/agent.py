@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from purpose_agent.agents._errors import AgentError
-from purpose_agent.agents.budget import Budget, Spent
+from purpose_agent.agents.budget import Budget, RunSpend, Spent, within_budget
 from purpose_agent.agents.model import Message, Model, ModelResponse, Price, ToolCall
 from purpose_agent.agents.output import OutputSpec
 from purpose_agent.agents.tools import Tool, content_for_model, tool
@@ -102,7 +102,10 @@ class Agent:
     with a higher budget or stop", "budget": {...}, "spent": {...}, "agent": name}``.
     Resume with ``answer={"budget": {"max_model_calls": 6}}`` (the limits to change;
     None lifts one) to go on, or ``answer={"stop": True}`` (or ``False``) to fail the
-    node with :class:`AgentError`; any other answer asks again.
+    node with :class:`AgentError`; any other answer asks again. A flow's budget
+    (``Flow(..., budget=Budget(...))``) is checked the same way against what the whole
+    run has spent (``"scope": "flow"`` in the pause), and a raise of it holds for the
+    rest of the run.
     """
 
     def __init__(self, name: str, model: Model, instructions: Instructions = "", *,
@@ -212,11 +215,17 @@ class Agent:
         conversation = self._conversation(ctx.data)
         invalid = 0
         budget, spent = self.budget, Spent()
+        run = RunSpend.before(ctx)  # the flow's budget, if it has one
         for turn in range(1, self.max_turns + 1):
             if budget is not None:
-                budget = self._within_budget(ctx, budget, spent)
+                budget = within_budget(ctx, budget, spent, agent=self.name)
+            if run is not None:
+                run.budget = within_budget(ctx, run.budget, run.spent, agent=self.name,
+                                           flow=True)
             response = yield _ModelTurn(self._system(ctx.data) + conversation, turn)
             spent.add(response)  # replayed responses too: they were paid for
+            if run is not None:
+                run.spent.add(response)
             reply = response.message
             conversation.append(reply)
             if not reply.tool_calls:
@@ -250,32 +259,6 @@ class Agent:
                 conversation.append(Message("tool", content=text, tool_call_id=call.id))
         raise AgentError(f"agent {self.name!r} made {self.max_turns} model calls without a "
                          "final answer; raise max_turns or tell the model when to stop")
-
-    def _within_budget(self, ctx: NodeContext, budget: Budget, spent: Spent) -> Budget:
-        """The budget to go on with: this one if it is not reached, else the one a
-        person raised it to (the run pauses to ask). Answers are journaled, so a
-        re-executed node rebuilds the same budget at the same turn."""
-        problem = None
-        while (reached := budget.reached(spent)) is not None:
-            payload = {"budget_reached": reached, "agent": self.name,
-                       "message": f"budget reached: {reached}; resume with a higher budget "
-                                  'or stop (answer {"budget": {...}} or {"stop": true})',
-                       "budget": budget.to_dict(), "spent": spent.to_dict()}
-            if problem:
-                payload["problem"] = problem
-            answer = ctx.interrupt(payload)
-            if answer is False or answer is None or (
-                    isinstance(answer, dict) and answer.get("stop") is True):
-                raise AgentError(f"agent {self.name!r} stopped at its budget ({reached}) by "
-                                 "a person's answer")
-            try:
-                budget = budget.raised(answer.get("budget") if isinstance(answer, dict)
-                                       else None)
-                problem = None
-            except ValueError as exc:
-                problem = (f"the answer {summarize(answer, 200)} was not understood ({exc}); "
-                           'answer {"budget": {"max_model_calls": 10}} or {"stop": true}')
-        return budget
 
     def _update(self, conversation: list[Message], answer: Any) -> dict[str, Any]:
         return {self.messages_key: [m.to_dict() for m in conversation],
@@ -364,13 +347,14 @@ class Agent:
     def _requested(self, ctx: NodeContext, request: list[Message], turn: int) -> float:
         last = request[-1]
         ctx.record_event(EventKind.MODEL_REQUEST, agent=self.name, model=self._model_name,
-                         turn=turn, messages=len(request), tools=sorted(self.tools),
+                         turn=turn, execution=ctx.execution, messages=len(request), tools=sorted(self.tools),
                          last_role=last.role, last=summarize(last.content or ""))
         return time.monotonic()
 
     def _failed(self, ctx: NodeContext, exc: Exception, turn: int, started: float) -> None:
         ctx.record_event(EventKind.MODEL_RESPONSE, agent=self.name, model=self._model_name,
-                         turn=turn, latency_ms=_ms(started), error=type(exc).__name__,
+                         turn=turn, execution=ctx.execution, latency_ms=_ms(started),
+                         error=type(exc).__name__,
                          status_code=getattr(exc, "status_code", None),
                          message=summarize(str(exc), 500))
 
@@ -388,7 +372,8 @@ class Agent:
         cost = {} if response.cost_usd is None else {"cost_usd": response.cost_usd}
         ctx.record_event(EventKind.MODEL_RESPONSE, agent=self.name,
                          model=response.model or self._model_name, turn=turn,
-                         latency_ms=_ms(started), usage=response.usage.to_dict(), **cost,
+                         execution=ctx.execution, latency_ms=_ms(started),
+                         usage=response.usage.to_dict(), **cost,
                          finish_reason=response.finish_reason,
                          tool_calls=[c.name for c in response.message.tool_calls],
                          content=summarize(response.message.content or ""))

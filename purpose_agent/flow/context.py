@@ -21,10 +21,11 @@ from typing import Any, Protocol, TypeVar, cast, overload
 
 from purpose_agent.errors import FlowChangedError
 from purpose_agent.flow.current import running
+from purpose_agent.flow.plan import Plan
 from purpose_agent.flow.signals import Abandoned, InDoubt, Pause
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
-from purpose_agent.runtime.events import EventKind
+from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import StepRecord
 from purpose_agent.runtime.live import live_path, write_live
 from purpose_agent.runtime.redact import redact, summarize
@@ -38,6 +39,7 @@ class _Driver(Protocol):
 
     state: RunState
     cp: BaseCheckpointer
+    flow: Plan
 
     def event(self, kind: EventKind, node: str | None = None, /, **payload: Any) -> None: ...
     def commit_steps(self, steps: list[StepRecord]) -> None: ...
@@ -180,6 +182,8 @@ class NodeContext:
     ``attempt``
         1 for the first attempt of this node execution, 2, 3 … for its retries
         (``@flow.node(retries=...)``); a resume after a failure starts again at 1.
+    ``execution``
+        The number of this node execution in the run (1 for the run's first).
     ``replayed``
         How many durable steps of this attempt so far were answered from the journal
         (recorded by an earlier attempt, a crashed process or before a pause) instead of
@@ -380,6 +384,24 @@ class NodeContext:
         self._check_live()
         jsonutil.check(payload, f"$.event[{kind}]", depth=1)
         self._runner.event(EventKind(kind), self.node, **payload)
+
+    @property
+    def execution(self) -> int:
+        return self._execution
+
+    @property
+    def flow_budget(self) -> Any:
+        """The flow's ``budget`` (``Flow(budget=...)``), None without one."""
+        return self._runner.flow.budget
+
+    def earlier_events(self, kinds: list[str]) -> list[PAEvent]:
+        """The run's events of ``kinds`` from node executions before this one (all
+        committed: the same list whenever this execution re-executes), for decisions
+        over the whole run such as a flow's budget. An event that does not say its
+        execution (``payload["execution"]``) counts as earlier."""
+        return [e for e in self._runner.cp.list_events(self.run_id, kinds=kinds)
+                if not isinstance(x := e.payload.get("execution"), int)
+                or x < self._execution]
 
     def live(self, **item: Any) -> None:
         """Show ``item`` to the run's live readers on this host (``flow.stream``,

@@ -56,11 +56,15 @@ class Flow:
     The heartbeat is a Python thread: a C call that holds the GIL (a C extension that
     does not release it, a huge regex or JSON parse) starves it, so keep the lease well
     above the longest such call; the default, 60 s, lets one run ~40 s.
+
+    ``budget`` (a :class:`purpose_agent.agents.Budget`) limits what a whole run spends
+    on models, over all its agents and nodes, across crashes and resumes: the model call
+    that would go over it is not made and the run pauses for a person (see ``Agent``).
     """
 
     def __init__(self, name: str, *, purpose: str = "", max_steps: int | None = None,
                  reducers: Mapping[str, Reducer] | None = None,
-                 lease_ttl: float = 60.0) -> None:
+                 lease_ttl: float = 60.0, budget: Any = None) -> None:
         if not isinstance(name, str) or not name:
             raise FlowDefinitionError("a flow needs a non-empty name")
         if not float(lease_ttl) > 0:
@@ -71,6 +75,10 @@ class Flow:
         self._max_steps = max_steps
         self.reducers = check_reducers(reducers)
         self.lease_ttl = float(lease_ttl)
+        if budget is not None and not callable(getattr(budget, "reached", None)):
+            raise FlowDefinitionError(f"flow {name!r}: budget must be a Budget "
+                                      f"(purpose_agent.agents.Budget), got {budget!r}")
+        self.budget = budget
         self._nodes: dict[str, NodeSpec] = {}
         self._edges: dict[str, str] = {}
         self._routes: dict[str, tuple[Router, tuple[str, ...] | None]] = {}
@@ -180,7 +188,8 @@ class Flow:
         return Plan(name=self.name, purpose=self.purpose, entry=self._entry,
                     max_steps=self.max_steps, lease_ttl=self.lease_ttl,
                     reducers=self.reducers, nodes=dict(self._nodes), edges=dict(self._edges),
-                    routes=dict(self._routes), ref=self.ref, ref_file=self.ref_file)
+                    routes=dict(self._routes), ref=self.ref, ref_file=self.ref_file,
+                    budget=self.budget)
 
     # ── what a reader asks ───────────────────────────────────────────────────────
     @property

@@ -84,6 +84,7 @@ class Plan:
     routes: Mapping[str, tuple[Router, tuple[str, ...] | None]]
     ref: str | None = None
     ref_file: str | None = None
+    budget: Any = None  # the flow's spending limit, for the agents in it (Flow(budget=...))
 
     @property
     def has_callable_reducers(self) -> bool:
