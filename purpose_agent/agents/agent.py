@@ -34,6 +34,7 @@ from typing import Any, cast
 
 from purpose_agent.agents._errors import AgentError
 from purpose_agent.agents.budget import Budget, RunSpend, Spent, within_budget
+from purpose_agent.agents.mcp import MCPTools
 from purpose_agent.agents.model import Message, Model, ModelResponse, Price, ToolCall
 from purpose_agent.agents.output import OutputSpec
 from purpose_agent.agents.tools import Tool, content_for_model, tool
@@ -109,7 +110,8 @@ class Agent:
     """
 
     def __init__(self, name: str, model: Model, instructions: Instructions = "", *,
-                 tools: Iterable[Tool | Callable[..., Any]] = (), max_turns: int = 10,
+                 tools: Iterable[Tool | Callable[..., Any] | MCPTools] = (),
+                 max_turns: int = 10,
                  output_key: str | None = None, input_key: str = "input",
                  messages_key: str = "messages", output_type: Any = None,
                  output_retries: int = 1, budget: Budget | None = None,
@@ -157,10 +159,14 @@ class Agent:
         self._streams = _accepts(model, "on_token")
         self.tools: dict[str, Tool] = {}
         for item in tools:
-            t = item if isinstance(item, Tool) else tool(item)
-            if t.name in self.tools:
-                raise ValueError(f"agent {name!r} has two tools named {t.name!r}")
-            self.tools[t.name] = t
+            # A set of tools (an MCP server's, mcp_tools(...)) gives each of its tools.
+            group = list(item) if isinstance(item, MCPTools) else [item]
+            for one in group:
+                t = one if isinstance(one, Tool) else tool(one)
+                if t.name in self.tools:
+                    raise ValueError(f"agent {name!r} has two tools named {t.name!r}; "
+                                     "rename one (mcp_tools(..., prefix=...))")
+                self.tools[t.name] = t
 
     # ── the node: one loop, two drivers ──────────────────────────────────────────
     def __call__(self, ctx: NodeContext) -> dict[str, Any]:

@@ -93,6 +93,8 @@ FLOWS: dict[str, Callable[[], Flow]] = {
     "support_budget": lambda: _support("support_budget", budget=Budget(max_model_calls=1)),
     # Running a response's tool calls together, two at a time.
     "support_parallel": lambda: _support("support_parallel", max_concurrent_tools=2),
+    # With the tools of a real MCP server (tests/agents/mcp_server.py, over stdio).
+    "support_mcp": lambda: _mcp_support(),
     # Streaming its answers, token by token, to stderr.
     "support_stream": lambda: _support("support_stream", on_token=_to_stderr),
 }
@@ -101,3 +103,16 @@ FLOWS: dict[str, Callable[[], Flow]] = {
 def _to_stderr(text: str) -> None:
     sys.stderr.write(text)
     sys.stderr.flush()
+
+
+def _mcp_support() -> Flow:
+    from purpose_agent.agents import mcp_tools
+
+    server = mcp_tools(f"{sys.executable} {os.path.dirname(__file__)}/mcp_server.py",
+                       env={name: os.environ.get(name, "")
+                            for name in ("EFFECTS_FILE", "HANG_AT")},
+                       at_most_once=["charge"])
+    flow = Flow("support_mcp", purpose="answer a support ticket")
+    flow.add(Agent("support", _model(), "You are a support agent.", tools=[server]))
+    flow.edge("support", END)
+    return flow
