@@ -25,6 +25,7 @@ from purpose_agent.errors import (
     StoreNotFound,
 )
 from purpose_agent.flow import END, Flow, NodeContext, step
+from purpose_agent.flow.streaming import LiveItem
 from purpose_agent.runtime.checkpoint import (
     InMemoryCheckpointer,
     JSONLCheckpointer,
@@ -47,6 +48,7 @@ __all__ = [
     "InvalidRunId",
     "JSONLCheckpointer",
     "LeaseError",
+    "LiveItem",
     "MaxStepsExceeded",
     "NodeContext",
     "NodeTimeout",
