@@ -42,8 +42,10 @@ def test_one_event_loop_runs_100_agents_whose_calls_overlap(store: BaseCheckpoin
         return {"order_id": order_id, "status": "shipped"}
 
     script = [{"tool_calls": [tool_call("lookup_order", order_id="A1")]}] * RUNS
+    # A generous wait: the runs' store commits share the one loop thread, slow on a
+    # loaded machine; calls made one at a time would never get past the first.
     with OpenAICompatibleTestServer(script + ["Shipped."] * RUNS, together=RUNS,
-                                    together_timeout=20.0) as server:
+                                    together_timeout=120.0) as server:
         flow = Flow("async-support")
         flow.add(Agent("support", _openai(server), "Answer.", tools=[lookup_order]))
         flow.edge("support", END)

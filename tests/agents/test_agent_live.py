@@ -49,7 +49,7 @@ def test_flow_stream_yields_tokens_while_the_model_streams_then_the_events(
         store: BaseCheckpointer, tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setenv(LIVE_DIR_ENV, str(tmp_path / "live"))
     with OpenAICompatibleTestServer([{"content": ANSWER, "hold_after": 3}],
-                                    together_timeout=20.0) as server:
+                                    together_timeout=60.0) as server:
         flow = _flow(server)
         runner = _run_in_thread(flow, store, "l-1")
         seen: list[PAEvent | LiveItem] = []

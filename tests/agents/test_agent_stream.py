@@ -34,7 +34,7 @@ def test_tokens_arrive_while_the_model_streams_and_only_the_answer_is_journaled(
               "usage": {"input_tokens": 30, "output_tokens": 8}},
              {"content": ANSWER, "hold_after": 3,
               "usage": {"input_tokens": 50, "output_tokens": 9}}],
-            together_timeout=20.0) as server:
+            together_timeout=60.0) as server:
 
         def on_token(text: str) -> None:
             tokens.append(text)
