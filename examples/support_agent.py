@@ -1,5 +1,9 @@
 """A support agent that looks orders up and proposes refunds a person approves.
 
+It runs in an ``async def`` flow (``await flow.arun``), streams its answer as the model
+writes it, runs the model's tool calls of one turn together, and stops at a budget for
+the whole run. ``--mcp "python -m some_server"`` adds the tools of an MCP server.
+
 Against any OpenAI-compatible server (llama.cpp, vLLM, Ollama, LM Studio, OpenAI):
 
     PURPOSE_AGENT_BASE_URL=http://127.0.0.1:8080/v1 PURPOSE_AGENT_MODEL=qwen2.5-7b-instruct \
@@ -17,13 +21,15 @@ call is journaled in $PURPOSE_AGENT_DB (default ./.purpose_agent/support.db).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import uuid
 from contextlib import ExitStack
+from typing import Any
 
 from purpose_agent import END, Flow, RunStatus, open_checkpointer
-from purpose_agent.agents import Agent, OpenAIModel, ToolError, tool
+from purpose_agent.agents import Agent, Budget, OpenAIModel, ToolError, mcp_tools, tool
 from purpose_agent.agents.testing import OpenAICompatibleTestServer, tool_call
 from purpose_agent.runtime.usage import usage_text, usage_totals
 
@@ -40,6 +46,17 @@ def lookup_order(order_id: str) -> dict:
     if order_id not in ORDERS:
         raise ToolError(f"no order {order_id!r}")
     return {"order_id": order_id, **ORDERS[order_id]}
+
+
+@tool
+async def check_warranty(order_id: str) -> dict:
+    """Whether an order is still under warranty (an async tool: awaited on the loop).
+
+    Args:
+        order_id: The order id, e.g. "A-17".
+    """
+    await asyncio.sleep(0)
+    return {"order_id": order_id, "under_warranty": order_id in ORDERS}
 
 
 @tool(requires_approval=True, at_most_once=True)
@@ -61,16 +78,21 @@ INSTRUCTIONS = (
 )
 
 OFFLINE_SCRIPT = [
-    {"tool_calls": [tool_call("lookup_order", order_id="A-17")]},
+    {"tool_calls": [tool_call("lookup_order", order_id="A-17"),      # two calls, run together
+                    tool_call("check_warranty", order_id="A-17")]},
     {"tool_calls": [tool_call("refund", order_id="A-17", amount=42.0)]},
     "Sorry about the broken espresso machine. I have handled your refund request for A-17.",
 ]
 
 
-def build_flow(model: OpenAIModel) -> Flow:
-    flow = Flow("support", purpose="Answer a support ticket, refunds approved by a person")
-    flow.add(Agent("support", model, INSTRUCTIONS, tools=[lookup_order, refund],
-                   input_key="ticket", output_key="reply"))
+def build_flow(model: OpenAIModel, extra_tools: list[Any]) -> Flow:
+    # At most 10 model calls for the whole run; then it pauses for a person.
+    flow = Flow("support", purpose="Answer a support ticket, refunds approved by a person",
+                budget=Budget(max_model_calls=10))
+    flow.add(Agent("support", model, INSTRUCTIONS,
+                   tools=[lookup_order, check_warranty, refund, *extra_tools],
+                   input_key="ticket", output_key="reply",
+                   on_token=lambda text: print(text, end="", flush=True)))
     flow.edge("support", END)
     return flow
 
@@ -87,9 +109,14 @@ def ask(payload: dict) -> object:
         return {"approve": False, "reason": "a person declined the refund"}
 
 
-def main(argv: list[str]) -> int:
+async def main(argv: list[str]) -> int:
     offline = "--offline" in argv
     words = [a for a in argv if a != "--offline"]
+    extra_tools: list[Any] = []
+    if "--mcp" in words:  # --mcp "python -m some_server": that server's tools too
+        at = words.index("--mcp")
+        extra_tools.append(mcp_tools(words[at + 1]))
+        del words[at:at + 2]
     ticket = " ".join(words) or "My order A-17 arrived broken, I want my money back"
     with ExitStack() as stack:
         base_url = None
@@ -101,24 +128,24 @@ def main(argv: list[str]) -> int:
         except ValueError as exc:
             print(f"{exc}; or run with --offline", file=sys.stderr)
             return 2
-        flow = build_flow(model)
+        flow = build_flow(model, extra_tools)
         store = open_checkpointer(os.environ.get("PURPOSE_AGENT_DB", ".purpose_agent/support.db"))
         run_id = f"support-{uuid.uuid4().hex[:8]}"
-        state = flow.run({"ticket": ticket}, checkpointer=store, run_id=run_id)
+        state = await flow.arun({"ticket": ticket}, checkpointer=store, run_id=run_id)
         while state.status is RunStatus.PAUSED and state.pending is not None:
-            if state.pending["kind"] != "interrupt":
+            if state.pending["kind"] != "interrupt" or "tool" not in state.pending["payload"]:
                 print(f"paused: {state.pending}; resume {run_id} once checked")
                 return 1
-            state = flow.resume(run_id, checkpointer=store,
-                                answer=ask(state.pending["payload"]))
+            answer = await asyncio.to_thread(ask, state.pending["payload"])
+            state = await flow.aresume(run_id, checkpointer=store, answer=answer)
+    print()  # after the streamed answer
     if state.status is not RunStatus.COMPLETED:
         print(f"{state.status.value}: {state.error}")
         return 1
     usage = usage_totals(store.list_events(run_id))  # what `purpose-agent show` prints
-    print(state.data["reply"])
     print(f"[{run_id}: {usage_text(usage) if usage else 'no model calls'}]")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(asyncio.run(main(sys.argv[1:])))

@@ -26,6 +26,7 @@ from purpose_agent.errors import (
     WaitTimeout,
 )
 from purpose_agent.flow import END, Flow, NodeContext, RetryPolicy, step
+from purpose_agent.flow.streaming import LiveItem
 from purpose_agent.runtime.checkpoint import (
     InMemoryCheckpointer,
     JSONLCheckpointer,
@@ -48,6 +49,7 @@ __all__ = [
     "InvalidRunId",
     "JSONLCheckpointer",
     "LeaseError",
+    "LiveItem",
     "MaxStepsExceeded",
     "NodeContext",
     "NodeTimeout",

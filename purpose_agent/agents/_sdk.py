@@ -4,7 +4,12 @@ here into one :class:`ModelError` wording, with the API key redacted."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import weakref
+from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
 from purpose_agent.agents._errors import ModelError
 from purpose_agent.runtime.redact import redact_text, summarize
@@ -33,4 +38,24 @@ def sdk_error(sdk: ModuleType, exc: Exception, *, where: str, api_key: str, time
     return ModelError(f"{where}: {type(exc).__name__}: {detail}")
 
 
-__all__ = ["sdk_error"]
+class PerLoop:
+    """An SDK's async client per event loop: its connection pool belongs to the loop it
+    was first used on, so a model used from several loops (``asyncio.run`` twice, a
+    test suite) gets one client for each, and one loop's many agents share one."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = \
+            weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            found = self._clients.get(loop)
+            if found is None:
+                found = self._clients[loop] = self._factory()
+            return found
+
+
+__all__ = ["PerLoop", "sdk_error"]

@@ -17,7 +17,7 @@ import os
 from typing import Any
 
 from purpose_agent.agents._errors import ModelError
-from purpose_agent.agents._sdk import sdk_error
+from purpose_agent.agents._sdk import PerLoop, sdk_error
 from purpose_agent.agents.model import Message, ModelResponse, Price, ToolCall, Usage
 
 _NO_KEY = "no-key"  # local Anthropic-compatible servers may ignore the key
@@ -38,7 +38,8 @@ class AnthropicModel:
     :meth:`complete` raises :class:`ModelError` naming the HTTP status. ``extra`` is
     passed to every request (e.g. ``{"temperature": 0}``); ``prices`` (a
     :class:`~purpose_agent.agents.Price`) makes every call's cost journaled. An agent's
-    ``output_type`` is sent as ``output_config`` (a JSON schema format).
+    ``output_type`` is sent as ``output_config`` (a JSON schema format). Under
+    ``await flow.arun(...)`` calls go through the SDK's ``AsyncAnthropic`` client.
     """
 
     provider = "anthropic"  # gen_ai.provider.name in telemetry
@@ -76,6 +77,9 @@ class AnthropicModel:
         self._anthropic = anthropic
         self._client = anthropic.Anthropic(api_key=key, base_url=self.base_url,
                                            timeout=self.timeout, max_retries=self.max_retries)
+        self._async = PerLoop(lambda: anthropic.AsyncAnthropic(
+            api_key=key, base_url=self.base_url, timeout=self.timeout,
+            max_retries=self.max_retries))
 
     def complete(self, messages: list[Message], tools: list[dict[str, Any]], *,
                  output: dict[str, Any] | None = None) -> ModelResponse:
@@ -83,6 +87,25 @@ class AnthropicModel:
 
         ``output`` (``{"name", "description", "schema"}``) asks for a final answer in
         that JSON schema; what comes back is not trusted (the agent validates it)."""
+        request = self._request(messages, tools, output)
+        try:
+            message = self._client.messages.create(**request)
+        except self._anthropic.AnthropicError as exc:
+            raise self._error(exc) from None
+        return from_anthropic(message, self.name)
+
+    async def acomplete(self, messages: list[Message], tools: list[dict[str, Any]], *,
+                        output: dict[str, Any] | None = None) -> ModelResponse:
+        """:meth:`complete` on the SDK's ``AsyncAnthropic`` client (one per event loop)."""
+        request = self._request(messages, tools, output)
+        try:
+            message = await self._async.client().messages.create(**request)
+        except self._anthropic.AnthropicError as exc:
+            raise self._error(exc) from None
+        return from_anthropic(message, self.name)
+
+    def _request(self, messages: list[Message], tools: list[dict[str, Any]],
+                 output: dict[str, Any] | None) -> dict[str, Any]:
         system, turns = to_anthropic(messages)
         request: dict[str, Any] = {"max_tokens": self.max_tokens, **self.extra,
                                    "model": self.name, "messages": turns}
@@ -94,14 +117,12 @@ class AnthropicModel:
         if output is not None:
             request["output_config"] = {"format": {"type": "json_schema",
                                                    "schema": _closed(output["schema"])}}
-        try:
-            message = self._client.messages.create(**request)
-        except self._anthropic.AnthropicError as exc:
-            raise sdk_error(self._anthropic, exc, api_key=self._api_key, timeout=self.timeout,
-                            max_retries=self.max_retries,
-                            where=f"model {self.name!r} at "
-                                  f"{self.base_url or 'api.anthropic.com'}") from None
-        return from_anthropic(message, self.name)
+        return request
+
+    def _error(self, exc: Exception) -> ModelError:
+        return sdk_error(self._anthropic, exc, api_key=self._api_key, timeout=self.timeout,
+                         max_retries=self.max_retries,
+                         where=f"model {self.name!r} at {self.base_url or 'api.anthropic.com'}")
 
     def __repr__(self) -> str:
         prices = f", prices={self.prices!r}" if self.prices is not None else ""

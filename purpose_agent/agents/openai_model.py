@@ -8,10 +8,11 @@ layer loads without the ``openai`` extra installed.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from purpose_agent.agents._errors import ModelError
-from purpose_agent.agents._sdk import sdk_error
+from purpose_agent.agents._sdk import PerLoop, sdk_error
 from purpose_agent.agents.model import Message, ModelResponse, Price, ToolCall, Usage
 
 BASE_URL_ENV = ("PURPOSE_AGENT_BASE_URL", "OPENAI_BASE_URL")
@@ -31,6 +32,8 @@ class OpenAIModel:
     ``extra`` is passed to every request (e.g. ``{"temperature": 0}``). ``prices`` (a
     :class:`~purpose_agent.agents.Price`) makes every call's cost journaled with its usage.
     An agent's ``output_type`` is sent as ``response_format`` (``json_schema``).
+    Under ``await flow.arun(...)`` calls go through the SDK's ``AsyncOpenAI`` client
+    (:meth:`acomplete`), so one event loop drives many agents at once.
     """
 
     provider = "openai"  # gen_ai.provider.name in telemetry
@@ -64,16 +67,53 @@ class OpenAIModel:
         self._openai = openai
         self._client = openai.OpenAI(api_key=key, base_url=self.base_url,
                                      timeout=self.timeout, max_retries=self.max_retries)
+        self._async = PerLoop(lambda: openai.AsyncOpenAI(
+            api_key=key, base_url=self.base_url, timeout=self.timeout,
+            max_retries=self.max_retries))
 
     def complete(self, messages: list[Message], tools: list[dict[str, Any]], *,
-                 output: dict[str, Any] | None = None) -> ModelResponse:
+                 output: dict[str, Any] | None = None,
+                 on_token: Callable[[str], None] | None = None) -> ModelResponse:
         """One chat completion. Raises :class:`ModelError` once the SDK gave up.
 
         ``output`` (``{"name", "description", "schema"}``) asks for a final answer in
         that JSON schema, as ``response_format``; what comes back is not trusted (the
-        agent validates it)."""
+        agent validates it). ``on_token`` streams the answer: it is called with each
+        piece of text as it arrives, and the whole response is returned at the end."""
+        request = self._request(messages, tools, output, stream=on_token is not None)
+        try:
+            completion = self._client.chat.completions.create(**request)
+            if on_token is None:
+                return _response(completion, self.name)
+            chunks = _Chunks(self.name)
+            for chunk in completion:
+                chunks.add(chunk, on_token)
+        except self._openai.OpenAIError as exc:
+            raise self._error(exc) from None
+        return chunks.response()
+
+    async def acomplete(self, messages: list[Message], tools: list[dict[str, Any]], *,
+                        output: dict[str, Any] | None = None,
+                        on_token: Callable[[str], None] | None = None) -> ModelResponse:
+        """:meth:`complete` on the SDK's ``AsyncOpenAI`` client (one per event loop)."""
+        request = self._request(messages, tools, output, stream=on_token is not None)
+        try:
+            completion = await self._async.client().chat.completions.create(**request)
+            if on_token is None:
+                return _response(completion, self.name)
+            chunks = _Chunks(self.name)
+            async for chunk in completion:
+                chunks.add(chunk, on_token)
+        except self._openai.OpenAIError as exc:
+            raise self._error(exc) from None
+        return chunks.response()
+
+    def _request(self, messages: list[Message], tools: list[dict[str, Any]],
+                 output: dict[str, Any] | None, *, stream: bool) -> dict[str, Any]:
         request: dict[str, Any] = {**self.extra, "model": self.name,
                                    "messages": [m.to_dict() for m in messages]}
+        if stream:
+            request.update(stream=True, stream_options={"include_usage": True})
         if tools:
             request["tools"] = [{"type": "function", "function": spec} for spec in tools]
         if output is not None:
@@ -82,11 +122,7 @@ class OpenAIModel:
             request["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": output["name"], "description": output.get("description") or "",
                 "schema": output["schema"], "strict": False}}
-        try:
-            completion = self._client.chat.completions.create(**request)
-        except self._openai.OpenAIError as exc:
-            raise self._error(exc) from None
-        return _response(completion, self.name)
+        return request
 
     def _error(self, exc: Exception) -> ModelError:
         return sdk_error(self._openai, exc, api_key=self._api_key, timeout=self.timeout,
@@ -117,6 +153,56 @@ def _response(completion: Any, model: str) -> ModelResponse:
         model=str(completion.model or model),
         finish_reason=choice.finish_reason,
     )
+
+
+class _Chunks:
+    """A streamed chat completion put back together: text, tool calls (their pieces by
+    index), finish reason and usage (the last chunk, asked with ``include_usage``)."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.text: list[str] = []
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.finish_reason: str | None = None
+        self.usage: Any = None
+        self.seen = False
+
+    def add(self, chunk: Any, on_token: Callable[[str], None]) -> None:
+        self.seen = True
+        self.model = str(getattr(chunk, "model", None) or self.model)
+        if getattr(chunk, "usage", None) is not None:
+            self.usage = chunk.usage
+        for choice in getattr(chunk, "choices", None) or ():
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+            delta = choice.delta
+            if delta is None:
+                continue
+            if delta.content:
+                self.text.append(delta.content)
+                on_token(delta.content)
+            for piece in delta.tool_calls or ():
+                call = self.calls.setdefault(piece.index, {"id": "", "name": "", "args": []})
+                call["id"] = piece.id or call["id"]
+                if piece.function is not None:
+                    call["name"] = piece.function.name or call["name"]
+                    call["args"].append(piece.function.arguments or "")
+
+    def response(self) -> ModelResponse:
+        if not self.seen:
+            raise ModelError(f"model {self.model!r} streamed nothing; the server's answer is "
+                             "not a chat completion stream")
+        calls = [ToolCall(id=c["id"] or f"call_{i}", name=c["name"],
+                          arguments="".join(c["args"]) or "{}")
+                 for i, c in sorted(self.calls.items())]
+        details = getattr(self.usage, "prompt_tokens_details", None)
+        return ModelResponse(
+            message=Message("assistant", content="".join(self.text) if self.text else None,
+                            tool_calls=calls),
+            usage=Usage(_count(self.usage, "prompt_tokens"),
+                        _count(self.usage, "completion_tokens"),
+                        _count(details, "cached_tokens"), _count(details, "cache_write_tokens")),
+            model=self.model, finish_reason=self.finish_reason)
 
 
 def _count(obj: Any, name: str) -> int:

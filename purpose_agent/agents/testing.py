@@ -10,11 +10,14 @@ Both take the same script format, one entry per model call::
     {"status": 429}                                  # server only: an HTTP error
     {"status": 500, "error": "overloaded", "headers": {"retry-after-ms": "5"}}
     {"delay": 2.0, "content": "late"}               # server only: answer after 2 s
+    {"content": "...", "hold_after": 2}             # server only: a stream held after
+                                                    # 2 chunks until release_stream()
 
 ``OpenAICompatibleTestServer`` answers ``POST /v1/chat/completions`` and
 ``AnthropicTestServer`` answers ``POST /v1/messages`` (Anthropic's Messages API) on
 127.0.0.1 from a thread, so the whole client stack (the provider's SDK, its retries,
-HTTP) is real.
+HTTP) is real. A request with ``"stream": true`` gets the answer as Server-Sent Events
+in the provider's chunk format, sent chunk by chunk.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -112,6 +115,9 @@ class _ScriptedServer:
     gets ``then`` (e.g. ``{"status": 500}`` for "500 forever"), or by default a 500
     marked not retryable that says the script ran out. Error answers carry
     ``retry-after-ms`` (``retry_after_ms``, default 1) so SDK retries are fast.
+    ``together=N`` answers no request before N are in flight at once (proof that a
+    client overlaps its calls: requests sent one at a time fail with a 500 after
+    ``together_timeout`` seconds); ``max_in_flight`` is the most that ever were.
     ``api_key``, when set, is required in the provider's credential header (else 401).
     ``request_count``, ``requests`` (JSON bodies) and ``authorizations`` (that header of
     each request, None when absent) record what clients sent. Use as a context manager,
@@ -123,8 +129,18 @@ class _ScriptedServer:
 
     def __init__(self, responses: Iterable[Any] = (), *, then: Any = None,
                  api_key: str | None = None, model: str = "test-model",
-                 retry_after_ms: int = 1) -> None:
+                 retry_after_ms: int = 1, together: int | None = None,
+                 together_timeout: float = 30.0) -> None:
         self.script = list(responses)
+        # ``together``: no request is answered before that many are in flight at once;
+        # a client that sends them one at a time gets a 500 after ``together_timeout``.
+        self._together = threading.Barrier(together) if together else None
+        self.together_timeout = together_timeout
+        self.in_flight = self.max_in_flight = 0
+        # A streamed answer scripted with ``hold_after: n`` stops after n chunks: then
+        # ``holding`` is set and the rest waits for release_stream().
+        self.holding = threading.Event()
+        self._release = threading.Event()
         self.then = then
         self.api_key = api_key
         self.model = model
@@ -151,6 +167,24 @@ class _ScriptedServer:
         raise NotImplementedError
 
     # ── the shared machinery ─────────────────────────────────────────────────────
+    def release_stream(self) -> None:
+        """Let a held stream (``hold_after``) send the rest of its chunks."""
+        self._release.set()
+
+    def _stream(self, response: ModelResponse, number: int,
+                body: dict[str, Any]) -> Iterator[bytes]:
+        """A streamed answer as Server-Sent Events (subclasses say which)."""
+        raise NotImplementedError
+
+    def _held(self, chunks: Iterable[bytes], hold_after: int | None) -> Iterator[bytes]:
+        for sent, chunk in enumerate(chunks):
+            if sent == hold_after:
+                self.holding.set()
+                if not self._release.wait(self.together_timeout):
+                    # Nobody read the first chunks in time: hang up mid-stream.
+                    raise ConnectionAbortedError("held stream never released")
+            yield chunk
+
     @property
     def request_count(self) -> int:
         with self._lock:
@@ -170,7 +204,7 @@ class _ScriptedServer:
 
     def start(self) -> Any:
         if self._server is None:
-            self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self._answer))
+            self._server = _Server(("127.0.0.1", 0), _handler(self._answer))
             self._server.daemon_threads = True
             self._thread = threading.Thread(target=self._server.serve_forever,
                                             name=f"{type(self).__name__}", daemon=True)
@@ -205,6 +239,23 @@ class _ScriptedServer:
                                  f"{len(self.script)} scripted"}
 
     def _answer(self, handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], Any]:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self._together is not None:
+                try:
+                    self._together.wait(self.together_timeout)
+                except threading.BrokenBarrierError:
+                    return 500, {"x-should-retry": "false"}, self._error_body(
+                        500, f"requests did not overlap: {self._together.parties} were "
+                             f"expected in flight together within {self.together_timeout:g}s")
+            return self._answer_one(handler)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer_one(self, handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], Any]:
         if handler.path.split("?")[0].rstrip("/") not in self.routes:
             return 404, {}, self._error_body(404, f"no route {handler.path}")
         length = int(handler.headers.get("Content-Length") or 0)
@@ -228,7 +279,12 @@ class _ScriptedServer:
             return status, headers, self._error_body(
                 status, entry.get("error") or f"scripted HTTP {status}")
         assert isinstance(body, dict)
-        return 200, {}, self._success(_response(entry, number, self.model), number, body)
+        response = _response(entry, number, self.model)
+        if body.get("stream"):
+            hold = entry.get("hold_after") if isinstance(entry, dict) else None
+            return 200, {"Content-Type": "text/event-stream"}, self._held(
+                self._stream(response, number, body), hold)
+        return 200, {}, self._success(response, number, body)
 
     def __repr__(self) -> str:
         where = self.url if self._server is not None else "stopped"
@@ -272,6 +328,45 @@ class OpenAICompatibleTestServer(_ScriptedServer):
                       "total_tokens": usage.total_tokens,
                       "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens}},
         }
+
+
+    def _stream(self, response: ModelResponse, number: int,
+                body: dict[str, Any]) -> Iterator[bytes]:
+        """Chat completion chunks: the role, the content a few characters at a time, each
+        tool call's name then its arguments in pieces, the finish reason, then (asked
+        with ``stream_options.include_usage``) the usage, and ``[DONE]``."""
+        head = {"id": f"chatcmpl-{number}", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": body.get("model") or self.model}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return _sse({**head, "choices": [choice]})
+
+        yield chunk({"role": "assistant", "content": ""})
+        text = response.message.content or ""
+        for start in range(0, len(text), _STREAM_PIECE):
+            yield chunk({"content": text[start:start + _STREAM_PIECE]})
+        for i, call in enumerate(response.message.tool_calls):
+            yield chunk({"tool_calls": [{"index": i, "id": call.id, "type": "function",
+                                         "function": {"name": call.name, "arguments": ""}}]})
+            for start in range(0, len(call.arguments), _STREAM_PIECE):
+                piece = call.arguments[start:start + _STREAM_PIECE]
+                yield chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+        yield chunk({}, response.finish_reason)
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = response.usage
+            yield _sse({**head, "choices": [], "usage": {
+                "prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
+                "total_tokens": usage.total_tokens,
+                "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens}}})
+        yield b"data: [DONE]\n\n"
+
+
+_STREAM_PIECE = 4  # characters per streamed chunk: a short answer is several chunks
+
+
+def _sse(data: Any) -> bytes:
+    return f"data: {json.dumps(data)}\n\n".encode()
 
 
 # OpenAI's finish reasons (what scripts and ModelResponse speak) in Anthropic's words.
@@ -336,6 +431,12 @@ class AnthropicTestServer(_ScriptedServer):
         }
 
 
+class _Server(ThreadingHTTPServer):
+    # Many clients connect at once (one event loop's hundred agents): a listen backlog
+    # of 5, the default, would make the rest wait for SYN retries.
+    request_queue_size = 256
+
+
 Answer = Callable[[BaseHTTPRequestHandler], tuple[int, dict[str, str], Any]]
 
 
@@ -348,6 +449,19 @@ def _handler(answer: Answer) -> type[BaseHTTPRequestHandler]:
                 status, headers = 500, {"x-should-retry": "false"}
                 payload = {"error": {"type": "script",
                                      "message": f"test server: {type(exc).__name__}: {exc}"}}
+            if isinstance(payload, Iterator):  # a stream: sent as it comes, then closed
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                try:
+                    for piece in payload:
+                        self.wfile.write(piece)
+                        self.wfile.flush()
+                except (ConnectionError, OSError):
+                    self.close_connection = True
+                return
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

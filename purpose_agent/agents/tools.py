@@ -7,6 +7,7 @@ Model-supplied arguments are validated against the same model before the functio
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import re
@@ -37,10 +38,8 @@ class Tool:
                  at_most_once: bool = False) -> None:
         if not callable(fn):
             raise ToolDefinitionError(f"{fn!r} is not callable; @tool decorates a function")
-        if inspect.iscoroutinefunction(fn):
-            raise ToolDefinitionError(f"tool {fn.__name__!r} is async; tools are plain "
-                                      "functions for now (call your coroutine with asyncio.run)")
         self.fn = fn
+        self.is_async = inspect.iscoroutinefunction(fn)
         self.name = name or fn.__name__
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.name):
             raise ToolDefinitionError(f"tool name {self.name!r} must be 1-64 letters, digits, "
@@ -56,8 +55,18 @@ class Tool:
         self.step_options = StepOptions(at_most_once=self.at_most_once)
 
     def step_fn(self, args: dict[str, Any]) -> dict[str, Any]:
-        """One call of the tool as an Agent's durable step runs it (see :meth:`_run`)."""
+        """One call of the tool as an Agent's durable step runs it (see :meth:`_run`); an
+        async tool runs on an event loop of its own (the sync driver has none)."""
+        if self.is_async:
+            return asyncio.run(self._arun(args))
         return self._run(args)
+
+    async def astep_fn(self, args: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`step_fn` for an Agent awaited by ``flow.arun``: an async tool is
+        awaited, a sync one runs in a thread (the event loop goes on meanwhile)."""
+        if self.is_async:
+            return await self._arun(args)
+        return await asyncio.to_thread(self._run, args)
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -87,14 +96,30 @@ class Tool:
         :class:`ToolError`, ``{"ok": False, "error": ...}``, with the call's
         ``latency_ms`` (it shows first in the ``step.completed`` event). The result must be
         JSON."""
-        parsed = self._args_model.model_validate(args)
-        kwargs = {field: getattr(parsed, field) for field in type(parsed).model_fields}
         started = time.monotonic()
         try:
-            result = self.fn(**kwargs)
+            result = self.fn(**self._kwargs(args))
         except ToolError as exc:
-            return {"ok": False, "error": summarize(str(exc), 2000),
-                    "latency_ms": _ms(started)}
+            return self._failed(exc, started)
+        return self._done(result, started)
+
+    async def _arun(self, args: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`_run` for an async tool."""
+        started = time.monotonic()
+        try:
+            result = await self.fn(**self._kwargs(args))
+        except ToolError as exc:
+            return self._failed(exc, started)
+        return self._done(result, started)
+
+    def _kwargs(self, args: dict[str, Any]) -> dict[str, Any]:
+        parsed = self._args_model.model_validate(args)
+        return {field: getattr(parsed, field) for field in type(parsed).model_fields}
+
+    def _failed(self, exc: ToolError, started: float) -> dict[str, Any]:
+        return {"ok": False, "error": summarize(str(exc), 2000), "latency_ms": _ms(started)}
+
+    def _done(self, result: Any, started: float) -> dict[str, Any]:
         result = _plain(result)
         jsonutil.check(result, f"$.tool[{self.name}].result")
         return {"ok": True, "result": result, "latency_ms": _ms(started)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import shlex
 import sys
@@ -20,6 +21,7 @@ from purpose_agent.flow.operations import cancel_run, fork_run
 from purpose_agent.flow.plan import MISSING
 from purpose_agent.runtime.checkpoint import FINISHED
 from purpose_agent.runtime.events import EventKind, PAEvent
+from purpose_agent.runtime.live import live_path, read_live
 from purpose_agent.runtime.state import RunStatus
 from purpose_agent.runtime.transcript import render_transcript
 from purpose_agent.runtime.usage import usage_totals
@@ -225,7 +227,8 @@ def events(
         + ", ".join(EVENT_KINDS) + ".", show_default=False)] = None,
     follow: Annotated[bool, typer.Option(
         "--follow", "-f", help="Keep printing new events until the run is no longer "
-        "running (with --json: one JSON object per line).")] = False,
+        "running (with --json: one JSON object per line), and a streaming model's answer "
+        "as it comes (on this host; not journaled).")] = False,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -249,18 +252,37 @@ def events(
     if not as_json:
         console.print(events_table([], console.width))  # the header, then rows as they come
 
+    mid_line = False  # live text printed since the last row
+    live, offset = live_path(cp, run_id), 0
+
     def emit(event: PAEvent) -> None:
+        nonlocal mid_line
         if wanted and _known_kind(str(event.kind)) not in wanted:
             return
         if as_json:
             print(event.to_json(), flush=True)
         else:
+            if mid_line:
+                console.print()
+                mid_line = False
             console.print(events_table([event], console.width, header=False))
             sys.stdout.flush()
+
+    def show_live() -> None:
+        # A model's answer as it streams (never journaled): as it comes, on this host.
+        nonlocal mid_line, offset
+        items, offset = read_live(live, offset)
+        for item in items if not wanted else ():
+            if as_json:
+                print(json.dumps({**item, "live": True}, ensure_ascii=False), flush=True)
+            else:
+                console.print(literal(item.get("text", ""), style="cyan"), end="")
+                mid_line = True
 
     tail = EventTail(cp, run_id, emit, since=since)
     while True:
         info = cp.run_info(run_id)  # read before draining: nothing committed before it is missed
+        show_live()
         tail.drain()
         if info is None or info.status is not RunStatus.RUNNING:
             break

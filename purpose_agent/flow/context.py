@@ -22,13 +22,15 @@ from typing import Any, Protocol, TypeVar, cast, overload
 from purpose_agent.errors import FlowChangedError
 from purpose_agent.flow.current import running
 from purpose_agent.flow.fanout import FanOut
+from purpose_agent.flow.plan import Plan
 from purpose_agent.flow.retry import RetryPolicy
 from purpose_agent.flow.signals import Abandoned, InDoubt, Park, Pause
 from purpose_agent.flow.waiting import DurableWaits, current_step
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
-from purpose_agent.runtime.events import EventKind
+from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import StepRecord
+from purpose_agent.runtime.live import live_path, write_live
 from purpose_agent.runtime.redact import redact, summarize
 from purpose_agent.runtime.state import RunState
 
@@ -41,6 +43,7 @@ class _Driver(Protocol):
     state: RunState
     cp: BaseCheckpointer
     inline_wait: float  # waits up to this long happen in-process; longer ones park the run
+    flow: Plan
 
     def clock(self) -> float: ...
     def event(self, kind: EventKind, node: str | None = None, /, **payload: Any) -> None: ...
@@ -195,6 +198,8 @@ class NodeContext(DurableWaits, FanOut):
     ``attempt``
         1 for the first attempt of this node execution, 2, 3 … for its retries
         (``@flow.node(retries=...)``); a resume after a failure starts again at 1.
+    ``execution``
+        The number of this node execution in the run (1 for the run's first).
     ``replayed``
         How many durable steps of this attempt so far were answered from the journal
         (recorded by an earlier attempt, a crashed process or before a pause) instead of
@@ -450,6 +455,30 @@ class NodeContext(DurableWaits, FanOut):
         self._check_live()
         jsonutil.check(payload, f"$.event[{kind}]", depth=1)
         self._runner.event(EventKind(kind), self.node, **payload)
+
+    @property
+    def execution(self) -> int:
+        return self._execution
+
+    @property
+    def flow_budget(self) -> Any:
+        """The flow's ``budget`` (``Flow(budget=...)``), None without one."""
+        return self._runner.flow.budget
+
+    def earlier_events(self, kinds: list[str]) -> list[PAEvent]:
+        """The run's events of ``kinds`` from node executions before this one (all
+        committed: the same list whenever this execution re-executes), for decisions
+        over the whole run such as a flow's budget. An event that does not say its
+        execution (``payload["execution"]``) counts as earlier."""
+        return [e for e in self._runner.cp.list_events(self.run_id, kinds=kinds)
+                if not isinstance(x := e.payload.get("execution"), int)
+                or x < self._execution]
+
+    def live(self, **item: Any) -> None:
+        """Show ``item`` to the run's live readers on this host (``flow.stream``,
+        ``purpose-agent events --follow``) now: e.g. a piece of a model's streamed answer.
+        Never journaled, never replayed (see :mod:`purpose_agent.runtime.live`)."""
+        write_live(live_path(self._runner.cp, self.run_id), {"node": self.node, **item})
 
     def _raising(self, signal: Pause | InDoubt | Park) -> Pause | InDoubt | Park:
         if self._pause is None:

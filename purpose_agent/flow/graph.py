@@ -8,8 +8,9 @@ fork, cancel), and :mod:`.engine` drives the run.
 from __future__ import annotations
 
 import sys
+import threading
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, overload
 
@@ -30,6 +31,7 @@ from purpose_agent.flow.plan import (
 from purpose_agent.flow.reducers import Reducer, check_reducers
 from purpose_agent.flow.retry import RetryPolicy
 from purpose_agent.flow.signals import LeaseLost
+from purpose_agent.flow.streaming import LiveItem, follow
 from purpose_agent.runtime.checkpoint import (
     BaseCheckpointer,
     default_url,
@@ -37,6 +39,7 @@ from purpose_agent.runtime.checkpoint import (
     parse_store_url,
     validate_run_id,
 )
+from purpose_agent.runtime.events import PAEvent
 from purpose_agent.runtime.owners import driver
 from purpose_agent.runtime.state import RunState
 
@@ -65,12 +68,16 @@ class Flow:
     ``run`` / ``resume``; a longer one parks the run (PAUSED, holding no process) until
     ``resume`` after its time, or ``send`` of the message it waits for. A worker waits
     out at most 1 s itself and parks the run on its queue for anything longer.
+
+    ``budget`` (a :class:`purpose_agent.agents.Budget`) limits what a whole run spends
+    on models, over all its agents and nodes, across crashes and resumes: the model call
+    that would go over it is not made and the run pauses for a person (see ``Agent``).
     """
 
     def __init__(self, name: str, *, purpose: str = "", max_steps: int | None = None,
                  reducers: Mapping[str, Reducer] | None = None,
                  lease_ttl: float = 60.0, inline_wait: float = 60.0,
-                 telemetry: bool | None = None) -> None:
+                 telemetry: bool | None = None, budget: Any = None) -> None:
         if not isinstance(name, str) or not name:
             raise FlowDefinitionError("a flow needs a non-empty name")
         if not float(lease_ttl) > 0:
@@ -86,6 +93,10 @@ class Flow:
             raise FlowDefinitionError(f"flow {name!r}: inline_wait must be >= 0 seconds, got "
                                       f"{inline_wait!r}")
         self.inline_wait = float(inline_wait)
+        if budget is not None and not callable(getattr(budget, "reached", None)):
+            raise FlowDefinitionError(f"flow {name!r}: budget must be a Budget "
+                                      f"(purpose_agent.agents.Budget), got {budget!r}")
+        self.budget = budget
         self._nodes: dict[str, NodeSpec] = {}
         self._edges: dict[str, str] = {}
         self._routes: dict[str, tuple[Router, tuple[str, ...] | None]] = {}
@@ -206,7 +217,7 @@ class Flow:
                     inline_wait=self.inline_wait,
                     reducers=self.reducers, nodes=dict(self._nodes), edges=dict(self._edges),
                     routes=dict(self._routes), ref=self.ref, ref_file=self.ref_file,
-                    telemetry=telemetry_wanted(self.telemetry))
+                    telemetry=telemetry_wanted(self.telemetry), budget=self.budget)
 
     # ── what a reader asks ───────────────────────────────────────────────────────
     @property
@@ -400,6 +411,17 @@ class Flow:
         thread or task of this one — is asked to stop: it ends CANCELLED at its next node
         boundary, and the state returned is the one it had when asked."""
         return cancel_run(_store(checkpointer), validate_run_id(run_id), lease_ttl=self.lease_ttl)
+
+    def stream(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None,
+               since: int = 0, poll: float = 0.1,
+               stop: threading.Event | None = None) -> Iterator[PAEvent | LiveItem]:
+        """Follow a run as it happens (from another thread, task or process): its events
+        as they are committed, and the live output of its nodes on this host, such as an
+        Agent's answer as the model streams it (:class:`~.streaming.LiveItem`,
+        ``kind="model.token"``; never journaled). Ends once the run stops (completed,
+        paused, failed, cancelled) or ``stop`` is set; waits for a run not started yet."""
+        return follow(_store(checkpointer), validate_run_id(run_id), since=since, poll=poll,
+                      stop=stop)
 
     def get_state(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None) -> RunState:
         """The run's current state, as journaled."""

@@ -48,6 +48,16 @@ def is_async_callable(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
 
 
+def async_variant(fn: Callable[..., Any]) -> Callable[..., Any] | None:
+    """The coroutine method ``acall`` of a node object that has one, else None.
+
+    A node object may serve both drivers: ``__call__`` for ``flow.run`` and
+    ``async def acall(ctx)`` for ``await flow.arun`` (an Agent whose model calls are
+    awaited there instead of blocking the event loop)."""
+    acall = getattr(fn, "acall", None)
+    return acall if acall is not None and inspect.iscoroutinefunction(acall) else None
+
+
 @dataclass(frozen=True, slots=True)
 class NodeSpec:
     """A registered node: its function and how it is executed."""
@@ -82,6 +92,7 @@ class Plan:
     ref: str | None = None
     ref_file: str | None = None
     telemetry: bool = False  # spans of each run (purpose_agent.telemetry)
+    budget: Any = None  # the flow's spending limit, for the agents in it (Flow(budget=...))
 
     @property
     def has_callable_reducers(self) -> bool:
@@ -111,4 +122,5 @@ class Plan:
         return target
 
 
-__all__ = ["END", "MISSING", "NodeFn", "NodeSpec", "Plan", "Router", "is_async_callable"]
+__all__ = ["END", "MISSING", "NodeFn", "NodeSpec", "Plan", "Router", "async_variant",
+           "is_async_callable"]

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from purpose_agent.errors import ControlSignal, NodeTimeout
 from purpose_agent.flow.context import NodeContext
 from purpose_agent.flow.current import running
-from purpose_agent.flow.plan import NodeSpec
+from purpose_agent.flow.plan import NodeSpec, async_variant
 
 
 class Runner(Protocol):
@@ -121,11 +121,13 @@ def call_node(spec: NodeSpec, ctx: NodeContext, runner: Runner) -> Any:
 
 
 async def acall_node(spec: NodeSpec, ctx: NodeContext, runner: Runner) -> Any:
-    """Call a node from the async driver (a sync node as :func:`call_node` would)."""
+    """Call a node from the async driver: an async node (or a node object's ``acall``) is
+    awaited, a sync node called as :func:`call_node` would."""
     token = running.set(ctx)
     try:
-        if spec.is_async:
-            coro = spec.fn(ctx)
+        afn = spec.fn if spec.is_async else async_variant(spec.fn)
+        if afn is not None:
+            coro = afn(ctx)
             if spec.timeout is None:
                 return await coro
             try:

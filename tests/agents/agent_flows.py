@@ -5,13 +5,17 @@ configured only from the environment, as a deployed agent would be:
 ``PURPOSE_AGENT_BASE_URL`` / ``ANTHROPIC_BASE_URL`` point it at the test server, the key
 comes from ``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY``. Tools append one line per real call to ``$EFFECTS_FILE``.
 ``KILL_AT=before:<tool>`` / ``after:<tool>`` makes the child SIGKILL itself inside that
-tool, before or after its side effect.
+tool, before or after its side effect; ``HANG_AT=after:<tool>`` makes that tool block
+after its effect (on stdin, which the test never writes) until the test kills the child.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
+from collections.abc import Callable
+from typing import Any
 
 from purpose_agent import END, Flow
 from purpose_agent.agents import Agent, AnthropicModel, Budget, OpenAIModel, Price, tool
@@ -26,6 +30,8 @@ def _effect(tool_name: str, line: str) -> None:
         os.fsync(f.fileno())
     if os.environ.get("KILL_AT") == f"after:{tool_name}":
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get("HANG_AT") == f"after:{tool_name}":
+        sys.stdin.readline()
 
 
 @tool
@@ -66,23 +72,47 @@ def _model() -> OpenAIModel:
     return OpenAIModel("test-model", timeout=10.0, max_retries=1, prices=PRICES)
 
 
-support = Flow("support", purpose="answer a support ticket")
-support.add(Agent("support", _model(), "You are a support agent.",
-                  tools=[lookup_order, refund, charge]))
-support.edge("support", END)
+def _support(name: str, model: OpenAIModel | AnthropicModel | None = None,
+             **options: Any) -> Flow:
+    flow = Flow(name, purpose="answer a support ticket")
+    flow.add(Agent("support", model or _model(), "You are a support agent.",
+                   tools=[lookup_order, refund, charge], **options))
+    flow.edge("support", END)
+    return flow
 
-# The same agent on Claude: ANTHROPIC_BASE_URL points it at the Anthropic-wire test
-# server, the key comes from ANTHROPIC_API_KEY.
-claude = Flow("support_claude", purpose="answer a support ticket")
-claude.add(Agent("support", AnthropicModel("claude-test", timeout=10.0, max_retries=1,
-                                           prices=PRICES),
-                 "You are a support agent.", tools=[lookup_order, refund, charge]))
-claude.edge("support", END)
 
-# The same agent allowed one model call per execution before a person raises it.
-budgeted = Flow("support_budget", purpose="answer a support ticket")
-budgeted.add(Agent("support", _model(), "You are a support agent.",
-                   tools=[lookup_order, refund, charge], budget=Budget(max_model_calls=1)))
-budgeted.edge("support", END)
+# Built when a child asks for one: importing the anthropic SDK (for support_claude) costs
+# a child seconds on a loaded machine.
+FLOWS: dict[str, Callable[[], Flow]] = {
+    "support": lambda: _support("support"),
+    # The same agent on Claude: ANTHROPIC_BASE_URL points it at the Anthropic-wire test
+    # server, the key comes from ANTHROPIC_API_KEY.
+    "support_claude": lambda: _support("support_claude", AnthropicModel(
+        "claude-test", timeout=10.0, max_retries=1, prices=PRICES)),
+    # Allowed one model call per execution before a person raises it.
+    "support_budget": lambda: _support("support_budget", budget=Budget(max_model_calls=1)),
+    # Running a response's tool calls together, two at a time.
+    "support_parallel": lambda: _support("support_parallel", max_concurrent_tools=2),
+    # With the tools of a real MCP server (tests/agents/mcp_server.py, over stdio).
+    "support_mcp": lambda: _mcp_support(),
+    # Streaming its answers, token by token, to stderr.
+    "support_stream": lambda: _support("support_stream", on_token=_to_stderr),
+}
 
-FLOWS = {"support": support, "support_claude": claude, "support_budget": budgeted}
+
+def _to_stderr(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def _mcp_support() -> Flow:
+    from purpose_agent.agents import mcp_tools
+
+    server = mcp_tools(f"{sys.executable} {os.path.dirname(__file__)}/mcp_server.py",
+                       env={name: os.environ.get(name, "")
+                            for name in ("EFFECTS_FILE", "HANG_AT")},
+                       at_most_once=["charge"])
+    flow = Flow("support_mcp", purpose="answer a support ticket")
+    flow.add(Agent("support", _model(), "You are a support agent.", tools=[server]))
+    flow.edge("support", END)
+    return flow

@@ -6,13 +6,17 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from purpose_agent.agents.testing import AnthropicTestServer, OpenAICompatibleTestServer
 from purpose_agent.runtime.checkpoint import BaseCheckpointer, open_checkpointer
 
+T = TypeVar("T")
 HERE = Path(__file__).parent
 CHILD = HERE / "agent_child.py"
 API_KEY = "pa-test-key-7f3a9c21e5d84b06"  # not token-shaped: only explicit redaction hides it
@@ -31,18 +35,36 @@ class Child:
 
     def __call__(self, action: str, run_id: str, extra: Any = None, *, flow: str = "support",
                  kill_at: str | None = None) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "EFFECTS_FILE": str(self.effects), "OPENAI_API_KEY": API_KEY,
-               "PURPOSE_AGENT_BASE_URL": self.server.url, "ANTHROPIC_API_KEY": API_KEY,
-               "ANTHROPIC_BASE_URL": self.server.url}
-        env.pop("KILL_AT", None)
-        env.pop("OPENAI_BASE_URL", None)
-        if kill_at:
-            env["KILL_AT"] = kill_at
+        return subprocess.run(self._args(action, run_id, extra, flow),
+                              env=self._env(kill_at=kill_at), capture_output=True, text=True,
+                              timeout=60, cwd=HERE)
+
+    def start(self, action: str, run_id: str, extra: Any = None, *, flow: str = "support",
+              hang_at: str | None = None) -> subprocess.Popen[str]:
+        """The child, running (it blocks in the tool ``hang_at`` names until killed)."""
+        return subprocess.Popen(self._args(action, run_id, extra, flow),
+                                env=self._env(hang_at=hang_at), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                cwd=HERE)
+
+    def _args(self, action: str, run_id: str, extra: Any, flow: str) -> list[str]:
         args = [sys.executable, str(CHILD), action, flow, str(self.db), run_id]
         if extra is not None:
             args.append(json.dumps(extra))
-        return subprocess.run(args, env=env, capture_output=True, text=True, timeout=60,
-                              cwd=HERE)
+        return args
+
+    def _env(self, *, kill_at: str | None = None, hang_at: str | None = None
+             ) -> dict[str, str]:
+        env = {**os.environ, "EFFECTS_FILE": str(self.effects), "OPENAI_API_KEY": API_KEY,
+               "PURPOSE_AGENT_BASE_URL": self.server.url, "ANTHROPIC_API_KEY": API_KEY,
+               "ANTHROPIC_BASE_URL": self.server.url}
+        for name in ("KILL_AT", "HANG_AT", "OPENAI_BASE_URL"):
+            env.pop(name, None)
+        if kill_at:
+            env["KILL_AT"] = kill_at
+        if hang_at:
+            env["HANG_AT"] = hang_at
+        return env
 
     def effects_lines(self) -> list[str]:
         return self.effects.read_text().splitlines() if self.effects.exists() else []
@@ -62,6 +84,17 @@ class Child:
 def result_of(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr)
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def wait_for(condition: Callable[[], T], *, what: str, timeout: float = 60.0) -> T:
+    """``condition()`` once it is truthy; AssertionError naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    tick = threading.Event()
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        tick.wait(0.02)  # re-checks a condition: polling, not synchronisation by time
+    return value
 
 
 def kinds(store: BaseCheckpointer, run_id: str, kind: str) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import pytest
 from agent_helpers import Child
 
 from purpose_agent.agents.testing import OpenAICompatibleTestServer
+from purpose_agent.runtime.checkpoint import BaseCheckpointer, open_checkpointer
 
 
 @pytest.fixture
@@ -29,3 +30,12 @@ def child(request: pytest.FixtureRequest, tmp_path: Path,
         runner = Child(tmp_path / "runs.db", tmp_path / "effects.log", server)
     yield runner
     runner.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseCheckpointer]:
+    """A SQLite file, or the session's PostgreSQL server (tests/conftest.py)."""
+    url = (request.getfixturevalue("pg_url") if request.param == "postgres"
+           else f"sqlite:///{tmp_path}/runs.db")
+    with open_checkpointer(url) as cp:
+        yield cp

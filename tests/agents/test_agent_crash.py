@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import signal
 
-from agent_helpers import Child, kinds, result_of
+from agent_helpers import Child, kinds, result_of, wait_for
 
 from purpose_agent.agents.testing import OpenAICompatibleTestServer, tool_call
 
@@ -73,3 +73,41 @@ def test_at_most_once_tool_killed_mid_call_pauses_in_doubt_and_never_reruns(
     assert child.effects_lines() == ["charge C3 25.0"]
     assert server.request_count == 2
     assert server.requests[1]["messages"][-1]["content"] == "charged 25.0"
+
+
+def test_kill_between_parallel_tool_calls_doubles_no_effect(
+        child: Child, server: OpenAICompatibleTestServer) -> None:
+    """One response asks for three calls, run two at a time under ``arun``: both lookups
+    return and are committed while the charge (at most once) has made its effect and
+    hangs; the process is killed there. Resumed in new processes (the sync driver, then
+    the async one): the lookups are replayed, the charge is in doubt and never re-run,
+    and the model reads the three results in the order it asked for them."""
+    server.add({"tool_calls": [tool_call("lookup_order", order_id="A1", id="c-1"),
+                               tool_call("charge", order_id="C3", amount=25, id="c-2"),
+                               tool_call("lookup_order", order_id="B2", id="c-3")]},
+               "Done.")
+    running = child.start("arun", "t-4", {"input": "A1, B2, and charge C3"},
+                          flow="support_parallel", hang_at="after:charge")
+    try:
+        store = child.store()
+        wait_for(lambda: [s.name for s in store.load_steps("t-4", 1) if s.status == "done"
+                          and s.name == "tool:lookup_order"] == ["tool:lookup_order"] * 2
+                 and "charge C3 25.0" in child.effects_lines(),
+                 what="both lookups committed while the charge hangs")
+    finally:
+        running.kill()
+        running.communicate()
+    assert running.returncode == -signal.SIGKILL
+    assert sorted(child.effects_lines()) == ["charge C3 25.0", "lookup A1", "lookup B2"]
+
+    paused = result_of(child("resume", "t-4", flow="support_parallel"))
+    assert paused["status"] == "paused" and paused["pending"]["name"] == "tool:charge"
+    state = result_of(child("aresume", "t-4", {"answer": "charged 25.0"},
+                            flow="support_parallel"))
+    assert state["status"] == "completed" and state["data"]["support"] == "Done."
+    assert sorted(child.effects_lines()) == ["charge C3 25.0", "lookup A1", "lookup B2"]
+    assert server.request_count == 2
+    results = server.requests[1]["messages"][-3:]
+    assert [(m["tool_call_id"], m["content"]) for m in results] == [
+        ("c-1", '{"order_id": "A1", "status": "shipped"}'), ("c-2", "charged 25.0"),
+        ("c-3", '{"order_id": "B2", "status": "shipped"}')]

@@ -141,12 +141,6 @@ def test_schema_from_type_hints_and_docstring() -> None:
 def test_functions_without_a_schema_are_refused() -> None:
     with pytest.raises(ToolDefinitionError, match="plain named parameter"):
         tool(name="splat")(lambda *args: None)
-
-    async def fetch(url: str) -> str:
-        return url
-
-    with pytest.raises(ToolDefinitionError, match="async"):
-        tool(fetch)
     with pytest.raises(ToolDefinitionError, match="tool name"):
         tool(name="no spaces allowed")(lambda: None)
 

@@ -1,0 +1,85 @@
+"""A flow's budget (``Flow(budget=...)``) counts every model call of a run, over all its
+agents and nodes, from the journal: enforced after a resume in a fresh flow and store
+handle (as in a new process), a person's raise holding for the run's later nodes."""
+
+from __future__ import annotations
+
+import pytest
+from agent_helpers import API_KEY
+
+from purpose_agent import END, Flow
+from purpose_agent.agents import Agent, Budget, OpenAIModel, tool
+from purpose_agent.agents.testing import OpenAICompatibleTestServer, tool_call
+from purpose_agent.errors import FlowDefinitionError
+from purpose_agent.runtime.checkpoint import BaseCheckpointer
+
+
+@tool
+def lookup(order_id: str) -> str:
+    """Look up an order."""
+    return f"{order_id}: shipped"
+
+
+def _flow(server: OpenAICompatibleTestServer, budget: Budget) -> Flow:
+    """Three agents in a row: triage (1 call), orders (2 calls), reply (1 call)."""
+    model = OpenAIModel("test-model", base_url=server.url, api_key=API_KEY, max_retries=0)
+    flow = Flow("budgeted", budget=budget)
+    flow.add(Agent("triage", model, "Classify.", input_key="input"))
+    flow.add(Agent("orders", model, "Look up.", tools=[lookup], input_key="input",
+                   messages_key="order_messages"))
+    flow.add(Agent("reply", model, "Reply.", input_key="orders",
+                   messages_key="reply_messages"))
+    flow.edge("triage", "orders").edge("orders", "reply").edge("reply", END)
+    return flow
+
+
+def test_a_flow_budget_counts_the_whole_run_and_holds_after_resume(
+        server: OpenAICompatibleTestServer, store: BaseCheckpointer) -> None:
+    server.add("shipping", {"tool_calls": [tool_call("lookup", order_id="A1")]},
+               "A1 has shipped.", "Dear customer, A1 has shipped.")
+    state = _flow(server, Budget(max_model_calls=2)).run(
+        {"input": "Where is A1?"}, checkpointer=store, run_id="fb-1")
+
+    # triage made call 1, orders call 2; the third (orders' second) was not made.
+    assert state.status.value == "paused"
+    assert server.request_count == 2
+    assert state.pending is not None
+    payload = state.pending["payload"]
+    assert payload["scope"] == "flow" and payload["agent"] == "orders"
+    assert payload["budget_reached"] == "2 of 2 model calls"
+    assert payload["message"].startswith("flow budget reached: 2 of 2 model calls")
+    assert payload["spent"]["model_calls"] == 2
+
+    # Resumed as a new process would: a fresh flow (its budget back at 2), the count
+    # from the journal. The raise to 3 lets orders finish and holds for the next node.
+    again = _flow(server, Budget(max_model_calls=2)).resume(
+        "fb-1", checkpointer=store, answer={"budget": {"max_model_calls": 3}})
+    assert again.status.value == "paused"
+    assert server.request_count == 3  # orders' second call; reply's would be the fourth
+    assert again.pending is not None
+    payload = again.pending["payload"]
+    assert (payload["agent"], payload["budget_reached"]) == ("reply", "3 of 3 model calls")
+    assert payload["budget"]["max_model_calls"] == 3
+    assert again.data["orders"] == "A1 has shipped."
+
+    done = _flow(server, Budget(max_model_calls=2)).resume(
+        "fb-1", checkpointer=store, answer={"budget": {"max_model_calls": None}})
+    assert done.status.value == "completed", done.error
+    assert done.data["reply"] == "Dear customer, A1 has shipped."
+    assert server.request_count == 4  # no call was ever made twice
+
+
+def test_stopping_at_the_flow_budget_fails_the_run(
+        server: OpenAICompatibleTestServer, store: BaseCheckpointer) -> None:
+    server.add("shipping")
+    flow = _flow(server, Budget(max_model_calls=1))
+    assert flow.run({"input": "?"}, checkpointer=store, run_id="fb-2").status.value == "paused"
+    failed = flow.resume("fb-2", checkpointer=store, answer={"stop": True})
+    assert failed.status.value == "failed" and failed.error is not None
+    assert "stopped at its flow budget (1 of 1 model calls)" in failed.error["message"]
+    assert server.request_count == 1
+
+
+def test_a_flow_budget_must_be_a_budget() -> None:
+    with pytest.raises(FlowDefinitionError, match="budget must be a Budget"):
+        Flow("f", budget={"max_model_calls": 3})
