@@ -46,7 +46,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 NODES = 20
 BEGIN, END = "<!-- bench/concurrency.py:begin -->", "<!-- bench/concurrency.py:end -->"
-WARM_UP_RUNS = 60  # 1,200 node commits: every store past its first WAL cycle first
+WARM_UP_RUNS = 40  # 800 nodes: every store (close to) past its first WAL cycle first
 
 
 # ── what every system runs: R runs of 20 nodes, C at a time ──────────────────────────
@@ -258,10 +258,11 @@ def pct(values: list[float], q: int) -> float:
         else values[0]
 
 
-def worker(system: str, c: int, runs: int, url: str | None) -> dict[str, Any]:
+def worker(system: str, c: int, runs: int, url: str | None,
+           with_floor: bool = True) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pa-w5-") as tmp:
         d = Path(tmp)
-        base = floor(d)
+        base = floor(d) if with_floor or system == "floor" else {}
         if system == "floor":
             return {"floor": base, "nodes_s": base["rate"], "p50_ms": base["p50_ms"],
                     "p99_ms": base["p99_ms"], "nodes": 600}
@@ -289,7 +290,8 @@ PEER = {"langgraph": "langgraph", "dbos": "dbos"}
 def run(python: str, system: str, c: int, runs: int, url: str | None,
         strace: bool) -> dict[str, Any]:
     cmd = [python, "-m", "bench.concurrency", "--worker", system, "--c", str(c),
-           "--runs", str(runs)] + (["--url", url] if url else [])
+           "--runs", str(runs)] + (["--url", url] if url else []) + \
+        (["--no-floor"] if strace else [])  # the floor's own fsyncs are not the system's
     trace = None
     if strace:
         trace = Path(tempfile.mkstemp(prefix="pa-w5-strace-")[1])
@@ -311,7 +313,7 @@ def run(python: str, system: str, c: int, runs: int, url: str | None,
         calls = sum(int(line.split()[3]) for line in text.splitlines()
                     if line.split()[-1:] in (["fsync"], ["fdatasync"]))
         out = {"fsyncs": calls, "fsync_nodes": out["nodes"]
-               + (WARM_UP_RUNS * NODES if system != "floor" else 1200)}
+               + (WARM_UP_RUNS * NODES if system != "floor" else 1200)}  # warm-ups too
     return out
 
 
@@ -332,12 +334,14 @@ def measure(args: argparse.Namespace, python: str | None, problems: dict[str, st
         exe = python if peer else sys.executable
         assert exe is not None
         for c in ([1] if system == "floor" else counts):
-            runs = max(c, args.nodes // NODES)
+            # The peers are 5-50x slower per node: fewer nodes keep their turn bounded.
+            runs = max(c, args.nodes // NODES // (4 if peer else 1))
             url = server.new_database() if "pg" in system else None
             print(f"W5 {system} C={c} ...", file=sys.stderr, flush=True)
             row = run(exe, system, c, runs, url, strace=False)
-            if strace and "error" not in row:
-                row.update(run(exe, system, c, runs, url, strace=True))
+            if strace and "error" not in row:  # a shorter run: strace only counts
+                url = server.new_database() if "pg" in system else None
+                row.update(run(exe, system, c, max(c, runs // 4), url, strace=True))
             results[(system, c)] = row
     return results
 
@@ -354,12 +358,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--runs", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--no-floor", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         c = int(args.c)
-        print(json.dumps(worker(args.worker, c, args.runs, args.url)))
+        print(json.dumps(worker(args.worker, c, args.runs, args.url, not args.no_floor)))
         return 0
-    args.nodes = args.nodes or (2000 if args.quick else 6000)
+    args.nodes = args.nodes or (2000 if args.quick else 8000)
     from bench._concurrency_report import report
     from bench.compare import PEERS, peer_python
 

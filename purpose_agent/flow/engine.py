@@ -25,7 +25,7 @@ from purpose_agent.errors import (
 from purpose_agent.flow import node_retry
 from purpose_agent.flow.completion import completion, encode_update
 from purpose_agent.flow.context import NodeContext, current_context
-from purpose_agent.flow.leases import Heartbeat
+from purpose_agent.flow.leases import Heartbeat, check_lease
 from purpose_agent.flow.observe import notify, observer_for
 from purpose_agent.flow.parking import ENDED, park, pause_for_person, wake_parent
 from purpose_agent.flow.plan import NodeSpec, Plan
@@ -194,34 +194,9 @@ class Runner:
             self.delta_bytes += result.delta_bytes
 
     def check_lease(self) -> None:
-        """Before a node or a step starts: stop (LeaseLost) if the lease is lost, or may be.
-
-        A driver frozen past its lease (SIGSTOP, a long GC, a VM pause) may have been
-        taken over meanwhile; its commits would be refused, but a step's side effect
-        would run first. So once the last renewal is older than half the lease, the
-        lease is renewed here, before anything else happens (one store round trip, only
-        then: the heartbeat keeps it fresh otherwise).
-        """
-        if self.lease_lost:
-            raise LeaseLost(self.lease_lost_reason or self.state.run_id)
-        if time.monotonic() - self.renewed_at > self.recheck_after:
-            self._revalidate()
-
-    def _revalidate(self) -> None:
-        sent = time.monotonic()
-        self.writing = True  # a timeout waits for the store's answer
-        try:
-            lease = self.cp.renew_lease(self.lease, self.flow.lease_ttl)
-        except LeaseError:
-            self.lose_lease(f"run {self.state.run_id!r} was taken over by another driver "
-                            "while this one was stalled past its lease; it stopped before "
-                            "starting anything more")
-            raise LeaseLost(self.lease_lost_reason) from None
-        finally:
-            self.writing = False
-        self.renewed(lease, sent)
-        if self.alarm is not None:
-            self.alarm.deliver()
+        """Before a node or a step starts: stop (LeaseLost) if the lease is lost, or may
+        be (see :func:`~.leases.check_lease`)."""
+        check_lease(self)
 
     def renewed(self, lease: Lease, sent: float) -> None:
         """Record a successful renewal of the lease, sent at monotonic time ``sent``."""

@@ -14,9 +14,11 @@ import logging
 import os
 import threading
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 from purpose_agent.errors import LeaseError
+from purpose_agent.flow.plan import Plan
+from purpose_agent.flow.signals import LeaseLost
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.journal import Lease
 from purpose_agent.runtime.state import RunState
@@ -31,6 +33,47 @@ class Runner(Protocol):
 
     def renewed(self, lease: Lease, sent: float) -> None: ...
     def lose_lease(self, reason: str) -> None: ...
+
+class Driver(Runner, Protocol):
+    """What :func:`check_lease` needs of the driver (engine.Runner)."""
+
+    flow: Plan
+    lease_lost: bool
+    lease_lost_reason: str | None
+    renewed_at: float  # monotonic time the last good renewal was sent
+    recheck_after: float
+    writing: bool
+    alarm: Any  # the node's timeouts.Alarm, or None
+
+
+def check_lease(runner: Driver) -> None:
+    """Before a node or a step starts: stop (LeaseLost) if the lease is lost, or may be.
+
+    A driver frozen past its lease (SIGSTOP, a long GC, a VM pause) may have been taken
+    over meanwhile; its commits would be refused, but a step's side effect would run
+    first. So once the last renewal is older than half the lease, the lease is renewed
+    here, before anything else happens (one store round trip, only then: the heartbeat
+    keeps it fresh otherwise).
+    """
+    if runner.lease_lost:
+        raise LeaseLost(runner.lease_lost_reason or runner.state.run_id)
+    if time.monotonic() - runner.renewed_at <= runner.recheck_after:
+        return
+    sent = time.monotonic()
+    runner.writing = True  # a timeout waits for the store's answer
+    try:
+        lease = runner.cp.renew_lease(runner.lease, runner.flow.lease_ttl)
+    except LeaseError:
+        runner.lose_lease(f"run {runner.state.run_id!r} was taken over by another driver "
+                          "while this one was stalled past its lease; it stopped before "
+                          "starting anything more")
+        raise LeaseLost(runner.lease_lost_reason) from None
+    finally:
+        runner.writing = False
+    runner.renewed(lease, sent)
+    if runner.alarm is not None:
+        runner.alarm.deliver()
+
 
 log = logging.getLogger("purpose_agent")
 
