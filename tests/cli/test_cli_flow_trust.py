@@ -100,14 +100,18 @@ def at(cli, cwd: Path, **env: str):
     return dataclasses.replace(cli, cwd=cwd, env={**cli.env, **env})
 
 
-def tamper(db: Path, old: str, new: str) -> None:
-    """Replace a recorded JSON string everywhere in the SQLite file, as someone with write
-    access to the store could."""
+def tamper(db: Path | str, old: str, new: str) -> None:
+    """Replace a recorded JSON string everywhere in the store, as someone with write
+    access to it could."""
     rewrite(db, json.dumps(old), json.dumps(new))
 
 
-def rewrite(db: Path, old: str, new: str) -> None:
-    """Replace ``old`` with ``new`` in every text column of the SQLite file."""
+def rewrite(db: Path | str, old: str, new: str) -> None:
+    """Replace ``old`` with ``new`` in every text column of the store: the SQLite file's
+    tables, or the PostgreSQL store's schema."""
+    if isinstance(db, str):
+        _rewrite_postgres(db, old, new)
+        return
     conn = sqlite3.connect(db)
     with conn:
         for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
@@ -118,11 +122,27 @@ def rewrite(db: Path, old: str, new: str) -> None:
     conn.close()
 
 
+def _rewrite_postgres(url: str, old: str, new: str) -> None:
+    import psycopg
+
+    from purpose_agent.runtime.checkpoint._postgres_db import split_url
+
+    conninfo, options = split_url(url)
+    schema = options["schema"]
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND data_type = 'text'", (schema,)).fetchall()
+        with conn.transaction():
+            for table, column in columns:  # names from the catalogue, not user input
+                conn.execute(f'UPDATE "{schema}"."{table}" SET "{column}" = '
+                             f'replace("{column}", %s, %s)', (old, new))
+
+
 def state_of(cli, run_id: str) -> dict:
     return json.loads(cli.ok("show", run_id, "--json").stdout)
 
 
-@SQLITE_ONLY  # rewrites the SQLite file's text columns (tamper)
 def test_a_tampered_store_cannot_choose_the_code_that_runs(cli, project, tmp_path) -> None:
     start(cli, project.root, "s1")
     assert state_of(cli, "s1")["flow_ref"] == "okflow:flow"
@@ -152,7 +172,6 @@ def test_a_tampered_store_cannot_choose_the_code_that_runs(cli, project, tmp_pat
     assert state_of(cli, "s1")["status"] == "paused"
 
 
-@SQLITE_ONLY  # rewrites the SQLite file's text columns (tamper)
 def test_a_recorded_file_is_only_compared_never_put_on_the_import_path(cli, project,
                                                                         tmp_path) -> None:
     """The run records ``okflow:flow`` and the file it came from; a store that points the
@@ -238,7 +257,6 @@ def test_flow_on_the_command_line_and_hints_that_carry_it(cli, project, tmp_path
     assert state_of(cli, "s")["status"] == "paused"
 
 
-@SQLITE_ONLY  # rewrites the SQLite file's text columns (tamper)
 def test_a_recorded_name_that_is_not_the_allowed_flows_is_refused(cli, project) -> None:
     (project.root / "pyproject.toml").write_text(
         '[tool.purpose-agent]\nflows = ["okflow:flow"]\n', encoding="utf-8")
@@ -251,7 +269,6 @@ def test_a_recorded_name_that_is_not_the_allowed_flows_is_refused(cli, project) 
     assert cli.ok("events", "r", "--json").stdout == events
 
 
-@SQLITE_ONLY  # rewrites the SQLite file's text columns (rewrite)
 def test_a_run_recorded_before_flow_files_still_resumes(cli, project) -> None:
     start(cli, project.root, "old")
     rewrite(cli.db, f'"flow_file":{json.dumps(str(project.flow_file))}', '"flow_file":null')

@@ -203,3 +203,37 @@ def test_a_fork_of_a_queued_run_stays_in_process(queue_cp: BaseCheckpointer,
     with driver() as owner:
         assert _claim(queue_cp, owner) is None
     assert effects.resume("the-fork", checkpointer=queue_cp).status is RunStatus.COMPLETED
+
+
+def test_the_commit_that_ends_or_pauses_a_run_takes_it_off_its_queue(
+        queue_cp: BaseCheckpointer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUEUE_EFFECTS", str(tmp_path / "effects.log"))
+    run_id = effects.enqueue({}, checkpointer=queue_cp)
+    queues = queue_store(queue_cp)
+    with driver() as owner:
+        claim = _claim(queue_cp, owner)
+        assert claim is not None
+        runner = take_up(effects, queue_cp, claim.lease)
+        assert runner is not None
+        assert queues.queue_rows([run_id])[run_id].active  # running: still on its queue
+        assert runner.drive().status is RunStatus.COMPLETED
+    # At once, by the completing commit itself: no transaction of a worker afterwards.
+    assert not queues.queue_rows([run_id])[run_id].active
+
+
+def test_an_idle_sqlite_poll_does_not_wait_for_the_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    cp = SQLiteCheckpointer(path, busy_timeout=5.0)
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a commit
+        with driver() as owner:
+            assert _claim(cp, owner) is None  # nothing queued: a read, no lock needed
+        writer.execute("COMMIT")
+        run_id = effects.enqueue({}, checkpointer=cp)
+        with driver() as owner:
+            claim = _claim(cp, owner)
+        assert claim is not None and claim.run_id == run_id
+    finally:
+        writer.close()
+        cp.close()
