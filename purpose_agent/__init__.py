@@ -25,7 +25,8 @@ from purpose_agent.errors import (
     StoreNotFound,
     WaitTimeout,
 )
-from purpose_agent.flow import END, Flow, NodeContext, RetryPolicy, step
+from purpose_agent.flow import END, Flow, NodeContext, step
+from purpose_agent.flow.plan import RetryPolicy
 from purpose_agent.flow.streaming import LiveItem
 from purpose_agent.runtime.checkpoint import (
     InMemoryCheckpointer,

@@ -4,7 +4,6 @@ from purpose_agent.flow.context import NodeContext, current_context, step
 from purpose_agent.flow.graph import Flow
 from purpose_agent.flow.operations import cancel_run, fork_run, load_state
 from purpose_agent.flow.plan import END
-from purpose_agent.flow.retry import RetryPolicy
 
-__all__ = ["END", "Flow", "NodeContext", "RetryPolicy", "cancel_run", "current_context", "fork_run",
+__all__ = ["END", "Flow", "NodeContext", "cancel_run", "current_context", "fork_run",
            "load_state", "step"]

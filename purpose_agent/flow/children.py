@@ -22,23 +22,29 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Protocol
 
-from purpose_agent.errors import LeaseError, RunBusyError, RunStateError
-from purpose_agent.flow import operations, queueing
+from purpose_agent.errors import RunBusyError, RunStateError
 from purpose_agent.flow.parking import due, queue_of
-from purpose_agent.flow.plan import MISSING, Plan
-from purpose_agent.flow.signals import LeaseLost
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.checkpoint._prepare import MAX_RUN_ID
-from purpose_agent.runtime.owners import driver
 from purpose_agent.runtime.state import RunState, RunStatus
 
 
 class ChildFlow(Protocol):
-    """What a child run needs of its flow (a :class:`~.graph.Flow`)."""
+    """What a child run needs of its flow (a :class:`~.graph.Flow`): its public methods,
+    so this module sits below the flow definition, not beside the engine."""
 
     name: str
 
-    def _plan(self) -> Plan: ...
+    def run(self, data: dict[str, Any] | None = None, *,
+            checkpointer: BaseCheckpointer | None = None, run_id: str | None = None,
+            _parent: dict[str, Any] | None = None) -> RunState: ...
+
+    def resume(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None) -> RunState: ...
+
+    def enqueue(self, data: dict[str, Any] | None = None, *,
+                checkpointer: BaseCheckpointer | None = None, run_id: str | None = None,
+                queue: str = "default", priority: int = 0,
+                _parent: dict[str, Any] | None = None) -> str: ...
 
 
 def child_run_id(parent: str, execution: int, index: int) -> str:
@@ -58,25 +64,18 @@ def advance(flow: ChildFlow, cp: BaseCheckpointer, child_id: str, data: dict[str
     if queues is not None:
         if info is None:
             row = queues.queue_rows([parent["run_id"]])[parent["run_id"]]
-            queueing.enqueue(flow, cp, data, run_id=child_id, queue=row.queue,
-                             priority=row.priority, delay=None, dedup_key=None, parent=parent)
+            flow.enqueue(data, checkpointer=cp, run_id=child_id, queue=row.queue,
+                         priority=row.priority, _parent=parent)
         return _state(cp, child_id)
     try:
-        with driver() as owner:
-            if info is None:
-                runner = operations.start(flow._plan(), data, cp, child_id, None, owner,
-                                          parent=parent)
-            elif info.status in (RunStatus.RUNNING, RunStatus.PENDING) or (
-                    info.status is RunStatus.PAUSED and due(cp, _state(cp, child_id))):
-                runner = operations.resume(flow._plan(), cp, child_id, owner, answer=MISSING,
-                                           update=None, retry_in_doubt=False)
-            else:
-                return _state(cp, child_id)
-            return runner.drive()
-    except RunBusyError:  # advanced by another process right now: the parent waits
-        return _state(cp, child_id)
-    except LeaseLost as exc:
-        raise LeaseError(f"child run {child_id!r}: {exc}") from None
+        if info is None:
+            return flow.run(data, checkpointer=cp, run_id=child_id, _parent=parent)
+        if info.status in (RunStatus.RUNNING, RunStatus.PENDING) or (
+                info.status is RunStatus.PAUSED and due(cp, _state(cp, child_id))):
+            return flow.resume(child_id, checkpointer=cp)
+    except (RunBusyError, RunStateError):
+        pass  # advanced (or created) by another driver right now: the parent waits
+    return _state(cp, child_id)
 
 
 def outcome(state: RunState) -> dict[str, Any] | None:

@@ -22,32 +22,23 @@ from typing import Any, Protocol, TypeVar, cast, overload
 from purpose_agent.errors import FlowChangedError
 from purpose_agent.flow.current import running
 from purpose_agent.flow.fanout import FanOut
-from purpose_agent.flow.plan import Plan
-from purpose_agent.flow.retry import RetryPolicy
+from purpose_agent.flow.plan import Plan, RetryPolicy
 from purpose_agent.flow.signals import Abandoned, InDoubt, Park, Pause
-from purpose_agent.flow.waiting import DurableWaits, current_step
+from purpose_agent.flow.waiting import Driver, DurableWaits, current_step
 from purpose_agent.runtime import jsonutil
-from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import StepRecord
 from purpose_agent.runtime.live import live_path, write_live
 from purpose_agent.runtime.redact import redact, summarize
-from purpose_agent.runtime.state import RunState
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _Driver(Protocol):
+class _Driver(Driver, Protocol):
     """What a context needs of the engine driving its node (flow/engine.py's Runner)."""
 
-    state: RunState
-    cp: BaseCheckpointer
-    inline_wait: float  # waits up to this long happen in-process; longer ones park the run
     flow: Plan
 
-    def clock(self) -> float: ...
-    def event(self, kind: EventKind, node: str | None = None, /, **payload: Any) -> None: ...
-    def commit_steps(self, steps: list[StepRecord]) -> None: ...
     def check_lease(self) -> None: ...
     def is_abandoned(self, ctx: NodeContext) -> bool: ...
 
@@ -210,6 +201,8 @@ class NodeContext(DurableWaits, FanOut):
     timers), :meth:`wait_for` (a message from outside), :meth:`idempotency_key` (inside
     a step), :meth:`map` (durable steps in parallel).
     """
+
+    _runner: _Driver
 
     def __init__(self, runner: _Driver, node: str, attempt: int, execution: int,
                  records: list[StepRecord], *, is_async: bool = False) -> None:
@@ -479,6 +472,9 @@ class NodeContext(DurableWaits, FanOut):
         ``purpose-agent events --follow``) now: e.g. a piece of a model's streamed answer.
         Never journaled, never replayed (see :mod:`purpose_agent.runtime.live`)."""
         write_live(live_path(self._runner.cp, self.run_id), {"node": self.node, **item})
+
+    def _unwrapped(self, fn: Callable[..., Any]) -> tuple[Callable[..., Any], StepOptions]:
+        return _unwrap(fn)
 
     def _raising(self, signal: Pause | InDoubt | Park) -> Pause | InDoubt | Park:
         if self._pause is None:

@@ -24,15 +24,15 @@ from purpose_agent.runtime.journal import StepRecord
 
 if TYPE_CHECKING:
     from purpose_agent.flow.children import ChildFlow
-    from purpose_agent.flow.context import StepOptions, _Driver
     from purpose_agent.flow.signals import InDoubt, Pause
+    from purpose_agent.flow.waiting import Driver
 
 
 class FanOut:
     """:meth:`map` and :meth:`run_child` of :class:`~.context.NodeContext` (mixed in)."""
 
     if TYPE_CHECKING:  # NodeContext's own
-        _runner: _Driver
+        _runner: Driver
         node: str
         run_id: str
         replayed: int
@@ -44,8 +44,8 @@ class FanOut:
         def _next_index(self, name: str, kind: str) -> int: ...
         def _check_live(self) -> None: ...
         def call(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
-                 kwargs: dict[str, Any], *, options: StepOptions,
-                 index: int | None = None) -> Any: ...
+                 kwargs: dict[str, Any], *, options: Any, index: int | None = None) -> Any: ...
+        def _unwrapped(self, fn: Callable[..., Any]) -> tuple[Callable[..., Any], Any]: ...
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any], *,
             max_concurrency: int = 4, name: str | None = None) -> Any:
@@ -58,14 +58,12 @@ class FanOut:
         input order) is raised once every item started has finished. A sync ``fn`` runs
         in worker threads; an ``async`` one is awaited (``await ctx.map(...)``).
         """
-        from purpose_agent.flow.context import _unwrap
-
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) \
                 or max_concurrency < 1:
             raise ValueError(f"ctx.map: max_concurrency must be a whole number >= 1, got "
                              f"{max_concurrency!r}")
         self._check_live()
-        func, opts = _unwrap(fn)
+        func, opts = self._unwrapped(fn)
         step_name = name or getattr(fn, "__qualname__", None) or "map"
         batch = list(items)
         places = [self._next_index(step_name, "step") for _ in batch]

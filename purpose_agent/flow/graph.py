@@ -25,11 +25,11 @@ from purpose_agent.flow.plan import (
     NodeFn,
     NodeSpec,
     Plan,
+    RetryPolicy,
     Router,
     is_async_callable,
 )
 from purpose_agent.flow.reducers import Reducer, check_reducers
-from purpose_agent.flow.retry import RetryPolicy
 from purpose_agent.flow.signals import LeaseLost
 from purpose_agent.flow.streaming import LiveItem, follow
 from purpose_agent.runtime.checkpoint import (
@@ -271,7 +271,7 @@ class Flow:
     # ── running ──────────────────────────────────────────────────────────────────
     def run(self, data: dict[str, Any] | None = None, *,
             checkpointer: BaseCheckpointer | None = None, run_id: str | None = None,
-            session_id: str | None = None) -> RunState:
+            session_id: str | None = None, _parent: dict[str, Any] | None = None) -> RunState:
         """Start a run and advance it until it completes, pauses, fails or is cancelled.
 
         Each node's completion is committed atomically before the next node starts.
@@ -282,14 +282,15 @@ class Flow:
         cp = _store(checkpointer)
         run_id = validate_run_id(run_id or f"{self.name}-{uuid.uuid4().hex[:12]}")
         with driver() as owner:
-            runner = operations.start(self._plan(), data, cp, run_id, session_id, owner)
+            runner = operations.start(self._plan(), data, cp, run_id, session_id, owner,
+                                      parent=_parent)  # _parent: a child run's (children.py)
             state = _drive(runner.drive)
         return self._go_on(cp, state)
 
     def enqueue(self, data: dict[str, Any] | None = None, *,
                 checkpointer: BaseCheckpointer | None = None, run_id: str | None = None,
                 queue: str = "default", priority: int = 0, delay: float | str | None = None,
-                dedup_key: str | None = None) -> str:
+                dedup_key: str | None = None, _parent: dict[str, Any] | None = None) -> str:
         """Put a run on a queue for the workers (``purpose-agent worker``) and return its id
         at once; nothing of the flow runs here.
 
@@ -302,7 +303,8 @@ class Flow:
         option raises QueueError, a taken ``run_id`` RunStateError.
         """
         return queueing.enqueue(self, _store(checkpointer), data, run_id=run_id, queue=queue,
-                                priority=priority, delay=delay, dedup_key=dedup_key)
+                                priority=priority, delay=delay, dedup_key=dedup_key,
+                                parent=_parent)
 
     async def arun(self, data: dict[str, Any] | None = None, *,
                    checkpointer: BaseCheckpointer | None = None, run_id: str | None = None,

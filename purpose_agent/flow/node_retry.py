@@ -11,17 +11,34 @@ count and waits only for what is left of the journaled wait.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from purpose_agent.flow.parking import park
+from purpose_agent.flow.parking import Parker, park
 from purpose_agent.flow.plan import NodeSpec
 from purpose_agent.runtime.events import EventKind
-from purpose_agent.runtime.journal import StepRecord
+from purpose_agent.runtime.journal import Delta, StepRecord
 from purpose_agent.runtime.redact import summarize
 
-if TYPE_CHECKING:
-    from purpose_agent.flow.context import NodeContext
-    from purpose_agent.flow.engine import Runner
+
+class Runner(Parker, Protocol):
+    """What retrying a node needs of its driver (flow/engine.py's Runner)."""
+
+    inline_wait: float
+    reload_steps: bool
+
+    def clock(self) -> float: ...
+    def fail(self, node: str, attempt: int, exc: BaseException) -> None: ...
+    def commit(self, *, state: bool = True, delta: Delta | None = None,
+               steps: list[StepRecord] | None = None, release: bool = False,
+               snapshot: bool | None = None) -> None: ...
+
+
+class NodeContext(Protocol):
+    """What it needs of the node attempt (flow/context.py's NodeContext)."""
+
+    node: str
+    _execution: int
+    _backoff_until: dict[str, float]
 
 logger = logging.getLogger("purpose_agent")
 RETRY_INDEX = 1 << 30  # a node execution's retry record: never the place of one of its steps

@@ -22,6 +22,7 @@ from purpose_agent.errors import (
 )
 from purpose_agent.flow.engine import MIN_SNAPSHOT_BYTES, Runner
 from purpose_agent.flow.observe import notify
+from purpose_agent.flow.parking import wake_parent
 from purpose_agent.flow.plan import MISSING, Plan
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.checkpoint import BaseCheckpointer, validate_run_id
@@ -237,4 +238,5 @@ def _cancel_one(cp: BaseCheckpointer, run_id: str, lease_ttl: float) -> RunState
         event = PAEvent(run_id, EventKind.RUN_CANCELLED, seq=lease.next_seq,
                         node=state.current_node)
         cp.commit(run_id, Commit(events=[event], state=state, fence=lease.fence, release=True))
+    wake_parent(cp, state)  # a cancelled child run: its parent (on a queue) goes on
     return state

@@ -18,7 +18,7 @@ replays its journaled steps and finds its wait over.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from purpose_agent.errors import QueueUnsupported
 from purpose_agent.flow.signals import InDoubt, Pause
@@ -29,8 +29,16 @@ from purpose_agent.runtime.state import RunState, RunStatus
 
 ENDED = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 
-if TYPE_CHECKING:
-    from purpose_agent.flow.engine import Runner
+
+class Parker(Protocol):
+    """What parking needs of the driver of a run (flow/engine.py's Runner)."""
+
+    state: RunState
+    cp: BaseCheckpointer
+
+    def mark(self) -> tuple[int, int]: ...
+    def event(self, kind: EventKind, node: str | None = None, /, **payload: Any) -> None: ...
+    def settle(self, mark: tuple[int, int], node: str, **commit: Any) -> None: ...
 
 
 def queue_of(cp: BaseCheckpointer, run_id: str) -> QueueStore | None:
@@ -42,7 +50,7 @@ def queue_of(cp: BaseCheckpointer, run_id: str) -> QueueStore | None:
     return queues if run_id in queues.queue_rows([run_id]) else None
 
 
-def park(runner: Runner, pending: dict[str, Any], wake_at: float | None) -> None:
+def park(runner: Parker, pending: dict[str, Any], wake_at: float | None) -> None:
     """Commit the run as parked, waiting for ``pending``, and give its lease back."""
     state, mark = runner.state, runner.mark()
     run_id, node = state.run_id, pending["node"]
@@ -63,7 +71,7 @@ def park(runner: Runner, pending: dict[str, Any], wake_at: float | None) -> None
         queues.notify()
 
 
-def pause_for_person(runner: Runner, signal_: Pause | InDoubt) -> None:
+def pause_for_person(runner: Parker, signal_: Pause | InDoubt) -> None:
     """Commit the run PAUSED for a person: an interrupt's question, or an in-doubt step."""
     state, rec, mark = runner.state, signal_.record, runner.mark()
     state.status = RunStatus.PAUSED
@@ -127,5 +135,5 @@ def due(cp: BaseCheckpointer, state: RunState) -> bool:
     return end is not None and cp.clock() >= end
 
 
-__all__ = ["ENDED", "child_ended", "due", "message_waiting", "park", "pause_for_person",
+__all__ = ["ENDED", "Parker", "child_ended", "due", "message_waiting", "park", "pause_for_person",
            "queue_of", "wake_parent"]

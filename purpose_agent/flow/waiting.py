@@ -16,17 +16,18 @@ import math
 import time
 from contextvars import ContextVar
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from purpose_agent.errors import FlowDefinitionError, WaitTimeout
 from purpose_agent.flow.signals import Park
+from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.checkpoint._messages import check_topic
 from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.journal import StepRecord
 from purpose_agent.runtime.redact import summarize
+from purpose_agent.runtime.state import RunState
 
 if TYPE_CHECKING:
-    from purpose_agent.flow.context import _Driver
     from purpose_agent.flow.signals import InDoubt, Pause
 
 # The durable step running in this thread or task, as (its context, its key).
@@ -50,11 +51,23 @@ def _seconds(value: object, what: str) -> float:
     return float(value)
 
 
+class Driver(Protocol):
+    """What a node's waits need of the engine driving it (flow/engine.py's Runner)."""
+
+    state: RunState
+    cp: BaseCheckpointer
+    inline_wait: float  # waits up to this long happen in-process; longer ones park the run
+
+    def clock(self) -> float: ...
+    def event(self, kind: EventKind, node: str | None = None, /, **payload: Any) -> None: ...
+    def commit_steps(self, steps: list[StepRecord]) -> None: ...
+
+
 class DurableWaits:
     """The waits of :class:`~.context.NodeContext` (mixed into it)."""
 
     if TYPE_CHECKING:  # NodeContext's own
-        _runner: _Driver
+        _runner: Driver
         node: str
         run_id: str
         replayed: int
@@ -204,4 +217,4 @@ def _outcome(result: dict[str, Any]) -> Any:
     return result["payload"]
 
 
-__all__ = ["DurableWaits", "current_step"]
+__all__ = ["Driver", "DurableWaits", "current_step"]

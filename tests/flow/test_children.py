@@ -174,3 +174,12 @@ def test_a_gather_waits_for_every_child(cp) -> None:
     assert parent.resume("w", checkpointer=cp).data == {"ns": [1, 2]}
     finished = cp.list_events("w", kinds=EventKind.CHILD_FINISHED)
     assert [e.payload["child"] for e in finished] == ["w.c1-0", "w.c1-1"]  # each once
+
+
+def test_a_cancelled_child_fails_the_parents_wait_clearly(cp) -> None:
+    parent, child = make_flows([], ask=True)
+    parent.run({}, checkpointer=cp, run_id="p")
+    child.cancel("p.c1-0", checkpointer=cp)
+    state = parent.resume("p", checkpointer=cp)
+    assert state.status is RunStatus.FAILED
+    assert "child run 'p.c1-0' was cancelled" in state.error["message"]
