@@ -66,7 +66,7 @@ def test_a_short_sleep_is_waited_out_in_process(cp) -> None:
 
 def test_a_long_sleep_parks_the_run_until_resumed_after_its_time(cp) -> None:
     effects: list[str] = []
-    flow = sleepy_flow(0.0, 0.5, effects)
+    flow = sleepy_flow(0.0, 4.0, effects)  # long enough to resume before its time
     state = flow.run({}, checkpointer=cp, run_id="s")
     assert state.status is RunStatus.PAUSED
     wake_at = state.pending["wake_at"]

@@ -28,6 +28,7 @@ PRIMITIVES = {
     "_write", "_latest_snapshot", "_deltas", "_history", "_commits_at", "_event_batches",
     "_step_records", "_run_infos", "_renew_lease", "_request_cancel",
     "next_seq", "run_info", "delete_run",
+    "_send_message", "_receive_message", "_message_rows",  # the runs' mailboxes
 }
 
 
