@@ -44,11 +44,7 @@ from purpose_agent.runtime.checkpoint._integrity import (
     step_problem,
     version_gap,
 )
-from purpose_agent.runtime.checkpoint._messages import (
-    check_dedup_key,
-    check_topic,
-    to_message,
-)
+from purpose_agent.runtime.checkpoint._messages import Mailboxes
 from purpose_agent.runtime.checkpoint._prepare import (
     MAX_RUN_ID,
     PreparedCommit,
@@ -61,7 +57,6 @@ from purpose_agent.runtime.journal import (
     CommitResult,
     Delta,
     Lease,
-    Message,
     RunInfo,
     RunQuery,
     StepRecord,
@@ -77,7 +72,7 @@ def _event_problem(data: dict[str, Any]) -> str:
     return f"it belongs to run {data['run_id']!r}"
 
 
-class BaseCheckpointer(ABC):
+class BaseCheckpointer(Mailboxes, ABC):
     """A durable store of runs: their events, state history, step journal and lease.
 
     Guarantees shared by every store:
@@ -175,65 +170,10 @@ class BaseCheckpointer(ABC):
     def delete_run(self, run_id: str) -> bool:
         """Delete the run and everything journaled for it. True if it existed."""
 
-    # ── messages (flow.send / ctx.wait_for): see _messages.py ─────────────────────
-    @abstractmethod
-    def _send_message(self, run_id: str, topic: str, payload_json: str,
-                      dedup_key: str | None, now: float) -> int | None:
-        """Store a message for the run as its mailbox's next seq, durable on return; None
-        (nothing stored) if the run already has one with ``dedup_key``; RunNotFound
-        (:meth:`_not_found`) if there is no such run."""
-
-    @abstractmethod
-    def _receive_message(self, run_id: str, topic: str, key: str) -> tuple[int, str] | None:
-        """Atomically: the message already delivered to ``key``, else the oldest
-        undelivered message of ``topic``, now marked delivered to ``key``; as (seq,
-        payload JSON), or None (nothing written) if there is none."""
-
-    @abstractmethod
-    def _message_rows(self, run_id: str) -> list[tuple[Any, ...]]:
-        """The run's messages in seq order, as (seq, topic, payload JSON, sent_at,
-        dedup_key, delivered_to)."""
-
     def clock(self) -> float:
         """The store's clock in epoch seconds: wake-up times and deadlines are judged on
         it (a database server's clock, for a store shared between machines)."""
         return time.time()
-
-    def send_message(self, run_id: str, topic: str, payload: Any, *,
-                     dedup_key: str | None = None) -> Message | None:
-        """Put a message in the run's mailbox; durable when this returns. Returns it, or
-        None when the run already has a message with ``dedup_key`` (nothing stored).
-        ValueError for a bad topic or key, SerializationError for a payload that is not
-        strict JSON, RunNotFound if there is no such run — all before anything is
-        written."""
-        validate_run_id(run_id)
-        check_topic(topic)
-        check_dedup_key(dedup_key)
-        text = jsonutil.dumps(payload, f"$.message[{topic}]")
-        now = self.clock()
-        seq = self._send_message(run_id, topic, text, dedup_key, now)
-        if seq is None:
-            return None
-        return Message(run_id, seq, topic, jsonutil.loads(text), now, dedup_key)
-
-    def receive_message(self, run_id: str, topic: str, key: str) -> Message | None:
-        """The message delivered to ``key`` (a ``wait_for``'s step key): the one given to
-        it before, else the oldest undelivered message of ``topic``, which is delivered
-        to it now (atomically). None if there is none. Each message is delivered to one
-        key only, and the same key always gets the same message."""
-        found = self._receive_message(validate_run_id(run_id), check_topic(topic), key)
-        if found is None:
-            return None
-        seq, text = found
-        return to_message(run_id, (seq, topic, text, 0.0, None, key))
-
-    def list_messages(self, run_id: str, *, topic: str | None = None,
-                      undelivered: bool = False) -> list[Message]:
-        """The run's messages in the order they were sent (of ``topic`` when given; only
-        those nobody received yet with ``undelivered=True``)."""
-        rows = self._message_rows(validate_run_id(run_id))
-        return [to_message(run_id, row) for row in rows
-                if (topic is None or row[1] == topic) and not (undelivered and row[5])]
 
     def _where(self, run_id: str, what: str, key: Any) -> str:
         """Where run ``run_id``'s ``what`` number ``key`` is stored (``seq``, ``version``,

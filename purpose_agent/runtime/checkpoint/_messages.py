@@ -9,10 +9,12 @@ between taking a message and journaling it never loses or doubles it.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
-from purpose_agent.errors import StoreError
+from purpose_agent.errors import RunNotFound, StoreError
 from purpose_agent.runtime import jsonutil
+from purpose_agent.runtime.checkpoint._prepare import validate_run_id
 from purpose_agent.runtime.journal import Message
 
 MAX_TOPIC = 200
@@ -50,4 +52,72 @@ def to_message(run_id: str, row: tuple[Any, ...]) -> Message:
     return Message(run_id, int(seq), topic, value, float(sent_at), dedup_key, delivered_to)
 
 
-__all__ = ["MAX_TOPIC", "MessageRow", "check_dedup_key", "check_topic", "to_message"]
+class Mailboxes(ABC):
+    """The messages part of the store contract (mixed into BaseCheckpointer): three
+    storage primitives a store implements, and the checked calls built on them."""
+
+    @abstractmethod
+    def clock(self) -> float:
+        """The store's clock (BaseCheckpointer.clock)."""
+
+    @abstractmethod
+    def _not_found(self, run_id: str) -> RunNotFound:
+        """The error for a run the store does not have (BaseCheckpointer._not_found)."""
+
+    @abstractmethod
+    def _send_message(self, run_id: str, topic: str, payload_json: str,
+                      dedup_key: str | None, now: float) -> int | None:
+        """Store a message for the run as its mailbox's next seq, durable on return; None
+        (nothing stored) if the run already has one with ``dedup_key``; RunNotFound
+        (:meth:`_not_found`) if there is no such run."""
+
+    @abstractmethod
+    def _receive_message(self, run_id: str, topic: str, key: str) -> tuple[int, str] | None:
+        """Atomically: the message already delivered to ``key``, else the oldest
+        undelivered message of ``topic``, now marked delivered to ``key``; as (seq,
+        payload JSON), or None (nothing written) if there is none."""
+
+    @abstractmethod
+    def _message_rows(self, run_id: str) -> list[tuple[Any, ...]]:
+        """The run's messages in seq order, as (seq, topic, payload JSON, sent_at,
+        dedup_key, delivered_to)."""
+
+    def send_message(self, run_id: str, topic: str, payload: Any, *,
+                     dedup_key: str | None = None) -> Message | None:
+        """Put a message in the run's mailbox; durable when this returns. Returns it, or
+        None when the run already has a message with ``dedup_key`` (nothing stored).
+        ValueError for a bad topic or key, SerializationError for a payload that is not
+        strict JSON, RunNotFound if there is no such run — all before anything is
+        written."""
+        validate_run_id(run_id)
+        check_topic(topic)
+        check_dedup_key(dedup_key)
+        text = jsonutil.dumps(payload, f"$.message[{topic}]")
+        now = self.clock()
+        seq = self._send_message(run_id, topic, text, dedup_key, now)
+        if seq is None:
+            return None
+        return Message(run_id, seq, topic, jsonutil.loads(text), now, dedup_key)
+
+    def receive_message(self, run_id: str, topic: str, key: str) -> Message | None:
+        """The message delivered to ``key`` (a ``wait_for``'s step key): the one given to
+        it before, else the oldest undelivered message of ``topic``, which is delivered
+        to it now (atomically). None if there is none. Each message is delivered to one
+        key only, and the same key always gets the same message."""
+        found = self._receive_message(validate_run_id(run_id), check_topic(topic), key)
+        if found is None:
+            return None
+        seq, text = found
+        return to_message(run_id, (seq, topic, text, 0.0, None, key))
+
+    def list_messages(self, run_id: str, *, topic: str | None = None,
+                      undelivered: bool = False) -> list[Message]:
+        """The run's messages in the order they were sent (of ``topic`` when given; only
+        those nobody received yet with ``undelivered=True``)."""
+        rows = self._message_rows(validate_run_id(run_id))
+        return [to_message(run_id, row) for row in rows
+                if (topic is None or row[1] == topic) and not (undelivered and row[5])]
+
+
+__all__ = ["MAX_TOPIC", "Mailboxes", "MessageRow", "check_dedup_key", "check_topic",
+           "to_message"]
