@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import shlex
 import sys
@@ -20,8 +19,7 @@ from purpose_agent.flow.children import children_of
 from purpose_agent.flow.operations import cancel_run, fork_run
 from purpose_agent.flow.plan import MISSING
 from purpose_agent.runtime.checkpoint import FINISHED
-from purpose_agent.runtime.events import EventKind, PAEvent
-from purpose_agent.runtime.live import live_path, read_live
+from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.state import RunStatus
 from purpose_agent.runtime.transcript import render_transcript
 from purpose_agent.runtime.usage import usage_totals
@@ -33,7 +31,6 @@ from .common import (
     CliError,
     DbOption,
     JsonOption,
-    command_for,
     is_interactive,
     not_found,
     open_store,
@@ -46,9 +43,7 @@ from .common import (
     store_exists,
 )
 from .render import (
-    EventTail,
     cursor_text,
-    events_table,
     literal,
     parse_cursor,
     print_state,
@@ -206,93 +201,6 @@ def show(run_id: RunArg, as_json: JsonOption = False, db: DbOption = None) -> No
         stdout_json(state_json(state, info, usage, children))
     else:
         print_state(_console(), state, info, usage, children)
-
-
-def _known_kind(value: str) -> str | None:
-    """The kind ``value`` names (today's value, also for the agent.* / tool.* kinds of
-    earlier releases), or None if there is no such kind."""
-    try:
-        return str(EventKind(value))
-    except ValueError:
-        return None
-
-
-@app.command()
-def events(
-    run_id: RunArg,
-    since: Annotated[int, typer.Option("--since", metavar="SEQ", min=0,
-                                       help="Only events after this seq.")] = 0,
-    kind: Annotated[list[str] | None, typer.Option(
-        "--kind", "-k", metavar="KIND", help="Only events of this kind (repeatable): "
-        + ", ".join(EVENT_KINDS) + ".", show_default=False)] = None,
-    follow: Annotated[bool, typer.Option(
-        "--follow", "-f", help="Keep printing new events until the run is no longer "
-        "running (with --json: one JSON object per line), and a streaming model's answer "
-        "as it comes (on this host; not journaled).")] = False,
-    as_json: JsonOption = False,
-    db: DbOption = None,
-) -> None:
-    """Print a run's event log: a table (streamed with --follow), or with --json a JSON
-    array (with --follow: one JSON object per line)."""
-    unknown = sorted(k for k in kind or () if _known_kind(k) is None)
-    if unknown:
-        raise CliError(f"unknown event kind(s) {', '.join(unknown)}; the kinds are "
-                       + ", ".join(EVENT_KINDS), EXIT_USAGE)
-    url = resolve_url(db)
-    cp = require_run(url, run_id, read_only=True)
-    console = _console()
-    if not follow:
-        found = cp.list_events(run_id, since_seq=since, kinds=kind or None)
-        if as_json:
-            stdout_json([e.to_dict() for e in found])
-        else:
-            console.print(events_table(found, console.width))
-        return
-    wanted = {_known_kind(k) for k in kind or ()}
-    if not as_json:
-        console.print(events_table([], console.width))  # the header, then rows as they come
-
-    mid_line = False  # live text printed since the last row
-    live, offset = live_path(cp, run_id), 0
-
-    def emit(event: PAEvent) -> None:
-        nonlocal mid_line
-        if wanted and _known_kind(str(event.kind)) not in wanted:
-            return
-        if as_json:
-            print(event.to_json(), flush=True)
-        else:
-            if mid_line:
-                console.print()
-                mid_line = False
-            console.print(events_table([event], console.width, header=False))
-            sys.stdout.flush()
-
-    def show_live() -> None:
-        # A model's answer as it streams (never journaled): as it comes, on this host.
-        nonlocal mid_line, offset
-        items, offset = read_live(live, offset)
-        for item in items if not wanted else ():
-            if as_json:
-                print(json.dumps({**item, "live": True}, ensure_ascii=False), flush=True)
-            else:
-                console.print(literal(item.get("text", ""), style="cyan"), end="")
-                mid_line = True
-
-    tail = EventTail(cp, run_id, emit, since=since)
-    while True:
-        info = cp.run_info(run_id)  # read before draining: nothing committed before it is missed
-        show_live()
-        tail.drain()
-        if info is None or info.status is not RunStatus.RUNNING:
-            break
-        if stalled(info):
-            if not as_json:
-                console.print(literal("the process advancing this run is gone; continue it "
-                                      "with: " + command_for("resume", run_id, url=url),
-                                      style="yellow"))
-            break
-        time.sleep(0.2)
 
 
 @app.command()
@@ -524,4 +432,4 @@ def ui(
 
 
 # The queue commands register themselves on `app` (enqueue, worker, workers).
-from . import queue_cmds  # noqa: E402,F401
+from . import events_cmd, queue_cmds  # noqa: E402,F401
