@@ -20,13 +20,13 @@ from typing import Any
 from purpose_agent.errors import (
     LeaseError,
     MaxStepsExceeded,
-    StoreError,
 )
 from purpose_agent.flow import node_retry
 from purpose_agent.flow.completion import completion, encode_update
 from purpose_agent.flow.context import NodeContext, current_context
 from purpose_agent.flow.leases import Heartbeat, check_lease
 from purpose_agent.flow.observe import notify, observer_for
+from purpose_agent.flow.outcomes import STOP, Outcomes, _Outcome
 from purpose_agent.flow.parking import ENDED, park, pause_for_person, wake_parent
 from purpose_agent.flow.plan import NodeSpec, Plan
 from purpose_agent.flow.signals import Abandoned, InDoubt, LeaseLost, Park, Pause, find_signal
@@ -56,16 +56,6 @@ MIN_SNAPSHOT_BYTES = 4096
 SNAPSHOT_RATIO = 2
 
 
-class _Outcome(Enum):
-    """What the driver does after a node attempt (besides sleeping before a retry)."""
-
-    NEXT = "next"  # the node completed: on to the next one
-    STOP = "stop"  # the run paused or failed (committed)
-
-
-NEXT, STOP = _Outcome.NEXT, _Outcome.STOP
-
-
 class Ending(Enum):
     """How a run ends when it has no node to execute (see :meth:`Runner.next_node`)."""
 
@@ -75,7 +65,7 @@ class Ending(Enum):
     ENDED = "ended"  # its end is committed already: nothing to do
 
 
-class Runner:
+class Runner(Outcomes):
     """Advances one run whose lease this process holds."""
 
     def __init__(self, flow: Plan, cp: BaseCheckpointer, state: RunState, lease: Lease,
@@ -438,65 +428,6 @@ class Runner:
                 self.let_go(exc)
                 raise
         return self.state
-
-    def node_returned(self, spec: NodeSpec, ctx: NodeContext, attempt: int,
-                      update: Any) -> float | _Outcome:
-        """The node returned: commit its completion, unless it raised a pause that its
-        own code caught (then its return is discarded and the run pauses)."""
-        if ctx._pause is not None:
-            return self.paused(ctx, ctx._pause, "returned normally")
-        try:
-            self.complete(spec, ctx, update)
-        except BaseException as exc:  # refused update, routing error, store error
-            return self.node_raised(spec, ctx, attempt, exc)
-        return NEXT
-
-    async def anode_returned(self, spec: NodeSpec, ctx: NodeContext, attempt: int,
-                             update: Any) -> float | _Outcome:
-        """:meth:`node_returned` from the async driver."""
-        if ctx._pause is not None:
-            return self.paused(ctx, ctx._pause, "returned normally")
-        try:
-            await self.acomplete(spec, ctx, update)
-        except BaseException as exc:
-            return self.node_raised(spec, ctx, attempt, exc)
-        return NEXT
-
-    def node_raised(self, spec: NodeSpec, ctx: NodeContext, attempt: int,
-                    exc: BaseException) -> float | _Outcome:
-        """The node (or its completion) raised: pause, retry, fail, or stop the driver.
-
-        Returns the delay before a retry, NEXT or STOP; re-raises what stops the driver
-        (a lost lease, a store error, a BaseException that is not the engine's)."""
-        signal_ = ctx._pause or find_signal(exc, (Pause, InDoubt, Park))
-        if isinstance(signal_, (Pause, InDoubt, Park)):
-            # Also when the signal comes wrapped in an exception group (asyncio.TaskGroup)
-            # or the node turned it into another error after catching it.
-            carried = find_signal(exc, type(signal_)) is signal_
-            caught = ctx._pause_swallowed or not carried
-            outcome = self.paused(ctx, signal_, f"raised {type(exc).__name__}" if caught else None)
-            if not carried and not isinstance(exc, Exception):
-                raise exc  # paused; a KeyboardInterrupt or a cancelled task still goes on
-            return outcome
-        lost = find_signal(exc, LeaseLost)
-        if lost is not None:
-            raise lost
-        if isinstance(exc, StoreError) or not isinstance(exc, Exception):
-            raise exc  # drive() gives the lease back on its way out
-        return self.attempt_failed(ctx, spec, attempt, exc)
-
-    def paused(self, ctx: NodeContext, signal_: Pause | InDoubt | Park,
-               caught: str | None) -> _Outcome:
-        if caught is not None:
-            step_name = signal_.pending["kind"] if isinstance(signal_, Park) \
-                else signal_.record.name
-            kind = {Pause: "interrupt", InDoubt: "in_doubt", Park: "wait"}[type(signal_)]
-            self.event(EventKind.NODE_SIGNAL_CAUGHT, ctx.node, how=caught, step=step_name,
-                       signal=kind,
-                       message="the node's own code caught the signal; the run pauses "
-                               "anyway and what the node did after it is discarded")
-        self.pause(signal_)
-        return STOP
 
     def let_go(self, exc: BaseException) -> None:
         """The driver stops on an exception that is no decision of the run's (a store
