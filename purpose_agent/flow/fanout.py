@@ -18,31 +18,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from purpose_agent.flow.signals import Park
+from purpose_agent.flow.waiting import ContextParts
 from purpose_agent.runtime.checkpoint import validate_run_id
 from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.journal import StepRecord
 
 if TYPE_CHECKING:
     from purpose_agent.flow.children import ChildFlow
-    from purpose_agent.flow.signals import InDoubt, Pause
-    from purpose_agent.flow.waiting import Driver
 
 
-class FanOut:
+class FanOut(ContextParts):
     """:meth:`map` and :meth:`run_child` of :class:`~.context.NodeContext` (mixed in)."""
 
-    if TYPE_CHECKING:  # NodeContext's own
-        _runner: Driver
-        node: str
-        run_id: str
-        replayed: int
-        _execution: int
-        _by_index: dict[int, StepRecord]
-        _is_async: bool
-
-        def _raising(self, signal: Pause | InDoubt | Park) -> Pause | InDoubt | Park: ...
-        def _next_index(self, name: str, kind: str) -> int: ...
-        def _check_live(self) -> None: ...
+    if TYPE_CHECKING:  # NodeContext's own methods
         def call(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
                  kwargs: dict[str, Any], *, options: Any, index: int | None = None) -> Any: ...
         def _unwrapped(self, fn: Callable[..., Any]) -> tuple[Callable[..., Any], Any]: ...

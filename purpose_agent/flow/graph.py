@@ -315,12 +315,7 @@ class Flow:
         with driver() as owner:
             runner = await operations.astart(self._plan(), data, cp, run_id, session_id, owner)
             state = await _adrive(runner.adrive)
-        while due(cp, state):
-            try:
-                state = await self._aresume(cp, state.run_id)
-            except RunBusyError:
-                break
-        return state
+        return await self._ago_on(cp, state)
 
     def resume(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None,
                answer: Any = MISSING, update: dict[str, Any] | None = None,
@@ -384,6 +379,10 @@ class Flow:
         cp = _store(checkpointer)
         state = await self._aresume(cp, run_id, answer=answer, update=update,
                                     retry_in_doubt=retry_in_doubt)
+        return await self._ago_on(cp, state)
+
+    async def _ago_on(self, cp: BaseCheckpointer, state: RunState) -> RunState:
+        """:meth:`_go_on` for the async driver."""
         while due(cp, state):
             try:
                 state = await self._aresume(cp, state.run_id)

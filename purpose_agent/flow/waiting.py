@@ -63,8 +63,8 @@ class Driver(Protocol):
     def commit_steps(self, steps: list[StepRecord]) -> None: ...
 
 
-class DurableWaits:
-    """The waits of :class:`~.context.NodeContext` (mixed into it)."""
+class ContextParts:
+    """What the mixins of :class:`~.context.NodeContext` use of it (its own fields)."""
 
     if TYPE_CHECKING:  # NodeContext's own
         _runner: Driver
@@ -78,6 +78,10 @@ class DurableWaits:
         def _check_live(self) -> None: ...
         def _next_index(self, name: str, kind: str) -> int: ...
         def _raising(self, signal: Pause | InDoubt | Park) -> Pause | InDoubt | Park: ...
+
+
+class DurableWaits(ContextParts):
+    """The waits of :class:`~.context.NodeContext` (mixed into it)."""
 
     def sleep(self, seconds: float) -> Any:
         """Sleep durably for ``seconds``: the wake-up time (the store's clock + seconds)
