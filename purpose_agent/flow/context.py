@@ -254,7 +254,15 @@ class NodeContext(DurableWaits, FanOut):
              kwargs: dict[str, Any], *, options: StepOptions, index: int | None = None) -> Any:
         """:meth:`step` with its options given explicitly (for library code such as an
         Agent's model and tool calls); ``fn`` is called as it is, never unwrapped.
-        ``index``: the step's place, reserved already (:meth:`map`)."""
+        ``index``: the step's place, reserved already (:meth:`map`).
+
+        Called inside the function of a step of this node (a ``@step`` helper, a
+        ``ctx.step`` in a step), it is a plain call of ``fn``: the outer call is the step.
+        A step of its own there would take a place on the first run and none when the
+        outer step replays, shifting every place after it."""
+        inside = current_step.get()
+        if inside is not None and inside[0] is self:
+            return fn(*args, **kwargs)
         opts = options
         rec, cached = self._begin(name, args, kwargs, opts, index)
         if inspect.iscoroutinefunction(fn):

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from purpose_agent import END, Flow, SQLiteCheckpointer
+from purpose_agent import END, Flow, SQLiteCheckpointer, step
 from purpose_agent.agents import (
     Agent,
     Message,
@@ -160,3 +160,35 @@ def test_model_response_round_trips_through_json() -> None:
     response = model.complete([Message("user", "x")], [])
     assert ModelResponse.from_dict(response.to_dict()) == response
     assert response.message.tool_calls[0].arguments == '{"a": [1, "\\u00e9"]}'
+
+
+def test_a_step_inside_a_sequential_tool_call_keeps_the_agents_places(tmp_path: Path) -> None:
+    """The case found in review: a tool whose function calls a ``@step`` helper, the
+    Agent's calls one at a time; the node retried after the model's last turn fails.
+    The retry replays the model turns and the tool calls at the places they had."""
+    calls: list[str] = []
+
+    @step
+    def lookup(key: str) -> str:
+        calls.append(f"lookup {key}")
+        return f"value of {key}"
+
+    @tool
+    def find(key: str) -> str:
+        """Find a value."""
+        return lookup(key)
+
+    model = ScriptedModel([{"tool_calls": [tool_call("find", key="k")]},
+                           {"tool_calls": [tool_call("find", key="j")]},
+                           RuntimeError("model hiccup"), "done"])
+    flow = Flow("nested-tool")
+    flow.add(Agent("finder", model, "Find.", tools=[find], max_concurrent_tools=1),
+             retries=1, backoff=0.0)
+    flow.edge("finder", END)
+    cp = SQLiteCheckpointer(tmp_path / "runs.db")
+    state = flow.run({"input": "k and j?"}, checkpointer=cp, run_id="t1")
+    assert state.status == "completed", state.error
+    assert state.data["finder"] == "done"
+    assert calls == ["lookup k", "lookup j"]  # each tool call ran once
+    assert [r.name for r in cp.load_steps("t1", 1) if r.kind == "step"] == [
+        "model:finder", "tool:find", "model:finder", "tool:find", "model:finder"]

@@ -1,0 +1,86 @@
+"""A durable step called inside another step's function (a ``@step`` helper, an explicit
+``ctx.step``) is a plain call: the outer call is the step. Were the inner call a step of
+its own, it would take a place in the node execution on the first run and none on the
+replay (the outer step's recorded result is returned without calling its function), so
+every later place would shift: a re-executed node would find another step at its place
+(FlowChangedError) or be handed another step's result."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from purpose_agent import END, Flow, SQLiteCheckpointer, step
+
+calls: list[str] = []
+
+
+@step
+def lookup(key: str) -> str:
+    calls.append(f"lookup {key}")
+    return f"value of {key}"
+
+
+@step
+async def alookup(key: str) -> str:
+    calls.append(f"alookup {key}")
+    return f"value of {key}"
+
+
+def _places(cp: SQLiteCheckpointer, run_id: str) -> list[tuple[int, str, str]]:
+    return [(r.index, r.kind, r.name) for r in cp.load_steps(run_id, 1)]
+
+
+@pytest.mark.parametrize("inner", ["decorated", "explicit"])
+def test_a_step_inside_a_step_is_a_plain_call_and_replays_with_it(
+        tmp_path: Path, inner: str) -> None:
+    calls.clear()
+    flow = Flow("nested")
+
+    @flow.node
+    def work(ctx):
+        def outer() -> str:
+            got = lookup("a") if inner == "decorated" else ctx.step("lookup", lookup, "a")
+            return f"outer saw {got}"
+
+        first = ctx.step("outer", outer)
+        answer = ctx.interrupt({"first": first})
+        return {"first": first, "answer": answer, "after": ctx.step("after", str.upper, "x")}
+
+    flow.edge("work", END)
+    db = tmp_path / "runs.db"
+    assert flow.run({}, checkpointer=SQLiteCheckpointer(db), run_id="n1").status == "paused"
+    cp = SQLiteCheckpointer(db)
+    state = flow.resume("n1", checkpointer=cp, answer="yes")
+    assert state.status == "completed", state.error
+    assert state.data == {"first": "outer saw value of a", "answer": "yes", "after": "X"}
+    assert calls == ["lookup a"]  # the outer step replayed: nothing inside it ran again
+    assert _places(cp, "n1") == [(0, "step", "outer"), (1, "interrupt", "interrupt"),
+                                 (2, "step", "after")]
+
+
+def test_an_async_step_inside_an_async_step_is_a_plain_call(tmp_path: Path) -> None:
+    calls.clear()
+    flow = Flow("anested")
+
+    @flow.node
+    async def work(ctx):
+        async def outer() -> str:
+            return f"outer saw {await alookup('b')}"
+
+        first = await ctx.step("outer", outer)
+        answer = ctx.interrupt(first)
+        return {"first": first, "answer": answer}
+
+    flow.edge("work", END)
+    db = tmp_path / "runs.db"
+    paused = asyncio.run(flow.arun({}, checkpointer=SQLiteCheckpointer(db), run_id="a1"))
+    assert paused.status == "paused"
+    cp = SQLiteCheckpointer(db)
+    state = asyncio.run(flow.aresume("a1", checkpointer=cp, answer="ok"))
+    assert state.status == "completed", state.error
+    assert state.data == {"first": "outer saw value of b", "answer": "ok"}
+    assert calls == ["alookup b"]
+    assert _places(cp, "a1") == [(0, "step", "outer"), (1, "interrupt", "interrupt")]
