@@ -7,15 +7,11 @@ a tool call cannot swallow a pause, an in-doubt step or a cancellation.
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import hashlib
 import inspect
-import time
 import types
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol, TypeVar, cast, overload
 
@@ -24,12 +20,12 @@ from purpose_agent.flow.current import running
 from purpose_agent.flow.fanout import FanOut
 from purpose_agent.flow.plan import Plan, RetryPolicy
 from purpose_agent.flow.signals import Abandoned, InDoubt, Park, Pause
-from purpose_agent.flow.waiting import Driver, DurableWaits, current_step
+from purpose_agent.flow.steps import DurableSteps, StepOptions
+from purpose_agent.flow.waiting import Driver, DurableWaits
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import StepRecord
 from purpose_agent.runtime.live import live_path, write_live
-from purpose_agent.runtime.redact import redact, summarize
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,23 +37,6 @@ class _Driver(Driver, Protocol):
 
     def check_lease(self) -> None: ...
     def is_abandoned(self, ctx: NodeContext) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class StepOptions:
-    """How a durable step runs (see :func:`step`); given to :meth:`NodeContext.call`."""
-
-    retries: int = 0
-    at_most_once: bool = False
-    backoff: float = 0.1
-    events: bool = True  # False: the step records its own events (an Agent's model call)
-    # Extra fields of its step.started event (an Agent's tool call id, for telemetry).
-    labels: tuple[tuple[str, str], ...] = ()
-
-    retry: RetryPolicy | None = None  # when given, instead of retries / backoff
-
-    def policy(self) -> RetryPolicy:
-        return self.retry or RetryPolicy.of(self.retries, self.backoff)
 
 
 # A decorated step's original function and options, for ``ctx.step`` to unwrap it (one
@@ -144,37 +123,7 @@ def current_context() -> NodeContext | None:
     return cast("NodeContext | None", running.get())
 
 
-def call_text(args: tuple[Any, ...], kwargs: dict[str, Any], limit: int = 200) -> str:
-    """How a step call is shown in events: ``1, "x", key=[2]`` (redacted, shortened)."""
-    def short(value: Any) -> str:
-        text = jsonutil.canonical(value)
-        return text if len(text) <= limit else text[: limit - 1] + "…"
-
-    masked = redact({"args": list(args), "kwargs": kwargs})
-    parts = [short(a) for a in masked["args"]]
-    parts += [f"{k}={short(v)}" for k, v in masked["kwargs"].items()]
-    text = ", ".join(parts)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def args_digest(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    """A digest of a step call's arguments (the previous release keyed steps by it)."""
-    return hashlib.sha256(jsonutil.canonical([args, kwargs]).encode()).hexdigest()[:16]
-
-
-def recorded_digest(rec: StepRecord) -> str | None:
-    """The arguments' digest of a journaled step: recorded with it, or part of the key
-    the previous release gave it (``{exec}/{node}/{name}/{digest}/{occurrence}``)."""
-    if rec.args_digest is not None:
-        return rec.args_digest
-    parts = rec.key.rsplit("/", 2)
-    if (len(parts) == 3 and parts[2].isdigit() and len(parts[1]) == 16
-            and all(c in "0123456789abcdef" for c in parts[1])):
-        return parts[1]
-    return None
-
-
-class NodeContext(DurableWaits, FanOut):
+class NodeContext(FanOut, DurableSteps, DurableWaits):
     """The handle a node gets: run data, durable steps, interrupts, progress events.
 
     Attributes (read them, do not assign them):
@@ -199,7 +148,9 @@ class NodeContext(DurableWaits, FanOut):
     Methods: :meth:`step` (a durable step), :meth:`interrupt` (ask a person, pausing the
     run), :meth:`emit` (a progress event), :meth:`sleep` / :meth:`sleep_until` (durable
     timers), :meth:`wait_for` (a message from outside), :meth:`idempotency_key` (inside
-    a step), :meth:`map` (durable steps in parallel).
+    a step), :meth:`map` (durable steps in parallel). For library code (an Agent):
+    :meth:`call` (a step with explicit options) and :meth:`begin_step` (a step's parts,
+    see :mod:`purpose_agent.flow.steps`).
     """
 
     _runner: _Driver
@@ -249,161 +200,6 @@ class NodeContext(DurableWaits, FanOut):
         """
         func, opts = _unwrap(fn)
         return self.call(name, func, args, kwargs, options=opts)
-
-    def call(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
-             kwargs: dict[str, Any], *, options: StepOptions, index: int | None = None) -> Any:
-        """:meth:`step` with its options given explicitly (for library code such as an
-        Agent's model and tool calls); ``fn`` is called as it is, never unwrapped.
-        ``index``: the step's place, reserved already (:meth:`map`).
-
-        Called inside the function of a step of this node (a ``@step`` helper, a
-        ``ctx.step`` in a step), it is a plain call of ``fn``: the outer call is the step.
-        A step of its own there would take a place on the first run and none when the
-        outer step replays, shifting every place after it."""
-        inside = current_step.get()
-        if inside is not None and inside[0] is self:
-            return fn(*args, **kwargs)
-        opts = options
-        rec, cached = self._begin(name, args, kwargs, opts, index)
-        if inspect.iscoroutinefunction(fn):
-            return self._astep(rec, cached, opts, fn, args, kwargs)
-        if rec is None:
-            return cached
-        policy = opts.policy()
-        while True:
-            left = self._backoff_left(rec, opts)
-            if left:
-                time.sleep(left)
-            self._check_live()
-            token = current_step.set((self, rec.key))
-            try:
-                result = fn(*args, **kwargs)
-                break
-            except Exception as exc:
-                if not self._retrying(rec, exc, opts, policy):
-                    raise
-            finally:
-                current_step.reset(token)
-        return self._finish(rec, result, opts)
-
-    async def _astep(self, rec: StepRecord | None, cached: Any, opts: StepOptions,
-                     fn: Callable[..., Any], args: tuple[Any, ...],
-                     kwargs: dict[str, Any]) -> Any:
-        if rec is None:
-            return cached
-        policy = opts.policy()
-        while True:
-            left = self._backoff_left(rec, opts)
-            if left:
-                await asyncio.sleep(left)
-            self._check_live()
-            token = current_step.set((self, rec.key))
-            try:
-                result = await fn(*args, **kwargs)
-                break
-            except Exception as exc:
-                if not self._retrying(rec, exc, opts, policy):
-                    raise
-            finally:
-                current_step.reset(token)
-        return self._finish(rec, result, opts)
-
-    def _backoff_left(self, rec: StepRecord, opts: StepOptions) -> float:
-        """Before an attempt: the seconds left of the journaled wait before it (raising
-        Park when the run should wait without a process); an at-most-once step's retry
-        is journaled as started first."""
-        wake_at = self._backoff_until.pop(rec.key, None)
-        if wake_at is None:
-            return 0.0
-        left = self._left(wake_at, {"kind": "sleep", "wake_at": wake_at, "reason": "retry",
-                                    "step": rec.name})
-        if opts.at_most_once:
-            self._runner.commit_steps([rec])
-        return left
-
-    def _retrying(self, rec: StepRecord, exc: Exception, opts: StepOptions,
-                  policy: RetryPolicy) -> bool:
-        """After a failed attempt: journal the wait before the next one (True), or the
-        step's failure (False: the exception goes on)."""
-        delay = policy.delay(rec.attempt, exc)
-        if delay is None:
-            self._failed(rec, exc, opts)
-            return False
-        wake_at = self._runner.clock() + delay
-        if opts.events:
-            self._runner.event(EventKind.STEP_FAILED, self.node, step=rec.name,
-                               attempt=rec.attempt, error=type(exc).__name__,
-                               message=summarize(str(exc), 500), retry_in=delay)
-        waiting = StepRecord(key=rec.key, step=rec.step, node=rec.node, index=rec.index,
-                             name=rec.name, status="backoff", at_most_once=rec.at_most_once,
-                             attempt=rec.attempt, args_digest=rec.args_digest,
-                             result={"wake_at": wake_at, "error": type(exc).__name__})
-        self._runner.commit_steps([waiting])
-        rec.attempt += 1
-        self._backoff_until[rec.key] = wake_at
-        return True
-
-    def _begin(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-               opts: StepOptions, index: int | None = None) -> tuple[StepRecord | None, Any]:
-        """Replay the step from the journal, or journal its start. (record, cached)."""
-        self._check_live()
-        if index is None:
-            index = self._next_index(name, "step")  # the name at this place was checked
-        digest = args_digest(args, kwargs)
-        recorded = self._by_index.get(index)
-        key = f"{self._execution}/{self.node}/{name}/#{index}"
-        attempt = 1
-        if recorded is not None:
-            key = recorded.key  # records of the previous release have keys of their own
-            if recorded.status == "done":
-                self._report_args(recorded, digest, "replayed", args, kwargs)
-                self.replayed += 1
-                return None, recorded.result
-            if recorded.status == "started" and recorded.at_most_once:
-                self._report_args(recorded, digest, "in_doubt", args, kwargs)
-                raise self._raising(InDoubt(recorded))
-            self._report_args(recorded, digest, "retried", args, kwargs)
-            attempt = recorded.attempt + 1
-            if recorded.status == "backoff":  # a crash or a park came during the wait
-                self._backoff_until[key] = float(recorded.result["wake_at"])
-        rec = StepRecord(key=key, step=self._execution, node=self.node, index=index,
-                         name=name, status="started", at_most_once=opts.at_most_once,
-                         attempt=attempt, args_digest=digest)
-        if opts.events:
-            self._runner.event(EventKind.STEP_STARTED, self.node, **dict(opts.labels), step=name,
-                               attempt=attempt, args=call_text(args, kwargs))
-        if opts.at_most_once and key not in self._backoff_until:
-            # Journal the start durably before the side effect: if we die inside the
-            # call, resume knows it may have happened and asks a person. (After a
-            # journaled backoff, the start is journaled once the wait is over.)
-            self._runner.commit_steps([rec])
-        return rec, None
-
-    def _finish(self, rec: StepRecord, result: Any, opts: StepOptions) -> Any:
-        text = jsonutil.dumps(result, f"$.steps.{rec.name}")
-        rec.status, rec.result, rec.ts = "done", jsonutil.loads(text), time.time()
-        rec.result_json = text
-        if opts.events:
-            self._runner.event(EventKind.STEP_COMPLETED, self.node, step=rec.name,
-                               result=summarize(rec.result))
-        self._runner.commit_steps([rec])
-        return rec.result
-
-    def _report_args(self, recorded: StepRecord, digest: str, status: str,
-                     args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Report a recorded step now called with other arguments. It is still the same
-        step (its place decides): whether the change matters is for a person to judge."""
-        before = recorded_digest(recorded)
-        if before is None or before == digest:
-            return
-        self._runner.event(EventKind.STEP_ARGS_CHANGED, self.node, step=recorded.name,
-                           index=recorded.index, status=status, recorded=before, now=digest,
-                           args=call_text(args, kwargs))
-
-    def _failed(self, rec: StepRecord, exc: Exception, opts: StepOptions) -> None:
-        if opts.events:
-            self._runner.event(EventKind.STEP_FAILED, self.node, step=rec.name,
-                               error=type(exc).__name__, message=summarize(str(exc), 500))
 
     def _next_index(self, name: str, kind: str) -> int:
         index = self._index
@@ -502,3 +298,6 @@ class NodeContext(DurableWaits, FanOut):
     def __repr__(self) -> str:
         return (f"NodeContext(run_id={self.run_id!r}, node={self.node!r}, "
                 f"attempt={self.attempt})")
+
+
+__all__ = ["NodeContext", "StepOptions", "current_context", "step"]

@@ -7,7 +7,8 @@ node finds each recorded result at the same place however the calls interleaved.
 result is committed as soon as its call returns (by the driving thread or task, never
 from a worker thread), so a crash between the calls loses only the ones still running:
 a resumed node replays the committed ones and runs the others again (at-most-once ones
-pause the run *in doubt*, as :meth:`NodeContext.step` says).
+that had started pause the run *in doubt*, as :meth:`NodeContext.step` says). Each call
+is a :class:`~.steps.StepSlot`: these functions only decide where and when it runs.
 """
 
 from __future__ import annotations
@@ -15,15 +16,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import inspect
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from purpose_agent.flow.context import NodeContext, StepOptions
-from purpose_agent.flow.current import running
-from purpose_agent.runtime.journal import StepRecord
+from purpose_agent.flow.steps import DurableSteps, StepOptions, StepSlot
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +34,7 @@ class StepCall:
     options: StepOptions = field(default_factory=StepOptions)
 
 
-def call_steps(ctx: NodeContext, calls: Sequence[StepCall], *,
+def call_steps(ctx: DurableSteps, calls: Sequence[StepCall], *,
                max_concurrency: int) -> list[Any]:
     """Run ``calls`` as durable steps, at most ``max_concurrency`` at a time in threads;
     returns their results in the order of ``calls``.
@@ -47,25 +44,27 @@ def call_steps(ctx: NodeContext, calls: Sequence[StepCall], *,
     functions are plain calls: each call is the step. A control signal (pause, lost
     lease, a node's timeout) stops the waiting at once; calls still running are left to
     finish in their threads, and nothing of theirs is committed."""
-    results, todo = _begin_all(ctx, calls)
+    slots = _begin_all(ctx, calls)
+    results = [slot.result for slot in slots]
+    todo = [i for i, slot in enumerate(slots) if not slot.replayed]
     if not todo:
         return results
     workers = max(1, min(max_concurrency, len(todo)))
     pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="purpose-step")
     failures: dict[int, Exception] = {}
     try:
-        futures = {pool.submit(contextvars.copy_context().run, _attempts, ctx, calls[i]): i
-                   for i, _rec in todo}
-        records = dict(todo)
+        # Each call in a copy of this context: the running node is known in its thread.
+        futures = {pool.submit(contextvars.copy_context().run, slots[i].attempts,
+                               calls[i].fn): i for i in todo}
         for future in concurrent.futures.as_completed(futures):
             i = futures[future]
             try:
                 value = future.result()
             except Exception as exc:
-                ctx._failed(records[i], exc, calls[i].options)
+                slots[i].fail(exc)
                 failures[i] = exc
                 continue
-            results[i] = ctx._finish(records[i], value, calls[i].options)
+            results[i] = slots[i].finish(value)
     finally:
         # Never wait here for calls still running: after a signal they are abandoned.
         pool.shutdown(wait=False, cancel_futures=True)
@@ -74,92 +73,46 @@ def call_steps(ctx: NodeContext, calls: Sequence[StepCall], *,
     return results
 
 
-async def acall_steps(ctx: NodeContext, calls: Sequence[StepCall], *,
+async def acall_steps(ctx: DurableSteps, calls: Sequence[StepCall], *,
                       max_concurrency: int) -> list[Any]:
     """:func:`call_steps` on the running event loop: async functions are awaited as
     tasks, sync ones run in threads (``asyncio.to_thread``), at most
     ``max_concurrency`` at a time. Cancelling the awaiting task cancels the calls."""
-    results, todo = _begin_all(ctx, calls)
+    slots = _begin_all(ctx, calls)
+    results = [slot.result for slot in slots]
+    todo = [i for i, slot in enumerate(slots) if not slot.replayed]
     if not todo:
         return results
     limit = asyncio.Semaphore(max(1, max_concurrency))
     failures: dict[int, Exception] = {}
 
-    async def one(i: int, rec: StepRecord) -> None:
-        call = calls[i]
+    async def one(i: int) -> None:
+        slot = slots[i]
         async with limit:
             try:
-                value = await _aattempts(ctx, call)
+                value = await slot.aattempts(calls[i].fn)
             except Exception as exc:
-                ctx._failed(rec, exc, call.options)
+                slot.fail(exc)
                 failures[i] = exc
                 return
-        results[i] = ctx._finish(rec, value, call.options)
+        results[i] = slot.finish(value)
 
     # A control signal in one call (a lost lease) cancels the others; the engine finds
     # it inside the exception group.
     async with asyncio.TaskGroup() as group:
-        for i, rec in todo:
-            group.create_task(one(i, rec))
+        for i in todo:
+            group.create_task(one(i))
     if failures:
         raise failures[min(failures)]
     return results
 
 
-def _begin_all(ctx: NodeContext, calls: Sequence[StepCall]
-               ) -> tuple[list[Any], list[tuple[int, StepRecord]]]:
-    """(results so far, [(position, record) of the calls to run]): places are taken in
-    order, recorded results replayed. The starts of at-most-once calls are committed
-    together, only once every place was checked: a call found in doubt stops the node
-    before any other at-most-once call is marked started (it would be in doubt too)."""
-    results: list[Any] = [None] * len(calls)
-    todo: list[tuple[int, StepRecord]] = []
-    for i, call in enumerate(calls):
-        rec, cached = ctx._begin(call.name, call.args, call.kwargs,
-                                 replace(call.options, at_most_once=False))
-        if rec is None:
-            results[i] = cached
-        else:
-            rec.at_most_once = call.options.at_most_once
-            todo.append((i, rec))
-    starts = [rec for _i, rec in todo if rec.at_most_once]
-    if starts:
-        ctx._runner.commit_steps(starts)
-    return results, todo
-
-
-def _attempts(ctx: NodeContext, call: StepCall) -> Any:
-    """A call with its retries, in a worker thread, outside the node's step numbering."""
-    running.set(None)  # this thread's own copy of the context: a @step inside is plain
-    opts = call.options
-    for attempt in range(opts.retries + 1):
-        ctx._check_live()
-        try:
-            return call.fn(*call.args, **call.kwargs)
-        except Exception:
-            if attempt >= opts.retries:
-                raise
-            time.sleep(opts.backoff * 2**attempt)
-    raise AssertionError("unreachable")
-
-
-async def _aattempts(ctx: NodeContext, call: StepCall) -> Any:
-    token = running.set(None)  # the task's own context: a @step inside is plain
-    try:
-        opts = call.options
-        for attempt in range(opts.retries + 1):
-            ctx._check_live()
-            try:
-                if inspect.iscoroutinefunction(call.fn):
-                    return await call.fn(*call.args, **call.kwargs)
-                return await asyncio.to_thread(call.fn, *call.args, **call.kwargs)
-            except Exception:
-                if attempt >= opts.retries:
-                    raise
-                await asyncio.sleep(opts.backoff * 2**attempt)
-        raise AssertionError("unreachable")
-    finally:
-        running.reset(token)
+def _begin_all(ctx: DurableSteps, calls: Sequence[StepCall]) -> list[StepSlot]:
+    """Every call begun, its place taken in the order given, before any runs: a call
+    found in doubt stops the node before any other runs. (An at-most-once call's start
+    is journaled when it runs, so one still queued is never left in doubt.)"""
+    return [ctx.begin_step(call.name, call.args, call.kwargs, options=call.options)
+            for call in calls]
 
 
 __all__ = ["StepCall", "acall_steps", "call_steps"]
