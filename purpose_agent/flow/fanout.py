@@ -1,6 +1,7 @@
 """Fan-out inside a node: ``ctx.map(fn, items, max_concurrency=N)`` runs ``fn(item)`` as
-one durable step per item, several at a time, results in input order; and
-``ctx.run_child(flow, data)`` runs a child run (see flow/children.py).
+one durable step per item, several at a time, results in input order (the steps run by
+flow/parallel.py, as an Agent's parallel tool calls are); and ``ctx.run_child(flow,
+data)`` runs a child run (see flow/children.py).
 
 Each item's step has its own place in the node execution, reserved in input order before
 any of them starts, so the journal identifies every item the same way whatever order
@@ -17,8 +18,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from purpose_agent.flow.parallel import StepCall, acall_steps, call_steps
 from purpose_agent.flow.signals import Park
-from purpose_agent.flow.waiting import ContextParts
+from purpose_agent.flow.steps import DurableSteps
 from purpose_agent.runtime.checkpoint import validate_run_id
 from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.journal import StepRecord
@@ -27,12 +29,10 @@ if TYPE_CHECKING:
     from purpose_agent.flow.children import ChildFlow
 
 
-class FanOut(ContextParts):
+class FanOut(DurableSteps):
     """:meth:`map` and :meth:`run_child` of :class:`~.context.NodeContext` (mixed in)."""
 
-    if TYPE_CHECKING:  # NodeContext's own methods
-        def call(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
-                 kwargs: dict[str, Any], *, options: Any, index: int | None = None) -> Any: ...
+    if TYPE_CHECKING:  # NodeContext's own method
         def _unwrapped(self, fn: Callable[..., Any]) -> tuple[Callable[..., Any], Any]: ...
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any], *,
@@ -43,8 +43,10 @@ class FanOut(ContextParts):
 
         Each result is committed as soon as its call returns: a crash part way through
         re-runs only the items whose result was not committed. The first exception (in
-        input order) is raised once every item started has finished. A sync ``fn`` runs
-        in worker threads; an ``async`` one is awaited (``await ctx.map(...)``).
+        input order) is raised once every item started has finished; a control signal
+        (a pause, a lost lease, the node's timeout) at once. A sync ``fn`` runs in worker
+        threads; an ``async`` one is awaited (``await ctx.map(...)``). The steps run as
+        :func:`~.parallel.call_steps` runs them.
         """
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) \
                 or max_concurrency < 1:
@@ -53,25 +55,10 @@ class FanOut(ContextParts):
         self._check_live()
         func, opts = self._unwrapped(fn)
         step_name = name or getattr(fn, "__qualname__", None) or "map"
-        batch = list(items)
-        places = [self._next_index(step_name, "step") for _ in batch]
-
-        def one(i: int) -> Any:
-            return self.call(step_name, func, (batch[i],), {}, options=opts, index=places[i])
-
+        calls = [StepCall(step_name, func, (item,), {}, opts) for item in items]
         if inspect.iscoroutinefunction(func):
-            return _gather(one, len(batch), max_concurrency)
-        if not batch:
-            return []
-        with ThreadPoolExecutor(max_workers=min(max_concurrency, len(batch)),
-                                thread_name_prefix="purpose-agent-map") as pool:
-            # Each call in a copy of this context: the running node and step are known
-            # in the worker thread too.
-            futures = [pool.submit(contextvars.copy_context().run, one, i)
-                       for i in range(len(batch))]
-            outcomes = [_outcome(f) for f in futures]
-        return _results(outcomes)
-
+            return acall_steps(self, calls, max_concurrency=max_concurrency)
+        return call_steps(self, calls, max_concurrency=max_concurrency)
 
     def run_child(self, flow: ChildFlow, data: dict[str, Any] | None = None, *,
                   run_id: str | None = None) -> Any:
@@ -184,19 +171,6 @@ async def _achildren(finish: Callable[[list[Any]], list[Any]], advance: Callable
 
 async def _first(results: Any) -> Any:
     return (await results)[0]
-
-
-async def _gather(one: Callable[[int], Any], count: int, limit: int) -> list[Any]:
-    gate = asyncio.Semaphore(limit)
-
-    async def guarded(i: int) -> Any:
-        async with gate:
-            return await one(i)
-
-    outcomes = await asyncio.gather(*(guarded(i) for i in range(count)),
-                                    return_exceptions=True)
-    return _results([(False, o) if isinstance(o, BaseException) else (True, o)
-                     for o in outcomes])
 
 
 def _outcome(future: Any) -> tuple[bool, Any]:

@@ -206,11 +206,10 @@ class DurableSteps(ContextParts):
         def _left(self, wake_at: float, pending: dict[str, Any]) -> float: ...
 
     def call(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
-             kwargs: dict[str, Any], *, options: StepOptions, index: int | None = None) -> Any:
+             kwargs: dict[str, Any], *, options: StepOptions) -> Any:
         """:meth:`~.context.NodeContext.step` with its options given explicitly (for
         library code such as an Agent's model and tool calls); ``fn`` is called as it is,
-        never unwrapped. If ``fn`` is async, this returns an awaitable. ``index``: the
-        step's place, reserved already (:meth:`map`).
+        never unwrapped. If ``fn`` is async, this returns an awaitable.
 
         Called inside the function of a step of this node (a ``@step`` helper, a
         ``ctx.step`` in a step), it is a plain call of ``fn``: the outer call is the step.
@@ -219,7 +218,7 @@ class DurableSteps(ContextParts):
         inside = current_step.get()
         if inside is not None and inside[0] is self:
             return fn(*args, **kwargs)
-        slot = self.begin_step(name, args, kwargs, options=options, index=index)
+        slot = self.begin_step(name, args, kwargs, options=options)
         if inspect.iscoroutinefunction(fn):
             return _arun(slot, fn)
         if slot.replayed:
@@ -232,7 +231,7 @@ class DurableSteps(ContextParts):
         return slot.finish(value)
 
     def begin_step(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
-                   options: StepOptions, index: int | None = None) -> StepSlot:
+                   options: StepOptions) -> StepSlot:
         """Take the next place of this node execution for the step ``name`` called with
         ``args`` / ``kwargs``, and check it against the journal: a recorded result is
         replayed (``slot.replayed``); an at-most-once call started and not finished
@@ -240,8 +239,7 @@ class DurableSteps(ContextParts):
         place raises :class:`~purpose_agent.errors.FlowChangedError`. Emits the
         ``step.started`` event of a step to run; commits nothing and runs nothing."""
         self._check_live()
-        if index is None:
-            index = self._next_index(name, "step")  # the name at this place was checked
+        index = self._next_index(name, "step")  # the name at this place was checked
         digest = args_digest(args, kwargs)
         recorded = self._by_index.get(index)
         key = f"{self._execution}/{self.node}/{name}/#{index}"

@@ -9,7 +9,14 @@ import threading
 
 import pytest
 
-from purpose_agent import END, Flow, InMemoryCheckpointer, JSONLCheckpointer, SQLiteCheckpointer
+from purpose_agent import (
+    END,
+    Flow,
+    InMemoryCheckpointer,
+    JSONLCheckpointer,
+    SQLiteCheckpointer,
+    step,
+)
 from purpose_agent.runtime.events import EventKind
 from purpose_agent.runtime.state import RunStatus
 
@@ -116,3 +123,53 @@ def test_a_bad_max_concurrency_fails_the_node_with_a_clear_error(cp) -> None:
     state = flow.run({}, checkpointer=cp, run_id="b")
     assert state.status is RunStatus.FAILED
     assert "max_concurrency must be a whole number >= 1" in state.error["message"]
+
+
+def test_an_at_most_once_item_is_journaled_as_started_only_when_it_runs(cp) -> None:
+    """Items queued behind ``max_concurrency`` have not started: a crash while the first
+    runs must leave only the first in doubt, so the second's start is not journaled yet."""
+    seen: dict[int, list[tuple[int, str]]] = {}
+    flow = Flow("fan-once")
+
+    @step(at_most_once=True)
+    def send(n: int) -> str:
+        seen[n] = [(r.index, r.status) for r in cp.load_steps("o", 1)]
+        return f"sent {n}"
+
+    @flow.node
+    def spread(ctx):
+        return {"sent": ctx.map(send, [0, 1, 2], max_concurrency=1)}
+
+    flow.edge("spread", END)
+    state = flow.run({}, checkpointer=cp, run_id="o")
+    assert state.data["sent"] == ["sent 0", "sent 1", "sent 2"]
+    for n in range(3):  # the items before it may not be committed yet: they ran
+        assert [index for index, _status in seen[n]] == list(range(n + 1)), seen
+        assert seen[n][-1] == (n, "started")
+
+
+def test_each_item_has_its_own_idempotency_key_and_a_step_inside_is_a_plain_call(cp) -> None:
+    keys: list[str] = []
+    flow = Flow("fan-keys")
+
+    @step
+    def helper(n: int) -> int:
+        return n + 1
+
+    @flow.node(retries=1, backoff=0.0)
+    def spread(ctx):
+        def charge(n: int) -> str:
+            keys.append(ctx.idempotency_key())
+            if n == 1 and len(keys) <= 2:
+                raise ConnectionError("flaky")
+            return f"{n}->{helper(n)}"
+
+        return {"got": ctx.map(charge, [0, 1], max_concurrency=2, name="charge")}
+
+    flow.edge("spread", END)
+    state = flow.run({}, checkpointer=cp, run_id="k")
+    assert state.data["got"] == ["0->1", "1->2"]
+    assert sorted(keys) == sorted(["k:1/spread/charge/#0", "k:1/spread/charge/#1",
+                                   "k:1/spread/charge/#1"])
+    # helper ran inside each item: no step of its own, in any attempt.
+    assert [r.name for r in cp.load_steps("k", 1) if r.kind == "step"] == ["charge"] * 2
