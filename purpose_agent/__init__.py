@@ -3,6 +3,7 @@
 The public surface. Everything not listed in ``__all__`` is private to its package.
 """
 
+from purpose_agent import _opt_in
 from purpose_agent.errors import (
     FlowChangedError,
     FlowDefinitionError,
@@ -26,6 +27,7 @@ from purpose_agent.errors import (
     WaitTimeout,
 )
 from purpose_agent.flow import END, Flow, NodeContext, step
+from purpose_agent.flow.observe import provide_telemetry
 from purpose_agent.flow.plan import RetryPolicy
 from purpose_agent.flow.streaming import LiveItem
 from purpose_agent.runtime.checkpoint import (
@@ -36,6 +38,10 @@ from purpose_agent.runtime.checkpoint import (
 )
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.state import RunState, RunStatus
+
+# Flow(telemetry=True) / PURPOSE_AGENT_OTEL=1 turn on the OpenTelemetry export: the core
+# knows only the hook, the package says what answers it.
+provide_telemetry(_opt_in.telemetry)
 
 __version__ = "0.1.0"
 

@@ -25,7 +25,7 @@ from purpose_agent.flow import node_retry
 from purpose_agent.flow.completion import completion, encode_update
 from purpose_agent.flow.context import NodeContext, current_context
 from purpose_agent.flow.leases import Heartbeat, check_lease
-from purpose_agent.flow.observe import notify, observer_for
+from purpose_agent.flow.observe import Observer, notify
 from purpose_agent.flow.outcomes import STOP, Outcomes, _Outcome
 from purpose_agent.flow.parking import ENDED, park, pause_for_person, wake_parent
 from purpose_agent.flow.plan import NodeSpec, Plan
@@ -98,7 +98,8 @@ class Runner(Outcomes):
         # Node attempts given up by their timeout (still running in a worker thread):
         # anything they try to journal from then on is refused.
         self._abandoned: weakref.WeakSet[NodeContext] = weakref.WeakSet()
-        self.observer = observer_for(cp, lease.owner) if flow.telemetry else None
+        self.observer: Observer | None = (flow.observer(cp, lease.owner) if flow.observer
+                                          else None)
 
     # ── events and commits ───────────────────────────────────────────────────────
     def event(self, kind: EventKind, node: str | None = None, /, **payload: Any) -> None:

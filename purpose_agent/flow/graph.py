@@ -16,7 +16,7 @@ from typing import Any, overload
 
 from purpose_agent.errors import FlowDefinitionError, LeaseError, RunBusyError
 from purpose_agent.flow import messaging, operations, queueing
-from purpose_agent.flow.observe import telemetry_wanted
+from purpose_agent.flow.observe import telemetry_observer
 from purpose_agent.flow.operations import cancel_run, fork_run, load_state
 from purpose_agent.flow.parking import due
 from purpose_agent.flow.plan import (
@@ -217,7 +217,7 @@ class Flow:
                     inline_wait=self.inline_wait,
                     reducers=self.reducers, nodes=dict(self._nodes), edges=dict(self._edges),
                     routes=dict(self._routes), ref=self.ref, ref_file=self.ref_file,
-                    telemetry=telemetry_wanted(self.telemetry), budget=self.budget)
+                    observer=telemetry_observer(self.telemetry), budget=self.budget)
 
     # ── what a reader asks ───────────────────────────────────────────────────────
     @property

@@ -148,7 +148,9 @@ class Plan:
     routes: Mapping[str, tuple[Router, tuple[str, ...] | None]]
     ref: str | None = None
     ref_file: str | None = None
-    telemetry: bool = False  # spans of each run (purpose_agent.telemetry)
+    # Each driver's observer of the run (Flow(telemetry=...)): flow/observe.py's
+    # ObserverFactory, (store, lease owner) -> observer.
+    observer: Callable[[Any, str], Any] | None = None
     budget: Any = None  # the flow's spending limit, for the agents in it (Flow(budget=...))
 
     @property

@@ -4,8 +4,9 @@ Turn it on with ``Flow(..., telemetry=True)`` or ``PURPOSE_AGENT_OTEL=1``; the s
 ``OTEL_*`` variables configure the exporter (OTLP over HTTP/protobuf:
 ``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_SERVICE_NAME``…).
 :func:`configure` sends the spans elsewhere (an in-memory exporter in tests). What the
-spans are: :mod:`purpose_agent.telemetry._spans`. Nothing here is imported by the core
-unless a flow asks for telemetry.
+spans are: :mod:`purpose_agent.telemetry._spans`. The core never imports this package:
+it calls the hook of :mod:`purpose_agent.flow.observe`, which the package answers with
+:mod:`purpose_agent._opt_in`, importing this only when a flow asks for telemetry.
 """
 
 from __future__ import annotations

@@ -3,9 +3,13 @@ asking for telemetry without the extra installed is a clear error before any run
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+
+import purpose_agent
 
 CODE = textwrap.dedent("""
     import sys
@@ -45,3 +49,31 @@ def test_telemetry_without_the_extra_is_refused_before_the_run() -> None:
         assert refused.startswith("refused:") and "pip install 'purpose-agent[otel]'" in refused
         assert refused.endswith("| runs: []")  # nothing was started
         assert imported == "otel imported: False"
+
+
+def _names_of_integrations(path: Path) -> list[str]:
+    """Where ``path`` imports, or names in a call (``importlib.import_module(...)``,
+    ``find_spec(...)``), the telemetry package or OpenTelemetry."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        elif isinstance(node, ast.Call) and not (
+                isinstance(node.func, ast.Attribute) and node.func.attr == "getLogger"):
+            names = [arg.value for arg in node.args
+                     if isinstance(arg, ast.Constant) and isinstance(arg.value, str)]
+        found += [f"{path.name}:{node.lineno}: {name}" for name in names
+                  if name.startswith(("purpose_agent.telemetry", "opentelemetry"))]
+    return found
+
+
+def test_the_core_knows_no_telemetry_package() -> None:
+    """flow/ and runtime/ only call the hook (flow/observe.py) the package registers;
+    what answers it, and imports OpenTelemetry when asked, lives outside the core."""
+    root = Path(purpose_agent.__file__).parent
+    core = [*root.joinpath("flow").rglob("*.py"), *root.joinpath("runtime").rglob("*.py")]
+    assert len(core) > 40
+    assert [hit for path in core for hit in _names_of_integrations(path)] == []
