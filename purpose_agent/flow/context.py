@@ -15,13 +15,13 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol, TypeVar, cast, overload
 
-from purpose_agent.errors import FlowChangedError
+from purpose_agent.errors import FlowChangedError, FlowDefinitionError
 from purpose_agent.flow.current import running
 from purpose_agent.flow.fanout import FanOut
 from purpose_agent.flow.plan import Plan, RetryPolicy
 from purpose_agent.flow.signals import Abandoned, InDoubt, Park, Pause
 from purpose_agent.flow.steps import DurableSteps, StepOptions
-from purpose_agent.flow.waiting import Driver, DurableWaits
+from purpose_agent.flow.waiting import Driver, DurableWaits, current_step
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import StepRecord
@@ -123,6 +123,12 @@ def current_context() -> NodeContext | None:
     return cast("NodeContext | None", running.get())
 
 
+# What a call that takes a place in the node execution is, by the kind of its place.
+_PLACE_TAKERS = {"interrupt": "ctx.interrupt", "sleep": "ctx.sleep / ctx.sleep_until",
+                 "wait": "ctx.wait_for", "child": "ctx.run_child / ctx.child",
+                 "step": "ctx.map (durable steps at once)"}
+
+
 class NodeContext(FanOut, DurableSteps, DurableWaits):
     """The handle a node gets: run data, durable steps, interrupts, progress events.
 
@@ -202,6 +208,15 @@ class NodeContext(FanOut, DurableSteps, DurableWaits):
         return self.call(name, func, args, kwargs, options=opts)
 
     def _next_index(self, name: str, kind: str) -> int:
+        inside = current_step.get()
+        if inside is not None and inside[0] is self:
+            # A step's function runs on the first run and not when the step replays: a
+            # place taken in it would shift every place after it on the replay.
+            raise FlowDefinitionError(
+                f"{_PLACE_TAKERS[kind]} was called inside the function of step "
+                f"{inside[2]!r} (node {self.node!r}): it takes a place in the node's "
+                "journal, which the step, replayed from the journal, would not take again. "
+                "Call it in the node itself, before or after the step")
         index = self._index
         self._index += 1
         recorded = self._by_index.get(index)

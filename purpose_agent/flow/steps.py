@@ -124,7 +124,7 @@ class StepSlot:
             if left:
                 time.sleep(left)
             ctx._check_live()
-            token = current_step.set((ctx, rec.key))
+            token = current_step.set((ctx, rec.key, rec.name))
             try:
                 return fn(*self.args, **self.kwargs)
             except Exception as exc:
@@ -143,7 +143,7 @@ class StepSlot:
             if left:
                 await asyncio.sleep(left)
             ctx._check_live()
-            token = current_step.set((ctx, rec.key))
+            token = current_step.set((ctx, rec.key, rec.name))
             try:
                 if inspect.iscoroutinefunction(fn):
                     return await fn(*self.args, **self.kwargs)

@@ -30,9 +30,9 @@ from purpose_agent.runtime.state import RunState
 if TYPE_CHECKING:
     from purpose_agent.flow.signals import InDoubt, Pause
 
-# The durable step running in this thread or task, as (its context, its key).
-current_step: ContextVar[tuple[object, str] | None] = ContextVar("purpose_agent_step",
-                                                                 default=None)
+# The durable step running in this thread or task, as (its context, its key, its name).
+current_step: ContextVar[tuple[object, str, str] | None] = ContextVar("purpose_agent_step",
+                                                                      default=None)
 POLL = 0.2  # seconds between looks at the mailbox while a short wait_for is waited out
 
 

@@ -84,3 +84,32 @@ def test_an_async_step_inside_an_async_step_is_a_plain_call(tmp_path: Path) -> N
     assert state.data == {"first": "outer saw value of b", "answer": "ok"}
     assert calls == ["alookup b"]
     assert _places(cp, "a1") == [(0, "step", "outer"), (1, "interrupt", "interrupt")]
+
+
+@pytest.mark.parametrize("inner", ["interrupt", "sleep", "wait_for", "map"])
+def test_a_place_taking_call_inside_a_step_is_refused_naming_it(tmp_path: Path,
+                                                                inner: str) -> None:
+    """An interrupt, a timer, a message wait or a fan-out takes a place in the node
+    execution: inside a step's function it would take one on the first run and none when
+    the step replays. It is refused with an error saying where to call it instead."""
+    ran: list[str] = []
+    flow = Flow("nested-place")
+
+    @flow.node
+    def work(ctx):
+        def outer() -> str:
+            ran.append("outer")
+            {"interrupt": lambda: ctx.interrupt("ok?"), "sleep": lambda: ctx.sleep(0),
+             "wait_for": lambda: ctx.wait_for("topic", timeout=0),
+             "map": lambda: ctx.map(str, [1])}[inner]()
+            return "unreachable"
+
+        return {"out": ctx.step("outer", outer)}
+
+    flow.edge("work", END)
+    state = flow.run({}, checkpointer=SQLiteCheckpointer(tmp_path / "runs.db"), run_id="p1")
+    assert state.status == "failed"
+    assert state.error["type"] == "FlowDefinitionError"
+    assert f"ctx.{inner}" in state.error["message"]
+    assert "inside the function of step 'outer'" in state.error["message"]
+    assert ran == ["outer"]
