@@ -97,6 +97,9 @@ FLOWS: dict[str, Callable[[], Flow]] = {
     "support_mcp": lambda: _mcp_support(),
     # Streaming its answers, token by token, to stderr.
     "support_stream": lambda: _support("support_stream", on_token=_to_stderr),
+    # The same on Claude, through the anthropic SDK's stream.
+    "support_claude_stream": lambda: _support("support_claude_stream", AnthropicModel(
+        "claude-test", timeout=10.0, max_retries=1, prices=PRICES), on_token=_to_stderr),
 }
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from purpose_agent.agents.model import ModelResponse
-from purpose_agent.agents.testing._server import ScriptedServer
+from purpose_agent.agents.testing._server import STREAM_PIECE, ScriptedServer, sse
 
 # OpenAI's finish reasons (what scripts and ModelResponse speak) in Anthropic's words.
 _STOP_REASONS = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens",
@@ -57,18 +58,63 @@ class AnthropicTestServer(ScriptedServer):
                 arguments = call.arguments  # a scripted broken call, sent as is
             content.append({"type": "tool_use", "id": call.id, "name": call.name,
                             "input": arguments})
-        usage = response.usage
-        reason = response.finish_reason or "stop"
-        return {
-            "id": f"msg_{number}", "type": "message", "role": "assistant",
-            "model": body.get("model") or self.model, "content": content,
-            "stop_reason": _STOP_REASONS.get(reason, reason), "stop_sequence": None,
-            "usage": {"input_tokens": usage.input_tokens - usage.cached_input_tokens
-                      - usage.cache_write_tokens,
-                      "output_tokens": usage.output_tokens,
-                      "cache_read_input_tokens": usage.cached_input_tokens,
-                      "cache_creation_input_tokens": usage.cache_write_tokens},
-        }
+        return {**self._message(response, number, body), "content": content,
+                "stop_reason": _stop_reason(response), "usage": _usage(response)}
+
+    def _message(self, response: ModelResponse, number: int,
+                 body: dict[str, Any]) -> dict[str, Any]:
+        return {"id": f"msg_{number}", "type": "message", "role": "assistant",
+                "model": body.get("model") or self.model, "content": [],
+                "stop_reason": None, "stop_sequence": None}
+
+    def _stream(self, response: ModelResponse, number: int,
+                body: dict[str, Any]) -> Iterator[bytes]:
+        """Anthropic's streaming events: ``message_start`` (with the input usage and
+        ``output_tokens: 1``, as the API sends it), a ``ping``, then each content block
+        (``content_block_start``, its text or its tool input's JSON a few characters per
+        ``content_block_delta``, ``content_block_stop``), ``message_delta`` with the stop
+        reason and the cumulative output tokens, and ``message_stop``."""
+        usage = {**_usage(response), "output_tokens": 1}
+        yield sse({"type": "message_start",
+                   "message": {**self._message(response, number, body), "usage": usage}},
+                  "message_start")
+        yield sse({"type": "ping"}, "ping")
+        blocks: list[tuple[dict[str, Any], str, str]] = []
+        if response.message.content:
+            blocks.append(({"type": "text", "text": ""}, "text_delta",
+                           response.message.content))
+        for call in response.message.tool_calls:
+            blocks.append(({"type": "tool_use", "id": call.id, "name": call.name,
+                            "input": {}}, "input_json_delta", call.arguments))
+        for index, (start, kind, text) in enumerate(blocks):
+            yield sse({"type": "content_block_start", "index": index,
+                       "content_block": start}, "content_block_start")
+            field = "text" if kind == "text_delta" else "partial_json"
+            for at in range(0, len(text), STREAM_PIECE):
+                yield sse({"type": "content_block_delta", "index": index,
+                           "delta": {"type": kind, field: text[at:at + STREAM_PIECE]}},
+                          "content_block_delta")
+            yield sse({"type": "content_block_stop", "index": index}, "content_block_stop")
+        yield sse({"type": "message_delta",
+                   "delta": {"stop_reason": _stop_reason(response), "stop_sequence": None},
+                   "usage": {"output_tokens": response.usage.output_tokens}},
+                  "message_delta")
+        yield sse({"type": "message_stop"}, "message_stop")
+
+
+def _stop_reason(response: ModelResponse) -> str:
+    reason = response.finish_reason or "stop"
+    return _STOP_REASONS.get(reason, reason)
+
+
+def _usage(response: ModelResponse) -> dict[str, int]:
+    """A response's usage the Anthropic way: cache reads and writes apart from input."""
+    usage = response.usage
+    return {"input_tokens": usage.input_tokens - usage.cached_input_tokens
+            - usage.cache_write_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_read_input_tokens": usage.cached_input_tokens,
+            "cache_creation_input_tokens": usage.cache_write_tokens}
 
 
 __all__ = ["AnthropicTestServer"]
