@@ -1,10 +1,11 @@
 """A streaming agent's answer reaches the run's live readers while the model streams:
-``flow.stream(run_id)`` in process, ``purpose-agent events --follow`` in another
-process. The server holds each stream after its first pieces until the reader has
+``flow.stream(run_id)`` in process, ``flow.astream(run_id)`` in the event loop that runs
+the flow, ``purpose-agent events --follow`` in another process. The server holds each stream after its first pieces until the reader has
 seen them, so a reader that only got them at the end would fail the run."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -72,6 +73,47 @@ def test_flow_stream_yields_tokens_while_the_model_streams_then_the_events(
     assert first_token < response
     state = store.load_latest("l-1")
     assert state is not None and state.data["support"] == ANSWER
+
+
+def test_flow_astream_follows_an_arun_in_the_same_event_loop(
+        store: BaseCheckpointer, tmp_path: Path, monkeypatch: Any) -> None:
+    """One loop runs the flow and follows it. The server holds the answer after its
+    first pieces until the follower has them: a follower that blocked the loop (or read
+    only committed events) would stall the run it waits for, and the run fail."""
+    monkeypatch.setenv(LIVE_DIR_ENV, str(tmp_path / "live"))
+    with OpenAICompatibleTestServer([{"content": ANSWER, "hold_after": 3}],
+                                    together_timeout=60.0) as server:
+        flow = _flow(server)
+
+        async def run_and_follow() -> tuple[Any, list[PAEvent | LiveItem]]:
+            running = asyncio.create_task(
+                flow.arun({"input": "Where is A1?"}, checkpointer=store, run_id="l-a"))
+            seen: list[PAEvent | LiveItem] = []
+            async for item in flow.astream("l-a", checkpointer=store, poll=0.02):
+                seen.append(item)
+                if len([i for i in seen if isinstance(i, LiveItem)]) == 2:
+                    server.release_stream()
+            return await running, seen
+
+        # In a thread of its own, so that a loop the follower blocked fails the test.
+        result: list[tuple[Any, list[PAEvent | LiveItem]]] = []
+        loop = threading.Thread(target=lambda: result.append(asyncio.run(run_and_follow())),
+                                daemon=True)
+        loop.start()
+        loop.join(120)
+        assert result, "the run and its follower did not finish: the loop was blocked"
+        state, seen = result[0]
+        assert server.requests[0]["stream"] is True
+    assert state.status.value == "completed", state.error
+    tokens = [i for i in seen if isinstance(i, LiveItem)]
+    assert "".join(t.payload["text"] for t in tokens) == ANSWER and len(tokens) > 2
+    events = [i for i in seen if isinstance(i, PAEvent)]
+    assert [e.seq for e in events] == [e.seq for e in store.list_events("l-a")]
+    assert str(events[-1].kind) == "run.finished"
+    first_token = next(n for n, i in enumerate(seen) if isinstance(i, LiveItem))
+    response = next(n for n, i in enumerate(seen)
+                    if isinstance(i, PAEvent) and str(i.kind) == "model.response")
+    assert first_token < response
 
 
 def test_events_follow_prints_tokens_while_the_model_streams(tmp_path: Path,
