@@ -418,7 +418,8 @@ class Flow:
                since: int = 0, poll: float = 0.1,
                stop: threading.Event | None = None) -> Iterator[PAEvent | LiveItem]:
         """Follow a run as it happens (from another thread, task or process): its events
-        as they are committed, and the live output of its nodes on this host, such as an
+        as they are committed, and the live output of its nodes (on this host; on
+        PostgreSQL from any host, from when it starts following), such as an
         Agent's answer as the model streams it (:class:`~.streaming.LiveItem`,
         ``kind="model.token"``; never journaled). Ends once the run stops (completed,
         paused, failed, cancelled) or ``stop`` is set; waits for a run not started yet."""

@@ -1,6 +1,7 @@
 """A streaming agent's answer reaches the run's live readers while the model streams:
 ``flow.stream(run_id)`` in process, ``flow.astream(run_id)`` in the event loop that runs
-the flow, ``purpose-agent events --follow`` in another process. The server holds each stream after its first pieces until the reader has
+the flow, ``purpose-agent events --follow`` in another process, and on PostgreSQL in a
+process that does not share this host's live files. The server holds each stream after its first pieces until the reader has
 seen them, so a reader that only got them at the end would fail the run."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from agent_helpers import API_KEY
+from agent_helpers import API_KEY, Child, wait_for
 
 from purpose_agent import END, Flow
 from purpose_agent.agents import Agent, OpenAIModel
@@ -145,3 +146,45 @@ def test_events_follow_prints_tokens_while_the_model_streams(tmp_path: Path,
     assert "".join(x["text"] for x in live) == ANSWER
     assert {x["kind"] for x in live} == {"model.token"}
     assert lines[-1]["kind"] == "run.finished"
+
+
+def test_on_postgresql_a_follower_on_another_host_sees_the_tokens(
+        pg_url: str, tmp_path: Path, server: OpenAICompatibleTestServer,
+        monkeypatch: Any) -> None:
+    """The run streams in one process, the follower (``events --follow``) runs in
+    another with a live directory of its own, as on another machine: the pieces reach
+    it through the database (NOTIFY), from the moment it listens."""
+    from purpose_agent.runtime.checkpoint._postgres_live import live_channel
+
+    assert SCRIPT, "the purpose-agent script is not installed"
+    server.add({"content": ANSWER, "hold_after": 3})
+    monkeypatch.setenv(LIVE_DIR_ENV, str(tmp_path / "host-a"))
+    child = Child(pg_url, tmp_path / "effects.log", server)
+    running = child.start("run", "l-pg", {"input": "Where is A1?"}, flow="support_stream")
+    try:
+        assert server.holding.wait(60), "the child never started streaming"
+        env = {**os.environ, LIVE_DIR_ENV: str(tmp_path / "host-b")}
+        follower = subprocess.Popen(
+            [SCRIPT, "events", "l-pg", "--follow", "--json", "--db", pg_url],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        store = child.store()
+        listen = f'LISTEN "{live_channel(store.schema, "l-pg")}"'  # type: ignore[attr-defined]
+        wait_for(lambda: store._rows(  # type: ignore[attr-defined]
+            "SELECT 1 FROM pg_stat_activity WHERE query = %s", (listen,)),
+            what="the follower to LISTEN")
+        server.release_stream()
+        out, err = follower.communicate(timeout=60)
+        state = json.loads(running.communicate(timeout=60)[0].strip().splitlines()[-1])
+    finally:
+        running.kill()
+        child.close()
+    assert follower.returncode == 0, err
+    assert state["status"] == "completed"
+    lines = [json.loads(line) for line in out.splitlines()]
+    live = [n for n, x in enumerate(lines) if x.get("live")]
+    # The pieces sent after it listened ("Your ord" came before), before the response.
+    assert "".join(lines[n]["text"] for n in live) == ANSWER[len("Your ord"):]
+    response = next(n for n, x in enumerate(lines) if x.get("kind") == "model.response")
+    assert live[0] < response
+    assert lines[-1]["kind"] == "run.finished"
+    assert not (tmp_path / "host-b").exists()  # nothing came through a file
