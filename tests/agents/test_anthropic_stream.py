@@ -133,14 +133,16 @@ def test_a_streamed_call_direct_and_async_gives_the_same_response(
     assert streamed.message.tool_calls[0].arguments == '{"order_id": "Z9"}'
 
 
+@pytest.mark.parametrize("driver", ["sync", "async"])
 def test_kill_mid_stream_resends_that_one_request(
-        claude_child: Child, claude: AnthropicTestServer) -> None:
+        claude_child: Child, claude: AnthropicTestServer, driver: str) -> None:
+    run, resume = ("run", "resume") if driver == "sync" else ("arun", "aresume")
     claude.add({"content": ANSWER, "hold_after": HOLD_AFTER_TWO_PIECES,
                 "usage": {"input_tokens": 700, "output_tokens": 9,
                           "cached_input_tokens": 300}},
                {"content": ANSWER, "usage": {"input_tokens": 700, "output_tokens": 9,
                                              "cached_input_tokens": 300}})
-    running = claude_child.start("run", "t-cs", {"input": "Where is A1?"},
+    running = claude_child.start(run, "t-cs", {"input": "Where is A1?"},
                                  flow="support_claude_stream")
     try:
         assert claude.holding.wait(60), "the child never started streaming"
@@ -154,7 +156,7 @@ def test_kill_mid_stream_resends_that_one_request(
     assert running.returncode == -signal.SIGKILL
     assert claude.request_count == 1
 
-    resumed = claude_child("resume", "t-cs", flow="support_claude_stream")
+    resumed = claude_child(resume, "t-cs", flow="support_claude_stream")
     state = result_of(resumed)
     assert state["status"] == "completed" and state["data"]["support"] == ANSWER
     assert resumed.stderr.endswith(ANSWER)  # streamed again, whole this time
