@@ -87,7 +87,7 @@ class Agent:
 
     ``on_token`` (``fn(text)``) streams the model's answers: it gets each piece of text
     as the model sends it (a model that cannot stream: each answer at once), and so do
-    the run's live readers on this host (``flow.stream(run_id)``, ``purpose-agent events
+    the run's live readers (``flow.stream(run_id)``, ``purpose-agent events
     --follow``); ``stream=True`` streams to those without a callback. Only the
     whole response is journaled, when the call ends; a response replayed from the
     journal is not streamed again. A crash mid-stream re-sends that one request: the

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from purpose_agent.agents._errors import ModelError
@@ -40,6 +41,9 @@ class AnthropicModel:
     :class:`~purpose_agent.agents.Price`) makes every call's cost journaled. An agent's
     ``output_type`` is sent as ``output_config`` (a JSON schema format). Under
     ``await flow.arun(...)`` calls go through the SDK's ``AsyncAnthropic`` client.
+    With ``on_token`` a call streams (the Messages API's Server-Sent Events, read
+    through the SDK's stream): each piece of text is handed over as it arrives and the
+    whole message, usage included, is returned when the stream ends.
     """
 
     provider = "anthropic"  # gen_ai.provider.name in telemetry
@@ -82,27 +86,42 @@ class AnthropicModel:
             max_retries=self.max_retries))
 
     def complete(self, messages: list[Message], tools: list[dict[str, Any]], *,
-                 output: dict[str, Any] | None = None) -> ModelResponse:
+                 output: dict[str, Any] | None = None,
+                 on_token: Callable[[str], None] | None = None) -> ModelResponse:
         """One Messages API call. Raises :class:`ModelError` once the SDK gave up.
 
         ``output`` (``{"name", "description", "schema"}``) asks for a final answer in
-        that JSON schema; what comes back is not trusted (the agent validates it)."""
+        that JSON schema; what comes back is not trusted (the agent validates it).
+        ``on_token`` streams the answer: it is called with each piece of text as it
+        arrives, and the whole response is returned at the end."""
         request = self._request(messages, tools, output)
         try:
-            message = self._client.messages.create(**request)
+            if on_token is None:
+                return from_anthropic(self._client.messages.create(**request), self.name)
+            events = _Events(self.name)
+            with self._client.messages.create(**request, stream=True) as stream:
+                for event in stream:
+                    events.add(event, on_token)
         except self._anthropic.AnthropicError as exc:
             raise self._error(exc) from None
-        return from_anthropic(message, self.name)
+        return events.response()
 
     async def acomplete(self, messages: list[Message], tools: list[dict[str, Any]], *,
-                        output: dict[str, Any] | None = None) -> ModelResponse:
+                        output: dict[str, Any] | None = None,
+                        on_token: Callable[[str], None] | None = None) -> ModelResponse:
         """:meth:`complete` on the SDK's ``AsyncAnthropic`` client (one per event loop)."""
         request = self._request(messages, tools, output)
+        client = self._async.client()
         try:
-            message = await self._async.client().messages.create(**request)
+            if on_token is None:
+                return from_anthropic(await client.messages.create(**request), self.name)
+            events = _Events(self.name)
+            async with await client.messages.create(**request, stream=True) as stream:
+                async for event in stream:
+                    events.add(event, on_token)
         except self._anthropic.AnthropicError as exc:
             raise self._error(exc) from None
-        return from_anthropic(message, self.name)
+        return events.response()
 
     def _request(self, messages: list[Message], tools: list[dict[str, Any]],
                  output: dict[str, Any] | None) -> dict[str, Any]:
@@ -191,6 +210,77 @@ def from_anthropic(message: Any, model: str) -> ModelResponse:
         model=str(message.model or model),
         finish_reason=_FINISH.get(reason, reason) if reason else None,
     )
+
+
+class _Events:
+    """A streamed message put back together from the SDK's raw stream events.
+
+    The raw events are read, not the SDK's accumulating helper (``messages.stream``):
+    the helper parses a tool's input JSON leniently as it grows, so an input cut short
+    (``max_tokens`` mid-call) would come out as a smaller, valid object; kept as the
+    text the model sent, it goes back to the model as a tool error, as OpenAI's does.
+    Usage is ``message_start``'s, overwritten by the cumulative counts each
+    ``message_delta`` carries (output tokens always, input and cache counts when sent).
+    """
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.started = False
+        self.blocks: dict[int, dict[str, Any]] = {}
+        self.usage: dict[str, int] = {}
+        self.stop_reason: str | None = None
+
+    def add(self, event: Any, on_token: Callable[[str], None]) -> None:
+        kind = getattr(event, "type", None)
+        if kind == "message_start":
+            self.started = True
+            self.model = str(event.message.model or self.model)
+            self._count(event.message.usage)
+        elif kind == "content_block_start":
+            block = event.content_block
+            self.blocks[event.index] = {"type": block.type, "text": [],
+                                        "id": getattr(block, "id", ""),
+                                        "name": getattr(block, "name", "")}
+        elif kind == "content_block_delta":
+            block = self.blocks.setdefault(event.index, {"type": "text", "text": []})
+            delta = event.delta
+            if delta.type == "text_delta" and block["type"] == "text":
+                block["text"].append(delta.text)
+                on_token(delta.text)
+            elif delta.type == "input_json_delta":
+                block["text"].append(delta.partial_json)
+        elif kind == "message_delta":
+            self.stop_reason = event.delta.stop_reason or self.stop_reason
+            self._count(event.usage)
+
+    def _count(self, usage: Any) -> None:
+        for name in ("input_tokens", "output_tokens", "cache_read_input_tokens",
+                     "cache_creation_input_tokens"):
+            value = getattr(usage, name, None)
+            if value is not None:
+                self.usage[name] = int(value)
+
+    def response(self) -> ModelResponse:
+        if not self.started:
+            raise ModelError(f"model {self.model!r} streamed no message; the server's answer "
+                             "is not a Messages API stream")
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        for index, block in sorted(self.blocks.items()):
+            if block["type"] == "text":
+                texts.append("".join(block["text"]))
+            elif block["type"] == "tool_use":
+                calls.append(ToolCall(id=block["id"] or f"toolu_{index}", name=block["name"],
+                                      arguments="".join(block["text"]) or "{}"))
+        cache_read = self.usage.get("cache_read_input_tokens", 0)
+        cache_write = self.usage.get("cache_creation_input_tokens", 0)
+        reason = self.stop_reason
+        return ModelResponse(
+            message=Message("assistant", content="\n\n".join(texts) if texts else None,
+                            tool_calls=calls),
+            usage=Usage(self.usage.get("input_tokens", 0) + cache_read + cache_write,
+                        self.usage.get("output_tokens", 0), cache_read, cache_write),
+            model=self.model, finish_reason=_FINISH.get(reason, reason) if reason else None)
 
 
 def _arguments(text: str) -> Any:

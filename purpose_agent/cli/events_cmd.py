@@ -1,5 +1,6 @@
 """``purpose-agent events``: a run's event log, printed once or followed as it grows
-(with a streaming model's answer as it comes, on this host)."""
+(with a streaming model's answer as it comes: on this host, or from any host on
+PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Annotated
 import typer
 
 from purpose_agent.runtime.events import EventKind, PAEvent
-from purpose_agent.runtime.live import live_path, read_live
+from purpose_agent.runtime.live import live_reader
 from purpose_agent.runtime.state import RunStatus
 
 from .app import EVENT_KINDS, RunArg, _console, app
@@ -48,7 +49,7 @@ def events(
     follow: Annotated[bool, typer.Option(
         "--follow", "-f", help="Keep printing new events until the run is no longer "
         "running (with --json: one JSON object per line), and a streaming model's answer "
-        "as it comes (on this host; not journaled).")] = False,
+        "as it comes (on this host, or from any host on PostgreSQL; not journaled).")] = False,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -73,7 +74,7 @@ def events(
         console.print(events_table([], console.width))  # the header, then rows as they come
 
     mid_line = False  # live text printed since the last row
-    live, offset = live_path(cp, run_id), 0
+    live = live_reader(cp, run_id)
 
     def emit(event: PAEvent) -> None:
         nonlocal mid_line
@@ -89,9 +90,9 @@ def events(
             sys.stdout.flush()
 
     def show_live() -> None:
-        # A model's answer as it streams (never journaled): as it comes, on this host.
-        nonlocal mid_line, offset
-        items, offset = read_live(live, offset)
+        # A model's answer as it streams (never journaled), as it comes.
+        nonlocal mid_line
+        items = live.read()
         for item in items if not wanted else ():
             if as_json:
                 print(json.dumps({**item, "live": True}, ensure_ascii=False), flush=True)
@@ -100,16 +101,19 @@ def events(
                 mid_line = True
 
     tail = EventTail(cp, run_id, emit, since=since)
-    while True:
-        info = cp.run_info(run_id)  # read before draining: nothing committed before it is missed
-        show_live()
-        tail.drain()
-        if info is None or info.status is not RunStatus.RUNNING:
-            break
-        if stalled(info):
-            if not as_json:
-                console.print(literal("the process advancing this run is gone; continue it "
-                                      "with: " + command_for("resume", run_id, url=url),
-                                      style="yellow"))
-            break
-        time.sleep(0.2)
+    try:
+        while True:
+            info = cp.run_info(run_id)  # read before draining: nothing committed before it is missed
+            show_live()
+            tail.drain()
+            if info is None or info.status is not RunStatus.RUNNING:
+                break
+            if stalled(info):
+                if not as_json:
+                    console.print(literal("the process advancing this run is gone; continue it "
+                                          "with: " + command_for("resume", run_id, url=url),
+                                          style="yellow"))
+                break
+            time.sleep(0.2)
+    finally:
+        live.close()

@@ -25,7 +25,7 @@ from purpose_agent.flow.waiting import Driver, DurableWaits, current_step
 from purpose_agent.runtime import jsonutil
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import StepRecord
-from purpose_agent.runtime.live import live_path, write_live
+from purpose_agent.runtime.live import publish_live
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -287,10 +287,10 @@ class NodeContext(FanOut, DurableSteps, DurableWaits):
                 or x < self._execution]
 
     def live(self, **item: Any) -> None:
-        """Show ``item`` to the run's live readers on this host (``flow.stream``,
-        ``purpose-agent events --follow``) now: e.g. a piece of a model's streamed answer.
-        Never journaled, never replayed (see :mod:`purpose_agent.runtime.live`)."""
-        write_live(live_path(self._runner.cp, self.run_id), {"node": self.node, **item})
+        """Show ``item`` to the run's live readers (``flow.stream``, ``purpose-agent events
+        --follow``) now: e.g. a piece of a model's streamed answer. Never journaled, never
+        replayed (see :mod:`purpose_agent.runtime.live`)."""
+        publish_live(self._runner.cp, self.run_id, {"node": self.node, **item})
 
     def _unwrapped(self, fn: Callable[..., Any]) -> tuple[Callable[..., Any], StepOptions]:
         return _unwrap(fn)

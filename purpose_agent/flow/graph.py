@@ -7,10 +7,11 @@ fork, cancel), and :mod:`.engine` drives the run.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, overload
 
@@ -31,7 +32,7 @@ from purpose_agent.flow.plan import (
 )
 from purpose_agent.flow.reducers import Reducer, check_reducers
 from purpose_agent.flow.signals import LeaseLost
-from purpose_agent.flow.streaming import LiveItem, follow
+from purpose_agent.flow.streaming import LiveItem, afollow, follow
 from purpose_agent.runtime.checkpoint import (
     BaseCheckpointer,
     default_url,
@@ -417,12 +418,21 @@ class Flow:
                since: int = 0, poll: float = 0.1,
                stop: threading.Event | None = None) -> Iterator[PAEvent | LiveItem]:
         """Follow a run as it happens (from another thread, task or process): its events
-        as they are committed, and the live output of its nodes on this host, such as an
+        as they are committed, and the live output of its nodes (on this host; on
+        PostgreSQL from any host, from when it starts following), such as an
         Agent's answer as the model streams it (:class:`~.streaming.LiveItem`,
         ``kind="model.token"``; never journaled). Ends once the run stops (completed,
         paused, failed, cancelled) or ``stop`` is set; waits for a run not started yet."""
         return follow(_store(checkpointer), validate_run_id(run_id), since=since, poll=poll,
                       stop=stop)
+
+    def astream(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None,
+                since: int = 0, poll: float = 0.1,
+                stop: asyncio.Event | None = None) -> AsyncIterator[PAEvent | LiveItem]:
+        """:meth:`stream` for ``async for``: the same items, read without blocking the
+        event loop, so one loop can run a flow (``await flow.arun(...)``) and follow it."""
+        return afollow(_store(checkpointer), validate_run_id(run_id), since=since, poll=poll,
+                       stop=stop)
 
     def get_state(self, run_id: str, *, checkpointer: BaseCheckpointer | None = None) -> RunState:
         """The run's current state, as journaled."""

@@ -7,6 +7,8 @@ comes from ``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY``. Tools append one line per
 ``KILL_AT=before:<tool>`` / ``after:<tool>`` makes the child SIGKILL itself inside that
 tool, before or after its side effect; ``HANG_AT=after:<tool>`` makes that tool block
 after its effect (on stdin, which the test never writes) until the test kills the child.
+``HANG_AT=flow_budget`` blocks the same way at the flow budget's check that will refuse
+the next model call (after saying so on stderr), before the pause is committed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 
 from purpose_agent import END, Flow
 from purpose_agent.agents import Agent, AnthropicModel, Budget, OpenAIModel, Price, tool
+from purpose_agent.agents import agent as agent_module
+from purpose_agent.agents.budget import within_budget
 
 
 def _effect(tool_name: str, line: str) -> None:
@@ -91,13 +95,40 @@ FLOWS: dict[str, Callable[[], Flow]] = {
         "claude-test", timeout=10.0, max_retries=1, prices=PRICES)),
     # Allowed one model call per execution before a person raises it.
     "support_budget": lambda: _support("support_budget", budget=Budget(max_model_calls=1)),
+    # Two agents sharing a flow budget of two model calls.
+    "support_flow_budget": lambda: _flow_budget(),
     # Running a response's tool calls together, two at a time.
     "support_parallel": lambda: _support("support_parallel", max_concurrent_tools=2),
     # With the tools of a real MCP server (tests/agents/mcp_server.py, over stdio).
     "support_mcp": lambda: _mcp_support(),
     # Streaming its answers, token by token, to stderr.
     "support_stream": lambda: _support("support_stream", on_token=_to_stderr),
+    # The same on Claude, through the anthropic SDK's stream.
+    "support_claude_stream": lambda: _support("support_claude_stream", AnthropicModel(
+        "claude-test", timeout=10.0, max_retries=1, prices=PRICES), on_token=_to_stderr),
 }
+
+
+def _flow_budget() -> Flow:
+    """Triage (one model call), then the support agent, within two model calls a run."""
+    if os.environ.get("HANG_AT") == "flow_budget":
+        agent_module.within_budget = _hang_at_refusal  # type: ignore[assignment]
+    flow = Flow("support_flow_budget", purpose="answer a support ticket",
+                budget=Budget(max_model_calls=2))
+    flow.add(Agent("triage", _model(), "Classify the ticket.", messages_key="triage_log"))
+    flow.add(Agent("support", _model(), "You are a support agent.", tools=[lookup_order]))
+    flow.edge("triage", "support").edge("support", END)
+    return flow
+
+
+def _hang_at_refusal(ctx: Any, budget: Budget, spent: Any, **options: Any) -> Budget:
+    """The flow budget's check, held where it is about to refuse a call: every call
+    before was committed, the pause that follows is not."""
+    if options.get("flow") and (reached := budget.reached(spent)) is not None:
+        sys.stderr.write(f"refusing at the flow budget: {reached}\n")
+        sys.stderr.flush()
+        sys.stdin.readline()
+    return within_budget(ctx, budget, spent, **options)
 
 
 def _to_stderr(text: str) -> None:

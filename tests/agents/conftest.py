@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_helpers import Child
+from agent_helpers import API_KEY, Child
 
-from purpose_agent.agents.testing import OpenAICompatibleTestServer
+from purpose_agent.agents.testing import AnthropicTestServer, OpenAICompatibleTestServer
 from purpose_agent.runtime.checkpoint import BaseCheckpointer, open_checkpointer
 
 
@@ -28,6 +28,24 @@ def child(request: pytest.FixtureRequest, tmp_path: Path,
         runner = Child(request.getfixturevalue("pg_url"), tmp_path / "effects.log", server)
     else:
         runner = Child(tmp_path / "runs.db", tmp_path / "effects.log", server)
+    yield runner
+    runner.close()
+
+
+@pytest.fixture
+def claude() -> Iterator[AnthropicTestServer]:
+    """A real server on 127.0.0.1 speaking Anthropic's Messages API (key required)."""
+    with AnthropicTestServer(api_key=API_KEY, model="claude-test") as srv:
+        yield srv
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def claude_child(request: pytest.FixtureRequest, tmp_path: Path,
+                 claude: AnthropicTestServer) -> Iterator[Child]:
+    """A child process whose model is Claude (``claude``), on SQLite or PostgreSQL."""
+    db = request.getfixturevalue("pg_url") if request.param == "postgres" \
+        else tmp_path / "runs.db"
+    runner = Child(db, tmp_path / "effects.log", claude)
     yield runner
     runner.close()
 

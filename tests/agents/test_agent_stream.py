@@ -66,10 +66,12 @@ def test_tokens_arrive_while_the_model_streams_and_only_the_answer_is_journaled(
     assert not any("token" in str(e.kind) for e in store.list_events("s-1"))
 
 
+@pytest.mark.parametrize("driver", ["sync", "async"])
 def test_kill_mid_stream_resends_that_one_request(
-        child: Child, server: OpenAICompatibleTestServer) -> None:
+        child: Child, server: OpenAICompatibleTestServer, driver: str) -> None:
+    run, resume = ("run", "resume") if driver == "sync" else ("arun", "aresume")
     server.add({"content": ANSWER, "hold_after": 3}, ANSWER)
-    running = child.start("run", "t-s", {"input": "Where is A1?"}, flow="support_stream")
+    running = child.start(run, "t-s", {"input": "Where is A1?"}, flow="support_stream")
     try:
         assert server.holding.wait(60), "the child never started streaming"
         assert running.stderr is not None
@@ -82,7 +84,7 @@ def test_kill_mid_stream_resends_that_one_request(
     assert running.returncode == -signal.SIGKILL
     assert server.request_count == 1
 
-    resumed = child("resume", "t-s", flow="support_stream")
+    resumed = child(resume, "t-s", flow="support_stream")
     state = result_of(resumed)
     assert state["status"] == "completed" and state["data"]["support"] == ANSWER
     assert resumed.stderr.endswith(ANSWER)  # streamed again, whole this time

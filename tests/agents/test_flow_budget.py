@@ -1,17 +1,21 @@
 """A flow's budget (``Flow(budget=...)``) counts every model call of a run, over all its
 agents and nodes, from the journal: enforced after a resume in a fresh flow and store
-handle (as in a new process), a person's raise holding for the run's later nodes."""
+handle, and in a new process after a SIGKILL at the budget check itself; a person's
+raise holds for the run's later nodes."""
 
 from __future__ import annotations
 
+import signal
+
 import pytest
-from agent_helpers import API_KEY
+from agent_helpers import API_KEY, Child, kinds, result_of
 
 from purpose_agent import END, Flow
 from purpose_agent.agents import Agent, Budget, OpenAIModel, tool
 from purpose_agent.agents.testing import OpenAICompatibleTestServer, tool_call
 from purpose_agent.errors import FlowDefinitionError
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
+from purpose_agent.runtime.usage import usage_totals
 
 
 @tool
@@ -83,3 +87,61 @@ def test_stopping_at_the_flow_budget_fails_the_run(
 def test_a_flow_budget_must_be_a_budget() -> None:
     with pytest.raises(FlowDefinitionError, match="budget must be a Budget"):
         Flow("f", budget={"max_model_calls": 3})
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_killed_at_the_flow_budget_check_a_new_process_pays_nothing_twice(
+        child: Child, server: OpenAICompatibleTestServer, driver: str) -> None:
+    """The child is held at the flow budget's check that refuses call 3 (calls 1 and 2
+    and the tool's result committed, the pause not), and SIGKILLed there."""
+    run, resume = ("run", "resume") if driver == "sync" else ("arun", "aresume")
+    server.add({"content": "shipping", "usage": {"input_tokens": 100, "output_tokens": 10}},
+               {"tool_calls": [tool_call("lookup_order", order_id="A1")],
+                "usage": {"input_tokens": 200, "output_tokens": 20,
+                          "cached_input_tokens": 50}},
+               {"content": "Order A1 has shipped.",
+                "usage": {"input_tokens": 300, "output_tokens": 30}})
+    running = child.start(run, "fb-k", {"input": "Where is A1?"}, flow="support_flow_budget",
+                          hang_at="flow_budget")
+    try:
+        assert running.stderr is not None
+        line = running.stderr.readline()
+        assert line == "refusing at the flow budget: 2 of 2 model calls\n", \
+            line + running.stderr.read()
+        store = child.store()
+        # What the kill leaves: both answered calls and the tool's result committed,
+        # the run still RUNNING (no pause), the third call never sent.
+        assert len(kinds(store, "fb-k", "model.response")) == 2
+        assert len(kinds(store, "fb-k", "step.completed")) == 1
+        info = store.run_info("fb-k")
+        assert info is not None and info.status.value == "running"
+        assert server.request_count == 2 and child.effects_lines() == ["lookup A1"]
+    finally:
+        running.kill()
+        running.communicate()
+    assert running.returncode == -signal.SIGKILL
+
+    # A new process replays calls 1-2 and the tool from the journal and stops at the
+    # same check, with what was spent counted once.
+    paused = result_of(child(resume, "fb-k", flow="support_flow_budget"))
+    assert paused["status"] == "paused"
+    payload = paused["pending"]["payload"]
+    assert (payload["scope"], payload["agent"], payload["budget_reached"]) == (
+        "flow", "support", "2 of 2 model calls")
+    assert payload["spent"] == {"model_calls": 2, "tokens": 330,
+                                "cost_usd": pytest.approx(375e-6)}
+    assert server.request_count == 2 and child.effects_lines() == ["lookup A1"]
+
+    # Raised by a person's answer, the run makes the third call only.
+    done = result_of(child(resume, "fb-k", {"answer": {"budget": {"max_model_calls": 3}}},
+                           flow="support_flow_budget"))
+    assert done["status"] == "completed", done["error"]
+    assert done["data"]["support"] == "Order A1 has shipped."
+    assert server.request_count == 3 and child.effects_lines() == ["lookup A1"]
+    assert server.requests[2]["messages"][-1]["role"] == "tool"
+    totals = usage_totals(child.store().list_events("fb-k"))
+    assert totals is not None
+    assert (totals["model_calls"], totals["input_tokens"], totals["cached_input_tokens"],
+            totals["output_tokens"]) == (3, 600, 50, 60)
+    assert totals["cost_usd"] == pytest.approx(
+        (100 + 40 + 150 + 5 + 80 + 300 + 120) / 1e6)

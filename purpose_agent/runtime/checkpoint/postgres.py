@@ -44,6 +44,7 @@ from purpose_agent.runtime.checkpoint._postgres_db import (
     split_url,
     store_error,
 )
+from purpose_agent.runtime.checkpoint._postgres_live import PostgresLive
 from purpose_agent.runtime.checkpoint._postgres_messages import PostgresMailboxes
 from purpose_agent.runtime.checkpoint._prepare import (
     Held,
@@ -107,7 +108,7 @@ _TABLES = ("runs", "events", "states", "snapshots", "steps", "queue", "messages"
 _NO_LIMIT = 2**62
 
 
-class PostgresCheckpointer(PostgresMailboxes, BaseCheckpointer):
+class PostgresCheckpointer(PostgresMailboxes, PostgresLive, BaseCheckpointer):
     """A run store in a PostgreSQL database, safe to share between processes and hosts.
 
     ``url`` is a libpq URL (``postgresql://user:password@host:5432/db``, options such as
