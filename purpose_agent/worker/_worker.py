@@ -162,7 +162,8 @@ class Worker:
             try:
                 with driver() as owner:
                     claim = self._queue.claim(owner=owner, worker=self.id, queues=self.queues,
-                                              flows=flows, ttl=self._ttl(flows))
+                                              flows=flows, ttl=self._ttl(flows),
+                                              takeover_limit=self.takeover_limit)
                     if claim is not None:
                         # There may be more: let one idle slot look too (a chain, so a
                         # burst of runs fans out slot by slot, and no slot polls for
@@ -224,14 +225,10 @@ class Worker:
             if self._stopping.is_set():
                 self.cp.commit(run_id, Commit(fence=claim.lease.fence, release=True))
                 return
-            if claim.takeovers > self.takeover_limit:
+            if claim.state is None:  # over the takeover limit: not resumed
                 self._fail_taken_over(flow, claim)
                 return
-            runner = take_up(flow, self.cp, claim.lease, _WorkerRunner,
-                             stopping=self._stopping)
-            if runner is None:
-                self._queue.set_active(run_id, False)
-                return
+            runner = take_up(flow, self.cp, claim, _WorkerRunner, stopping=self._stopping)
             state = runner.drive()  # its last commit also took it off the queue's index
             self._count(str(state.status))
             log.info("run %s %s", run_id, state.status)
