@@ -236,13 +236,15 @@ class Listener:
         self.conn = psycopg.connect(store._conninfo, autocommit=True, prepare_threshold=None)
         self.conn.execute(f'LISTEN "{name}"')
 
-    def wait(self, timeout: float) -> bool:
-        """True if a hint came within ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        for _ in self.conn.notifies(timeout=max(0.0, deadline - time.monotonic()),
-                                    stop_after=1):
-            return True
-        return False
+    def fileno(self) -> int:
+        """The connection's socket: readable when a hint came (or the connection broke),
+        for a worker to wait on with whatever else it waits for."""
+        return self.conn.fileno()
+
+    def drain(self) -> int:
+        """Read the hints that came, without waiting; how many (errors if the connection
+        broke)."""
+        return sum(1 for _ in self.conn.notifies(timeout=0))
 
     def close(self) -> None:
         self.conn.close()
