@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from purpose_agent.errors import LeaseError, QueueUnsupported, RunNotFound, RunStateError
 from purpose_agent.flow import operations
 from purpose_agent.flow.engine import MIN_SNAPSHOT_BYTES, Runner
+from purpose_agent.flow.observe import notify
 from purpose_agent.flow.plan import MISSING, Plan
 from purpose_agent.flow.signals import LeaseLost
 from purpose_agent.runtime import jsonutil
@@ -22,7 +23,7 @@ from purpose_agent.runtime.checkpoint import BaseCheckpointer, validate_run_id
 from purpose_agent.runtime.events import EventKind, PAEvent
 from purpose_agent.runtime.journal import Commit, Delta, Lease
 from purpose_agent.runtime.owners import driver
-from purpose_agent.runtime.queue import DuplicateEnqueue, make_entry, queue_store
+from purpose_agent.runtime.queue import Claim, DuplicateEnqueue, make_entry, queue_store
 from purpose_agent.runtime.redact import summarize
 from purpose_agent.runtime.state import RunState, RunStatus
 
@@ -68,26 +69,24 @@ def enqueue(flow: Planned, cp: BaseCheckpointer, data: dict[str, Any] | None, *,
     return run_id
 
 
-def take_up(flow: Planned, cp: BaseCheckpointer, lease: Lease, runner_class: type[Runner] = Runner,
-            **runner_options: Any) -> Runner | None:
-    """A Runner for a run whose lease a worker claimed, its ``run.resumed`` committed
-    (status RUNNING), or None when there is nothing to advance (the run finished or
-    paused meanwhile: the lease is then given back)."""
-    run_id = lease.run_id
-    state = cp.load_latest(run_id)
-    if state is None:
-        raise RunNotFound(f"no run {run_id!r} in {cp!r}")
-    if state.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
-        cp.commit(run_id, Commit(fence=lease.fence, release=True))
-        return None
-    runner = runner_class(flow._plan(), cp, state, lease, **runner_options)
+def take_up(flow: Planned, cp: BaseCheckpointer, claim: Claim,
+            runner_class: type[Runner] = Runner, **runner_options: Any) -> Runner:
+    """A Runner for a run a worker claimed. The claim's transaction journaled the run's
+    ``run.resumed`` under the lease it took and handed back the run's state and its next
+    node's step records (see :class:`~purpose_agent.runtime.queue.Claim`), so nothing is
+    read or written here: the Runner starts the run's next node at once."""
+    if claim.state is None:
+        raise RunStateError(f"the claim of run {claim.run_id!r} did not resume it (it was "
+                            f"taken over {claim.takeovers} times, over the limit)")
+    # Step records of the next node: the Runner reads them from the store only if the
+    # claim found some (a run taken over mid-node), else it starts with none.
+    runner = runner_class(flow._plan(), cp, claim.state, claim.lease,
+                          reload_steps=bool(claim.steps), **runner_options)
     # A worker's slot is for work: it parks the run on its queue for any longer wait.
     runner.inline_wait = min(runner.inline_wait, WORKER_INLINE_WAIT)
-    previous = state.status
-    state.status, state.pending, state.error = RunStatus.RUNNING, None, None
-    runner.event(EventKind.RUN_RESUMED, state.current_node, previous=str(previous),
-                 updated=[], worker=True)
-    runner.commit(delta=Delta({}))
+    runner.cancel_requested = claim.cancel_requested
+    if runner.observer is not None and claim.events:
+        notify(runner.observer, runner.state, claim.events)
     return runner
 
 

@@ -4,7 +4,7 @@ Each of ``concurrency`` slot threads claims one run at a time under a fresh driv
 owner (so two runs of one worker are two owners), advances it with the engine exactly
 as ``flow.resume`` would — heartbeat, fencing and all — and claims the next one. The
 calling thread keeps the worker's row in the ``workers`` table fresh and, on
-PostgreSQL, a listener thread wakes idle slots on ``NOTIFY``.
+PostgreSQL, the slot that polls waits on ``NOTIFY`` too (see ``Worker._idle``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import copy
 import logging
 import os
 import random
+import select
 import socket
 import threading
 from collections.abc import Iterable
@@ -112,6 +113,11 @@ class Worker:
         self._wake = threading.Condition()
         self._hints = 0  # wake-ups not yet taken by a slot (at most one per slot)
         self._polling = False  # an idle slot is waiting out the poll interval
+        self._sleepers = 0  # idle slots waiting for a hint (not the polling one)
+        # On PostgreSQL the polling slot waits on the LISTEN connection's socket and on
+        # this pipe, which hints and stop() write to (see _idle).
+        self._listener: Any = None
+        self._pipe: tuple[int, int] | None = None
         self._in_flight = 0
         self._lock = threading.Lock()
 
@@ -125,7 +131,7 @@ class Worker:
             flows=tuple(self.flows), stopped_at=None))
         threads = [threading.Thread(target=self._slot, name=f"purpose-worker-{i}", daemon=True)
                    for i in range(self.concurrency)]
-        listener = self._start_listener()
+        self._start_listener()
         for thread in threads:
             thread.start()
         try:
@@ -138,8 +144,7 @@ class Worker:
             self.stop()
             for thread in threads:
                 thread.join()
-            if listener is not None:
-                listener.join()
+            self._close_listener()
             try:
                 self._queue.stop_worker(self.id)
             except PurposeAgentError as exc:
@@ -162,7 +167,8 @@ class Worker:
             try:
                 with driver() as owner:
                     claim = self._queue.claim(owner=owner, worker=self.id, queues=self.queues,
-                                              flows=flows, ttl=self._ttl(flows))
+                                              flows=flows, ttl=self._ttl(flows),
+                                              takeover_limit=self.takeover_limit)
                     if claim is not None:
                         # There may be more: let one idle slot look too (a chain, so a
                         # burst of runs fans out slot by slot, and no slot polls for
@@ -182,37 +188,88 @@ class Worker:
         return max(self.flows[name].lease_ttl for name in flows)
 
     def _idle(self) -> None:
-        """Wait until this slot should try a claim: a hint (a NOTIFY, or another slot that
-        claimed a run), or — for the one idle slot that polls — the poll interval. The
-        other idle slots wait without a timeout, so a worker polls once per interval
-        however many slots it has, and one hint wakes one slot, not all of them."""
+        """Wait until this slot should try a claim: a hint (another slot claimed a run),
+        a NOTIFY, or — for the one idle slot that polls — the poll interval. The other
+        idle slots wait for a hint without a timeout, so a worker polls once per interval
+        however many slots it has, and one hint wakes one slot, not all of them.
+
+        On PostgreSQL the polling slot waits on the LISTEN connection's socket itself,
+        so a NOTIFY wakes the thread that claims the run: no listener thread to wake
+        first (under load, each thread hop is a wait for a CPU)."""
         with self._wake:
             while not self._stopping.is_set():
                 if self._hints:
                     self._hints -= 1
                     return
                 if self._polling:
-                    self._wake.wait()
+                    self._sleepers += 1
+                    try:
+                        self._wake.wait()
+                    finally:
+                        self._sleepers -= 1
                     continue
                 self._polling = True
                 try:
                     # Jitter, so the workers of a pool do not poll in step.
-                    woken = self._wake.wait(self.poll_interval * random.uniform(0.5, 1.5))
+                    timeout = self.poll_interval * random.uniform(0.5, 1.5)
+                    if self._listener is None:
+                        hinted = self._wake.wait(timeout)
+                    else:
+                        self._wake.release()  # hints reach it through the pipe meanwhile
+                        try:
+                            hinted = self._listen(timeout)
+                        finally:
+                            self._wake.acquire()
                 finally:
                     self._polling = False
                     self._wake.notify()  # an idle slot takes over the polling
-                if not woken:
+                if not hinted:
                     return
+
+    def _listen(self, timeout: float) -> bool:
+        """The polling slot's wait on PostgreSQL: True for a hint or stop() (through the
+        pipe), False for a NOTIFY or the end of ``timeout`` (time to try a claim)."""
+        listener, pipe = self._listener, self._pipe
+        assert pipe is not None
+        try:
+            ready, _, _ = select.select([listener.fileno(), pipe[0]], [], [], timeout)
+            if listener.fileno() in ready:
+                listener.drain()
+                return False
+        except Exception as exc:  # the connection is gone: poll from now on
+            log.warning("worker %s: LISTEN connection lost (%s); polling every %.1fs",
+                        self.id, exc, self.poll_interval)
+            self._listener = None
+            listener.close()
+            return False
+        if pipe[0] in ready:
+            try:
+                os.read(pipe[0], 4096)
+            except BlockingIOError:
+                pass
+            return True
+        return False
 
     def _hint(self) -> None:
         """Wake one idle slot to try a claim (or the next slot to go idle, if none is)."""
         with self._wake:
             self._hints = min(self._hints + 1, self.concurrency)
-            self._wake.notify()
+            self._wake.notify()  # a sleeper, or the polling slot when it has no socket
+            if self._polling and not self._sleepers:
+                self._poke()  # the polling slot, on its socket
 
     def _wake_all(self) -> None:
         with self._wake:
             self._wake.notify_all()
+        self._poke()
+
+    def _poke(self) -> None:
+        """Wake the slot waiting on the LISTEN socket, if there is one."""
+        if self._pipe is not None:
+            try:
+                os.write(self._pipe[1], b"!")
+            except (BlockingIOError, OSError):
+                pass  # full (it will wake anyway) or closed (the worker has stopped)
 
     def _advance(self, claim: Claim) -> None:
         """Advance a claimed run (its lease is ours) until it stops, then let go."""
@@ -224,14 +281,10 @@ class Worker:
             if self._stopping.is_set():
                 self.cp.commit(run_id, Commit(fence=claim.lease.fence, release=True))
                 return
-            if claim.takeovers > self.takeover_limit:
+            if claim.state is None:  # over the takeover limit: not resumed
                 self._fail_taken_over(flow, claim)
                 return
-            runner = take_up(flow, self.cp, claim.lease, _WorkerRunner,
-                             stopping=self._stopping)
-            if runner is None:
-                self._queue.set_active(run_id, False)
-                return
+            runner = take_up(flow, self.cp, claim, _WorkerRunner, stopping=self._stopping)
             state = runner.drive()  # its last commit also took it off the queue's index
             self._count(str(state.status))
             log.info("run %s %s", run_id, state.status)
@@ -268,30 +321,30 @@ class Worker:
             self.counts[what] = self.counts.get(what, 0) + 1
 
     # ── wake-ups ─────────────────────────────────────────────────────────────────
-    def _start_listener(self) -> threading.Thread | None:
+    def _start_listener(self) -> None:
         listen = getattr(self._queue, "listen", None)
         if not self.listen or listen is None:
-            return None
+            return
         try:
-            listener = listen()
+            self._listener = listen()
         except Exception as exc:  # polling still works: say so, and go on
             log.warning("worker %s: cannot LISTEN for new runs (%s); polling every %.1fs",
                         self.id, exc, self.poll_interval)
-            return None
+            return
+        read, write = os.pipe()
+        os.set_blocking(read, False)
+        os.set_blocking(write, False)
+        self._pipe = (read, write)
 
-        def loop() -> None:
-            try:
-                while not self._stopping.is_set():
-                    if listener.wait(0.5):
-                        self._hint()
-            except Exception as exc:
-                log.warning("worker %s: LISTEN connection lost (%s); polling", self.id, exc)
-            finally:
-                listener.close()
-
-        thread = threading.Thread(target=loop, name="purpose-worker-listen", daemon=True)
-        thread.start()
-        return thread
+    def _close_listener(self) -> None:
+        """Once every slot has stopped."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if self._pipe is not None:
+            pipe, self._pipe = self._pipe, None
+            for fd in pipe:
+                os.close(fd)
 
 
 def _flows_by_name(flows: Iterable[Flow | str], lease_ttl: float | None) -> dict[str, Flow]:

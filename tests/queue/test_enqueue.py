@@ -103,7 +103,7 @@ def test_claims_take_the_highest_priority_then_the_oldest(queue_cp: BaseCheckpoi
         order = []
         while (claim := _claim(queue_cp, owner)) is not None:
             order.append(claim.run_id)
-            assert claim.lease.owner == owner and claim.lease.next_seq == 2
+            assert claim.lease.owner == owner and claim.lease.next_seq == 3
             assert not claim.taken_over and claim.takeovers == 0
     assert order == [old, new, low]  # "later" waits an hour, "elsewhere" is another queue
 
@@ -192,7 +192,7 @@ def test_a_fork_of_a_queued_run_stays_in_process(queue_cp: BaseCheckpointer,
     with driver() as owner:  # a worker's part: claim it and advance it to its end
         claim = _claim(queue_cp, owner)
         assert claim is not None
-        runner = take_up(effects, queue_cp, claim.lease)
+        runner = take_up(effects, queue_cp, claim)
         assert runner is not None and runner.drive().status is RunStatus.COMPLETED
     fork = effects.fork(run_id, at_step=1, checkpointer=queue_cp, new_run_id="the-fork")
     assert fork.status is RunStatus.PENDING
@@ -213,7 +213,7 @@ def test_the_commit_that_ends_or_pauses_a_run_takes_it_off_its_queue(
     with driver() as owner:
         claim = _claim(queue_cp, owner)
         assert claim is not None
-        runner = take_up(effects, queue_cp, claim.lease)
+        runner = take_up(effects, queue_cp, claim)
         assert runner is not None
         assert queues.queue_rows([run_id])[run_id].active  # running: still on its queue
         assert runner.drive().status is RunStatus.COMPLETED

@@ -266,8 +266,14 @@ class BaseCheckpointer(Mailboxes, ABC):
         record; a damaged record raises StoreCorrupted naming where it is."""
         validate_run_id(run_id)
         step = operator.index(step)
+        return self._steps_from(self._step_records(run_id, step), step)
+
+    def _steps_from(self, records: Iterable[tuple[Any, Callable[[], str]]],
+                    step: int) -> list[StepRecord]:
+        """:meth:`load_steps` of the records :meth:`_step_records` reads (or a store that
+        read them itself, inside a transaction of its own), checked the same way."""
         latest: dict[str, dict[str, Any]] = {}
-        for data, where in self._step_records(run_id, step):
+        for data, where in records:
             problem = step_problem(data)
             if problem is not None:
                 raise corrupted(where(), problem)
@@ -428,14 +434,22 @@ class BaseCheckpointer(Mailboxes, ABC):
         snapshot's, one by one (StoreCorrupted otherwise: a missing commit would silently
         drop a node's update)."""
         snap = self._latest_snapshot(run_id, upto)
+        return self._replay_rows(run_id, snap, self._deltas(
+            run_id, snap[0] if snap is not None else 0, upto))
+
+    def _replay_rows(self, run_id: str, snap: tuple[int, str] | None,
+                     rows: list[tuple[int, str]]) -> RunState | None:
+        """The state from a snapshot (as :meth:`_latest_snapshot` gives it, or None) and
+        the state commits after it (as :meth:`_deltas` gives them), checked as
+        :meth:`_replay` checks them: for a store that read them itself, inside a
+        transaction of its own (a queue's claim loads the run it leases)."""
         after, state = 0, None
         if snap is not None:
             after = snap[0]
             state = self._decode_snapshot(run_id, after, snap[1])
         header: Any = None
         version = after
-        for version, body in self._consecutive(run_id, self._deltas(run_id, after, upto),
-                                               first=after + 1):
+        for version, body in self._consecutive(run_id, rows, first=after + 1):
             try:
                 header = body["header"]
                 node = body.get("node")

@@ -188,48 +188,57 @@ class PostgresCheckpointer(PostgresMailboxes, PostgresLive, BaseCheckpointer):
 
     # ── writes ──────────────────────────────────────────────────────────────────
     def _write(self, run_id: str, p: PreparedCommit) -> CommitResult:
-        sql = self._sql
         with self._transaction() as cur:
-            if p.enqueue is not None:
-                insert_entry(cur, f'"{self.schema}"', run_id, p.enqueue)
-            row = None if p.create else cur.execute(sql["lock"], (run_id,)).fetchone()
-            if row is None and p.must_exist:
-                raise self._not_found(run_id)
-            if row is None:
-                header = p.header or minimal_header(run_id)
-                row = cur.execute(sql["create"], (
-                    run_id, header["status"], header["updated_at"],
-                    p.header_json if p.header is not None else jsonutil.dumps(header),
-                )).fetchone()
-                if row is None:  # it exists: created by someone else meanwhile
-                    if p.create:
-                        raise refuse_existing(run_id)
-                    row = cur.execute(sql["lock"], (run_id,)).fetchone()
-                    assert row is not None  # the lock keeps it from being deleted since
-            _status, fence, owner, expires, cancel, next_seq, version, now = row
-            held = p.lease_after(run_id, Held(owner, expires, fence), now)
-            events = number_events(run_id, p.events, next_seq)
-            if events:
-                cur.executemany(sql["event"], [
-                    (run_id, event.seq, str(event.kind), text)
-                    for event, text in zip(events, p.event_texts(events), strict=True)])
-                next_seq = events[-1].seq + 1
-            if p.delta_json is not None:
-                assert p.ops_json is not None and p.header_json is not None
-                version += 1
-                cur.execute(sql["state"], (run_id, version, p.step, p.node, p.ops_json,
-                                           p.header_json))
-                if p.snapshot_json is not None:
-                    cur.execute(sql["snapshot"], (run_id, version, p.snapshot_json))
-            if p.steps:
-                cur.executemany(sql["step"], [(run_id, rec.key, rec.step, text)
-                                              for rec, text in p.steps])
-            new = p.header  # None: the header stays as it is
-            cur.execute(sql["update"], (
-                new["status"] if new else None, new["updated_at"] if new else None,
-                p.header_json if new else None, next_seq, version, *held, run_id))
-            if new is not None and not p.create:
-                settle_entry(cur, f'"{self.schema}"', run_id, new["status"])
+            return self._write_in(cur, run_id, p)
+
+    def _write_in(self, cur: psycopg.Cursor[tuple[Any, ...]], run_id: str, p: PreparedCommit,
+                  locked: tuple[Any, ...] | None = None) -> CommitResult:
+        """:meth:`_write`'s statements, in the caller's transaction ``cur``. ``locked``:
+        the run's row as the ``lock`` statement reads it, when that transaction has
+        locked it already (a queue's claim): not read again."""
+        sql = self._sql
+        if p.enqueue is not None:
+            insert_entry(cur, f'"{self.schema}"', run_id, p.enqueue)
+        row = locked
+        if row is None and not p.create:
+            row = cur.execute(sql["lock"], (run_id,)).fetchone()
+        if row is None and p.must_exist:
+            raise self._not_found(run_id)
+        if row is None:
+            header = p.header or minimal_header(run_id)
+            row = cur.execute(sql["create"], (
+                run_id, header["status"], header["updated_at"],
+                p.header_json if p.header is not None else jsonutil.dumps(header),
+            )).fetchone()
+            if row is None:  # it exists: created by someone else meanwhile
+                if p.create:
+                    raise refuse_existing(run_id)
+                row = cur.execute(sql["lock"], (run_id,)).fetchone()
+                assert row is not None  # the lock keeps it from being deleted since
+        _status, fence, owner, expires, cancel, next_seq, version, now = row
+        held = p.lease_after(run_id, Held(owner, expires, fence), now)
+        events = number_events(run_id, p.events, next_seq)
+        if events:
+            cur.executemany(sql["event"], [
+                (run_id, event.seq, str(event.kind), text)
+                for event, text in zip(events, p.event_texts(events), strict=True)])
+            next_seq = events[-1].seq + 1
+        if p.delta_json is not None:
+            assert p.ops_json is not None and p.header_json is not None
+            version += 1
+            cur.execute(sql["state"], (run_id, version, p.step, p.node, p.ops_json,
+                                       p.header_json))
+            if p.snapshot_json is not None:
+                cur.execute(sql["snapshot"], (run_id, version, p.snapshot_json))
+        if p.steps:
+            cur.executemany(sql["step"], [(run_id, rec.key, rec.step, text)
+                                          for rec, text in p.steps])
+        new = p.header  # None: the header stays as it is
+        cur.execute(sql["update"], (
+            new["status"] if new else None, new["updated_at"] if new else None,
+            p.header_json if new else None, next_seq, version, *held, run_id))
+        if new is not None and not p.create:
+            settle_entry(cur, f'"{self.schema}"', run_id, new["status"])
         return p.result(run_id, events, held, next_seq, bool(cancel))
 
     def _request_cancel(self, run_id: str) -> bool:

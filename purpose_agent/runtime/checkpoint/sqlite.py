@@ -92,6 +92,7 @@ class SQLiteCheckpointer(SQLiteMailboxes, BaseCheckpointer):
         self.synchronous = str(synchronous).upper()
         self.read_only = read_only
         self._lock = threading.RLock()
+        self._reads_in_write = False  # see _loading_tx
         self._group = GroupCommit(self._write_batch, f"SQLite store {str(self.path)!r}")
         if read_only:
             # Readers (listings, inspection) never create, upgrade or change a file.
@@ -132,11 +133,29 @@ class SQLiteCheckpointer(SQLiteMailboxes, BaseCheckpointer):
         return Transaction(self._db, self._lock, self.path)
 
     @contextmanager
+    def _loading_tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction inside which this store's reads (``load_latest``,
+        ``load_steps``, …) read what it has written so far, instead of opening a read
+        transaction of their own: a queue's claim loads the run it has just leased, and
+        writes its ``run.resumed`` with :meth:`_apply`, in one transaction. The reads
+        run on the thread that holds the store's lock, so no other thread's read sees
+        the transaction before it commits."""
+        with self._tx() as db:
+            self._reads_in_write = True
+            try:
+                yield db
+            finally:
+                self._reads_in_write = False
+
+    @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
         """One read transaction: several statements see the same committed state (a run
         deleted meanwhile cannot hand its ``num`` to another run mid-read)."""
         with self._lock:
             db = self._db
+            if self._reads_in_write:  # this thread's _loading_tx: read inside it
+                yield db
+                return
             try:
                 try:  # BEGIN inside: a signal right after it must not leave it open
                     db.execute("BEGIN")

@@ -11,7 +11,9 @@ run's own status and lease stay the truth about who may advance it:
   expired — a *takeover*, counted per run);
 - a claim takes the run's lease (a new fencing epoch) in the same transaction that picks
   it (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite: ``BEGIN IMMEDIATE``), highest
-  priority first, then oldest;
+  priority first, then oldest; that transaction also journals the run's ``run.resumed``
+  (RUNNING, under the new lease) and loads the run's state and its next node's step
+  records, so a worker starts the run's next node without another commit or read;
 - a run that pauses, fails, completes or is cancelled is not claimable whatever its
   queue row says: waiting costs no worker slot.
 
@@ -24,11 +26,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from purpose_agent.errors import QueueError, QueueUnsupported
-from purpose_agent.runtime.journal import Lease
+from purpose_agent.runtime.events import EventKind, PAEvent
+from purpose_agent.runtime.journal import Commit, Delta, Lease, StepRecord
+from purpose_agent.runtime.state import RunState, RunStatus
 
 if TYPE_CHECKING:
     from purpose_agent.runtime.checkpoint._base import BaseCheckpointer
@@ -107,7 +111,11 @@ class DuplicateEnqueue(Exception):
 @dataclass(frozen=True, slots=True)
 class Claim:
     """A run a worker claimed: its lease (held by the claiming driver), its flow's name,
-    and how many times it was taken over from a worker that died."""
+    how many times it was taken over from a worker that died, and what the claim's
+    transaction journaled and read: the ``run.resumed`` event (``events``), the run's
+    state after it (RUNNING; ``lease.next_seq`` follows the event), the step records of
+    its next node execution, and whether someone asked the run to stop. A claim over its
+    takeover limit journals nothing but the lease: ``state`` None, ``events`` empty."""
 
     run_id: str
     flow: str
@@ -115,6 +123,21 @@ class Claim:
     lease: Lease
     takeovers: int
     taken_over: bool  # this claim took the run from a lease that expired
+    state: RunState | None = None
+    events: list[PAEvent] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
+    cancel_requested: bool = False
+
+
+def resume_commit(state: RunState, fence: int) -> Commit:
+    """What a claim journals with the lease it takes, fenced by that lease: the run
+    RUNNING (no longer waiting for anything) and its ``run.resumed`` event, seq 0 (the
+    run's next seq, numbered inside the claim's transaction). Changes ``state`` so."""
+    previous = state.status
+    state.status, state.pending, state.error = RunStatus.RUNNING, None, None
+    event = PAEvent(state.run_id, EventKind.RUN_RESUMED, seq=0, node=state.current_node,
+                    payload={"previous": str(previous), "updated": [], "worker": True})
+    return Commit(events=[event], state=state, delta=Delta({}), fence=fence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +206,11 @@ class QueueStore(Protocol):
         ...
 
     def claim(self, *, owner: str, worker: str, queues: tuple[str, ...],
-              flows: tuple[str, ...], ttl: float) -> Claim | None:
-        """Atomically take the lease of the next claimable run, or None."""
+              flows: tuple[str, ...], ttl: float,
+              takeover_limit: int | None = None) -> Claim | None:
+        """Atomically take the lease of the next claimable run and, unless it was taken
+        over more than ``takeover_limit`` times, journal its ``run.resumed`` and load it,
+        all in one transaction (see :class:`Claim`); None when no run is claimable."""
         ...
 
     def set_active(self, run_id: str, active: bool) -> None:
@@ -235,4 +261,4 @@ def queue_store(cp: BaseCheckpointer) -> QueueStore:
 
 __all__ = ["CLAIMABLE", "DEFAULT_QUEUE", "NEVER", "Claim", "DuplicateEnqueue", "QueueEntry", "QueueRow",
            "QueueStore", "WorkerInfo", "check_queue_name", "make_entry", "parse_delay",
-           "queue_row", "queue_store", "worker_info"]
+           "queue_row", "queue_store", "resume_commit", "worker_info"]

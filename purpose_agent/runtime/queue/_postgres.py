@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from purpose_agent.errors import RunNotFound
+from purpose_agent.runtime import jsonutil
+from purpose_agent.runtime.checkpoint._prepare import prepare, splice_header
 from purpose_agent.runtime.journal import Lease
 from purpose_agent.runtime.queue import (
     CLAIMABLE,
@@ -23,6 +27,7 @@ from purpose_agent.runtime.queue import (
     QueueRow,
     WorkerInfo,
     queue_row,
+    resume_commit,
     worker_info,
 )
 
@@ -68,15 +73,26 @@ WITH picked AS (
     UPDATE {{s}}.runs r SET owner = %(owner)s, lease_expires_at = {_NOW} + %(ttl)s,
         fence = r.fence + 1
     FROM picked WHERE r.run_id = picked.run_id
-    RETURNING r.run_id, r.fence, r.lease_expires_at, r.next_seq
+    RETURNING r.run_id, r.status, r.fence, r.owner, r.lease_expires_at,
+        r.cancel_requested, r.next_seq, r.version, r.header
 )
 UPDATE {{s}}.queue q SET takeovers = q.takeovers + picked.taken_over::int,
     claims = q.claims + 1, worker = %(worker)s
 FROM picked JOIN leased ON leased.run_id = picked.run_id
 WHERE q.run_id = picked.run_id
-RETURNING q.run_id, q.flow, q.queue, leased.fence, leased.lease_expires_at,
-    leased.next_seq, q.takeovers, picked.taken_over
+RETURNING q.run_id, q.flow, q.queue, q.takeovers, picked.taken_over, leased.header,
+    leased.status, leased.fence, leased.owner, leased.lease_expires_at,
+    leased.cancel_requested, leased.next_seq, leased.version, {_NOW}
 """
+# What the claim's transaction reads of the run it leased, sent together (one round
+# trip): its latest snapshot, the state commits after it, the step records of its next
+# node execution (the runs row's header, current on PostgreSQL, says which one).
+_SNAPSHOT = ("SELECT version, body FROM {s}.snapshots WHERE run_id = %s "
+             "ORDER BY version DESC LIMIT 1")
+_DELTAS = ("SELECT version, ops, header FROM {s}.states WHERE run_id = %s AND version > "
+           "coalesce((SELECT max(version) FROM {s}.snapshots WHERE run_id = %s), 0) "
+           "ORDER BY version")
+_STEPS = "SELECT body FROM {s}.steps WHERE run_id = %s AND step = %s"
 
 
 def channel(schema: str) -> str:
@@ -122,17 +138,47 @@ class PostgresQueue:
         return float(self.store._rows(f"SELECT {_NOW}", ())[0][0])
 
     def claim(self, *, owner: str, worker: str, queues: tuple[str, ...],
-              flows: tuple[str, ...], ttl: float) -> Claim | None:
+              flows: tuple[str, ...], ttl: float,
+              takeover_limit: int | None = None) -> Claim | None:
         if not queues or not flows:
             return None
-        rows = self.store._rows(_CLAIM.format(s=self.s), {  # type: ignore[arg-type]
-            "queues": list(queues), "flows": list(flows), "owner": owner,
-            "ttl": float(ttl), "worker": worker})
-        if not rows:
-            return None
-        run_id, flow, queue, fence, expires, next_seq, takeovers, taken_over = rows[0]
-        return Claim(run_id, flow, queue, Lease(run_id, owner, fence, expires, next_seq),
-                     takeovers, taken_over)
+        store, s = self.store, self.s
+        # Three round trips, one transaction, one WAL flush: the claim statement; the
+        # run's reads; the run.resumed commit's statements with the COMMIT.
+        with store._transaction() as cur:
+            row = cur.execute(_CLAIM.format(s=s), {
+                "queues": list(queues), "flows": list(flows), "owner": owner,
+                "ttl": float(ttl), "worker": worker}).fetchone()
+            if row is None:
+                return None
+            run_id, flow, queue, takeovers, taken_over, header, *tip = row
+            fence, expires, next_seq = tip[1], tip[3], tip[5]
+            if takeover_limit is not None and takeovers > takeover_limit:
+                lease = Lease(run_id, owner, fence, expires, next_seq)
+                return Claim(run_id, flow, queue, lease, takeovers, taken_over)
+            conn = cur.connection
+            step = int(jsonutil.loads(header).get("current_step") or 0) + 1
+            snap = conn.cursor().execute(_SNAPSHOT.format(s=s), (run_id,))
+            deltas = conn.cursor().execute(_DELTAS.format(s=s), (run_id, run_id))
+            steps = conn.cursor().execute(_STEPS.format(s=s), (run_id, step))
+            found = snap.fetchone()
+            state = store._replay_rows(
+                run_id, (int(found[0]), found[1]) if found else None,
+                [(int(v), splice_header(ops, h)) for v, ops, h in deltas.fetchall()])
+            records = jsonutil.loads_many(r[0] for r in steps.fetchall())
+            if state is None:
+                raise RunNotFound(f"no state for queued run {run_id!r} in {store!r}")
+            written = time.time()
+            result = store._write_in(cur, run_id, prepare(
+                run_id, resume_commit(state, fence), now=written), tuple(tip))
+        state.updated_at = written
+        where = partial(store._where, run_id, "steps", step)
+        loaded = store._steps_from(((data, where) for data in records), step)
+        if state.current_step + 1 != step:  # the header and the journal disagree
+            loaded = store.load_steps(run_id, state.current_step + 1)
+        lease = Lease(run_id, owner, fence, expires, result.events[-1].seq + 1)
+        return Claim(run_id, flow, queue, lease, takeovers, taken_over, state, result.events,
+                     loaded, result.cancel_requested)
 
     def set_active(self, run_id: str, active: bool) -> None:
         # Put back on its queue by a person (approve, resume): its takeovers count again
@@ -190,13 +236,15 @@ class Listener:
         self.conn = psycopg.connect(store._conninfo, autocommit=True, prepare_threshold=None)
         self.conn.execute(f'LISTEN "{name}"')
 
-    def wait(self, timeout: float) -> bool:
-        """True if a hint came within ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        for _ in self.conn.notifies(timeout=max(0.0, deadline - time.monotonic()),
-                                    stop_after=1):
-            return True
-        return False
+    def fileno(self) -> int:
+        """The connection's socket: readable when a hint came (or the connection broke),
+        for a worker to wait on with whatever else it waits for."""
+        return self.conn.fileno()
+
+    def drain(self) -> int:
+        """Read the hints that came, without waiting; how many (errors if the connection
+        broke)."""
+        return sum(1 for _ in self.conn.notifies(timeout=0))
 
     def close(self) -> None:
         self.conn.close()

@@ -11,6 +11,9 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
+from purpose_agent.errors import RunNotFound
+from purpose_agent.runtime.checkpoint._prepare import prepare
+from purpose_agent.runtime.journal import Lease
 from purpose_agent.runtime.queue import (
     CLAIMABLE,
     Claim,
@@ -19,13 +22,12 @@ from purpose_agent.runtime.queue import (
     QueueRow,
     WorkerInfo,
     queue_row,
+    resume_commit,
     worker_info,
 )
 
 if TYPE_CHECKING:
     from purpose_agent.runtime.checkpoint.sqlite import SQLiteCheckpointer
-
-from purpose_agent.runtime.journal import Lease
 
 # Appended to the store's schema (statements split on ';': none in the comments).
 # seq orders a queue by age; active is 1 while the run may need a worker (an index
@@ -84,7 +86,8 @@ class SQLiteQueue:
         return time.time()
 
     def claim(self, *, owner: str, worker: str, queues: tuple[str, ...],
-              flows: tuple[str, ...], ttl: float) -> Claim | None:
+              flows: tuple[str, ...], ttl: float,
+              takeover_limit: int | None = None) -> Claim | None:
         if not queues or not flows:
             return None
         marks_q, marks_f = ",".join("?" * len(queues)), ",".join("?" * len(flows))
@@ -100,7 +103,8 @@ class SQLiteQueue:
         now = time.time()
         if not self._read(pick, (*queues, *flows, now, now)):
             return None
-        with self.store._tx() as db:
+        store = self.store
+        with store._loading_tx() as db:
             now = time.time()
             row = db.execute(pick, (*queues, *flows, now, now)).fetchone()
             if row is None:
@@ -114,8 +118,22 @@ class SQLiteQueue:
                 "UPDATE queue SET takeovers = takeovers + ?, claims = claims + 1, "
                 "worker = ? WHERE run_id = ? RETURNING takeovers",
                 (int(taken_over), worker, run_id)).fetchone()[0]
-        lease = Lease(run_id, owner, fence, expires, self.store.next_seq(run_id))
-        return Claim(run_id, flow, queue, lease, takeovers, taken_over)
+            if takeover_limit is not None and takeovers > takeover_limit:
+                lease = Lease(run_id, owner, fence, expires, store.next_seq(run_id))
+                return Claim(run_id, flow, queue, lease, takeovers, taken_over)
+            # The run.resumed commit, written as any commit is (fenced by the lease just
+            # taken), in this transaction; the reads see what it wrote so far.
+            state = store.load_latest(run_id)
+            if state is None:
+                raise RunNotFound(f"no state for queued run {run_id!r} in {store!r}")
+            written = time.time()
+            result = store._apply(db, run_id, prepare(run_id, resume_commit(state, fence),
+                                                      now=written))
+            state.updated_at = written
+            steps = store.load_steps(run_id, state.current_step + 1)
+        lease = Lease(run_id, owner, fence, expires, result.events[-1].seq + 1)
+        return Claim(run_id, flow, queue, lease, takeovers, taken_over, state, result.events,
+                     steps, result.cancel_requested)
 
     def set_active(self, run_id: str, active: bool) -> None:
         with self.store._tx() as db:
