@@ -163,7 +163,13 @@ def purpose_agent(d: Path, c: int, runs: int, mode: str, warm_up: int,
     wal: list[int] = []
     # On PostgreSQL the fsyncs are the server's (its own group commit): its count of WAL
     # syncs just before and just after the measured part.
-    mark = (lambda: wal.append(pg_wal_syncs(url))) if url else None
+    group = getattr(cp, "_group", None)  # SQLite's group commit: its own counters
+
+    def mark() -> None:
+        if url:
+            wal.append(pg_wal_syncs(url))
+        if group is not None:
+            wal.append(group.batches)
     try:
         if mode == "threads":
             def one(run: str) -> None:
@@ -174,8 +180,12 @@ def purpose_agent(d: Path, c: int, runs: int, mode: str, warm_up: int,
                 assert str((await flow.arun({}, checkpointer=cp, run_id=run)).status) \
                     == "completed"
             clock = drive(mode, c, runs, warm_up, stamps, aone, mark=mark)
-        if wal:
+        if url:
             extra["fsyncs"], extra["fsync_nodes"] = wal[1] - wal[0], runs * NODES
+        elif group is not None:
+            # Transactions (one WAL fsync each) per node in this very run: strace's own
+            # slowness makes batches bigger, so its count flatters a fast disk.
+            extra["tx_node"] = (wal[1] - wal[0]) / (runs * NODES)
         return clock, stamps, extra
     finally:
         cp.close()
