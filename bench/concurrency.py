@@ -1,8 +1,10 @@
 """W5: many runs at once in one process, on one SQLite file (and on PostgreSQL).
 
-    python -m bench.concurrency            # full run, writes its section of docs/benchmarks.md
-    python -m bench.concurrency --quick    # a short run, same table
-    python bench/compare.py --only W5      # the same, from compare.py
+    python -m bench.concurrency                    # full run: docs/benchmarks.md's W5 section
+    python -m bench.concurrency --quick            # a few minutes, the same table
+    python -m bench.concurrency --resume           # measure only the cells still missing
+    python -m bench.concurrency --only langgraph --c 32 --resume   # one more cell
+    python bench/compare.py --only W5              # the full run, from compare.py
 
 C = 1, 8, 32, 128 concurrent runs of a 20-node linear flow of trivial nodes in one
 process, SQLite synchronous=FULL (WAL), driven by C threads and by C asyncio tasks, side by
@@ -13,368 +15,259 @@ PostgreSQL (``PostgresCheckpointer``, its connection pool shared by the C runs) 
 measured too when a server is at hand (a throwaway cluster from tests/pg_server.py).
 
 Figures: aggregate nodes/s (all runs' nodes over the wall time), that over the floor's
-commits/s measured in the same process just before, fsyncs per node (a second run of the
-same worker under ``strace -f -c -e trace=fsync,fdatasync``: every fsync of the process,
-schema creation and WAL checkpoints included, over the nodes executed), and p50/p99 node
-latency (the time from a node's start to the next node's start in the same run: the node,
-its commit and the wait for it).
+commits/s measured in the same process just before, the process's CPU per node, fsyncs
+per node (a second, shorter run of the same cell under ``strace -f``, counting the
+fsync/fdatasync calls of every thread between two markers around the measured part; on
+PostgreSQL the server's own WAL syncs, from pg_stat_wal), and p50/p99 node latency (from
+a node's start to the next node's start in the same run: the node, its commit and the
+wait for it).
 
-Each measurement is its own subprocess (``--worker``); the top level imports the standard
-library only, so the worker runs in the peers' virtualenv too (bench/compare.py makes it).
+Each cell is measured in its own subprocess (``--worker``, bench/_concurrency_systems.py)
+and appended to a JSON-lines file next to the report as soon as it is measured; the
+report's section is rewritten from that file after every cell, so a run cut off keeps
+what it measured, and ``--resume`` measures only the cells the file lacks.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as _dt
-import itertools
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-NODES = 20
 BEGIN, END = "<!-- bench/concurrency.py:begin -->", "<!-- bench/concurrency.py:end -->"
-WARM_UP_RUNS = 40  # 800 nodes: every store (close to) past its first WAL cycle first
-
-
-# ── what every system runs: R runs of 20 nodes, C at a time ──────────────────────────
-class Stamps:
-    """Per run, the perf_counter at each node's start."""
-
-    def __init__(self) -> None:
-        self.by_run: dict[str, list[float]] = {}
-
-    def node(self, run: str) -> None:
-        self.by_run.setdefault(run, []).append(time.perf_counter())
-
-    def latencies(self) -> list[float]:
-        return [b - a for stamps in self.by_run.values() for a, b in itertools.pairwise(stamps)]
-
-
-def in_threads(c: int, runs: int, one: Callable[[str], None]) -> float:
-    """Wall seconds for ``runs`` calls of ``one(run_id)``, ``c`` threads at a time."""
-    ids = iter([uuid.uuid4().hex for _ in range(runs)])
-    lock, errors = threading.Lock(), []
-
-    def loop() -> None:
-        while True:
-            with lock:
-                run = next(ids, None)
-            if run is None:
-                return
-            try:
-                one(run)
-            except Exception as exc:  # reported, never hidden
-                errors.append(exc)
-                return
-
-    threads = [threading.Thread(target=loop) for _ in range(c)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return time.perf_counter() - t0
-
-
-async def in_tasks(c: int, runs: int, one: Callable[[str], Any]) -> float:
-    """Wall seconds for ``runs`` awaits of ``one(run_id)``, ``c`` tasks at a time."""
-    ids = iter([uuid.uuid4().hex for _ in range(runs)])
-
-    async def loop() -> None:
-        while (run := next(ids, None)) is not None:
-            await one(run)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(loop() for _ in range(c)))
-    return time.perf_counter() - t0
-
-
-def purpose_agent_flow(stamps: Stamps, is_async: bool) -> Any:
-    from purpose_agent import END as FLOW_END
-    from purpose_agent import Flow
-    flow = Flow("w5", purpose="benchmark", max_steps=NODES + 1)
-    names = [f"n{i}" for i in range(NODES)]
-    for i, name in enumerate(names):
-        if is_async:
-            async def anode(ctx: Any, i: int = i) -> dict[str, Any]:
-                stamps.node(ctx.run_id)
-                return {"i": i}
-            flow.add(anode, name=name)
-        else:
-            def node(ctx: Any, i: int = i) -> dict[str, Any]:
-                stamps.node(ctx.run_id)
-                return {"i": i}
-            flow.add(node, name=name)
-    for a, b in itertools.pairwise(names):
-        flow.edge(a, b)
-    flow.edge(names[-1], FLOW_END)
-    return flow
-
-
-def purpose_agent(d: Path, c: int, runs: int, mode: str, url: str | None) -> tuple[float, Stamps]:
-    from purpose_agent import open_checkpointer
-    from purpose_agent.runtime.checkpoint import SQLiteCheckpointer
-    stamps = Stamps()
-    cp = open_checkpointer(url) if url else SQLiteCheckpointer(d / "pa.db", synchronous="FULL")
-    flow = purpose_agent_flow(stamps, mode == "asyncio")
-    try:
-        if mode == "threads":
-            def one(run: str) -> None:
-                assert str(flow.run({}, checkpointer=cp, run_id=run).status) == "completed"
-            in_threads(1, WARM_UP_RUNS, one)
-            stamps.by_run.clear()
-            return in_threads(c, runs, one), stamps
-
-        async def aone(run: str) -> None:
-            assert str((await flow.arun({}, checkpointer=cp, run_id=run)).status) == "completed"
-
-        async def main() -> float:
-            await in_tasks(1, WARM_UP_RUNS, aone)
-            stamps.by_run.clear()
-            return await in_tasks(c, runs, aone)
-        return asyncio.run(main()), stamps
-    finally:
-        cp.close()
-
-
-def langgraph(d: Path, c: int, runs: int, mode: str) -> tuple[float, Stamps]:
-    import sqlite3
-
-    from langgraph.graph import END as LG_END
-    from langgraph.graph import START, StateGraph
-    from typing_extensions import TypedDict
-
-    class State(TypedDict, total=False):
-        run: str
-        i: int
-
-    stamps = Stamps()
-    graph = StateGraph(State)
-    names = [f"n{i}" for i in range(NODES)]
-    for i, name in enumerate(names):
-        def node(state: Any, i: int = i) -> dict[str, Any]:
-            stamps.node(state["run"])
-            return {"i": i}
-        graph.add_node(name, node)
-    graph.add_edge(START, names[0])
-    for a, b in itertools.pairwise(names):
-        graph.add_edge(a, b)
-    graph.add_edge(names[-1], LG_END)
-    path = d / "lg.db"
-
-    def config(run: str) -> dict[str, Any]:
-        return {"configurable": {"thread_id": run}, "recursion_limit": NODES + 10}
-
-    if mode == "threads":
-        from langgraph.checkpoint.sqlite import SqliteSaver
-        conn = sqlite3.connect(str(path), check_same_thread=False)
-        conn.execute("PRAGMA synchronous = FULL")
-        app = graph.compile(checkpointer=SqliteSaver(conn))
-
-        def one(run: str) -> None:
-            app.invoke({"run": run, "i": -1}, config(run), durability="sync")
-        in_threads(1, WARM_UP_RUNS, one)
-        stamps.by_run.clear()
-        return in_threads(c, runs, one), stamps
-
-    async def main() -> float:
-        import aiosqlite
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-        async with aiosqlite.connect(str(path)) as conn:
-            await conn.execute("PRAGMA synchronous = FULL")
-            app = graph.compile(checkpointer=AsyncSqliteSaver(conn))
-
-            async def aone(run: str) -> None:
-                await app.ainvoke({"run": run, "i": -1}, config(run), durability="sync")
-            await in_tasks(1, WARM_UP_RUNS, aone)
-            stamps.by_run.clear()
-            return await in_tasks(c, runs, aone)
-    return asyncio.run(main()), stamps
-
-
-def dbos(d: Path, c: int, runs: int, mode: str) -> tuple[float, Stamps]:
-    import logging
-
-    from dbos import DBOS, SetWorkflowID
-
-    logging.getLogger("dbos").setLevel(logging.WARNING)
-    DBOS(config={"name": "bench-w5", "system_database_url": f"sqlite:///{d / 'dbos.db'}",
-                 "run_admin_server": False})
-    stamps = Stamps()
-
-    @DBOS.step()
-    def trivial(run: str, i: int) -> int:
-        stamps.node(run)
-        return i
-
-    @DBOS.workflow()
-    def linear(run: str) -> int:
-        for i in range(NODES):
-            trivial(run, i)
-        return NODES
-
-    DBOS.launch()
-    try:
-        def one(run: str) -> None:
-            with SetWorkflowID(run):
-                assert linear(run) == NODES
-        in_threads(1, WARM_UP_RUNS, one)
-        stamps.by_run.clear()
-        return in_threads(c, runs, one), stamps
-    finally:
-        DBOS.destroy()
-
-
-def floor(d: Path) -> dict[str, Any]:
-    """The floor's commits/s and its single commit's p50/p99 (one thread)."""
-    from bench.compare import Floor
-    f = Floor(d / "floor.db", "FULL")
-    times = []
-    for _ in range(600):
-        t0 = time.perf_counter()
-        f.per_commit(1)
-        times.append(time.perf_counter() - t0)
-    return {"rate": len(times) / sum(times), "p50_ms": pct(times, 50) * 1e3,
-            "p99_ms": pct(times, 99) * 1e3}
-
-
-def pct(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 \
-        else values[0]
-
-
-def worker(system: str, c: int, runs: int, url: str | None,
-           with_floor: bool = True) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="pa-w5-") as tmp:
-        d = Path(tmp)
-        base = floor(d) if with_floor or system == "floor" else {}
-        if system == "floor":
-            return {"floor": base, "nodes_s": base["rate"], "p50_ms": base["p50_ms"],
-                    "p99_ms": base["p99_ms"], "nodes": 600}
-        name, mode = system.rsplit(" ", 1)
-        if name in ("purpose-agent", "purpose-agent pg"):
-            seconds, stamps = purpose_agent(d, c, runs, mode, url if "pg" in name else None)
-        elif name == "langgraph":
-            seconds, stamps = langgraph(d, c, runs, mode)
-        else:
-            seconds, stamps = dbos(d, c, runs, mode)
-        lat = stamps.latencies()
-        nodes = sum(len(s) for s in stamps.by_run.values())
-        assert nodes == runs * NODES, (nodes, runs)
-        return {"floor": base, "nodes_s": nodes / seconds, "nodes": nodes,
-                "p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3}
-
-
-# ── the parent: every (system, C) in its own process, then the report ───────────────
 SYSTEMS = ["floor", "purpose-agent threads", "purpose-agent asyncio", "langgraph threads",
            "langgraph asyncio", "dbos threads", "purpose-agent pg threads",
            "purpose-agent pg asyncio"]
 PEER = {"langgraph": "langgraph", "dbos": "dbos"}
+TIMEOUT = 600  # seconds per worker process
 
 
-def run(python: str, system: str, c: int, runs: int, url: str | None,
-        strace: bool) -> dict[str, Any]:
+class Plan:
+    """How much each cell measures: ``--quick`` or the full run."""
+
+    def __init__(self, quick: bool, nodes: int, counts: str | None) -> None:
+        self.name = "quick" if quick else "full"
+        self.nodes = nodes or (600 if quick else 4000)
+        self.counts = [int(c) for c in (counts or ("1,32" if quick else "1,8,32,128"))
+                       .split(",")]
+        self.warm_up = 10 if quick else 40  # runs of 20 nodes, one at a time
+        self.strace_counts = {32} if quick else set(self.counts)
+
+    def runs(self, system: str, c: int) -> int:
+        # The peers are 5-50x slower per node: fewer nodes keep their turn bounded.
+        peer = system.split()[0] in PEER
+        return max(c, self.nodes // 20 // (4 if peer else 1))
+
+
+# ── one cell: a worker process (and a second one under strace) ───────────────────────
+def run_worker(python: str, system: str, c: int, runs: int, warm_up: int,
+               url: str | None, strace: bool) -> dict[str, Any]:
     cmd = [python, "-m", "bench.concurrency", "--worker", system, "--c", str(c),
-           "--runs", str(runs)] + (["--url", url] if url else []) + \
-        (["--no-floor"] if strace else [])  # the floor's own fsyncs are not the system's
+           "--runs", str(runs), "--warm-up", str(warm_up)] + (["--url", url] if url else [])
     trace = None
     if strace:
         trace = Path(tempfile.mkstemp(prefix="pa-w5-strace-")[1])
-        cmd = ["strace", "-f", "-c", "-e", "trace=fsync,fdatasync", "-o", str(trace), *cmd]
+        cmd = ["strace", "-f", "--seccomp-bpf", "-e", "trace=fsync,fdatasync,getppid",
+               "-o", str(trace), *cmd]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env,
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env,
                               cwd=str(ROOT))
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            return {"error": tail[:300]}
+        out: dict[str, Any] = json.loads(lines[-1])
+        if trace is not None:
+            out["fsyncs"] = fsyncs_in_window(trace.read_text())
+        return out
     except subprocess.TimeoutExpired:
-        return {"error": "timed out after 900 s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": tail[:300]}
-    out: dict[str, Any] = json.loads(lines[-1])
-    if trace is not None:
-        text = trace.read_text()
-        trace.unlink()
-        calls = sum(int(line.split()[3]) for line in text.splitlines()
-                    if line.split()[-1:] in (["fsync"], ["fdatasync"]))
-        out = {"fsyncs": calls, "fsync_nodes": out["nodes"]
-               + (WARM_UP_RUNS * NODES if system != "floor" else 1200)}  # warm-ups too
-    return out
+        return {"error": f"timed out after {TIMEOUT} s"}
+    finally:
+        if trace is not None:
+            trace.unlink(missing_ok=True)
 
 
-def measure(args: argparse.Namespace, python: str | None, problems: dict[str, str],
-            server: Any) -> dict[tuple[str, int], dict[str, Any]]:
-    results: dict[tuple[str, int], dict[str, Any]] = {}
-    strace = shutil.which("strace") is not None
-    counts = [int(c) for c in args.c.split(",")]
+def fsyncs_in_window(strace_output: str) -> int:
+    """fsync/fdatasync calls of every thread between the worker's two markers (getppid
+    calls around its measured part, see _concurrency_systems.measured_window)."""
+    count, inside = 0, False
+    for line in strace_output.splitlines():
+        call = line.split(maxsplit=1)[-1] if line[:1].isdigit() else line
+        if call.startswith("getppid("):
+            inside = not inside
+        elif inside and call.startswith(("fsync(", "fdatasync(")):
+            count += 1
+    return count
+
+
+def measure_cell(exe: str, system: str, c: int, plan: Plan, server: Any,
+                 strace: bool) -> dict[str, Any]:
+    runs = plan.runs(system, c)
+    url = server.new_database() if "pg" in system else None
+    row = run_worker(exe, system, c, runs, plan.warm_up, url, strace=False)
+    # fsyncs per node: a shorter second run under strace, only its counts kept (strace
+    # slows every traced call). PostgreSQL's fsyncs are the server's: counted already.
+    if strace and "error" not in row and system != "floor" and "pg" not in system \
+            and c in plan.strace_counts:
+        short = max(c, runs // 4)
+        traced = run_worker(exe, system, c, short, plan.warm_up, None, strace=True)
+        if "error" in traced:
+            row["fsync_error"] = traced["error"]
+        else:
+            row["fsyncs"], row["fsync_nodes"] = traced["fsyncs"], traced["nodes"]
+    return row
+
+
+# ── the results file: one JSON line per cell, written as soon as it is measured ──────
+def rows_path(args: argparse.Namespace, plan: Plan) -> Path:
+    if args.rows:
+        return Path(args.rows)
+    return ROOT / "docs" / f"benchmarks-w5{'-quick' if plan.name == 'quick' else ''}.jsonl"
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line torn by a kill mid-write: that cell is measured again
+    return rows
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def latest(rows: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Per (system, C), the last row measured (a re-measured cell replaces the old one)."""
+    cells: dict[tuple[str, int], dict[str, Any]] = {}
+    for row in rows:
+        cells[(row["system"], row["c"])] = row
+    return {k: cells[k] for k in sorted(cells, key=lambda k: (SYSTEMS.index(k[0])
+                                                             if k[0] in SYSTEMS else 99, k[1]))}
+
+
+def wanted(args: argparse.Namespace, plan: Plan, server: Any) -> list[tuple[str, int]]:
+    cells = []
     for system in SYSTEMS:
         if args.only and not any(system.startswith(o) for o in args.only):
             continue
-        peer = PEER.get(system.split()[0])
         if "pg" in system and server is None:
             continue
-        if peer and (python is None or peer in problems):
-            results[(system, 0)] = {"error": problems.get(peer or "", "no peers' venv")}
+        counts = [1] if system == "floor" else plan.counts
+        if system == "purpose-agent asyncio" and plan.name == "full" and not args.c:
+            counts = [*counts, 256]  # the issue's "256 runs in one loop", p99 included
+        cells += [(system, c) for c in counts]
+    return cells
+
+
+def measure(args: argparse.Namespace, plan: Plan, path: Path, python: str | None,
+            problems: dict[str, str], server: Any,
+            python_versions: Callable[[], dict[str, str]]) -> None:
+    strace = shutil.which("strace") is not None
+    done = {k for k, row in latest(read_rows(path)).items() if "error" not in row} \
+        if args.resume else set()
+    for system, c in wanted(args, plan, server):
+        if (system, c) in done:
             continue
-        exe = python if peer else sys.executable
-        assert exe is not None
-        for c in ([1] if system == "floor" else counts):
-            # The peers are 5-50x slower per node: fewer nodes keep their turn bounded.
-            runs = max(c, args.nodes // NODES // (4 if peer else 1))
-            url = server.new_database() if "pg" in system else None
+        peer = PEER.get(system.split()[0])
+        started = time.time()
+        if peer and (python is None or peer in problems):
+            row: dict[str, Any] = {"error": problems.get(peer, "no peers' virtualenv")}
+        else:
             print(f"W5 {system} C={c} ...", file=sys.stderr, flush=True)
-            row = run(exe, system, c, runs, url, strace=False)
-            if strace and "error" not in row:  # a shorter run: strace only counts
-                url = server.new_database() if "pg" in system else None
-                row.update(run(exe, system, c, max(c, runs // 4), url, strace=True))
-            results[(system, c)] = row
-    return results
+            row = measure_cell((python if peer else sys.executable) or "", system, c, plan,
+                               server, strace)
+        with open("/proc/loadavg") as f:
+            load = " ".join(f.read().split()[:3])
+        append_row(path, {"system": system, "c": c, "plan": plan.name,
+                          "when": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M"),
+                          "seconds": round(time.time() - started, 1), "load": load,
+                          "strace": strace, **row})
+        write_report(args, plan, path, python_versions)
+
+
+def write_report(args: argparse.Namespace, plan: Plan, path: Path,
+                 python_versions: Callable[[], dict[str, str]]) -> None:
+    from bench._concurrency_report import report
+    lines = report(latest(read_rows(path)), plan.name, path.relative_to(ROOT)
+                   if path.is_relative_to(ROOT) else path, python_versions)
+    if args.out == "-":
+        print("\n".join(lines))
+    else:
+        write_section(Path(args.out), lines)
+
+
+def write_section(path: Path, lines: list[str]) -> None:
+    """Replace W5's section of the report, leaving the rest as it is."""
+    body = [BEGIN, *lines, END]
+    text = path.read_text() if path.exists() else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + "\n".join(body) + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(body) + "\n"
+    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short run")
+    parser.add_argument("--quick", action="store_true", help="a short run (a few minutes)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the results file's cells, measure only the missing ones")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite the report from the results file, measure nothing")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"),
-                        help="where to write the report's W5 section ('-' for none)")
-    parser.add_argument("--c", default="1,8,32,128", help="concurrent runs, comma-separated")
+                        help="the report whose W5 section is rewritten ('-': print it)")
+    parser.add_argument("--rows", help="the results file (default: docs/benchmarks-w5"
+                        "[-quick].jsonl)")
+    parser.add_argument("--c", help="concurrent runs, comma-separated")
     parser.add_argument("--nodes", type=int, default=0, help="nodes per measurement")
     parser.add_argument("--only", action="append", help="systems starting with this")
     parser.add_argument("--no-pg", action="store_true", help="skip PostgreSQL")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--runs", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--warm-up", type=int, default=40, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--no-floor", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        c = int(args.c)
-        print(json.dumps(worker(args.worker, c, args.runs, args.url, not args.no_floor)))
+        from bench._concurrency_systems import worker
+        print(json.dumps(worker(args.worker, int(args.c), args.runs, args.warm_up, args.url)))
         return 0
-    args.nodes = args.nodes or (2000 if args.quick else 8000)
-    from bench._concurrency_report import report
-    from bench.compare import PEERS, peer_python
+    from bench.compare import PEERS, peer_python, versions
 
-    started = time.time()
+    plan = Plan(args.quick, args.nodes, args.c)
+    path = rows_path(args, plan)
+    if args.report_only:
+        peers = PEERS / "venv" / "bin" / "python"
+        write_report(args, plan, path,
+                     lambda: versions(str(peers) if peers.exists() else None))
+        return 0
+    if not args.resume and path.exists():
+        path.replace(path.with_suffix(".jsonl.prev"))  # a fresh run; the last one kept aside
     log: list[str] = []
     (PEERS / "tmp").mkdir(parents=True, exist_ok=True)
     python, problems = peer_python(log)
     server = None
-    if not args.no_pg and (args.only is None or any("pg" in o for o in args.only)
-                           or any(o == "purpose-agent" for o in args.only)):
+    if not args.no_pg and (not args.only or any(o.startswith("purpose-agent")
+                                                for o in args.only)):
         from bench.workers import start_server
         try:
             server = start_server(log)
@@ -383,28 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     for line in log:
         print(line, file=sys.stderr)
     try:
-        results = measure(args, python, problems, server)
+        measure(args, plan, path, python, problems, server, lambda: versions(python))
     finally:
         if server is not None:
             server.stop()
-    lines = report(results, args, time.time() - started, python)
-    print("\n".join(lines))
-    if args.out != "-":
-        write_section(Path(args.out), lines)
     return 0
-
-
-def write_section(path: Path, lines: list[str]) -> None:
-    """Replace W5's section of the report, leaving the rest as it is."""
-    when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    body = [BEGIN, *[ln.replace("{when}", when) for ln in lines], END]
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + "\n".join(body) + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(body) + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

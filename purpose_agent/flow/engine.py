@@ -411,7 +411,8 @@ class Runner(Outcomes):
                         wait = self.hold(ctx)
                         if wait is None:
                             return self.state
-                        await asyncio.sleep(wait)
+                        if wait:  # no needless turn of the loop per node (CPU per node)
+                            await asyncio.sleep(wait)
                         try:
                             update = await acall_node(spec, ctx, self)
                         except BaseException as exc:

@@ -123,12 +123,22 @@ class GroupCommit:
                 self._leading, self._leader = True, None
         if start:
             self._wake_writer()
+        # The future is awaited as it is (asyncio.shield costs a second future and two
+        # callbacks per commit, on the loop's thread). A cancellation cancels it: the
+        # task then waits on a fresh one, which _resolve (run on this loop's thread, so
+        # never between the two lines that swap it) resolves in its place.
         cancelled = False
-        while not item.future.done():
+        while True:
+            future = item.future
+            assert future is not None
             try:
-                await asyncio.shield(item.future)
+                await future
+                break
             except asyncio.CancelledError:
                 cancelled = True
+                if not future.cancelled() or item.done:
+                    break  # written (or refused): its outcome is final
+                item.future = loop.create_future()
         if cancelled:
             raise asyncio.CancelledError
         return item.outcome()
