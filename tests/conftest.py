@@ -8,42 +8,38 @@ machine, and fail in CI (``CI=true``), where they must run.
 
 from __future__ import annotations
 
+import compileall
 import os
-import shutil
-import tempfile
+import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pg_server import ENV_URL, Server, find_bindir, server_from_environment, start_cluster
 
-_BYTECODE_CACHE = "_purpose_agent_bytecode_cache"
-
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Let the Python processes the tests start reuse compiled bytecode.
+    """Compile purpose_agent (and the tests' helper modules) to bytecode once, up front.
 
     The suite starts well over a thousand interpreters (``purpose-agent`` commands, crash
-    children, workers). Where ``PYTHONDONTWRITEBYTECODE`` is set (as in some containers
-    and CI images) each of them compiled purpose_agent, typer, rich, psycopg... from
-    source again: ~0.4 CPU-s of a ~1 s command. They share one bytecode cache of this
-    run's instead, outside the source tree (``PYTHONPYCACHEPREFIX``), removed at the end.
-    What runs is unchanged: a cached module is used only while its source's size and
-    mtime match, and each test writes its own modules under its own tmp_path.
-    Runs before xdist starts its workers, which inherit the environment.
+    children, workers, MCP servers). Where ``PYTHONDONTWRITEBYTECODE`` is set (as in some
+    containers and CI images) none of them saves what it compiles, so each compiled all of
+    purpose_agent from source again: ~0.3 of the ~1 CPU-s a command takes. Installed
+    packages come with their bytecode; the editable checkout has none until written here
+    (``__pycache__``, ignored by git). What runs is unchanged: Python uses a compiled
+    module only while its source's size and mtime match, else compiles the source.
+    In the controller only: xdist's workers start after this.
     """
-    if not os.environ.get("PYTHONDONTWRITEBYTECODE") or os.environ.get("PYTHONPYCACHEPREFIX"):
-        return  # bytecode is already cached next to the sources, or where the user said
-    prefix = tempfile.mkdtemp(prefix="pa-pycache-")
-    setattr(config, _BYTECODE_CACHE, prefix)
-    os.environ.pop("PYTHONDONTWRITEBYTECODE")
-    os.environ["PYTHONPYCACHEPREFIX"] = prefix
+    if hasattr(config, "workerinput"):
+        return
+    import purpose_agent
 
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    prefix = getattr(config, _BYTECODE_CACHE, None)
-    if prefix is not None:
-        shutil.rmtree(prefix, ignore_errors=True)
+    # Test modules are not: pytest rewrites and compiles those itself.
+    tests = re.compile(r"(^|/)test_[^/]*\.py$")
+    for directory, skip in ((Path(purpose_agent.__file__).parent, None),
+                            (Path(__file__).parent, tests)):
+        compileall.compile_dir(directory, rx=skip, quiet=2)  # a read-only tree: no harm
 
 
 def _unavailable(reason: str) -> None:
