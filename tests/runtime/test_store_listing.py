@@ -40,12 +40,12 @@ def fill(store, monkeypatch, count: int) -> Written:
     """``count`` runs: every 7 share a commit time; a running run commits twice (its
     second commit is its listing time), so SQLite's running runs, whose runs row keeps
     the first, are listed by the second. Written by 4 threads (each commit's time is its
-    thread's), and to a SQLite file through a second store on it without fsync: the
+    thread's), and through a second store on the same file or schema that does not wait
+    for the disk (SQLite without fsync, PostgreSQL with ``synchronous_commit=off``): the
     listing is what is tested, not durability."""
     clock = threading.local()
     monkeypatch.setattr(_base, "time", SimpleNamespace(time=lambda: clock.now))
-    writer = (SQLiteCheckpointer(store.path, synchronous="OFF")
-              if isinstance(store, SQLiteCheckpointer) else store)
+    writer = _unsynced_writer(store)
     written = Written()
 
     def write(i: int) -> None:
@@ -67,6 +67,22 @@ def fill(store, monkeypatch, count: int) -> Written:
             writer.close()
         monkeypatch.undo()
     return written
+
+
+def _unsynced_writer(store):
+    """The same store opened again without waiting for the disk at each commit, or
+    ``store`` itself (memory, JSONL)."""
+    if isinstance(store, SQLiteCheckpointer):
+        return SQLiteCheckpointer(store.path, synchronous="OFF")
+    if type(store).__name__ == "PostgresCheckpointer":  # psycopg is an optional extra
+        from psycopg.conninfo import make_conninfo
+
+        from purpose_agent.runtime.checkpoint.postgres import PostgresCheckpointer
+
+        return PostgresCheckpointer(
+            make_conninfo(store._conninfo, options="-c synchronous_commit=off"),
+            schema=store.schema)
+    return store
 
 
 def walk(store, size: int, **filters) -> list[str]:
