@@ -50,7 +50,7 @@ def follow(cp: BaseCheckpointer, run_id: str, *, since: int = 0, poll: float = 0
 
 async def afollow(cp: BaseCheckpointer, run_id: str, *, since: int = 0, poll: float = 0.1,
                   stop: asyncio.Event | None = None) -> AsyncIterator[PAEvent | LiveItem]:
-    """:func:`follow` for an event loop: each read of the store and the live file runs
+    """:func:`follow` for an event loop: each read of the store and the live output runs
     in a thread and the wait between reads is awaited, so the loop is never blocked
     (a run streaming in the same loop goes on while this follows it)."""
     reader = await asyncio.to_thread(_Reader, cp, run_id, since)
@@ -72,7 +72,7 @@ async def afollow(cp: BaseCheckpointer, run_id: str, *, since: int = 0, poll: fl
 
 
 class _Reader:
-    """Where a follower is: the last seq it gave and its offset in the live file."""
+    """Where a follower is: the last seq it gave, and its reader of the live output."""
 
     def __init__(self, cp: BaseCheckpointer, run_id: str, since: int) -> None:
         self.cp, self.run_id, self.seq = cp, run_id, since

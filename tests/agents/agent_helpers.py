@@ -36,14 +36,14 @@ class Child:
     def __call__(self, action: str, run_id: str, extra: Any = None, *, flow: str = "support",
                  kill_at: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self._args(action, run_id, extra, flow),
-                              env=self._env(kill_at=kill_at), capture_output=True, text=True,
+                              env=self.env(kill_at=kill_at), capture_output=True, text=True,
                               timeout=60, cwd=HERE)
 
     def start(self, action: str, run_id: str, extra: Any = None, *, flow: str = "support",
               hang_at: str | None = None) -> subprocess.Popen[str]:
         """The child, running (it blocks in the tool ``hang_at`` names until killed)."""
         return subprocess.Popen(self._args(action, run_id, extra, flow),
-                                env=self._env(hang_at=hang_at), stdin=subprocess.PIPE,
+                                env=self.env(hang_at=hang_at), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 cwd=HERE)
 
@@ -53,8 +53,9 @@ class Child:
             args.append(json.dumps(extra))
         return args
 
-    def _env(self, *, kill_at: str | None = None, hang_at: str | None = None
-             ) -> dict[str, str]:
+    def env(self, *, kill_at: str | None = None, hang_at: str | None = None
+            ) -> dict[str, str]:
+        """The child's environment: the server's URL and key, the effects file."""
         env = {**os.environ, "EFFECTS_FILE": str(self.effects), "OPENAI_API_KEY": API_KEY,
                "PURPOSE_AGENT_BASE_URL": self.server.url, "ANTHROPIC_API_KEY": API_KEY,
                "ANTHROPIC_BASE_URL": self.server.url}

@@ -1,5 +1,5 @@
 """One agent using every Agent v2 feature together — streaming, parallel tool calls, a
-flow budget, structured output, usage and cost — on every store (in memory, JSONL,
+budget (the agent's or the flow's), structured output, usage and cost — on every store (in memory, JSONL,
 SQLite, PostgreSQL), under ``flow.run`` and ``await flow.arun``, on both providers'
 wire formats (real local servers, the official SDKs)."""
 
@@ -57,10 +57,11 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BaseCh
         yield cp
 
 
+@pytest.mark.parametrize("scope", ["flow", "agent"])
 @pytest.mark.parametrize("driver", ["sync", "async"])
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_every_feature_on_every_store(any_store: BaseCheckpointer, driver: str,
-                                      provider: str) -> None:
+                                      provider: str, scope: str) -> None:
     looked_up.clear()
     usage = {"input_tokens": 100, "output_tokens": 10}
     answer = json.dumps({"orders": ["A1"], "shipped": True})
@@ -76,9 +77,11 @@ def test_every_feature_on_every_store(any_store: BaseCheckpointer, driver: str,
                              prices=PRICES) if provider == "openai"
                  else AnthropicModel("m", base_url=server.url, api_key=API_KEY,
                                      max_retries=0, prices=PRICES))
-        flow = Flow("matrix", budget=Budget(max_model_calls=1))
+        budget = Budget(max_model_calls=1)
+        flow = Flow("matrix", budget=budget if scope == "flow" else None)
         flow.add(Agent("support", model, "Help.", tools=[lookup_order, check_warranty],
-                       output_type=Status, on_token=tokens.append, max_concurrent_tools=2))
+                       output_type=Status, on_token=tokens.append, max_concurrent_tools=2,
+                       budget=budget if scope == "agent" else None))
         flow.edge("support", END)
 
         def go(method: str, *args: Any, **kwargs: Any) -> Any:
@@ -90,7 +93,8 @@ def test_every_feature_on_every_store(any_store: BaseCheckpointer, driver: str,
         paused = go("run", {"input": "Is A1 shipped?"}, run_id="m-1")
         assert paused.status.value == "paused", paused.error
         assert paused.pending is not None
-        assert paused.pending["payload"]["budget_reached"] == "1 of 1 model calls"
+        payload = paused.pending["payload"]
+        assert (payload["budget_reached"], payload["scope"]) == ("1 of 1 model calls", scope)
         assert sorted(looked_up) == ["A1", "warranty A1"] and server.request_count == 1
 
         done = go("resume", "m-1", answer={"budget": {"max_model_calls": 2}})

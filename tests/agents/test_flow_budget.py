@@ -5,10 +5,16 @@ raise holds for the run's later nodes."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from agent_helpers import API_KEY, Child, kinds, result_of
+from agent_helpers import API_KEY, HERE, Child, kinds, result_of
 
 from purpose_agent import END, Flow
 from purpose_agent.agents import Agent, Budget, OpenAIModel, tool
@@ -16,6 +22,9 @@ from purpose_agent.agents.testing import OpenAICompatibleTestServer, tool_call
 from purpose_agent.errors import FlowDefinitionError
 from purpose_agent.runtime.checkpoint import BaseCheckpointer
 from purpose_agent.runtime.usage import usage_totals
+
+SCRIPT = (shutil.which("purpose-agent", path=os.path.dirname(sys.executable))
+          or shutil.which("purpose-agent"))
 
 
 @tool
@@ -91,7 +100,8 @@ def test_a_flow_budget_must_be_a_budget() -> None:
 
 @pytest.mark.parametrize("driver", ["sync", "async"])
 def test_killed_at_the_flow_budget_check_a_new_process_pays_nothing_twice(
-        child: Child, server: OpenAICompatibleTestServer, driver: str) -> None:
+        child: Child, server: OpenAICompatibleTestServer, driver: str,
+        tmp_path: Path) -> None:
     """The child is held at the flow budget's check that refuses call 3 (calls 1 and 2
     and the tool's result committed, the pause not), and SIGKILLed there."""
     run, resume = ("run", "resume") if driver == "sync" else ("arun", "aresume")
@@ -132,9 +142,25 @@ def test_killed_at_the_flow_budget_check_a_new_process_pays_nothing_twice(
                                 "cost_usd": pytest.approx(375e-6)}
     assert server.request_count == 2 and child.effects_lines() == ["lookup A1"]
 
-    # Raised by a person's answer, the run makes the third call only.
-    done = result_of(child(resume, "fb-k", {"answer": {"budget": {"max_model_calls": 3}}},
-                           flow="support_flow_budget"))
+    # Raised by a person's answer (at a terminal, or in code), the run makes the third
+    # call only.
+    raised = {"budget": {"max_model_calls": 3}}
+    if driver == "sync":
+        flow_file = tmp_path / "budget_flow.py"
+        flow_file.write_text("from agent_flows import FLOWS\n\n"
+                             "flow = FLOWS['support_flow_budget']()\n")
+        cli = subprocess.run(
+            [SCRIPT, "resume", "fb-k", "--flow", f"{flow_file}:flow",
+             "--answer", json.dumps(raised), "--db", str(child.db)],
+            env={**child.env(), "PYTHONPATH": str(HERE)}, capture_output=True, text=True,
+            timeout=60)
+        assert cli.returncode == 0, cli.stdout + cli.stderr
+        final = child.store().load_latest("fb-k")
+        assert final is not None
+        done = {"status": str(final.status), "data": final.data, "error": final.error}
+    else:
+        done = result_of(child(resume, "fb-k", {"answer": raised},
+                               flow="support_flow_budget"))
     assert done["status"] == "completed", done["error"]
     assert done["data"]["support"] == "Order A1 has shipped."
     assert server.request_count == 3 and child.effects_lines() == ["lookup A1"]
