@@ -202,7 +202,8 @@ def measure(args: argparse.Namespace, plan: Plan, path: Path, python: str | None
                           "when": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M"),
                           "seconds": round(time.time() - started, 1), "load": load,
                           "strace": strace, **row})
-        write_report(args, plan, path, python_versions)
+        if args.out != "-":  # a file: rewritten after every cell ('-': printed at the end)
+            write_report(args, plan, path, python_versions)
 
 
 def write_report(args: argparse.Namespace, plan: Plan, path: Path,
@@ -281,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
+    if args.out == "-":
+        write_report(args, plan, path, lambda: versions(python))
     return 0
 
 
