@@ -25,7 +25,9 @@ wait for it).
 Each cell is measured in its own subprocess (``--worker``, bench/_concurrency_systems.py)
 and appended to a JSON-lines file next to the report as soon as it is measured; the
 report's section is rewritten from that file after every cell, so a run cut off keeps
-what it measured, and ``--resume`` measures only the cells the file lacks.
+what it measured, and ``--resume`` measures only the cells the file lacks. The full run
+takes ~30 minutes on a loaded 2-core machine: run it in parts (``--only floor --only
+purpose-agent``, then ``--resume --only langgraph --only dbos``) to keep each part short.
 """
 
 from __future__ import annotations
