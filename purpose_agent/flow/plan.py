@@ -68,7 +68,9 @@ class RetryPolicy:
 
     ``max_attempts`` counts the first call (1: no retry). Attempt *n* (n ≥ 1) failing is
     followed by a wait of ``initial × backoff^(n-1)`` seconds, at most ``max_interval``.
-    An exception whose type is in ``non_retryable`` (or a subclass) is not retried. An
+    An exception whose type is in ``non_retryable`` (or a subclass) is not retried, nor
+    is a mistake in the flow itself (``FlowDefinitionError``, ``FlowChangedError``):
+    calling again cannot mend it. An
     exception with a numeric ``retry_after`` attribute (seconds, e.g. from an HTTP 429 or
     503 ``Retry-After`` header) waits that long instead of the computed wait.
     """
@@ -105,7 +107,8 @@ class RetryPolicy:
     def delay(self, attempt: int, exc: BaseException) -> float | None:
         """Seconds to wait after attempt ``attempt`` failed with ``exc``, or None when it
         is not retried (the last attempt, or a non-retryable exception)."""
-        if attempt >= self.max_attempts or isinstance(exc, self.non_retryable):
+        if attempt >= self.max_attempts or isinstance(exc, self.non_retryable) \
+                or isinstance(exc, _NEVER_RETRIED):
             return None
         after = getattr(exc, "retry_after", None)
         if isinstance(after, (int, float)) and not isinstance(after, bool) \
@@ -113,6 +116,10 @@ class RetryPolicy:
             return float(after)
         return float(min(self.initial * self.backoff ** (attempt - 1), self.max_interval))
 
+
+
+# The flow's own mistakes: another attempt runs the same code and fails the same way.
+_NEVER_RETRIED = (FlowDefinitionError, FlowChangedError)
 
 
 @dataclass(frozen=True, slots=True)

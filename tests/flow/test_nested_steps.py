@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from purpose_agent import END, Flow, SQLiteCheckpointer, step
+from purpose_agent import END, Flow, RetryPolicy, SQLiteCheckpointer, step
 
 calls: list[str] = []
 
@@ -112,4 +112,27 @@ def test_a_place_taking_call_inside_a_step_is_refused_naming_it(tmp_path: Path,
     assert state.error["type"] == "FlowDefinitionError"
     assert f"ctx.{inner}" in state.error["message"]
     assert "inside the function of step 'outer'" in state.error["message"]
+    assert ran == ["outer"]
+
+
+def test_a_refused_call_inside_a_retried_step_is_not_retried(tmp_path: Path) -> None:
+    """The refusal is a mistake in the flow: a step with a retry policy fails at once
+    instead of calling its function again to meet the same refusal."""
+    ran: list[str] = []
+    flow = Flow("nested-refusal-retry")
+
+    @step(retry=RetryPolicy(max_attempts=4, initial=0.0))
+    def outer(ctx) -> str:
+        ran.append("outer")
+        ctx.sleep(0)
+        return "unreachable"
+
+    @flow.node(retry=RetryPolicy(max_attempts=3, initial=0.0))
+    def work(ctx):
+        return {"out": outer(ctx)}
+
+    flow.edge("work", END)
+    state = flow.run({}, checkpointer=SQLiteCheckpointer(tmp_path / "runs.db"), run_id="r1")
+    assert state.status == "failed"
+    assert state.error["type"] == "FlowDefinitionError"
     assert ran == ["outer"]
