@@ -20,7 +20,9 @@ EFFECTS = os.environ.get("EFFECTS_FILE", "effects.log")
 def effect(label: str) -> str:
     fd = os.open(EFFECTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, f"{label} {time.time():.3f}\n".encode())
+        # Full precision: a stamp rounded to the millisecond can read up to 0.5 ms before
+        # the journaled wake-up time it came after.
+        os.write(fd, f"{label} {time.time()!r}\n".encode())
     finally:
         os.close(fd)
     return label
