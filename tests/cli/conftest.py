@@ -1,8 +1,11 @@
-"""Fixtures for the command-line suite: the installed ``purpose-agent`` script, run for
-real in a temporary directory whose store is ``$PURPOSE_AGENT_DB``."""
+"""Fixtures for the command-line suite: the ``purpose-agent`` command in a temporary
+directory whose store is ``$PURPOSE_AGENT_DB`` — the installed script in a new process,
+or, for a command that only reads the store, its entry point in this one (READERS)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shlex
 import shutil
@@ -13,6 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 
@@ -40,11 +44,32 @@ class Cli:
 
     def __call__(self, *args: str, stdin: str | None = None,
                  timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        if _only_reads(args):
+            return self.in_process(*args, stdin=stdin)
+        return self.spawn(*args, stdin=stdin, timeout=timeout)
+
+    def spawn(self, *args: str, stdin: str | None = None,
+              timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """Run the installed script in a new process."""
         assert SCRIPT, "the purpose-agent script is not installed: pip install -e '.[cli]'"
         return subprocess.run(
             [SCRIPT, *args], cwd=self.cwd, env=self.env, text=True, capture_output=True,
             input=stdin if stdin is not None else "", timeout=timeout,
         )
+
+    def in_process(self, *args: str, stdin: str | None = None
+                   ) -> subprocess.CompletedProcess[str]:
+        """Run the script's entry point (``purpose_agent.cli.main``) in this process, in
+        ``cwd`` with ``env`` as its whole environment and stdin/stdout/stderr its own,
+        restoring all four after; the result as ``subprocess.run`` gives it."""
+        from purpose_agent.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        with _environment(self.env), contextlib.chdir(self.cwd), \
+                _streams(io.StringIO(stdin or ""), out, err):
+            code = main(list(args))
+        return subprocess.CompletedProcess([SCRIPT or "purpose-agent", *args], code,
+                                           out.getvalue(), err.getvalue())
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         """Start a command without waiting for it (stopped at the end of the test)."""
@@ -56,9 +81,9 @@ class Cli:
         return process
 
     def many(self, *commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
-        """Run independent commands side by side (each is a separate process anyway)."""
+        """Run independent commands side by side, each in its own process."""
         with ThreadPoolExecutor(max_workers=4) as pool:
-            return list(pool.map(lambda args: self(*args), commands))
+            return list(pool.map(lambda args: self.spawn(*args), commands))
 
     def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run and require exit code 0 (showing the output when not)."""
@@ -83,6 +108,53 @@ class Cli:
         log = self.effects_log
         lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
         return [line.split(" ", 1)[1] for line in lines if line.startswith(f"{run_id} ")]
+
+
+# Commands that only read the store and import no flow code run in the test's own
+# process: starting an interpreter and importing the CLI costs ~0.8 CPU-s a command, and
+# the suite runs hundreds of them. Whatever touches a process stays a real one: commands
+# that run or load flows (their imports and sys.path changes would outlive the test),
+# follow a live run, print help (typer sizes it to the terminal), and everything through
+# ``spawn``, ``many`` and ``popen``; the closed-stdout, signal and README tests run the
+# installed script themselves.
+READERS = frozenset({"runs", "show", "transcript", "events", "workers"})
+
+
+def _only_reads(args: tuple[str, ...]) -> bool:
+    if not args or args[0] not in READERS:
+        return False
+    process_bound = {"--help", "-h"} | ({"--follow", "-f"} if args[0] == "events" else set())
+    return not process_bound.intersection(args)
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` is ``env`` (and only that) inside; as before after. Keys are
+    changed one by one, never cleared, for threads of this process that read it."""
+    saved = dict(os.environ)
+
+    def become(target: dict[str, str]) -> None:
+        for key in [k for k in os.environ if k not in target]:
+            del os.environ[key]
+        for key, value in target.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
+
+    become(env)
+    try:
+        yield
+    finally:
+        become(saved)
+
+
+@contextlib.contextmanager
+def _streams(stdin: TextIO, stdout: TextIO, stderr: TextIO) -> Iterator[None]:
+    saved = sys.stdin, sys.stdout, sys.stderr
+    sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
+    try:
+        yield
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
