@@ -270,8 +270,7 @@ class BaseCheckpointer(Mailboxes, ABC):
 
     def _steps_from(self, records: Iterable[tuple[Any, Callable[[], str]]],
                     step: int) -> list[StepRecord]:
-        """:meth:`load_steps` of the records :meth:`_step_records` reads (or a store that
-        read them itself, inside a transaction of its own), checked the same way."""
+        """:meth:`load_steps` of records a store read (:meth:`_step_records`, or itself)."""
         latest: dict[str, dict[str, Any]] = {}
         for data, where in records:
             problem = step_problem(data)
@@ -439,10 +438,8 @@ class BaseCheckpointer(Mailboxes, ABC):
 
     def _replay_rows(self, run_id: str, snap: tuple[int, str] | None,
                      rows: list[tuple[int, str]]) -> RunState | None:
-        """The state from a snapshot (as :meth:`_latest_snapshot` gives it, or None) and
-        the state commits after it (as :meth:`_deltas` gives them), checked as
-        :meth:`_replay` checks them: for a store that read them itself, inside a
-        transaction of its own (a queue's claim loads the run it leases)."""
+        """:meth:`_replay` of a snapshot (or None) and the state commits after it that
+        a store read itself, in a transaction of its own (a queue's claim)."""
         after, state = 0, None
         if snap is not None:
             after = snap[0]

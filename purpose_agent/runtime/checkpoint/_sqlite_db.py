@@ -352,6 +352,21 @@ def span(num: int) -> tuple[int, int]:
     return num << POS_BITS, (num + 1) << POS_BITS
 
 
+def delete_run_rows(db: sqlite3.Connection, num: int | None, run_id: str) -> None:
+    """Delete run ``run_id`` (runs row ``num``, None if it has none) and its records."""
+    if num is not None:
+        db.execute("DELETE FROM journal WHERE id > ? AND id < ?", span(num))
+        db.execute("DELETE FROM runs WHERE num = ?", (num,))
+    for table in ("snapshots", "steps", "queue", "messages"):
+        db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+
+
+def run_span(db: sqlite3.Connection, run_id: str) -> tuple[int, int] | None:
+    """The journal ids of run ``run_id`` lie strictly between these two (None: no run)."""
+    row = db.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    return None if row is None else span(row[0])
+
+
 def first_after(db: sqlite3.Connection, low: int, last: int, since: int) -> int:
     """An id just below a run's first journal row with ``last_seq > since``: the run's
     rows are ``low`` < id <= ``last``, their last_seq never decreasing, so a bisection

@@ -39,11 +39,13 @@ from purpose_agent.runtime.checkpoint._sqlite_db import (
     Transaction,
     count,
     create_schema,
+    delete_run_rows,
     enable_wal,
     first_after,
     locate,
     open_read_only,
     row_name,
+    run_span,
     span,
     store_error,
     write_batch,
@@ -134,12 +136,10 @@ class SQLiteCheckpointer(SQLiteMailboxes, BaseCheckpointer):
 
     @contextmanager
     def _loading_tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction inside which this store's reads (``load_latest``,
-        ``load_steps``, …) read what it has written so far, instead of opening a read
-        transaction of their own: a queue's claim loads the run it has just leased, and
-        writes its ``run.resumed`` with :meth:`_apply`, in one transaction. The reads
-        run on the thread that holds the store's lock, so no other thread's read sees
-        the transaction before it commits."""
+        """A write transaction in which this store's reads (``load_latest`` …) read it
+        rather than begin their own: a queue's claim leases a run, loads it and writes
+        its ``run.resumed`` (:meth:`_apply`) in one. Only the thread holding the lock
+        reads meanwhile."""
         with self._tx() as db:
             self._reads_in_write = True
             try:
@@ -277,7 +277,7 @@ class SQLiteCheckpointer(SQLiteMailboxes, BaseCheckpointer):
         validate_run_id(run_id)
         with self._tx() as db:
             row = db.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            _delete(db, row[0] if row is not None else None, run_id)
+            delete_run_rows(db, row[0] if row is not None else None, run_id)
         return row is not None
 
     def _prune_batch(self, updated_before: float, statuses: frozenset[RunStatus],
@@ -291,7 +291,7 @@ class SQLiteCheckpointer(SQLiteMailboxes, BaseCheckpointer):
                 f"SELECT num, run_id FROM runs WHERE status IN ({marks}) AND updated_at < ? "
                 "LIMIT ?", (*sorted(map(str, statuses)), updated_before, batch)).fetchall()
             for num, run_id in rows:
-                _delete(db, num, run_id)
+                delete_run_rows(db, num, run_id)
         return len(rows)
 
     # ── leases ──────────────────────────────────────────────────────────────────
@@ -387,7 +387,7 @@ class SQLiteCheckpointer(SQLiteMailboxes, BaseCheckpointer):
         after node execution ``step - 1`` committed, so only the run's rows after that one
         are read: found from the end, they are the current node's few."""
         with self._reading() as db:
-            ids = _run_span(db, run_id)
+            ids = run_span(db, run_id)
             if ids is None:
                 return []
             low, high = ids
@@ -432,7 +432,7 @@ class SQLiteCheckpointer(SQLiteMailboxes, BaseCheckpointer):
         out: list[tuple[int, str]] = []
         limit = upto if upto is not None else 2**62
         with self._reading() as db:
-            ids = _run_span(db, run_id)
+            ids = run_span(db, run_id)
             if ids is None:
                 return out
             low, high = ids
@@ -461,7 +461,7 @@ class SQLiteCheckpointer(SQLiteMailboxes, BaseCheckpointer):
 
     def _commits_at(self, run_id: str, step: int) -> list[tuple[int, str | None]]:
         with self._reading() as db:
-            ids = _run_span(db, run_id)
+            ids = run_span(db, run_id)
             return [] if ids is None else db.execute(
                 "SELECT version, node FROM journal WHERE id > ? AND id < ? AND step = ? "
                 "AND delta IS NOT NULL ORDER BY id", (*ids, step)).fetchall()
@@ -470,7 +470,7 @@ class SQLiteCheckpointer(SQLiteMailboxes, BaseCheckpointer):
         """Each state commit's node and header, without its delta (which may be large)."""
         out: list[tuple[int, str]] = []
         with self._reading() as db:
-            ids = _run_span(db, run_id)
+            ids = run_span(db, run_id)
             if ids is None:
                 return out
             cursor = db.execute(
@@ -495,21 +495,6 @@ class SQLiteCheckpointer(SQLiteMailboxes, BaseCheckpointer):
 
     def __repr__(self) -> str:
         return f"SQLiteCheckpointer({str(self.path)!r}, synchronous={self.synchronous!r})"
-
-
-def _delete(db: sqlite3.Connection, num: int | None, run_id: str) -> None:
-    """Delete run ``run_id`` (runs row ``num``, None if it has none) and its records."""
-    if num is not None:
-        db.execute("DELETE FROM journal WHERE id > ? AND id < ?", span(num))
-        db.execute("DELETE FROM runs WHERE num = ?", (num,))
-    for table in ("snapshots", "steps", "queue", "messages"):
-        db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
-
-
-def _run_span(db: sqlite3.Connection, run_id: str) -> tuple[int, int] | None:
-    """The journal ids of run ``run_id`` lie strictly between these two (None: no run)."""
-    row = db.execute("SELECT num FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-    return None if row is None else span(row[0])
 
 
 _INFO = ("SELECT header, owner, lease_expires_at, cancel_requested, status, num, run_id "
