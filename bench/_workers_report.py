@@ -86,6 +86,7 @@ def write_section(path: Path, lines: list[str], args: argparse.Namespace, dbos: 
                   settings: dict[str, str] | None, seconds: float) -> None:
     """Replace this benchmark's section of the report (after compare.py's ``notes``
     marker, which compare.py keeps), leaving the hand-written analysis below it."""
+    from bench._sections import replace_section
     from bench.compare import machine, versions
 
     facts = machine()
@@ -94,17 +95,11 @@ def write_section(path: Path, lines: list[str], args: argparse.Namespace, dbos: 
         load = " ".join(f.read().split()[:3])
     when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     pg = ", ".join(f"{k} {v}" for k, v in (settings or {}).items())
-    body = [BEGIN, "## Workers and queues: purpose-agent and DBOS on one PostgreSQL", "",
+    body = ["## Workers and queues: purpose-agent and DBOS on one PostgreSQL", "",
             f"Measured {when} by `python -m bench.workers{' --quick' if args.quick else ''}` "
             f"in {seconds / 60:.1f} minutes; load average at the end {load} on "
             f"{facts['cpu']} (shared with other jobs: compare ratios, not absolute figures).",
             "", "Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items())
             + f"; Python {facts['python']}, SQLite {facts['sqlite']}. PostgreSQL: {pg}.",
-            "", *lines, END]
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + "\n".join(body) + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(body) + "\n"
-    path.write_text(text)
+            "", *lines]
+    replace_section(path, BEGIN, END, body)

@@ -221,14 +221,9 @@ def write_report(args: argparse.Namespace, plan: Plan, path: Path,
 
 def write_section(path: Path, lines: list[str]) -> None:
     """Replace W5's section of the report, leaving the rest as it is."""
-    body = [BEGIN, *lines, END]
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + "\n".join(body) + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(body) + "\n"
-    path.write_text(text)
+    from bench._sections import replace_section
+
+    replace_section(path, BEGIN, END, lines)
 
 
 def main(argv: list[str] | None = None) -> int:
